@@ -1,0 +1,108 @@
+"""The Jupyter server extension: wires the stages together."""
+
+from __future__ import annotations
+
+from jupyter_server.extension.application import ExtensionApp
+from traitlets import Bool
+
+from ._version import __version__
+from .execution.handlers import default_handlers as execution_handlers
+from .execution.manager import ExecutionManager
+from .kernels.manager import SharedClientKernelManager, SharedClientMappingKernelManager
+from .kernels.websocket import SharedClientWebsocketConnection
+from .rooms.handlers import default_handlers as room_handlers
+from .rooms.manager import RoomManager
+
+
+class CollabKernelsApp(ExtensionApp):
+    """Collaborative documents owned by the server, listening to shared kernel clients."""
+
+    name = "collab_kernels"
+    description = __doc__
+    version = __version__
+    load_other_extensions = True
+
+    classes = [
+        RoomManager,
+        ExecutionManager,
+        SharedClientMappingKernelManager,
+        SharedClientKernelManager,
+    ]
+
+    shared_kernel_client = Bool(
+        True,
+        config=True,
+        help=(
+            "Use one shared kernel client (one set of ZMQ sockets) per kernel and make every "
+            "kernel websocket and every document a listener on it. Turning this off leaves "
+            "jupyter_server's kernel layer untouched; documents then cannot receive kernel "
+            "output and server-side execution is unavailable."
+        ),
+    )
+
+    server_side_execution = Bool(
+        True,
+        config=True,
+        help=(
+            "Tell the JupyterLab frontend (page config 'serverSideExecution') to run cells "
+            "through POST /api/kernels/{id}/execute, so the server writes outputs into the "
+            "shared document instead of each browser."
+        ),
+    )
+
+    def _link_jupyter_server_extension(self, serverapp):
+        super()._link_jupyter_server_extension(serverapp)
+        if not self.shared_kernel_client:
+            return
+        # Runs before ServerApp.init_configurables: choose the kernel layer classes unless
+        # the user configured their own on purpose.
+        from jupyter_server.services.kernels.kernelmanager import AsyncMappingKernelManager
+
+        if serverapp.kernel_manager_class is AsyncMappingKernelManager or (
+            isinstance(serverapp.kernel_manager_class, str)
+            and serverapp.kernel_manager_class.endswith("AsyncMappingKernelManager")
+        ):
+            serverapp.kernel_manager_class = SharedClientMappingKernelManager
+        else:
+            self.log.warning(
+                "collab_kernels: ServerApp.kernel_manager_class is set to %s; documents will "
+                "not receive kernel output unless it derives from %s",
+                serverapp.kernel_manager_class,
+                SharedClientMappingKernelManager.__name__,
+            )
+        serverapp.kernel_websocket_connection_class = SharedClientWebsocketConnection
+
+    def initialize_settings(self):
+        serverapp = self.serverapp
+        self.room_manager = RoomManager(
+            parent=self,
+            log=self.log,
+            contents_manager=serverapp.contents_manager,
+            event_logger=serverapp.event_logger,
+            # jupyter_server_fileid may initialize after us: the manager reads it lazily.
+            web_settings=serverapp.web_app.settings,
+        )
+        self.execution_manager = ExecutionManager(
+            parent=self,
+            log=self.log,
+            room_manager=self.room_manager,
+            kernel_manager=serverapp.kernel_manager,
+            session_manager=serverapp.session_manager,
+        )
+        self.settings.update(
+            collab_room_manager=self.room_manager,
+            collab_execution_manager=self.execution_manager,
+        )
+        page_config = serverapp.web_app.settings.setdefault("page_config_data", {})
+        page_config["serverSideExecution"] = "true" if self.server_side_execution else "false"
+
+    def initialize_handlers(self):
+        self.handlers.extend(room_handlers)
+        self.handlers.extend(execution_handlers)
+
+    async def stop_extension(self):
+        await self.execution_manager.stop()
+        await self.room_manager.stop()
+
+
+main = launch_new_instance = CollabKernelsApp.launch_instance

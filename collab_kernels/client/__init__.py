@@ -1,0 +1,1 @@
+"""The Python client and the ``collab-kernels`` command line, for headless runs."""

@@ -1,0 +1,1 @@
+"""Stage 2: documents as kernel listeners; server-side execution writing into the Y document."""

@@ -1,0 +1,1 @@
+"""Stage 3: server-owned Y documents, their collaborators' websockets, and the file on disk."""
