@@ -12,6 +12,7 @@ from .kernels.manager import SharedClientKernelManager, SharedClientMappingKerne
 from .kernels.websocket import SharedClientWebsocketConnection
 from .rooms.handlers import default_handlers as room_handlers
 from .rooms.manager import RoomManager
+from .teaching.auth import ClassroomIdentityProvider, RoleAuthorizer
 
 
 class CollabKernelsApp(ExtensionApp):
@@ -27,6 +28,8 @@ class CollabKernelsApp(ExtensionApp):
         ExecutionManager,
         SharedClientMappingKernelManager,
         SharedClientKernelManager,
+        RoleAuthorizer,
+        ClassroomIdentityProvider,
     ]
 
     shared_kernel_client = Bool(
