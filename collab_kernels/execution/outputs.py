@@ -1,0 +1,399 @@
+"""Pure functions: iopub messages -> edits of a jupyter_ydoc YNotebook cell.
+
+Nothing here knows about kernels, rooms or the event loop. Every function works on pycrdt
+types (the cell ``Map``, its ``outputs`` ``Array``, a stream output's ``Text``) and on plain
+message dicts as ``Session.deserialize`` returns them. The caller opens the transaction: many
+messages that arrive together are applied inside one ``with ydoc.transaction()``.
+
+Rules (see docs/architecture.md and the frontend contract):
+
+- A stream message appends to the ``Text`` of the last output when it is a stream of the same
+  name, otherwise it appends a new stream output. ``\\r`` and ``\\b`` are resolved here, on the
+  server, the way a terminal would, so that a progress bar stays one line in the document and
+  in the saved file. A line whose cursor is not at its end (a chunk ending with ``\\r``) is
+  stored as ``line + "\\r" + line[:cursor]``: browsers render that as ``line`` and the next
+  chunk resumes at the right column, so the document itself carries the cursor.
+- ``transient`` is never stored; its ``display_id`` goes into :class:`DisplayIndex`, which
+  ``update_display_data`` uses to edit every output with that id, in any cell of the notebook.
+- ``clear_output(wait=True)`` clears just before the next output of the cell.
+- Nested types are edited in place, never replaced wholesale.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from pycrdt import Array, Map, Text
+
+#: iopub message types that produce or change outputs of a cell.
+OUTPUT_MSG_TYPES = frozenset(
+    {"stream", "display_data", "update_display_data", "execute_result", "error", "clear_output"}
+)
+
+
+# --------------------------------------------------------------------------------------------
+# Terminal-like resolution of \r and \b
+# --------------------------------------------------------------------------------------------
+
+
+def _encode_line(chars: list[str], cursor: int) -> str:
+    """A line with its cursor, in a form browsers render as the line itself."""
+    line = "".join(chars)
+    if cursor >= len(chars):
+        return line
+    return line + "\r" + line[:cursor]
+
+
+def resolve_stream_text(text: str) -> str:
+    """Resolve carriage returns and backspaces in ``text`` like a terminal would.
+
+    Complete lines (ending with ``\\n``) are returned as their visible characters; the last,
+    unfinished line keeps its cursor position encoded (see module docstring).
+
+    >>> resolve_stream_text("10%\\r50%\\r100%\\n")
+    '100%\\n'
+    >>> resolve_stream_text("abc\\bd")
+    'abd'
+    """
+    if "\r" not in text and "\b" not in text:
+        return text
+    out: list[str] = []
+    chars: list[str] = []
+    cursor = 0
+    i = 0
+    n = len(text)
+    while i < n:
+        c = text[i]
+        if c == "\n":
+            out.append("".join(chars))
+            out.append("\n")
+            chars = []
+            cursor = 0
+        elif c == "\r":
+            if i + 1 < n and text[i + 1] == "\n":
+                # \r\n is a newline: keep the line as it is.
+                i += 1
+                out.append("".join(chars))
+                out.append("\n")
+                chars = []
+                cursor = 0
+            else:
+                cursor = 0
+        elif c == "\b":
+            if cursor > 0:
+                cursor -= 1
+        else:
+            # Copy the run of ordinary characters at once.
+            j = i
+            while j < n and text[j] not in "\n\r\b":
+                j += 1
+            run = text[i:j]
+            end = cursor + len(run)
+            chars[cursor:end] = run
+            cursor = end
+            i = j
+            continue
+        i += 1
+    out.append(_encode_line(chars, cursor))
+    return "".join(out)
+
+
+def needs_resolution(chunk: str) -> bool:
+    return "\r" in chunk or "\b" in chunk
+
+
+# --------------------------------------------------------------------------------------------
+# Output conversion
+# --------------------------------------------------------------------------------------------
+
+
+def output_from_message(msg_type: str, content: dict[str, Any]) -> dict[str, Any] | None:
+    """The nbformat output dict for an iopub message, ``transient`` dropped; None if the
+    message does not produce an output by itself (status, clear_output, update...)."""
+    if msg_type == "stream":
+        return {
+            "output_type": "stream",
+            "name": content.get("name", "stdout"),
+            "text": content.get("text", ""),
+        }
+    if msg_type == "display_data":
+        return {
+            "output_type": "display_data",
+            "data": dict(content.get("data") or {}),
+            "metadata": dict(content.get("metadata") or {}),
+        }
+    if msg_type == "execute_result":
+        return {
+            "output_type": "execute_result",
+            "data": dict(content.get("data") or {}),
+            "metadata": dict(content.get("metadata") or {}),
+            "execution_count": content.get("execution_count"),
+        }
+    if msg_type == "error":
+        return {
+            "output_type": "error",
+            "ename": str(content.get("ename", "")),
+            "evalue": str(content.get("evalue", "")),
+            "traceback": list(content.get("traceback") or []),
+        }
+    return None
+
+
+def display_id_of(content: dict[str, Any]) -> str | None:
+    transient = content.get("transient") or {}
+    display_id = transient.get("display_id") if isinstance(transient, dict) else None
+    return display_id if isinstance(display_id, str) and display_id else None
+
+
+def error_output(ename: str, evalue: str, traceback: list[str] | None = None) -> dict[str, Any]:
+    """An error output written by the server itself (kernel died, input timed out...)."""
+    return {
+        "output_type": "error",
+        "ename": ename,
+        "evalue": evalue,
+        "traceback": traceback if traceback is not None else [f"{ename}: {evalue}"],
+    }
+
+
+# --------------------------------------------------------------------------------------------
+# State that is not in the document
+# --------------------------------------------------------------------------------------------
+
+
+class DisplayIndex:
+    """Where outputs with a ``display_id`` live: display_id -> [(cell_id, output index)].
+
+    ``transient`` is not stored in the document (nbformat forbids it), so the ids live here,
+    per document. Entries are verified before use (a collaborator may have cleared outputs) and
+    forgotten when their cell's outputs are cleared.
+    """
+
+    def __init__(self) -> None:
+        self._by_id: dict[str, list[tuple[str, int]]] = {}
+
+    def add(self, display_id: str, cell_id: str, index: int) -> None:
+        self._by_id.setdefault(display_id, []).append((cell_id, index))
+
+    def get(self, display_id: str) -> list[tuple[str, int]]:
+        return list(self._by_id.get(display_id, ()))
+
+    def forget_cell(self, cell_id: str) -> None:
+        for display_id in list(self._by_id):
+            kept = [entry for entry in self._by_id[display_id] if entry[0] != cell_id]
+            if kept:
+                self._by_id[display_id] = kept
+            else:
+                del self._by_id[display_id]
+
+    def __len__(self) -> int:
+        return sum(len(v) for v in self._by_id.values())
+
+
+@dataclass
+class CellOutputState:
+    """Per-cell state the document cannot carry: a pending ``clear_output(wait=True)`` and a
+    cache of the last stream output's tail, so that resolving ``\\r`` does not read a
+    megabyte-long ``Text`` on each chunk."""
+
+    clear_pending: bool = False
+    # (stream output index, byte length of its Text, its last line or None when too long,
+    # whether that line may hold \r/\b) as we left them.
+    stream_tail: tuple[int, int, str | None, bool] | None = None
+
+
+@dataclass
+class DocumentOutputState:
+    displays: DisplayIndex = field(default_factory=DisplayIndex)
+    cells: dict[str, CellOutputState] = field(default_factory=dict)
+
+    def cell(self, cell_id: str) -> CellOutputState:
+        state = self.cells.get(cell_id)
+        if state is None:
+            state = self.cells[cell_id] = CellOutputState()
+        return state
+
+
+# --------------------------------------------------------------------------------------------
+# Document edits (call inside a transaction)
+# --------------------------------------------------------------------------------------------
+
+
+def find_cell(ycells: Array, cell_id: str) -> Map | None:
+    for ycell in ycells:
+        if ycell.get("id") == cell_id:
+            return ycell
+    return None
+
+
+def cell_outputs(ycell: Map) -> Array:
+    outputs = ycell.get("outputs")
+    if not isinstance(outputs, Array):
+        outputs = ycell["outputs"] = Array()
+    return outputs
+
+
+def clear_outputs(ycell: Map, doc_state: DocumentOutputState) -> None:
+    outputs = cell_outputs(ycell)
+    if len(outputs):
+        outputs.clear()
+    cell_id = ycell.get("id")
+    doc_state.displays.forget_cell(cell_id)
+    state = doc_state.cell(cell_id)
+    state.clear_pending = False
+    state.stream_tail = None
+
+
+def start_execution(ycell: Map, doc_state: DocumentOutputState) -> None:
+    """At execution start, one transaction: clear outputs, count None, state running."""
+    clear_outputs(ycell, doc_state)
+    ycell["execution_count"] = None
+    ycell["execution_state"] = "running"
+
+
+def finish_execution(ycell: Map, execution_count: int | None) -> None:
+    """At the end, together: count and idle (browsers flip to idle on a non-null count)."""
+    ycell["execution_count"] = execution_count
+    ycell["execution_state"] = "idle"
+
+
+def _last_line(text: str) -> str:
+    pos = text.rfind("\n")
+    return text if pos < 0 else text[pos + 1 :]
+
+
+_TAIL_CACHE_LIMIT = 1 << 16
+
+
+def _append_stream(outputs: Array, name: str, chunk: str, state: CellOutputState) -> None:
+    n = len(outputs)
+    last = outputs[n - 1] if n else None
+    if last is None or last.get("output_type") != "stream" or last.get("name") != name:
+        text = resolve_stream_text(chunk)
+        outputs.append(Map({"output_type": "stream", "name": name, "text": Text(text)}))
+        _remember_tail(state, n, len(text.encode("utf-8")), _last_line(text))
+        return
+    ytext = last.get("text")
+    if not isinstance(ytext, Text):
+        # A stream stored as a plain value: make it a Text, in place of the plain value.
+        ytext = Text(ytext if isinstance(ytext, str) else "".join(ytext or []))
+        last["text"] = ytext
+    length = len(ytext)
+    cached = state.stream_tail
+    known = cached is not None and cached[0] == n - 1 and cached[1] == length
+    tail: str | None = cached[2] if known else None
+    tail_dirty = (not known) or cached[3]
+    chunk_ctrl = needs_resolution(chunk)
+    if not chunk_ctrl and not tail_dirty:
+        # The common case: plain text after a clean line.
+        ytext += chunk
+        new_tail = _last_line(chunk) if "\n" in chunk else (None if tail is None else tail + chunk)
+        _remember_tail(state, n - 1, length + len(chunk.encode("utf-8")), new_tail, dirty=False)
+        return
+    if tail is None:
+        tail = _last_line(str(ytext))
+    if not chunk_ctrl and not needs_resolution(tail):
+        ytext += chunk
+        new_tail = _last_line(chunk) if "\n" in chunk else tail + chunk
+        _remember_tail(state, n - 1, length + len(chunk.encode("utf-8")), new_tail)
+        return
+    resolved = resolve_stream_text(tail + chunk)
+    tail_bytes = len(tail.encode("utf-8"))
+    if resolved.startswith(tail):
+        addition = resolved[len(tail) :]
+        if addition:
+            ytext += addition
+    else:
+        start = length - tail_bytes
+        del ytext[start:length]
+        ytext.insert(start, resolved)
+    new_length = length - tail_bytes + len(resolved.encode("utf-8"))
+    _remember_tail(state, n - 1, new_length, _last_line(resolved))
+
+
+def _remember_tail(
+    state: CellOutputState, index: int, length: int, tail: str | None, dirty: bool | None = None
+) -> None:
+    if dirty is None:
+        dirty = tail is None or needs_resolution(tail)
+    if tail is not None and len(tail) > _TAIL_CACHE_LIMIT:
+        tail = None  # too long to keep; a chunk with \r or \b will read it from the Text
+    state.stream_tail = (index, length, tail, dirty)
+
+
+def update_display(
+    ycells: Array, doc_state: DocumentOutputState, display_id: str, content: dict[str, Any]
+) -> int:
+    """Apply ``update_display_data``: edit every output with ``display_id``, in any cell.
+    Returns how many outputs were updated."""
+    entries = doc_state.displays.get(display_id)
+    if not entries:
+        return 0
+    by_cell: dict[str, Map] = {}
+    wanted = {cell_id for cell_id, _ in entries}
+    for ycell in ycells:
+        cid = ycell.get("id")
+        if cid in wanted and cid not in by_cell:
+            by_cell[cid] = ycell
+    data = dict(content.get("data") or {})
+    metadata = dict(content.get("metadata") or {})
+    updated = 0
+    for cell_id, index in entries:
+        ycell = by_cell.get(cell_id)
+        if ycell is None:
+            continue
+        outputs = ycell.get("outputs")
+        if not isinstance(outputs, Array) or index >= len(outputs):
+            continue
+        youtput = outputs[index]
+        if youtput.get("output_type") not in ("display_data", "execute_result"):
+            continue
+        youtput["data"] = data
+        youtput["metadata"] = metadata
+        updated += 1
+    return updated
+
+
+def apply_output_message(
+    ycells: Array,
+    ycell: Map | None,
+    msg_type: str,
+    content: dict[str, Any],
+    doc_state: DocumentOutputState,
+) -> bool:
+    """Apply one iopub message to the document. ``ycell`` is the cell the message belongs to
+    (None when it is gone); ``update_display_data`` may edit other cells too.
+
+    Must be called inside a transaction of the cell's document. Returns True if the document
+    was (or may have been) changed.
+    """
+    if msg_type == "update_display_data":
+        display_id = display_id_of(content)
+        if display_id is None:
+            return False
+        return update_display(ycells, doc_state, display_id, content) > 0
+    if ycell is None:
+        return False
+    cell_id = ycell.get("id")
+    state = doc_state.cell(cell_id)
+    if msg_type == "clear_output":
+        if content.get("wait"):
+            state.clear_pending = True
+            return False
+        clear_outputs(ycell, doc_state)
+        return True
+    output = output_from_message(msg_type, content)
+    if output is None:
+        return False
+    if state.clear_pending:
+        clear_outputs(ycell, doc_state)
+    outputs = cell_outputs(ycell)
+    if msg_type == "stream":
+        if output["text"]:
+            _append_stream(outputs, output["name"], output["text"], state)
+        return True
+    outputs.append(Map(output))
+    display_id = display_id_of(content)
+    if display_id is not None:
+        doc_state.displays.add(display_id, cell_id, len(outputs) - 1)
+    return True
