@@ -61,16 +61,20 @@ class CollabKernelsApp(ExtensionApp):
         # the user configured their own on purpose.
         from jupyter_server.services.kernels.kernelmanager import AsyncMappingKernelManager
 
-        if serverapp.kernel_manager_class is AsyncMappingKernelManager or (
-            isinstance(serverapp.kernel_manager_class, str)
-            and serverapp.kernel_manager_class.endswith("AsyncMappingKernelManager")
+        # Do not read serverapp.kernel_manager_class here: its default needs
+        # ServerApp.gateway_config, which does not exist yet at link time.
+        configured = serverapp._trait_values.get("kernel_manager_class")
+        if configured is None and serverapp.config.get("GatewayClient", {}).get("url"):
+            configured = "gateway"
+        if configured is None or configured is AsyncMappingKernelManager or (
+            isinstance(configured, str) and configured.endswith("AsyncMappingKernelManager")
         ):
             serverapp.kernel_manager_class = SharedClientMappingKernelManager
         else:
             self.log.warning(
                 "collab_kernels: ServerApp.kernel_manager_class is set to %s; documents will "
                 "not receive kernel output unless it derives from %s",
-                serverapp.kernel_manager_class,
+                configured,
                 SharedClientMappingKernelManager.__name__,
             )
         serverapp.kernel_websocket_connection_class = SharedClientWebsocketConnection
