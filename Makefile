@@ -24,6 +24,15 @@ test: test-python
 test-python: $(STAMP)
 	$(BIN)/python -m pytest
 
+# Browser tests (ui-tests/): real JupyterLab in Debian's headless Chromium, see README.
+test-ui: $(STAMP) ui-tests/node_modules/.package-lock.json
+	@test -x /usr/bin/chromium || test -n "$$CHROMIUM_PATH" || \
+		{ echo "test-ui needs Chromium: apt-get install chromium (or set CHROMIUM_PATH)"; exit 1; }
+	cd ui-tests && PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD=1 npx playwright test
+
+ui-tests/node_modules/.package-lock.json: ui-tests/package-lock.json
+	cd ui-tests && PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD=1 npm ci --no-audit --no-fund
+
 docs: $(STAMP)
 	$(BIN)/sphinx-build -W --keep-going -b html docs docs/_build/html
 

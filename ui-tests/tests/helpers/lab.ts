@@ -1,0 +1,190 @@
+/**
+ * The browser side: a `lab` fixture that opens documents in JupyterLab as a given user,
+ * each in its own browser context (its own cookies: a separate person or device), and at
+ * the end of every test saves a screenshot of each page still open into
+ * playwright-report/screenshots/ (also attached to the test in the HTML report).
+ */
+import { Browser, BrowserContext, Locator, Page, TestInfo, expect, test as base } from '@playwright/test';
+import * as fs from 'fs';
+import * as path from 'path';
+import { SCREENSHOT_DIR, TOKENS, UserName } from './constants';
+import { Api, CellSpec } from './server';
+
+interface Opened {
+  label: string;
+  context: BrowserContext;
+  page: Page;
+}
+
+let workspaceCounter = 0;
+
+export function slug(text: string): string {
+  return text
+    .toLowerCase()
+    .replace(/[^a-z0-9]+/g, '-')
+    .replace(/^-|-$/g, '')
+    .slice(0, 48)
+    .replace(/-$/, '');
+}
+
+export class Lab {
+  private opened: Opened[] = [];
+  private consoleLines: string[] = [];
+  private screenshotCounter = 0;
+
+  constructor(
+    private browser: Browser,
+    private testInfo: TestInfo,
+    public baseURL: string
+  ) {}
+
+  /** REST API as a user, on this Lab's server. */
+  api(user: UserName = 'alice'): Api {
+    return new Api(this.baseURL, user);
+  }
+
+  /** A notebook of this test's own, with a name unique to the test (and its retry). */
+  async newNotebook(name: string, cells: CellSpec[]): Promise<string> {
+    const docPath = `${name}-${this.testInfo.retry}-${Date.now().toString(36)}.ipynb`;
+    await this.api().createNotebook(docPath, cells);
+    return docPath;
+  }
+
+  async newTextFile(name: string, ext: string, text: string): Promise<string> {
+    const docPath = `${name}-${this.testInfo.retry}-${Date.now().toString(36)}.${ext}`;
+    await this.api().createTextFile(docPath, text);
+    return docPath;
+  }
+
+  /**
+   * Opens `docPath` in a new browser context logged in as `user`, in a workspace of its
+   * own (contexts sharing the default workspace would reopen each other's tabs).
+   */
+  async open(user: UserName, docPath: string, label: string = user): Promise<Page> {
+    const context = await this.browser.newContext({
+      baseURL: this.baseURL,
+      viewport: { width: 1280, height: 800 }
+    });
+    const page = await context.newPage();
+    page.on('console', msg => {
+      if (msg.type() === 'error' || msg.type() === 'warning') {
+        this.consoleLines.push(`[${label}] ${msg.type()}: ${msg.text()}`);
+      }
+    });
+    page.on('pageerror', err => this.consoleLines.push(`[${label}] pageerror: ${err.message}`));
+    this.opened.push({ label, context, page });
+    await this.goto(page, user, docPath);
+    return page;
+  }
+
+  /** Navigates an open page to `docPath` in a fresh workspace (logging in again). */
+  async goto(page: Page, user: UserName, docPath: string): Promise<void> {
+    const workspace = `ui-${process.pid}-${++workspaceCounter}`;
+    const url = `/lab/workspaces/${workspace}/tree/${encodeURI(docPath)}?token=${TOKENS[user]}`;
+    await page.goto(url);
+    await expect(page.locator('#jp-main-dock-panel')).toBeVisible({ timeout: 60_000 });
+  }
+
+  /** Closes the page's browser context: every tab of that person is gone. */
+  async close(page: Page): Promise<void> {
+    const index = this.opened.findIndex(o => o.page === page);
+    if (index >= 0) {
+      const [{ context }] = this.opened.splice(index, 1);
+      await context.close();
+    }
+  }
+
+  /** Screenshot of one page, saved under playwright-report/screenshots and attached. */
+  async screenshot(page: Page, label: string): Promise<string> {
+    fs.mkdirSync(SCREENSHOT_DIR, { recursive: true });
+    const file = path.join(SCREENSHOT_DIR, `${slug(this.testInfo.title)}--${slug(label)}.png`);
+    await page.screenshot({ path: file, timeout: 15_000 });
+    await this.testInfo.attach(label, { path: file, contentType: 'image/png' });
+    return file;
+  }
+
+  /** End of test: a screenshot of every page still open, the console log, then close. */
+  async finish(): Promise<void> {
+    for (const { label, page } of this.opened) {
+      try {
+        await this.screenshot(page, `end-${label}`);
+      } catch (err) {
+        this.consoleLines.push(`[${label}] screenshot failed: ${err}`);
+      }
+    }
+    if (this.consoleLines.length) {
+      await this.testInfo.attach('browser console', {
+        body: this.consoleLines.join('\n'),
+        contentType: 'text/plain'
+      });
+    }
+    for (const { context } of this.opened.splice(0)) {
+      await context.close().catch(() => undefined);
+    }
+  }
+}
+
+export const test = base.extend<{ lab: Lab }>({
+  lab: async ({ browser, baseURL }, use, testInfo) => {
+    const lab = new Lab(browser, testInfo, baseURL!);
+    await use(lab);
+    await lab.finish();
+  }
+});
+export { expect };
+
+// ---- the notebook and editor as a person sees them ------------------------------------
+
+export function cells(page: Page): Locator {
+  return page.locator('.jp-NotebookPanel .jp-Notebook .jp-Cell');
+}
+
+export function cell(page: Page, index: number): Locator {
+  return cells(page).nth(index);
+}
+
+/** The CodeMirror editor of a notebook cell. */
+export function cellEditor(page: Page, index: number): Locator {
+  return cell(page, index).locator('.jp-InputArea-editor .cm-content');
+}
+
+/** The prompt left of a cell's input: `[ ]:`, `[*]:`, `[3]:`. */
+export function prompt(page: Page, index: number): Locator {
+  return cell(page, index).locator('.jp-InputArea-prompt');
+}
+
+export function outputArea(page: Page, index: number): Locator {
+  return cell(page, index).locator('.jp-OutputArea');
+}
+
+/** The editor of a text file opened in JupyterLab's file editor. */
+export function fileEditor(page: Page): Locator {
+  return page.locator('.jp-FileEditor .cm-content');
+}
+
+/** Puts the cursor at the end of an editor and types, key by key, as a person would. */
+export async function typeAtEnd(page: Page, editor: Locator, text: string): Promise<void> {
+  await editor.click();
+  await page.keyboard.press('Control+End');
+  await page.keyboard.type(text);
+}
+
+/** Waits until the notebook's kernel is connected and idle (toolbar indicator). */
+export async function waitForKernelIdle(page: Page, timeout = 60_000): Promise<void> {
+  await expect(page.locator('.jp-NotebookPanel .jp-Notebook-ExecutionIndicator')).toHaveAttribute(
+    'data-status',
+    'idle',
+    { timeout }
+  );
+}
+
+/** Runs a cell the way a person does: click into it, Ctrl+Enter. */
+export async function runCell(page: Page, index: number): Promise<void> {
+  await cellEditor(page, index).click();
+  await page.keyboard.press('Control+Enter');
+}
+
+/** The tab of the document in the main area carries jp-mod-dirty while it has unsaved edits. */
+export function currentTab(page: Page): Locator {
+  return page.locator('#jp-main-dock-panel .lm-TabBar-tab.jp-mod-current');
+}
