@@ -13,6 +13,7 @@ pytest_plugins = [
     "fixtures_rooms",
     "fixtures_kernels",
     "fixtures_execution",
+    "fixtures_client",
 ]
 
 
