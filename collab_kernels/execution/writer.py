@@ -1,0 +1,231 @@
+"""Writing kernel output into one document, in few transactions.
+
+A :class:`DocumentWriter` buffers the output messages routed to its document and applies them
+in one ``with ydoc.transaction()``: the first message of a burst is written on the next loop
+iteration, later ones at most every ``ExecutionManager.output_batch_interval`` seconds. Each
+transaction is one Y update to every collaborator, and appending to a ``Text`` costs per
+transaction in proportion to its length, so batching is what keeps a chatty cell cheap.
+
+The writer follows its document across room objects: if the room was freed (nobody connected,
+nothing running) and output still arrives (a background thread), the room is recreated and
+the output lands there.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import TYPE_CHECKING, Any, Callable
+
+from pycrdt import Map
+
+from .outputs import (
+    DocumentOutputState,
+    apply_output_message,
+    cell_outputs,
+    finish_execution,
+    start_execution,
+)
+
+if TYPE_CHECKING:  # pragma: no cover
+    from .manager import ExecutionManager
+
+#: Root map of the Y document holding the execution queue and pending input prompts,
+#: cell id -> {"status": "queued"|"running"|"aborted", "request_id", "kernel_id",
+#: "position", "input_request"?}. It is not part of the notebook schema, so it is never saved.
+EXECUTION_MAP = "execution"
+
+
+class DocumentWriter:
+    def __init__(self, manager: ExecutionManager, document_id: str):
+        self.manager = manager
+        self.document_id = document_id
+        self.room: Any = None
+        self.state = DocumentOutputState()
+        self.pending: list[tuple[str, str, dict[str, Any]]] = []
+        self._handle: asyncio.Handle | None = None
+        self._last_flush = 0.0
+        self._loading: asyncio.Future | None = None
+        self.log = manager.log
+
+    # --- the room ------------------------------------------------------------------------
+    def _live_room(self) -> Any:
+        room = self.room
+        if room is not None and not getattr(room, "closed", False):
+            return room
+        room = self.manager.room_manager.find_room(self.document_id)
+        if room is not self.room:
+            self.room = room
+            self.state = DocumentOutputState()
+        return room
+
+    async def get_room(self) -> Any:
+        room = self._live_room()
+        if room is not None:
+            return room
+        room = await self.manager.room_manager.get_room(self.document_id)
+        if room is not self.room:
+            self.room = room
+            self.state = DocumentOutputState()
+        return room
+
+    def forget_room(self, room: Any) -> None:
+        if self.room is room:
+            self.room = None
+            self.state = DocumentOutputState()
+
+    # --- buffered output -----------------------------------------------------------------
+    def enqueue(self, cell_id: str, msg_type: str, content: dict[str, Any]) -> None:
+        self.pending.append((cell_id, msg_type, content))
+        if self._handle is not None:
+            return
+        loop = asyncio.get_event_loop()
+        wait = self.manager.output_batch_interval - (loop.time() - self._last_flush)
+        if wait > 0:
+            self._handle = loop.call_later(wait, self._flush_soon)
+        else:
+            self._handle = loop.call_soon(self._flush_soon)
+
+    def _flush_soon(self) -> None:
+        self._handle = None
+        if not self.pending:
+            return
+        if self._live_room() is None:
+            if self._loading is None or self._loading.done():
+                self._loading = asyncio.ensure_future(self._load_then_flush())
+            return
+        self.flush()
+
+    async def _load_then_flush(self) -> None:
+        try:
+            await self.get_room()
+        except Exception as e:
+            self.log.warning(
+                "collab_kernels: %d output message(s) for document %s dropped: %s",
+                len(self.pending),
+                self.document_id,
+                e,
+            )
+            self.pending.clear()
+            return
+        self.flush()
+
+    def _apply_pending(self, cells: dict[str, Map], ycells: Any) -> None:
+        pending, self.pending = self.pending, []
+        for cell_id, msg_type, content in pending:
+            ycell = cells.get(cell_id)
+            try:
+                apply_output_message(ycells, ycell, msg_type, content, self.state)
+            except Exception:
+                self.log.exception(
+                    "collab_kernels: could not write a %s output into cell %s of %s",
+                    msg_type,
+                    cell_id,
+                    getattr(self.room, "path", self.document_id),
+                )
+
+    def flush(self) -> bool:
+        """Apply buffered output now, in one transaction. False if the room is not live."""
+        if self._handle is not None:
+            self._handle.cancel()
+            self._handle = None
+        room = self._live_room()
+        if room is None:
+            return False
+        if self.pending:
+            self.edit(lambda cells, ycells: None)
+        return True
+
+    def edit(self, fn: Callable[[dict[str, Map], Any], Any]) -> Any:
+        """Run ``fn(cells_by_id, ycells)`` in one transaction, after the buffered output."""
+        room = self._live_room()
+        if room is None:
+            raise RuntimeError(f"document {self.document_id} is not open")
+        if self._handle is not None:
+            self._handle.cancel()
+            self._handle = None
+        ycells = room.document.ycells
+        with room.ydoc.transaction():
+            cells = {ycell.get("id"): ycell for ycell in ycells}
+            if self.pending:
+                self._apply_pending(cells, ycells)
+            result = fn(cells, ycells)
+        self._last_flush = asyncio.get_event_loop().time()
+        return result
+
+    # --- execution state -----------------------------------------------------------------
+    def execution_map(self) -> Map:
+        return self.room.ydoc.get(EXECUTION_MAP, type=Map)
+
+    def start_cell(self, cell_id: str, queue_entries: dict[str, dict[str, Any]]) -> None:
+        def fn(cells: dict[str, Map], ycells: Any) -> None:
+            ycell = cells.get(cell_id)
+            if ycell is not None:
+                start_execution(ycell, self.state)
+            self._write_entries(queue_entries)
+
+        self.edit(fn)
+
+    def finish_cell(
+        self,
+        cell_id: str,
+        execution_count: int | None,
+        queue_entries: dict[str, dict[str, Any]] | None,
+        extra_outputs: list[dict[str, Any]] | None = None,
+    ) -> None:
+        def fn(cells: dict[str, Map], ycells: Any) -> None:
+            ycell = cells.get(cell_id)
+            if ycell is not None:
+                for output in extra_outputs or ():
+                    cell_outputs(ycell).append(Map(output))
+                finish_execution(ycell, execution_count)
+            if queue_entries is not None:
+                self._write_entries(queue_entries)
+
+        self.edit(fn)
+
+    def set_queue(
+        self, queue_entries: dict[str, dict[str, Any]], idle_cells: list[str] = (), mark_running: list[str] = ()
+    ) -> None:
+        """Write the queue entries; put ``idle_cells`` back to idle (not run) and show
+        ``mark_running`` as ``[*]`` (queued)."""
+
+        def fn(cells: dict[str, Map], ycells: Any) -> None:
+            for cid in idle_cells:
+                ycell = cells.get(cid)
+                if ycell is not None and ycell.get("execution_state") != "idle":
+                    ycell["execution_state"] = "idle"
+            for cid in mark_running:
+                ycell = cells.get(cid)
+                if ycell is not None and ycell.get("execution_state") != "running":
+                    ycell["execution_state"] = "running"
+            self._write_entries(queue_entries)
+
+        self.edit(fn)
+
+    def _write_entries(self, entries: dict[str, dict[str, Any]]) -> None:
+        """Make the execution map equal ``entries`` (plus "aborted" marks not overridden)."""
+        emap = self.execution_map()
+        for cid in list(emap.keys()):
+            if cid not in entries:
+                current = emap.get(cid)
+                if isinstance(current, dict) and current.get("status") == "aborted":
+                    continue
+                del emap[cid]
+        for cid, entry in entries.items():
+            if emap.get(cid) != entry:
+                emap[cid] = entry
+
+    def finish_external(self, cell_id: str, execution_count: int | None) -> None:
+        """End of an execution a browser sent over its kernel websocket."""
+
+        def fn(cells: dict[str, Map], ycells: Any) -> None:
+            ycell = cells.get(cell_id)
+            if ycell is None:
+                return
+            if execution_count is not None and ycell.get("execution_count") != execution_count:
+                finish_execution(ycell, execution_count)
+            elif ycell.get("execution_state") != "idle":
+                ycell["execution_state"] = "idle"
+
+        if self._live_room() is not None:
+            self.edit(fn)
