@@ -97,7 +97,7 @@ def notebook_session(jp_root_dir, api, jp_serverapp):
         nb = nbformat.v4.new_notebook()
         for source in cells if cells is not None else ["1 + 1"]:
             if isinstance(source, dict):
-                nb.cells.append(source)
+                nb.cells.append(nbformat.from_dict(source))
             else:
                 nb.cells.append(nbformat.v4.new_code_cell(source))
         target = jp_root_dir / path
