@@ -188,3 +188,32 @@ export async function runCell(page: Page, index: number): Promise<void> {
 export function currentTab(page: Page): Locator {
   return page.locator('#jp-main-dock-panel .lm-TabBar-tab.jp-mod-current');
 }
+
+/**
+ * Presses Ctrl+S in the current document and reports how that save ended, observed on the
+ * document context's saveState signal (JupyterLab exposes the app to the page in the
+ * ui-test server): "completed", "failed", or "dialog" when a dialog (such as "File
+ * Changed") stopped it. Times out as "pending".
+ */
+export async function saveWithCtrlS(page: Page, timeout = 30_000): Promise<string> {
+  await page.evaluate(() => {
+    const w = window as any;
+    const widget = w.jupyterapp.shell.currentWidget;
+    w.__ckSaveStates = [];
+    widget.context.saveState.connect((_: unknown, state: string) => w.__ckSaveStates.push(state));
+  });
+  await page.keyboard.press('Control+s');
+  const deadline = Date.now() + timeout;
+  while (Date.now() < deadline) {
+    const states: string[] = await page.evaluate(() => (window as any).__ckSaveStates);
+    if (states.includes('completed') || states.includes('failed')) {
+      return states.includes('failed') ? 'failed' : 'completed';
+    }
+    const dialog = page.locator('.jp-Dialog');
+    if (await dialog.count()) {
+      return `dialog: ${(await dialog.first().innerText()).replace(/\s+/g, ' ').trim()}`;
+    }
+    await page.waitForTimeout(100);
+  }
+  return 'pending';
+}

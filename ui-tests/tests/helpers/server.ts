@@ -173,3 +173,25 @@ export class LabServer {
     this.proc = null;
   }
 }
+
+/**
+ * Waits until every execute request of a document has finished (the execution stage's
+ * GET /api/collaboration/requests), with no browser needed. Returns the requests.
+ */
+export async function waitForRequestsDone(
+  api: Api,
+  docPath: string,
+  { atLeast = 1, timeout = 90_000 } = {}
+): Promise<any[]> {
+  const deadline = Date.now() + timeout;
+  let mine: any[] = [];
+  while (Date.now() < deadline) {
+    const all: any[] = await api.request('GET', '/api/collaboration/requests');
+    mine = all.filter(r => r.path === docPath);
+    if (mine.length >= atLeast && mine.every(r => r.status === 'done')) {
+      return mine;
+    }
+    await new Promise(resolve => setTimeout(resolve, 500));
+  }
+  throw new Error(`requests of ${docPath} not done after ${timeout} ms: ${JSON.stringify(mine)}`);
+}

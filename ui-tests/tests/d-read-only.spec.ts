@@ -1,0 +1,77 @@
+/**
+ * d. A read-only viewer (role "viewer": no contents:write, no kernels:execute): what they
+ * type never reaches the others or the file, and running a cell is refused visibly.
+ */
+import { Page } from '@playwright/test';
+import {
+  cellEditor,
+  cells,
+  expect,
+  outputArea,
+  prompt,
+  runCell,
+  saveWithCtrlS,
+  test,
+  typeAtEnd,
+  waitForKernelIdle
+} from './helpers/lab';
+import { joinText, notebookOnDisk } from './helpers/server';
+
+const REFUSAL = /read[- ]only|permission|not (allowed|authori[sz]ed|permitted)|forbidden|refused|403/i;
+
+/** Text of whatever the viewer's page shows to tell them: dialogs, toasts, the cell's outputs. */
+async function visibleRefusal(page: Page): Promise<string> {
+  const notices = await page.locator('.jp-Dialog, .Toastify__toast').allInnerTexts();
+  const outputs = await outputArea(page, 1).allInnerTexts();
+  return [...notices, ...outputs].join(' | ');
+}
+
+test('d. a read-only viewer cannot edit or run', async ({ lab }) => {
+  const docPath = await lab.newNotebook('d-read-only', ['shared = "original"', 'print("ran the second cell")']);
+  const alice = await lab.open('alice', docPath);
+  await expect(cellEditor(alice, 0)).toHaveText('shared = "original"');
+  await waitForKernelIdle(alice); // the session exists before the viewer comes
+
+  const viewer = await lab.open('viewer', docPath);
+  await expect(cellEditor(viewer, 0)).toHaveText('shared = "original"');
+  // The viewer sees the editors' changes live...
+  await typeAtEnd(alice, cellEditor(alice, 0), '  # alice edits');
+  await expect(cellEditor(viewer, 0)).toHaveText('shared = "original"  # alice edits');
+
+  // ... but what the viewer types reaches nobody.
+  await typeAtEnd(viewer, cellEditor(viewer, 0), ' + "viewer was here"');
+  await typeAtEnd(viewer, cellEditor(viewer, 1), '\nprint("viewer code")');
+  // A later edit of Alice reaches the viewer: their connection was live all along.
+  await typeAtEnd(alice, cellEditor(alice, 1), '  # alice again');
+  await expect(cellEditor(viewer, 1)).toContainText('# alice again');
+  await expect(cellEditor(alice, 0)).toHaveText('shared = "original"  # alice edits');
+  await expect(cellEditor(alice, 1)).toHaveText('print("ran the second cell")  # alice again');
+  // Someone opening the notebook now gets the server's copy: no trace of the viewer.
+  const bob = await lab.open('bob', docPath);
+  await expect(cellEditor(bob, 1)).toContainText('# alice again');
+  for (const page of [alice, bob]) {
+    await expect(cells(page)).toHaveCount(2);
+    await expect(cellEditor(page, 0)).not.toContainText('viewer was here');
+    await expect(cellEditor(page, 1)).not.toContainText('viewer code');
+  }
+
+  // Running a cell: refused, and the viewer is told so.
+  await runCell(viewer, 1);
+  await expect.poll(() => visibleRefusal(viewer), { message: 'the viewer sees a refusal' }).toMatch(REFUSAL);
+  await lab.screenshot(viewer, 'viewer-refused');
+  // Nothing ran: Alice's run afterwards is the kernel's first execution, and the viewer's
+  // cell has neither output nor execution count, anywhere.
+  await runCell(alice, 0);
+  for (const page of [alice, bob]) {
+    await expect(prompt(page, 0)).toHaveText('[1]:');
+    await expect(prompt(page, 1)).toHaveText('[ ]:');
+    await expect(outputArea(page, 1)).not.toContainText('ran the second cell');
+  }
+
+  // The file on disk has Alice's edits only.
+  expect(await saveWithCtrlS(alice)).toBe('completed');
+  await expect.poll(() => notebookOnDisk(docPath)?.map(c => joinText(c.source))).toEqual([
+    'shared = "original"  # alice edits',
+    'print("ran the second cell")  # alice again'
+  ]);
+});
