@@ -1,1 +1,250 @@
-default_handlers = []
+"""The endpoints the JupyterLab docprovider calls: the session PUT and the room websocket."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import posixpath
+
+from jupyter_core.utils import ensure_async
+from jupyter_server.auth.decorator import authorized, ws_authenticated
+from jupyter_server.base.handlers import APIHandler, JupyterHandler
+from jupyter_server.base.websocket import WebSocketMixin
+from tornado import web
+from tornado.websocket import WebSocketHandler
+
+from . import protocol
+from .manager import FILE_TYPES, InvalidRoomId, RoomManager, RoomNotFound, parse_room_id
+from .protocol import ProtocolError
+from .room import BaseRoom, RoomClient
+
+AUTH_RESOURCE = "contents"
+
+
+def _check_relative_path(path: str) -> str:
+    """An API path inside the root, or HTTP 400."""
+    path = path.replace("\\", "/").strip("/")
+    if not path or "\0" in path:
+        raise web.HTTPError(400, "A file path is required")
+    parts = path.split("/")
+    if any(part == ".." for part in parts) or posixpath.isabs(path):
+        raise web.HTTPError(400, f"{path} is outside the root directory")
+    return path
+
+
+class SessionHandler(APIHandler):
+    """``PUT /api/collaboration/session/{path}``: the file id and a session id for a room."""
+
+    auth_resource = AUTH_RESOURCE
+
+    @property
+    def room_manager(self) -> RoomManager:
+        return self.settings["collab_room_manager"]
+
+    @web.authenticated
+    @authorized(action="read", resource=AUTH_RESOURCE)
+    async def put(self, path: str) -> None:
+        path = _check_relative_path(path)
+        try:
+            body = json.loads(self.request.body or b"{}")
+        except ValueError:
+            raise web.HTTPError(400, "The body must be JSON") from None
+        if not isinstance(body, dict):
+            raise web.HTTPError(400, "The body must be a JSON object")
+        fmt = body.get("format")
+        file_type = body.get("type")
+        if file_type not in FILE_TYPES or FILE_TYPES[file_type][0] != fmt:
+            raise web.HTTPError(
+                400,
+                'Expected {"format": "json", "type": "notebook"} or '
+                '{"format": "text", "type": "file"}',
+            )
+        cm = self.contents_manager
+        try:
+            exists = await ensure_async(cm.file_exists(path))
+        except web.HTTPError as e:
+            # The contents manager refuses paths outside its root with 404.
+            raise web.HTTPError(403 if e.status_code == 404 else e.status_code, e.log_message)
+        if not exists:
+            raise web.HTTPError(404, f"No such file: {path}")
+        fim = self.room_manager.file_id_manager
+        if fim is None:
+            raise web.HTTPError(500, "The jupyter_server_fileid extension is not enabled")
+        file_id = fim.get_id(path)
+        status = 200
+        if file_id is None:
+            file_id = fim.index(path)
+            status = 201
+        if file_id is None:
+            raise web.HTTPError(404, f"No such file: {path}")
+        session_id = self.room_manager.new_session(file_id)
+        self.set_status(status)
+        self.finish(
+            json.dumps(
+                {"format": fmt, "type": file_type, "fileId": file_id, "sessionId": session_id}
+            )
+        )
+
+
+class RoomWebsocketHandler(WebSocketMixin, WebSocketHandler, JupyterHandler):
+    """``/api/collaboration/room/{format}:{type}:{fileId}?sessionId=...`` (y-websocket v1).
+
+    Needs ``contents:read``; updates from a connection without ``contents:write`` are dropped
+    for that connection only (it still receives the live document and awareness).
+    """
+
+    auth_resource = AUTH_RESOURCE
+    client: RoomClient | None = None
+    room: BaseRoom | None = None
+    can_write = False
+
+    @property
+    def room_manager(self) -> RoomManager:
+        return self.settings["collab_room_manager"]
+
+    def set_default_headers(self) -> None:
+        """No JupyterHandler default headers on a websocket."""
+
+    def get_compression_options(self):
+        return self.settings.get("websocket_compression_options", None)
+
+    @property
+    def max_message_size(self) -> int:  # type: ignore[override]
+        # Tornado refuses frames beyond this (1009) before buffering them; frames between our
+        # limit and this reach on_message, where we close with a log line naming the room.
+        return self.room_manager.max_message_size * 2 + 1024
+
+    @ws_authenticated
+    async def get(self, room_id: str) -> None:
+        user = self.current_user
+        authorized_read = await ensure_async(
+            self.authorizer.is_authorized(self, user, "read", AUTH_RESOURCE)
+        )
+        if not authorized_read:
+            raise web.HTTPError(403)
+        self.can_write = bool(
+            await ensure_async(self.authorizer.is_authorized(self, user, "write", AUTH_RESOURCE))
+        )
+        self.room_id = room_id
+        self.session_id = self.get_argument("sessionId", None)
+        await super().get(room_id)
+
+    def _user_name(self) -> str:
+        user = self.current_user
+        name = getattr(user, "username", None) or str(user)
+        return f"{name} ({self.request.remote_ip})"
+
+    async def open(self, room_id: str) -> None:  # type: ignore[override]
+        super().open()
+        self.set_nodelay(True)
+        manager = self.room_manager
+        client = RoomClient(
+            write=lambda frame: self.write_message(frame, binary=True),
+            close=self._close_socket,
+            can_write=self.can_write,
+            name=self._user_name(),
+            max_queue=manager.client_queue_size,
+            log=self.log,
+        )
+        if room_id == protocol.GLOBAL_AWARENESS_ROOM:
+            room: BaseRoom = manager.global_awareness
+        else:
+            try:
+                _fmt, _type, file_id = parse_room_id(room_id)
+            except InvalidRoomId as e:
+                self.log.warning("collab_kernels: refusing room websocket: %s", e)
+                self._close_socket(protocol.CLOSE_BAD_REQUEST, "invalid room id")
+                return
+            record = manager._sessions.get(self.session_id or "")
+            if record is None or record.file_id != file_id:
+                self._close_session("unknown_session")
+                return
+            try:
+                room = await manager.get_room(room_id)
+            except RoomNotFound:
+                self._close_socket(protocol.CLOSE_NOT_FOUND, "no such file")
+                return
+            except Exception:
+                self.log.exception("collab_kernels: could not open room %s", room_id)
+                self._close_socket(protocol.CLOSE_INTERNAL, "could not load the document")
+                return
+            reason = manager.check_session(self.session_id, room)
+            if reason is not None:
+                self._close_session(reason)
+                return
+        if self.ws_connection is None or self.ws_connection.is_closing():
+            return
+        self.room = room
+        self.client = client
+        room.add_client(client)
+        self.log.debug(
+            "collab_kernels: %s joined %s%s",
+            client.name,
+            room.describe(),
+            "" if client.can_write else " (read-only)",
+        )
+
+    def _close_session(self, reason: str) -> None:
+        self.log.info(
+            "collab_kernels: asking %s to reload room %s (%s)",
+            self._user_name(),
+            self.room_id,
+            reason,
+        )
+        self._close_socket(
+            protocol.CLOSE_SESSION, protocol.session_close_reason(reason, self.session_id)
+        )
+
+    def _close_socket(self, code: int, reason: str) -> None:
+        if self.ws_connection is not None:
+            self.close(code, reason)
+
+    def on_message(self, message: str | bytes) -> None:
+        client, room = self.client, self.room
+        if client is None or room is None or client.closed:
+            return
+        limit = self.room_manager.max_message_size
+        if len(message) > limit:
+            self.log.warning(
+                "collab_kernels: closing %s on %s: frame of %d bytes exceeds max_message_size "
+                "(%d)",
+                client.name,
+                room.describe(),
+                len(message),
+                limit,
+            )
+            client.close(protocol.CLOSE_TOO_BIG, "message too big")
+            return
+        try:
+            result = room.handle_message(client, message)  # type: ignore[arg-type]
+        except ProtocolError as e:
+            self.log.warning(
+                "collab_kernels: closing %s on %s: malformed message (%s)",
+                client.name,
+                room.describe(),
+                e,
+            )
+            client.close(protocol.CLOSE_INVALID_PAYLOAD, "malformed message")
+            return
+        except Exception:
+            self.log.exception(
+                "collab_kernels: closing %s on %s: message could not be handled",
+                client.name,
+                room.describe(),
+            )
+            client.close(protocol.CLOSE_SERVER_ERROR, "message could not be handled")
+            return
+        if result is not None:
+            asyncio.ensure_future(result)
+
+    def on_close(self) -> None:
+        if self.client is not None:
+            self.client.stopped()
+            self.log.debug("collab_kernels: %s left %s", self.client.name, self.room.describe())
+        self.client = None
+
+
+default_handlers = [
+    (r"/api/collaboration/session/(.*)", SessionHandler),
+    (r"/api/collaboration/room/([^/]+)", RoomWebsocketHandler),
+]

@@ -1,13 +1,339 @@
-from traitlets import Any
+"""RoomManager: creates, finds, holds and frees the server's document rooms."""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from jupyter_core.utils import ensure_async
+from traitlets import Any as AnyTrait
+from traitlets import Float, Int
 from traitlets.config import LoggingConfigurable
+
+from . import protocol
+from .room import (
+    FILE_TYPES,
+    ROOM_EVENT_SCHEMA,
+    ROOM_EVENT_SCHEMA_ID,
+    DocumentRoom,
+    GlobalAwarenessRoom,
+)
+
+CONTENTS_EVENT_SCHEMA_ID = "https://events.jupyter.org/jupyter_server/contents_service/v1"
+
+
+class RoomNotFound(KeyError):
+    """No file behind that room id (unknown file id, or the file is gone)."""
+
+
+class InvalidRoomId(ValueError):
+    """A room id that is not ``{format}:{type}:{fileId}``."""
+
+
+@dataclass
+class SessionRecord:
+    """A ``sessionId`` handed out by the session endpoint, bound to a room instance on use."""
+
+    file_id: str
+    room_instance: str | None = None
+
+
+def parse_room_id(room_id: str) -> tuple[str, str, str]:
+    parts = room_id.split(":", 2)
+    if len(parts) != 3 or not all(parts):
+        raise InvalidRoomId(f"invalid room id {room_id!r}, expected format:type:fileId")
+    fmt, file_type, file_id = parts
+    if file_type not in FILE_TYPES or FILE_TYPES[file_type][0] != fmt or "/" in file_id:
+        raise InvalidRoomId(f"unsupported room {room_id!r}")
+    return fmt, file_type, file_id
 
 
 class RoomManager(LoggingConfigurable):
-    """STUB: replaced by the rooms work."""
+    """All live document rooms of this server.
 
-    contents_manager = Any()
-    event_logger = Any()
-    web_settings = Any()
+    A room is created on first use (a websocket, or server code calling
+    :meth:`get_room` / :meth:`get_room_for_path`), loaded through the ContentsManager, saved
+    after changes, and freed only when no client is connected, nothing holds it and it is
+    saved, ``free_delay`` seconds later.
+    """
 
-    async def stop(self):
-        pass
+    contents_manager = AnyTrait()
+    event_logger = AnyTrait()
+    web_settings = AnyTrait()
+
+    save_delay = Float(
+        1.0,
+        config=True,
+        help="Seconds without edits after which a changed document is saved to its file.",
+    )
+    save_max_delay = Float(
+        10.0,
+        config=True,
+        help=(
+            "Upper bound in seconds on how long continuous edits (e.g. a cell printing) can "
+            "postpone a save."
+        ),
+    )
+    free_delay = Float(
+        60.0,
+        config=True,
+        help=(
+            "Seconds a room stays in memory after it became idle (no client, no hold, saved) "
+            "before it is freed."
+        ),
+    )
+    file_check_interval = Float(
+        2.0,
+        config=True,
+        help=(
+            "Seconds between checks of each open document's file for out-of-band changes "
+            "(git checkout, another editor); 0 checks only before each save."
+        ),
+    )
+    coalesce_window = Float(
+        0.005,
+        config=True,
+        help=(
+            "Seconds during which document updates are collected, merged and broadcast as one "
+            "message; 0 merges only updates of the same event-loop iteration."
+        ),
+    )
+    awareness_window = Float(
+        0.05,
+        config=True,
+        help="Seconds during which awareness changes are batched into one relayed message.",
+    )
+    max_message_size = Int(
+        64 * 1024 * 1024,
+        config=True,
+        help=(
+            "Largest websocket frame in bytes a room client may send; a larger one closes that "
+            "connection with code 1009."
+        ),
+    )
+    client_queue_size = Int(
+        2000,
+        config=True,
+        help=(
+            "Frames a room client may have waiting to be sent; a client that falls further "
+            "behind is disconnected (it reconnects and resyncs)."
+        ),
+    )
+    max_sessions = Int(
+        100_000,
+        config=True,
+        help="Session ids remembered by this server process (oldest are forgotten first).",
+    )
+
+    def __init__(self, **kwargs: Any):
+        super().__init__(**kwargs)
+        self.rooms: dict[str, DocumentRoom] = {}
+        self._loading: dict[str, asyncio.Future] = {}
+        self._created_callbacks: list[Callable[[DocumentRoom], Any]] = []
+        self._freed_callbacks: list[Callable[[DocumentRoom], Any]] = []
+        self._sessions: collections.OrderedDict[str, SessionRecord] = collections.OrderedDict()
+        self._global_awareness: GlobalAwarenessRoom | None = None
+        self._stopping = False
+        self._events_ready = False
+        self._setup_events()
+
+    # --- collaborators -----------------------------------------------------------------------
+    @property
+    def file_id_manager(self) -> Any:
+        """jupyter_server_fileid's manager (read lazily: it may initialize after us)."""
+        settings = self.web_settings or {}
+        return settings.get("file_id_manager")
+
+    def _require_fim(self) -> Any:
+        fim = self.file_id_manager
+        if fim is None:
+            raise RuntimeError(
+                "collab_kernels needs the jupyter_server_fileid extension to be enabled"
+            )
+        return fim
+
+    # --- events ----------------------------------------------------------------------------
+    def _setup_events(self) -> None:
+        logger = self.event_logger
+        if logger is None:
+            return
+        try:
+            if ROOM_EVENT_SCHEMA_ID not in logger.schemas:
+                logger.register_event_schema(ROOM_EVENT_SCHEMA)
+            logger.add_listener(schema_id=CONTENTS_EVENT_SCHEMA_ID, listener=self._on_contents_event)
+            self._events_ready = True
+        except Exception:
+            self.log.exception("collab_kernels: could not set up room events")
+
+    def emit_event(self, data: dict[str, Any]) -> None:
+        if self._events_ready:
+            try:
+                self.event_logger.emit(schema_id=ROOM_EVENT_SCHEMA_ID, data=data)
+            except Exception:
+                self.log.exception("collab_kernels: could not emit room event %s", data)
+
+    async def _on_contents_event(self, logger: Any, schema_id: str, data: dict[str, Any]) -> None:
+        action = data.get("action")
+        path = (data.get("path") or "").strip("/")
+        if action == "rename":
+            source = (data.get("source_path") or "").strip("/")
+            for room in list(self.rooms.values()):
+                if room.path == source:
+                    room.set_path(path)
+                elif room.path.startswith(source + "/"):
+                    room.set_path(path + room.path[len(source) :])
+        elif action == "delete":
+            for room in list(self.rooms.values()):
+                if room.path == path or room.path.startswith(path + "/"):
+                    room.file_deleted()
+        elif action == "save":
+            for room in list(self.rooms.values()):
+                if room.path == path and not room.closed:
+                    asyncio.ensure_future(self._check_quietly(room))
+
+    async def _check_quietly(self, room: DocumentRoom) -> None:
+        try:
+            await room.check_disk()
+        except Exception:
+            self.log.exception("collab_kernels: checking %s on disk failed", room.path)
+
+    # --- sessions --------------------------------------------------------------------------
+    def new_session(self, file_id: str) -> str:
+        session_id = uuid.uuid4().hex
+        self._sessions[session_id] = SessionRecord(file_id)
+        while len(self._sessions) > self.max_sessions:
+            self._sessions.popitem(last=False)
+        return session_id
+
+    def check_session(self, session_id: str | None, room: DocumentRoom) -> str | None:
+        """None when the client may sync with ``room``, else the 1003 reason.
+
+        A session is bound to the first room instance it syncs with; its Y history then only
+        matches that instance. After a server restart (unknown session) or when the room was
+        freed and rebuilt from the file (another instance), merging that history would
+        duplicate every cell, so the client must reload instead.
+        """
+        record = self._sessions.get(session_id or "")
+        if record is None:
+            return "unknown_session"
+        if record.file_id != room.file_id:
+            return "unknown_session"
+        if record.room_instance is None:
+            record.room_instance = room.instance_id
+        elif record.room_instance != room.instance_id:
+            return "version_mismatch"
+        self._sessions.move_to_end(session_id)
+        return None
+
+    # --- rooms -----------------------------------------------------------------------------
+    def on_room_created(self, callback: Callable[[DocumentRoom], Any]) -> None:
+        self._created_callbacks.append(callback)
+
+    def on_room_freed(self, callback: Callable[[DocumentRoom], Any]) -> None:
+        self._freed_callbacks.append(callback)
+
+    def find_room(self, room_id: str) -> DocumentRoom | None:
+        """The live room, or None; never creates one."""
+        room = self.rooms.get(room_id)
+        if room is not None and room.closed:
+            return None
+        return room
+
+    def room_id_for(self, file_id: str, file_type: str = "notebook") -> str:
+        return f"{FILE_TYPES[file_type][0]}:{file_type}:{file_id}"
+
+    async def get_room_for_path(self, path: str, file_type: str = "notebook") -> DocumentRoom:
+        """The room of the file at ``path`` (indexed with jupyter_server_fileid)."""
+        if file_type not in FILE_TYPES:
+            raise InvalidRoomId(f"unsupported document type {file_type!r}")
+        path = path.strip("/")
+        if not await ensure_async(self.contents_manager.file_exists(path)):
+            raise RoomNotFound(path)
+        file_id = self._require_fim().index(path)
+        if file_id is None:
+            raise RoomNotFound(path)
+        return await self.get_room(self.room_id_for(file_id, file_type))
+
+    async def get_room(self, room_id: str) -> DocumentRoom:
+        """The room, created and loaded from the ContentsManager on first use."""
+        room = self.find_room(room_id)
+        if room is not None:
+            return room
+        if self._stopping:
+            raise RuntimeError("the server is stopping")
+        loading = self._loading.get(room_id)
+        if loading is None:
+            loading = asyncio.ensure_future(self._create_room(room_id))
+            self._loading[room_id] = loading
+            loading.add_done_callback(lambda _: self._loading.pop(room_id, None))
+        return await asyncio.shield(loading)
+
+    async def _create_room(self, room_id: str) -> DocumentRoom:
+        _fmt, file_type, file_id = parse_room_id(room_id)
+        path = self._require_fim().get_path(file_id)
+        if path is None or not await ensure_async(self.contents_manager.file_exists(path)):
+            raise RoomNotFound(room_id)
+        room = DocumentRoom(room_id, file_id=file_id, path=path, file_type=file_type, manager=self)
+        try:
+            await room.load()
+        except Exception:
+            room.close()
+            raise
+        self.rooms[room_id] = room
+        for callback in list(self._created_callbacks):
+            try:
+                result = callback(room)
+                if asyncio.iscoroutine(result):
+                    await result
+            except Exception:
+                self.log.exception("collab_kernels: on_room_created callback failed for %s", path)
+        return room
+
+    @property
+    def global_awareness(self) -> GlobalAwarenessRoom:
+        if self._global_awareness is None:
+            self._global_awareness = GlobalAwarenessRoom(
+                protocol.GLOBAL_AWARENESS_ROOM,
+                log=self.log,
+                coalesce_window=self.coalesce_window,
+                awareness_window=self.awareness_window,
+            )
+        return self._global_awareness
+
+    async def _free_room(self, room: DocumentRoom) -> None:
+        if self.rooms.get(room.room_id) is not room or room.closed:
+            return
+        if room.unsaved:
+            await room.save()
+        if not room.idle:
+            room._maybe_free()
+            return
+        room._stop_timers()
+        room.close()
+        self._forget_room(room)
+        self.log.info("collab_kernels: freed document %s", room.path)
+
+    def _forget_room(self, room: DocumentRoom) -> None:
+        if self.rooms.get(room.room_id) is room:
+            del self.rooms[room.room_id]
+        for callback in list(self._freed_callbacks):
+            try:
+                result = callback(room)
+                if asyncio.iscoroutine(result):
+                    asyncio.ensure_future(result)
+            except Exception:
+                self.log.exception("collab_kernels: on_room_freed callback failed for %s", room.path)
+
+    async def stop(self) -> None:
+        """Save every room and close every client (server shutdown)."""
+        self._stopping = True
+        rooms = list(self.rooms.values())
+        await asyncio.gather(*(room.stop() for room in rooms), return_exceptions=True)
+        for room in rooms:
+            self._forget_room(room)
+        if self._global_awareness is not None:
+            self._global_awareness.close()

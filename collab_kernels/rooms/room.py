@@ -1,0 +1,856 @@
+"""Rooms: one server-owned Y document, its collaborators' websockets, and its file.
+
+Why not ``pycrdt.websocket.YRoom``: it schedules one task per client for every update (80-100 us
+of CPU per update per client, see performance-facts), has no bound on what a stalled client
+buffers, no per-connection write permission and no raw messages (save, conflict). The fan-out
+here is a small replacement built on pycrdt primitives (``Doc``, ``Awareness``, the sync
+message helpers, ``merge_updates``):
+
+- updates committed to the doc within ``coalesce_window`` are merged into one Y update,
+  encoded once and put on every client's bounded queue;
+- each client has exactly one writer task draining its queue; a client whose queue overflows
+  is closed (it reconnects and resyncs), so a stalled viewer never slows the others down nor
+  grows server memory;
+- awareness changes are batched per ``awareness_window`` and relayed to every client, the
+  sender included, as one message carrying the latest state of each changed client.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import logging
+import time
+import uuid
+from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING, Any
+
+from jupyter_core.utils import ensure_async
+from jupyter_ydoc import YNotebook, YUnicode
+from jupyter_ydoc.yunicode import _set_text
+from pycrdt import (
+    Awareness,
+    Doc,
+    create_awareness_message,
+    create_sync_message,
+
+    create_update_message,
+    merge_updates,
+)
+from tornado.web import HTTPError
+
+from . import protocol
+from .protocol import ProtocolError
+
+if TYPE_CHECKING:  # pragma: no cover
+    from .manager import RoomManager
+
+#: The event schema of room events on jupyter_server's event bus.
+ROOM_EVENT_SCHEMA_ID = "https://collab-kernels.jupyter.org/rooms/v1"
+ROOM_EVENT_SCHEMA = {
+    "$id": ROOM_EVENT_SCHEMA_ID,
+    "version": "1",
+    "title": "collab_kernels document rooms",
+    "personal-data": True,
+    "description": (
+        "What happened to a collaborative document that a user should know about: the file "
+        "changed on disk while the room had unsaved edits (conflict), the room reloaded the "
+        "file's new content, a user's explicit save overwrote a changed file, the file was "
+        "renamed or deleted, or a save failed."
+    ),
+    "type": "object",
+    "required": ["action", "path", "room_id"],
+    "properties": {
+        "action": {
+            "enum": ["conflict", "reloaded", "overwritten", "renamed", "deleted", "save_failed"],
+            "description": "What happened.",
+        },
+        "path": {"type": "string", "description": "The document's path (after a rename)."},
+        "room_id": {"type": "string", "description": "The room id, {format}:{type}:{fileId}."},
+        "message": {"type": "string", "description": "A human readable explanation."},
+    },
+}
+
+
+class RoomClosed(Exception):
+    """The room was closed (file deleted, server stopping) while something waited on it."""
+
+
+class RoomClient:
+    """One websocket connected to a room.
+
+    ``write(frame)`` sends one binary frame and returns an awaitable that resolves once the
+    transport accepted it; ``close(code, reason)`` closes the websocket. The client owns a
+    bounded queue drained by a single writer task.
+    """
+
+    def __init__(
+        self,
+        *,
+        write: Callable[[bytes], Awaitable[Any] | None],
+        close: Callable[[int, str], None],
+        can_write: bool,
+        name: str,
+        max_queue: int,
+        log: logging.Logger,
+    ):
+        self._write = write
+        self._close = close
+        self.can_write = can_write
+        self.name = name
+        self.max_queue = max_queue
+        self.log = log
+        self.room: BaseRoom | None = None
+        self.closed = False
+        self.awareness_ids: set[int] = set()
+        self.dropped_updates = 0
+        self._queue: collections.deque[bytes] = collections.deque()
+        self._wakeup = asyncio.Event()
+        self._task: asyncio.Task | None = None
+
+    def start(self) -> None:
+        if self._task is None:
+            self._task = asyncio.ensure_future(self._drain())
+
+    def send(self, frame: bytes) -> None:
+        """Queue a frame; close the client if its queue is full."""
+        if self.closed:
+            return
+        if len(self._queue) >= self.max_queue:
+            path = self.room.describe() if self.room else "?"
+            self.log.warning(
+                "collab_kernels: closing %s on %s: its send queue overflowed (%d frames); "
+                "it will reconnect and resync",
+                self.name,
+                path,
+                len(self._queue),
+            )
+            self.close(protocol.CLOSE_TRY_AGAIN_LATER, "send queue overflow")
+            return
+        self._queue.append(frame)
+        self._wakeup.set()
+
+    async def _drain(self) -> None:
+        try:
+            while not self.closed:
+                if not self._queue:
+                    self._wakeup.clear()
+                    await self._wakeup.wait()
+                    continue
+                last = None
+                while self._queue:
+                    last = self._write(self._queue.popleft())
+                if last is not None:
+                    await last
+        except asyncio.CancelledError:
+            raise
+        except Exception as e:  # the socket went away under us
+            self.log.debug("collab_kernels: writer of %s stopped: %s", self.name, e)
+            self.close(protocol.CLOSE_GOING_AWAY, "")
+
+    def close(self, code: int = protocol.CLOSE_GOING_AWAY, reason: str = "") -> None:
+        """Close the websocket and leave the room (idempotent)."""
+        if self.closed:
+            return
+        self.closed = True
+        self._queue.clear()
+        self._wakeup.set()
+        try:
+            self._close(code, reason)
+        except Exception:  # already closed
+            pass
+        if self.room is not None:
+            self.room.remove_client(self)
+
+    def stopped(self) -> None:
+        """Called when the transport closed on its own."""
+        self.close()
+
+
+class BaseRoom:
+    """Fan-out of y-sync and awareness to a set of clients (see the module docstring)."""
+
+    def __init__(
+        self,
+        room_id: str,
+        *,
+        log: logging.Logger,
+        coalesce_window: float = 0.005,
+        awareness_window: float = 0.05,
+    ):
+        self.room_id = room_id
+        self.log = log
+        self.coalesce_window = coalesce_window
+        self.awareness_window = awareness_window
+        self.ydoc = Doc()
+        self.awareness = Awareness(self.ydoc)
+        self.clients: set[RoomClient] = set()
+        self._pending_updates: list[bytes] = []
+        self._update_handle: asyncio.Handle | None = None
+        self._pending_awareness: set[int] = set()
+        self._awareness_handle: asyncio.Handle | None = None
+        self._closed = False
+        self.awareness.observe(self._on_awareness)
+        self._doc_subscription = self.ydoc.observe(self._on_doc_event)
+
+    # --- descriptions for logs -------------------------------------------------------------
+    def describe(self) -> str:
+        return self.room_id
+
+    # --- clients ---------------------------------------------------------------------------
+    def add_client(self, client: RoomClient) -> None:
+        if self._closed:
+            client.close(protocol.CLOSE_GOING_AWAY, "room closed")
+            return
+        client.room = self
+        self.clients.add(client)
+        client.start()
+        client.send(create_sync_message(self.ydoc))
+        ids = [cid for cid in self.awareness.states if cid != self.awareness.client_id]
+        if ids:
+            client.send(create_awareness_message(self.awareness.encode_awareness_update(ids)))
+
+    def remove_client(self, client: RoomClient) -> None:
+        if client not in self.clients:
+            return
+        self.clients.discard(client)
+        gone = [cid for cid in client.awareness_ids if cid in self.awareness.states]
+        if gone:
+            self.awareness.remove_awareness_states(gone, client)
+        self._client_left()
+
+    def _client_left(self) -> None:
+        pass
+
+    # --- outgoing --------------------------------------------------------------------------
+    def broadcast(self, frame: bytes) -> None:
+        for client in list(self.clients):
+            client.send(frame)
+
+    def broadcast_raw(self, payload: dict[str, Any]) -> None:
+        """Send a raw ``[2][JSON]`` message to every client."""
+        self.broadcast(protocol.raw_message(payload))
+
+    def _on_doc_event(self, event: Any) -> None:
+        self._pending_updates.append(event.update)
+        self._doc_changed()
+        if self._update_handle is None and not self._closed:
+            loop = asyncio.get_event_loop()
+            if self.coalesce_window > 0:
+                self._update_handle = loop.call_later(self.coalesce_window, self._flush_updates)
+            else:
+                self._update_handle = loop.call_soon(self._flush_updates)
+
+    def _doc_changed(self) -> None:
+        pass
+
+    def _flush_updates(self) -> None:
+        self._update_handle = None
+        updates, self._pending_updates = self._pending_updates, []
+        if not updates or not self.clients:
+            return
+        update = updates[0] if len(updates) == 1 else merge_updates(*updates)
+        self.broadcast(create_update_message(update))
+
+    def flush(self) -> None:
+        """Send pending updates and awareness now (used before closing)."""
+        if self._update_handle is not None:
+            self._update_handle.cancel()
+            self._flush_updates()
+        if self._awareness_handle is not None:
+            self._awareness_handle.cancel()
+            self._flush_awareness()
+
+    def _on_awareness(self, topic: str, args: tuple[dict[str, Any], Any]) -> None:
+        if topic != "update":
+            return
+        changes, _origin = args
+        ids = changes["added"] + changes["updated"] + changes["removed"]
+        ids = [cid for cid in ids if cid != self.awareness.client_id]
+        if not ids or self._closed:
+            return
+        self._pending_awareness.update(ids)
+        if self._awareness_handle is None:
+            loop = asyncio.get_event_loop()
+            if self.awareness_window > 0:
+                self._awareness_handle = loop.call_later(
+                    self.awareness_window, self._flush_awareness
+                )
+            else:
+                self._awareness_handle = loop.call_soon(self._flush_awareness)
+
+    def _flush_awareness(self) -> None:
+        self._awareness_handle = None
+        ids, self._pending_awareness = list(self._pending_awareness), set()
+        if ids and self.clients:
+            update = self.awareness.encode_awareness_update(ids)
+            self.broadcast(create_awareness_message(update))
+
+    # --- incoming --------------------------------------------------------------------------
+    def handle_message(self, client: RoomClient, data: bytes) -> Awaitable[None] | None:
+        """Apply one incoming frame; raises ProtocolError on a malformed one.
+
+        Returns an awaitable for messages that need I/O (save), else None.
+        """
+        message = protocol.parse_message(data)
+        if message.kind == "step1":
+            try:
+                update = self.ydoc.get_update(message.payload)
+            except Exception as e:
+                raise ProtocolError(f"invalid state vector: {e}") from e
+            client.send(protocol.sync_step2_message(update))
+        elif message.kind in ("step2", "update"):
+            self._handle_update(client, message.payload)
+        elif message.kind == "awareness":
+            client.awareness_ids.update(protocol.awareness_client_ids(message.payload))
+            self.awareness.apply_awareness_update(message.payload, client)
+        elif message.kind == "save":
+            return self._handle_save(client, message.request_id)
+        return None
+
+    def _handle_update(self, client: RoomClient, update: bytes) -> None:
+        # The global awareness room has no document to edit.
+        return None
+
+    async def _handle_save(self, client: RoomClient, request_id: int | None) -> None:
+        client.send(
+            protocol.raw_message({"type": "save", "responseTo": request_id, "status": "skipped"})
+        )
+
+    # --- lifecycle -------------------------------------------------------------------------
+    def close_clients(self, code: int, reason: str) -> None:
+        self.flush()
+        for client in list(self.clients):
+            client.close(code, reason)
+
+    def close(self, code: int = protocol.CLOSE_GOING_AWAY, reason: str = "") -> None:
+        if self._closed:
+            return
+        self.close_clients(code, reason)
+        self._closed = True
+        try:
+            self.ydoc.unobserve(self._doc_subscription)
+        except Exception:
+            pass
+
+    @property
+    def closed(self) -> bool:
+        return self._closed
+
+
+class RoomHold:
+    """Keeps a room alive until released (also a context manager)."""
+
+    def __init__(self, room: DocumentRoom, reason: str):
+        self.room = room
+        self.reason = reason
+        self.released = False
+
+    def release(self) -> None:
+        if not self.released:
+            self.released = True
+            self.room._release(self)
+
+    def __enter__(self) -> RoomHold:
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.release()
+
+    def __repr__(self) -> str:
+        return f"<RoomHold {self.reason!r} on {self.room.path}>"
+
+
+FILE_TYPES = {
+    # type -> (format, document class, contents manager type, contents format)
+    "notebook": ("json", YNotebook, "notebook", None),
+    "file": ("text", YUnicode, "file", "text"),
+}
+
+
+class DocumentRoom(BaseRoom):
+    """A notebook or text file as a server-owned Y document.
+
+    Loaded from and saved to the ContentsManager; saves are debounced after changes whether
+    or not a client is connected; out-of-band changes of the file are detected (periodic check
+    and before each save) and either applied in place (no unsaved edits) or reported as a
+    conflict (the room's content is kept, the file is not overwritten).
+    """
+
+    def __init__(
+        self,
+        room_id: str,
+        *,
+        file_id: str,
+        path: str,
+        file_type: str,
+        manager: RoomManager,
+    ):
+        super().__init__(
+            room_id,
+            log=manager.log,
+            coalesce_window=manager.coalesce_window,
+            awareness_window=manager.awareness_window,
+        )
+        if file_type not in FILE_TYPES:
+            raise ValueError(f"unsupported document type {file_type!r}")
+        self.manager = manager
+        self.file_id = file_id
+        self.path = path
+        self.file_type = file_type
+        self.format, doc_class, self._cm_type, self._cm_format = FILE_TYPES[file_type]
+        self.document: YNotebook | YUnicode = doc_class(self.ydoc, self.awareness)
+        #: A fresh id per room object: a browser whose history came from another instance of
+        #: this room (freed and rebuilt, or another server process) must not merge it.
+        self.instance_id = uuid.uuid4().hex
+        self._holds: dict[int, RoomHold] = {}
+        self._version = 0  # bumped by every edit that should reach the file
+        self._saved_version = 0
+        self._server_edit = 0  # >0 while the room edits state itself (not an edit to save)
+        self._hash: str | None = None
+        self._last_modified: Any = None
+        self._saved_content: Any = None
+        self._io_lock = asyncio.Lock()
+        self._save_handle: asyncio.TimerHandle | None = None
+        self._save_first_request: float | None = None
+        self._save_task: asyncio.Task | None = None
+        self._free_handle: asyncio.TimerHandle | None = None
+        self._watch_task: asyncio.Task | None = None
+        self._missing_checks = 0
+        self.conflict = False
+        self.loaded = False
+
+    def describe(self) -> str:
+        return self.path
+
+    def __repr__(self) -> str:
+        return f"<DocumentRoom {self.room_id} {self.path!r}>"
+
+    # --- state -----------------------------------------------------------------------------
+    @property
+    def unsaved(self) -> bool:
+        """Whether the room has edits the file does not have yet."""
+        return self._version != self._saved_version
+
+    def _doc_changed(self) -> None:
+        if self._server_edit or not self.loaded:
+            return
+        self._version += 1
+        self.request_save()
+
+    def _set_state(self, **values: Any) -> None:
+        """Write the state map as the server (not an edit to save)."""
+        self._server_edit += 1
+        try:
+            with self.ydoc.transaction():
+                for key, value in values.items():
+                    if self.document.ystate.get(key) != value:
+                        self.document.ystate[key] = value
+        finally:
+            self._server_edit -= 1
+
+    # --- loading ---------------------------------------------------------------------------
+    async def _get_model(self, *, content: bool, require_hash: bool = False) -> dict[str, Any]:
+        cm = self.manager.contents_manager
+        kwargs: dict[str, Any] = {"content": content, "type": self._cm_type}
+        if self._cm_format and content:
+            kwargs["format"] = self._cm_format
+        if require_hash:
+            kwargs["require_hash"] = True
+        return await ensure_async(cm.get(self.path, **kwargs))
+
+    async def load(self) -> None:
+        """Read the file through the ContentsManager into the (empty) doc."""
+        async with self._io_lock:
+            model = await self._get_model(content=True, require_hash=True)
+            content = model["content"]
+            self._server_edit += 1
+            try:
+                if self.file_type == "notebook":
+                    await self.document.aset(content)
+                else:
+                    self.document.set(content)
+            finally:
+                self._server_edit -= 1
+            self._saved_content = self.document.get()
+            self._hash = model.get("hash")
+            self._last_modified = model.get("last_modified")
+            self._set_state(path=self.path, hash=self._hash, dirty=False, document_id=self.room_id)
+            self.loaded = True
+        interval = self.manager.file_check_interval
+        if interval and interval > 0:
+            self._watch_task = asyncio.ensure_future(self._watch(interval))
+        self.log.info("collab_kernels: opened document %s (room %s)", self.path, self.room_id)
+
+    # --- holds and freeing -----------------------------------------------------------------
+    def hold(self, reason: str) -> RoomHold:
+        """Keep the room alive (never freed) until the hold is released."""
+        hold = RoomHold(self, reason)
+        self._holds[id(hold)] = hold
+        self._cancel_free()
+        return hold
+
+    @property
+    def holds(self) -> list[RoomHold]:
+        return list(self._holds.values())
+
+    def _release(self, hold: RoomHold) -> None:
+        self._holds.pop(id(hold), None)
+        self._maybe_free()
+
+    def add_client(self, client: RoomClient) -> None:
+        self._cancel_free()
+        super().add_client(client)
+        if self.conflict:
+            client.send(protocol.raw_message({"type": "conflict"}))
+
+    def _client_left(self) -> None:
+        self._maybe_free()
+
+    def _handle_update(self, client: RoomClient, update: bytes) -> None:
+        if not client.can_write:
+            client.dropped_updates += 1
+            if client.dropped_updates == 1:
+                self.log.info(
+                    "collab_kernels: dropping edits of read-only %s on %s", client.name, self.path
+                )
+            return
+        if update == b"\x00\x00":
+            return
+        try:
+            self.ydoc.apply_update(update)
+        except (KeyboardInterrupt, SystemExit, asyncio.CancelledError):
+            raise
+        except BaseException as e:  # pycrdt raises (or panics) on a corrupt update
+            raise ProtocolError(f"invalid Y update: {e}") from e
+
+    @property
+    def idle(self) -> bool:
+        return not self.clients and not self._holds and not self.unsaved and not self.conflict
+
+    def _cancel_free(self) -> None:
+        if self._free_handle is not None:
+            self._free_handle.cancel()
+            self._free_handle = None
+
+    def _maybe_free(self) -> None:
+        if self._closed or not self.loaded:
+            return
+        if not self.clients and not self._holds and self.unsaved and not self.conflict:
+            self.request_save()  # freeing waits for the save
+            return
+        if self.idle and self._free_handle is None:
+            delay = max(self.manager.free_delay, 0)
+            self._free_handle = asyncio.get_event_loop().call_later(delay, self._free_now)
+
+    def _free_now(self) -> None:
+        self._free_handle = None
+        if self.idle and not self._closed:
+            asyncio.ensure_future(self.manager._free_room(self))
+
+    # --- saving ----------------------------------------------------------------------------
+    def request_save(self) -> None:
+        """Save after ``save_delay`` without further edits (at most ``save_max_delay`` late)."""
+        if self._closed or not self.loaded:
+            return
+        loop = asyncio.get_event_loop()
+        now = loop.time()
+        if self._save_first_request is None:
+            self._save_first_request = now
+        delay = max(self.manager.save_delay, 0)
+        deadline = self._save_first_request + max(self.manager.save_max_delay, delay)
+        delay = max(0.0, min(delay, deadline - now))
+        if self._save_handle is not None:
+            self._save_handle.cancel()
+        self._save_handle = loop.call_later(delay, self._autosave)
+
+    def _autosave(self) -> None:
+        self._save_handle = None
+        self._save_first_request = None
+        if self._save_task is not None and not self._save_task.done():
+            # A save is running; save again after it.
+            self._save_task.add_done_callback(lambda _: self.request_save())
+            return
+        self._save_task = asyncio.ensure_future(self._autosave_task())
+
+    async def _autosave_task(self) -> None:
+        try:
+            await self.save()
+        except Exception:
+            self.log.exception("collab_kernels: autosave of %s failed", self.path)
+        self._maybe_free()
+
+    async def save(self, *, force: bool = False) -> str:
+        """Write the document through the ContentsManager.
+
+        Returns ``"success"``, ``"skipped"`` (nothing to write) or ``"failed"`` (the file
+        changed on disk while the room had unsaved edits, or the write failed). ``force`` is
+        an explicit user save: it writes even when the file changed on disk (the user saw the
+        conflict) and when the room has no new edits but the file differs.
+        """
+        async with self._io_lock:
+            if self._closed or not self.loaded:
+                return "skipped"
+            if self.conflict and not force:
+                return "failed"
+            if not force and not self.unsaved:
+                return "skipped"
+            version = self._version
+            content = await self.document.aget() if self.file_type == "notebook" else self.document.get()
+            try:
+                disk = await self._get_model(content=False, require_hash=True)
+            except HTTPError as e:
+                if e.status_code != 404:
+                    raise
+                disk = None
+                if not force:
+                    self.log.warning(
+                        "collab_kernels: not saving %s: the file no longer exists", self.path
+                    )
+                    return "failed"
+            disk_changed = disk is not None and disk.get("hash") != self._hash
+            if disk_changed and not force:
+                if content == self._saved_content:
+                    # Only state changed in the room: take the file's new content instead.
+                    await self._reload_locked()
+                    return "skipped"
+                self._enter_conflict(disk)
+                return "failed"
+            if not disk_changed and disk is not None and content == self._saved_content:
+                self._mark_saved(version, self._hash, disk.get("last_modified"))
+                return "skipped"
+            if disk_changed:
+                self.log.warning(
+                    "collab_kernels: %s changed on disk; overwriting it with the room's content "
+                    "on an explicit save",
+                    self.path,
+                )
+                self._emit("overwritten", "An explicit save overwrote a file changed on disk.")
+            model: dict[str, Any] = {"type": self._cm_type, "content": content}
+            model["format"] = "json" if self.file_type == "notebook" else "text"
+            try:
+                await ensure_async(self.manager.contents_manager.save(model, self.path))
+                after = await self._get_model(content=False, require_hash=True)
+            except Exception as e:
+                self.log.error("collab_kernels: saving %s failed: %s", self.path, e)
+                self._emit("save_failed", f"Saving failed: {e}")
+                return "failed"
+            self._saved_content = content
+            self.conflict = False
+            self._mark_saved(version, after.get("hash"), after.get("last_modified"))
+            self.log.debug("collab_kernels: saved %s", self.path)
+            return "success"
+
+    def _mark_saved(self, version: int, file_hash: str | None, last_modified: Any) -> None:
+        self._saved_version = version
+        self._hash = file_hash
+        self._last_modified = last_modified
+        values: dict[str, Any] = {"hash": file_hash}
+        if version == self._version:
+            values["dirty"] = False
+        self._set_state(**values)
+
+    async def _handle_save(self, client: RoomClient, request_id: int | None) -> None:
+        if not client.can_write:
+            status = "failed"
+        else:
+            try:
+                status = await self.save(force=True)
+            except Exception:
+                self.log.exception("collab_kernels: save of %s failed", self.path)
+                status = "failed"
+        client.send(
+            protocol.raw_message({"type": "save", "responseTo": request_id, "status": status})
+        )
+        self._maybe_free()
+
+    # --- out-of-band changes ---------------------------------------------------------------
+    async def _watch(self, interval: float) -> None:
+        while not self._closed:
+            await asyncio.sleep(interval)
+            try:
+                await self.check_disk()
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                self.log.exception("collab_kernels: checking %s on disk failed", self.path)
+
+    async def check_disk(self) -> None:
+        """Look for an out-of-band change of the file and handle it."""
+        if self._closed or not self.loaded:
+            return
+        async with self._io_lock:
+            try:
+                model = await self._get_model(content=False)
+            except HTTPError as e:
+                if e.status_code != 404:
+                    raise
+                await self._on_missing()
+                return
+            self._missing_checks = 0
+            if model.get("last_modified") == self._last_modified:
+                return
+            model = await self._get_model(content=False, require_hash=True)
+            if model.get("hash") == self._hash:
+                self._last_modified = model.get("last_modified")
+                return
+            if self.unsaved:
+                self._enter_conflict(model)
+            else:
+                await self._reload_locked()
+
+    async def reload(self) -> None:
+        """Apply the file's current content to the doc in place (discards unsaved edits)."""
+        async with self._io_lock:
+            await self._reload_locked()
+
+    async def _reload_locked(self) -> None:
+        model = await self._get_model(content=True, require_hash=True)
+        if self.unsaved and self.document.get() != self._saved_content:
+            # Edits arrived while we read the file: keep them, report the conflict.
+            self._enter_conflict(model)
+            return
+        content = model["content"]
+        self._server_edit += 1
+        try:
+            with self.ydoc.transaction():
+                self._apply_in_place(content)
+                self.document.ystate["hash"] = model.get("hash")
+                self.document.ystate["dirty"] = False
+                self.document.ystate["path"] = self.path
+        finally:
+            self._server_edit -= 1
+        self._saved_content = self.document.get()
+        self._saved_version = self._version
+        self._hash = model.get("hash")
+        self._last_modified = model.get("last_modified")
+        self.conflict = False
+        self.log.info("collab_kernels: reloaded %s after it changed on disk", self.path)
+        self._emit("reloaded", "The file changed on disk; the document took its new content.")
+
+    def _apply_in_place(self, content: Any) -> None:
+        """Edit only what differs; unchanged cells keep their identity."""
+        if self.file_type != "notebook":
+            self.document.set(content)
+            return
+        by_id = {}
+        for ycell in self.document.ycells:
+            cell_id = ycell.get("id")
+            if cell_id is not None and cell_id not in by_id:
+                by_id[cell_id] = ycell
+        for cell in content.get("cells", []):
+            ycell = by_id.get(cell.get("id"))
+            if ycell is None or ycell.get("cell_type") != cell.get("cell_type"):
+                continue
+            source = cell.get("source", "")
+            source = "".join(source) if isinstance(source, list) else source
+            if str(ycell["source"]) != source:
+                # Granular text edit, so YNotebook.set then sees an equal source.
+                _set_text(self.ydoc, ycell["source"], source)
+        self.document.set(content)
+
+    def _enter_conflict(self, disk: dict[str, Any] | None) -> None:
+        first = not self.conflict
+        self.conflict = True
+        if disk is not None:
+            # Do not report the same change of the file twice.
+            self._last_modified = disk.get("last_modified")
+        if not first:
+            return
+        self.log.warning(
+            "collab_kernels: %s changed on disk while the document had unsaved edits; keeping "
+            "the document's content and not overwriting the file (an explicit save will)",
+            self.path,
+        )
+        self.broadcast_raw({"type": "conflict"})
+        self._emit(
+            "conflict",
+            "The file changed on disk while the document had unsaved edits; the file was "
+            "not overwritten.",
+        )
+
+    async def _on_missing(self) -> None:
+        fim = self.manager.file_id_manager
+        new_path = None
+        if fim is not None:
+            try:
+                new_path = fim.get_path(self.file_id)
+            except Exception:
+                new_path = None
+        if new_path and new_path != self.path:
+            cm = self.manager.contents_manager
+            if await ensure_async(cm.file_exists(new_path)):
+                self.set_path(new_path)
+                return
+        self._missing_checks += 1
+        if self._missing_checks >= 2:
+            self.file_deleted()
+
+    # --- renames and deletes ---------------------------------------------------------------
+    def set_path(self, new_path: str) -> None:
+        if new_path == self.path:
+            return
+        old, self.path = self.path, new_path
+        self._set_state(path=new_path)
+        self.log.info("collab_kernels: document %s is now %s", old, new_path)
+        self._emit("renamed", f"Renamed from {old}.")
+
+    def file_deleted(self) -> None:
+        """The file is gone: close every client with 4404 and free the room unsaved."""
+        if self._closed:
+            return
+        if self.unsaved:
+            self.log.warning(
+                "collab_kernels: %s was deleted while its document had unsaved edits; "
+                "they are discarded with the file",
+                self.path,
+            )
+        else:
+            self.log.info("collab_kernels: %s was deleted; closing its document", self.path)
+        self._emit("deleted", "The file was deleted; the document was closed.")
+        self._stop_timers()
+        self.close(protocol.CLOSE_NOT_FOUND, "file deleted")
+        self.manager._forget_room(self)
+
+    # --- events ----------------------------------------------------------------------------
+    def _emit(self, action: str, message: str) -> None:
+        self.manager.emit_event(
+            {"action": action, "path": self.path, "room_id": self.room_id, "message": message}
+        )
+
+    # --- lifecycle -------------------------------------------------------------------------
+    def _stop_timers(self) -> None:
+        for handle in (self._save_handle, self._free_handle):
+            if handle is not None:
+                handle.cancel()
+        self._save_handle = self._free_handle = None
+        if self._watch_task is not None:
+            self._watch_task.cancel()
+            self._watch_task = None
+
+    async def stop(self, code: int = protocol.CLOSE_GOING_AWAY, reason: str = "server stopping") -> None:
+        """Save what is unsaved, close the clients and stop every timer."""
+        self._stop_timers()
+        if self.loaded and not self._closed and self.unsaved:
+            try:
+                status = await self.save()
+                if status == "failed":
+                    self.log.warning(
+                        "collab_kernels: %s closed with unsaved edits (conflict with the file "
+                        "on disk)",
+                        self.path,
+                    )
+            except Exception:
+                self.log.exception("collab_kernels: final save of %s failed", self.path)
+        self.close(code, reason)
+
+
+class GlobalAwarenessRoom(BaseRoom):
+    """``JupyterLab:globalAwareness``: awareness only (who is online), no document."""
+
+    def _handle_update(self, client: RoomClient, update: bytes) -> None:
+        return None
+
+
+def now() -> float:
+    return time.monotonic()
