@@ -30,6 +30,7 @@ class ViewerIdentityProvider(IdentityProvider):
     def get_user(self, handler):
         header = handler.request.headers.get("Authorization", "")
         if header == f"token {VIEWER_TOKEN}" or handler.get_argument("token", "") == VIEWER_TOKEN:
+            handler._token_authenticated = True  # no XSRF check for token requests
             return User(username="viewer", name="Viewer")
         return super().get_user(handler)
 
@@ -121,3 +122,21 @@ def collab_client(collab_base_url, collab_token, jp_asyncio_loop):
 
 def unique_name(prefix: str = "nb", suffix: str = ".ipynb") -> str:
     return f"{prefix}-{uuid.uuid4().hex[:8]}{suffix}"
+
+
+async def eventually(condition, timeout: float = 30.0, interval: float = 0.05):
+    """Poll ``condition()`` until truthy (for state with no event to await, e.g. files)."""
+    loop = asyncio.get_event_loop()
+    deadline = loop.time() + timeout
+    while True:
+        value = condition()
+        if value:
+            return value
+        if loop.time() > deadline:
+            raise TimeoutError(f"condition not met within {timeout} s")
+        await asyncio.sleep(interval)
+
+
+@pytest.fixture
+def room_manager(jp_serverapp):
+    return jp_serverapp.web_app.settings["collab_room_manager"]

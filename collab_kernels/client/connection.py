@@ -77,7 +77,7 @@ async def open_session(
     headers: dict[str, str] | None = None,
 ) -> Session:
     """Ask the server for the file id and a session id of ``path`` (raises SessionError)."""
-    url = base_url.rstrip("/") + "/api/collaboration/session/" + quote(path.strip("/"))
+    url = base_url.rstrip("/") + "/api/collaboration/session/" + quote(path.strip("/"), safe="")
     body = {"format": FORMATS.get(file_type, "json"), "type": file_type}
     async with httpx.AsyncClient(timeout=30) as http:
         response = await http.put(url, json=body, headers=_auth_headers(token, headers))
@@ -176,14 +176,17 @@ class RoomConnection:
         self._subscription = self.ydoc.observe(self._on_local_event)
         self._awareness_sub = self.awareness.observe(self._on_awareness_event)
         self._reader = asyncio.ensure_future(self._read())
-        await self._send(create_sync_message(self.ydoc))
-        state = self.awareness.get_local_state()
-        if state:
-            await self._send(
-                create_awareness_message(
-                    self.awareness.encode_awareness_update([self.awareness.client_id])
+        # If the server refuses the room (e.g. 1003 after a restart) these sends fail:
+        # ``synced`` and ``closed`` then tell why.
+        with contextlib.suppress(RoomClosedError):
+            await self._send(create_sync_message(self.ydoc))
+            state = self.awareness.get_local_state()
+            if state:
+                await self._send(
+                    create_awareness_message(
+                        self.awareness.encode_awareness_update([self.awareness.client_id])
+                    )
                 )
-            )
         return self
 
     async def __aenter__(self) -> RoomConnection:
