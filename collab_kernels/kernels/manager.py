@@ -75,7 +75,9 @@ class SharedClientKernelManager(ServerKernelManager):
             from jupyter_core.paths import jupyter_runtime_dir
 
             base = jupyter_runtime_dir()
-        name = (self.kernel_id or os.urandom(4).hex()).replace("-", "")[:12]
+        stem = os.path.splitext(os.path.basename(self.connection_file or ""))[0]
+        name = (stem.replace("kernel-", "") or self.kernel_id or os.urandom(6).hex())
+        name = name.replace("-", "")[:12]
         path = os.path.join(base, f"ck-{name}")
         if len(path) > _MAX_IPC_PATH:
             self.log.warning(
