@@ -1,0 +1,180 @@
+"""Rooms and the file: out-of-band changes, conflicts, server restarts, freed rooms."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+
+import nbformat
+import pytest
+from jupyter_server.serverapp import ServerApp
+from tornado.httpserver import HTTPServer
+from tornado.testing import bind_unused_port
+from traitlets.config import Config
+
+from collab_kernels.client.connection import RoomConnection
+from collab_kernels.rooms import protocol
+from collab_kernels.rooms.room import ROOM_EVENT_SCHEMA_ID
+from fixtures_rooms import eventually, read_notebook
+
+
+@pytest.fixture
+def jp_server_config():
+    return Config(
+        {
+            "ServerApp": {
+                "jpserver_extensions": {"collab_kernels": True, "jupyter_server_fileid": True},
+            },
+            "RoomManager": {"save_delay": 0.1, "file_check_interval": 0.2, "free_delay": 0.2},
+        }
+    )
+
+
+def sources(doc) -> list[str]:
+    return [str(cell["source"]) for cell in doc.ycells]
+
+
+def append_source(doc, index: int, text: str) -> None:
+    source = doc.ycells[index]["source"]
+    source.insert(len(source), text)
+
+
+def write_out_of_band(root, path, sources_: list[str], ids: list[str]) -> None:
+    nb = nbformat.v4.new_notebook()
+    for source, cell_id in zip(sources_, ids):
+        cell = nbformat.v4.new_code_cell(source)
+        cell["id"] = cell_id
+        nb.cells.append(cell)
+    (root / path).write_text(nbformat.writes(nb))
+
+
+def disk_sources(root, path) -> list[str]:
+    return ["".join(c["source"]) for c in read_notebook(root, path)["cells"]]
+
+
+def room_events(jp_serverapp) -> list[dict]:
+    events: list[dict] = []
+
+    async def listener(logger, schema_id, data):
+        events.append(dict(data))
+
+    jp_serverapp.event_logger.add_listener(schema_id=ROOM_EVENT_SCHEMA_ID, listener=listener)
+    return events
+
+
+async def test_out_of_band_change_is_applied_in_place(rooms_notebook, collab_client, jp_root_dir):
+    path = rooms_notebook("oob.ipynb", ["a = 1", "b = 2", "c = 3"])
+    conn = await collab_client(path)
+    ids = [cell["id"] for cell in conn.document.ycells]
+    structure_changes = []
+    conn.document.ycells.observe(lambda event: structure_changes.append(event))
+    first_source = conn.document.ycells[0]["source"]
+
+    # another editor (or git checkout) rewrites the file: only cell 1 differs
+    write_out_of_band(jp_root_dir, path, ["a = 1", "b = 20", "c = 3"], ids)
+    await conn.wait_for(lambda doc: sources(doc) == ["a = 1", "b = 20", "c = 3"])
+
+    assert structure_changes == []  # no cell inserted or deleted: identities kept
+    assert [cell["id"] for cell in conn.document.ycells] == ids
+    assert str(first_source) == "a = 1"
+    assert conn.raw_messages == []  # no conflict
+    # the room adopted the file: nothing to write back, the file is untouched
+    assert disk_sources(jp_root_dir, path) == ["a = 1", "b = 20", "c = 3"]
+
+
+async def test_conflict_keeps_room_content_and_file(
+    rooms_notebook, collab_client, jp_root_dir, room_manager, jp_serverapp
+):
+    events = room_events(jp_serverapp)
+    room_manager.save_delay = 30  # keep the room's edit unsaved
+    path = rooms_notebook("conflict.ipynb", ["x = 1"])
+    conn = await collab_client(path)
+    ids = [cell["id"] for cell in conn.document.ycells]
+    room = room_manager.find_room(conn.room_id)
+    append_source(conn.document, 0, "  # mine")
+    await eventually(lambda: room.unsaved)
+
+    write_out_of_band(jp_root_dir, path, ["x = 2  # theirs"], ids)
+    message = await conn.wait_for_raw("conflict")
+    assert message == {"type": "conflict"}
+
+    # the room keeps the user's edit, the file keeps the other change
+    assert sources(room.document) == ["x = 1  # mine"]
+    assert disk_sources(jp_root_dir, path) == ["x = 2  # theirs"]
+    assert await room.save() == "failed"  # an autosave never overwrites it
+    assert disk_sources(jp_root_dir, path) == ["x = 2  # theirs"]
+    await eventually(lambda: any(e["action"] == "conflict" for e in events))
+    assert room_manager.find_room(conn.room_id) is room  # never freed with unsaved edits
+
+    # an explicit save (the user saw the dialog) writes the room's content
+    assert await conn.save() == "success"
+    assert disk_sources(jp_root_dir, path) == ["x = 1  # mine"]
+    await eventually(lambda: any(e["action"] == "overwritten" for e in events))
+
+
+async def test_freed_room_refuses_stale_history(rooms_notebook, collab_client, room_manager):
+    path = rooms_notebook("freed.ipynb", ["one", "two"])
+    conn = await collab_client(path)
+    room_id, session_id, old_doc = conn.room_id, conn.session_id, conn.ydoc
+    await conn.close()
+    await eventually(lambda: room_manager.find_room(room_id) is None)
+
+    stale = RoomConnection(conn.base_url, room_id, session_id, token=conn.token, ydoc=old_doc)
+    await stale.connect()
+    code, reason = await stale.wait_closed()
+    assert code == protocol.CLOSE_SESSION
+    assert json.loads(reason)["reason"] == "version_mismatch"
+    assert json.loads(reason)["reloadable"] is True
+    fresh = await collab_client(path)
+    assert sources(fresh.document) == ["one", "two"]
+    assert sources(room_manager.find_room(room_id).document) == ["one", "two"]
+
+
+async def test_restarted_server_never_duplicates_cells(
+    rooms_notebook, collab_client, jp_serverapp, jp_configurable_serverapp, jp_root_dir,
+    jp_base_url,
+):
+    path = rooms_notebook("restart.ipynb", ["first", "second"])
+    conn = await collab_client(path)
+    append_source(conn.document, 1, " edited")
+    await eventually(lambda: disk_sources(jp_root_dir, path) == ["first", "second edited"])
+    room_id, session_id, old_doc = conn.room_id, conn.session_id, conn.ydoc
+
+    # the server stops: clients are closed, the document is saved
+    await jp_serverapp._cleanup()
+    await conn.wait_closed()
+    ServerApp.clear_instance()
+
+    # a new server process on the same root dir
+    sock, port = bind_unused_port()
+    app2 = jp_configurable_serverapp(http_port=port)
+    server = HTTPServer(app2.web_app)
+    server.add_sockets([sock])
+    try:
+        base2 = f"http://127.0.0.1:{port}{jp_base_url}"
+        token2 = app2.identity_provider.token
+        # the browser reconnects with its pre-restart session and history
+        stale = RoomConnection(base2, room_id, session_id, token=token2, ydoc=old_doc)
+        await stale.connect()
+        code, reason = await stale.wait_closed()
+        assert code == protocol.CLOSE_SESSION
+        assert json.loads(reason) == {
+            "reason": "unknown_session",
+            "sessionId": session_id,
+            "reloadable": True,
+        }
+        # after the reload: one copy of each cell, in the doc and on disk
+        from collab_kernels.client.connection import open_session
+
+        session = await open_session(base2, path, token=token2)
+        assert session.room_id == room_id  # file ids survive the restart
+        fresh = RoomConnection.from_session(base2, session, token=token2)
+        await fresh.connect()
+        await asyncio.wait_for(fresh.synced, 30)
+        assert sources(fresh.document) == ["first", "second edited"]
+        append_source(fresh.document, 0, "!")
+        await eventually(lambda: disk_sources(jp_root_dir, path) == ["first!", "second edited"])
+        await fresh.close()
+        await stale.close()
+    finally:
+        server.stop()
