@@ -36,5 +36,10 @@ ui-tests/node_modules/.package-lock.json: ui-tests/package-lock.json
 docs: $(STAMP)
 	$(BIN)/sphinx-build -W --keep-going -b html docs docs/_build/html
 
+# Fan-out benchmark against the peers (creates their environments under bench/.venvs/ on
+# first use; about 20 minutes). BENCH_ARGS=--quick for a smoke run. See bench/README.md.
+bench: $(STAMP)
+	$(BIN)/python bench/fanout_bench.py $(BENCH_ARGS)
+
 clean:
 	rm -rf $(VENV) .pytest_cache build dist

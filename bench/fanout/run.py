@@ -1,0 +1,369 @@
+"""Run the fan-out scenarios against every server and the floor; write JSON, Markdown and a plot."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import datetime as dt
+import json
+import multiprocessing as mp
+import platform
+import sys
+import time
+import traceback
+from pathlib import Path
+
+import psutil
+
+from . import report
+from .floor import measure_floor
+from .patterns import PATTERNS, WARMUP_CODE, Pattern
+from .servers import BENCH_CELL, REPO, SERVERS, WARMUP_CELL, RssSampler, Server, versions
+from .watcher import worker_main
+
+RESULTS = REPO / "bench" / "results"
+
+
+class Pool:
+    """Watcher worker processes, kept for the whole run."""
+
+    def __init__(self, size: int):
+        ctx = mp.get_context("spawn")
+        self.conns = []
+        self.procs = []
+        for i in range(size):
+            parent, child = ctx.Pipe()
+            p = ctx.Process(target=worker_main, args=(child, i), daemon=True,
+                            name=f"fanout-watchers-{i}")
+            p.start()
+            self.conns.append(parent)
+            self.procs.append(p)
+        self.ps = [psutil.Process(p.pid) for p in self.procs]
+
+    def call(self, op: str, per_worker: list[dict] | dict, workers: int | None = None,
+             timeout: float = 300) -> list[dict]:
+        n = workers or len(self.conns)
+        args = per_worker if isinstance(per_worker, list) else [per_worker] * n
+        for conn, a in zip(self.conns[:n], args):
+            conn.send({"op": op, **a})
+        out = []
+        for conn in self.conns[:n]:
+            if not conn.poll(timeout):
+                raise RuntimeError(f"watcher worker did not answer {op} in {timeout} s")
+            res = conn.recv()
+            if "error" in res:
+                raise RuntimeError(f"watcher worker failed in {op}:\n{res['error']}")
+            out.append(res)
+        return out
+
+    def cpu(self) -> float:
+        total = 0.0
+        for p in self.ps:
+            t = p.cpu_times()
+            total += t.user + t.system
+        return total
+
+    def close(self) -> None:
+        for conn in self.conns:
+            try:
+                conn.send({"op": "exit"})
+                conn.poll(5) and conn.recv()
+            except (OSError, EOFError):
+                pass
+        for p in self.procs:
+            p.join(5)
+            if p.is_alive():
+                p.terminate()
+
+
+def split(n: int, parts: int) -> list[int]:
+    return [n // parts + (1 if i < n % parts else 0) for i in range(parts)]
+
+
+def connect_watchers(pool: Pool, url: str, n: int, workers: int, cell_id: str,
+                     first_index: int = 0, awareness: bool = True) -> dict:
+    counts = split(n, workers)
+    args, index = [], first_index
+    for c in counts:
+        args.append({"url": url, "count": c, "first_index": index, "cell_id": cell_id,
+                     "awareness": awareness})
+        index += c
+    res = pool.call("connect", args, workers, timeout=180)
+    return {"synced": sum(r["synced"] for r in res),
+            "errors": sorted({e for r in res for e in r["errors"]})[:3],
+            "seconds": max(r["seconds"] for r in res)}
+
+
+def _drive_ready(srv: Server, pool: Pool, room_id: str, session_id: str | None) -> str:
+    """Open the room with one watcher, start the kernel, run the warm-up cell and wait until
+    its execution count reaches that watcher: proof this server can be driven."""
+    url = srv.room_url(room_id, session_id)
+    c = connect_watchers(pool, url, 1, 1, WARMUP_CELL)
+    if c["synced"] != 1:
+        raise RuntimeError(f"room websocket did not sync: {c['errors']}")
+    kernel_id = srv.start_kernel()
+    r = srv.execute(kernel_id, room_id, WARMUP_CELL, WARMUP_CODE)
+    if r.status_code >= 300:
+        raise RuntimeError(f"warm-up execute answered {r.status_code}: {r.text[:300]}")
+    res = pool.call("executed", {"cell_id": WARMUP_CELL, "timeout": 120}, 1, timeout=150)[0]
+    if not res["ok"]:
+        raise RuntimeError("the warm-up cell's execution count never reached the watcher")
+    return kernel_id
+
+
+def run_scenario(cls: type[Server], n: int, pattern: Pattern, pool: Pool, workers: int,
+                 timeout: float, idle: float) -> dict:
+    srv = cls()
+    out: dict = {"server": srv.key, "watchers": n, "pattern": pattern.key}
+    try:
+        srv.write_notebook(pattern.code, WARMUP_CODE)
+        srv.start()
+        room_id, session_id = srv.open_document()
+        kernel_id = _drive_ready(srv, pool, room_id, session_id)
+        url = srv.room_url(room_id, session_id)
+        # the probe watcher (worker 0) is one of the n
+        c = connect_watchers(pool, url, n - 1, workers, BENCH_CELL, first_index=1) if n > 1 \
+            else {"synced": 0, "errors": [], "seconds": 0}
+        out["connect_seconds"] = c["seconds"]
+        if c["synced"] != n - 1:
+            raise RuntimeError(f"only {c['synced'] + 1}/{n} watchers synced: {c['errors']}")
+        pool.call("quiet", {"quiet_for": 1.0, "timeout": 30}, workers)
+        before = srv.stats()
+        client_cpu0 = pool.cpu()
+        sampler = RssSampler(srv.ps)
+        sampler.start()
+        pool.call("mark", {"cell_id": BENCH_CELL, "expected": pattern.expected}, workers)
+        t0 = time.monotonic()
+        r = srv.execute(kernel_id, room_id, BENCH_CELL, pattern.code)
+        out["execute_status"] = r.status_code
+        if r.status_code >= 300:
+            raise RuntimeError(f"execute answered {r.status_code}: {r.text[:300]}")
+        res = pool.call("wait", {"t0": t0, "timeout": timeout, "idle": idle}, workers,
+                        timeout=timeout + 60)
+        at_end = srv.stats()
+        wall = time.monotonic() - t0
+        # let the server finish what the cell caused (late frames, saves) before the CPU total
+        pool.call("quiet", {"quiet_for": 1.0, "timeout": 10}, workers)
+        after = srv.stats()
+        out["peak_rss"] = max(sampler.stop(), after.rss)
+        watchers = [w for r_ in res for w in r_["watchers"]]
+        complete = [w for w in watchers if w["complete"]]
+        out.update(
+            reason=",".join(sorted({r_["reason"] for r_ in res})),
+            complete=len(complete),
+            all_complete=len(complete) == n,
+            seconds=max(w["seconds"] for w in complete) if len(complete) == n else None,
+            median_seconds=sorted(w["seconds"] for w in complete)[len(complete) // 2]
+            if complete else None,
+            waited=wall,
+            server_cpu=after.cpu - before.cpu,
+            server_cpu_until_complete=at_end.cpu - before.cpu,
+            kernel_cpu=after.kernel_cpu - before.kernel_cpu,
+            rss_before=before.rss,
+            fds=after.fds,
+            client_cpu=pool.cpu() - client_cpu0,
+            messages=sum(w["frames"] for w in watchers) / n,
+            update_messages=sum(w["update_frames"] for w in watchers) / n,
+            bytes_per_watcher=sum(w["bytes"] for w in watchers) / n,
+            text_len=sorted(w["text_len"] for w in watchers)[n // 2],
+            expected_len=len(pattern.expected),
+            tail=next((w["tail"] for w in watchers if not w["complete"]), ""),
+            watcher_errors=sorted({w["error"] for w in watchers if w["error"]})[:3],
+        )
+    except Exception as e:  # noqa: BLE001 - one broken scenario must not end the run
+        out["error"] = f"{type(e).__name__}: {e}"
+        out["traceback"] = traceback.format_exc()
+        out["server_log"] = srv.log_tail(30)
+    finally:
+        try:
+            pool.call("close", {}, None, timeout=60)
+        except Exception:  # noqa: BLE001
+            pass
+        srv.stop()
+    return out
+
+
+def run_idle(cls: type[Server], counts: list[int], pool: Pool, workers: int,
+             awareness_seconds: float) -> dict:
+    """RSS and descriptors per idle viewer, and CPU spent on their awareness renewals."""
+    srv = cls()
+    out: dict = {"server": srv.key, "points": []}
+    try:
+        srv.write_notebook("pass", WARMUP_CODE)
+        srv.start()
+        room_id, session_id = srv.open_document()
+        url = srv.room_url(room_id, session_id)
+        c = connect_watchers(pool, url, 1, 1, BENCH_CELL)
+        if c["synced"] != 1:
+            raise RuntimeError(f"room websocket did not sync: {c['errors']}")
+        pool.call("quiet", {"quiet_for": 1.0, "timeout": 30}, 1)
+        time.sleep(1)
+        base = srv.stats()
+        out["base_rss"], out["base_fds"] = base.rss, base.fds
+        have = 1
+        for n in counts:
+            c = connect_watchers(pool, url, n - have, workers, BENCH_CELL, first_index=have)
+            if c["synced"] != n - have:
+                raise RuntimeError(f"only {c['synced'] + have}/{n} viewers synced: {c['errors']}")
+            have = n
+            pool.call("quiet", {"quiet_for": 1.0, "timeout": 60}, workers)
+            time.sleep(1)
+            s = srv.stats()
+            out["points"].append({
+                "viewers": n, "rss": s.rss, "fds": s.fds,
+                "rss_per_viewer": (s.rss - base.rss) / (n - 1),
+                "fds_per_viewer": (s.fds - base.fds) / (n - 1),
+            })
+        before = srv.stats()
+        client0 = pool.cpu()
+        t = time.monotonic()
+        res = pool.call("awareness", {"duration": awareness_seconds, "renew_every": 15.0},
+                        workers, timeout=awareness_seconds + 60)
+        wall = time.monotonic() - t
+        after = srv.stats()
+        out["awareness"] = {
+            "viewers": have, "seconds": wall,
+            "server_cpu_per_s": (after.cpu - before.cpu) / wall,
+            "client_cpu_per_s": (pool.cpu() - client0) / wall,
+            "frames_per_viewer_per_s": sum(r["frames"] for r in res) / have / wall,
+        }
+    except Exception as e:  # noqa: BLE001
+        out["error"] = f"{type(e).__name__}: {e}"
+        out["traceback"] = traceback.format_exc()
+        out["server_log"] = srv.log_tail(30)
+    finally:
+        try:
+            pool.call("close", {}, None, timeout=60)
+        except Exception:  # noqa: BLE001
+            pass
+        srv.stop()
+    return out
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(
+        prog="fanout_bench",
+        description="Seconds until every watcher's document holds a cell's output, server CPU, "
+        "peak RSS and messages per watcher, for collab_kernels and its peers, against the "
+        "kernel floor.")
+    p.add_argument("--quick", action="store_true",
+                   help="smoke run: 20 watchers, each pattern once, short idle-viewer check; "
+                   "results go to bench/results/ only")
+    p.add_argument("--servers", default=",".join(SERVERS),
+                   help=f"comma-separated subset of {','.join(SERVERS)}")
+    p.add_argument("--watchers", default="20,100,300", help="comma-separated watcher counts")
+    p.add_argument("--patterns", default=",".join(PATTERNS),
+                   help=f"comma-separated subset of {','.join(PATTERNS)}")
+    p.add_argument("--timeout", type=float, default=60.0,
+                   help="seconds a scenario may take before it is reported as incomplete")
+    p.add_argument("--idle", type=float, default=8.0,
+                   help="end a scenario early when no watcher received anything for this long")
+    p.add_argument("--workers", type=int, default=0,
+                   help="watcher processes (default: 1 up to 100 watchers, 2 above)")
+    p.add_argument("--idle-viewers", default="100,300",
+                   help="viewer counts for the idle-viewer measurement ('' to skip)")
+    p.add_argument("--awareness-seconds", type=float, default=30.0,
+                   help="length of the idle-viewer awareness window")
+    p.add_argument("--floor-repeats", type=int, default=3)
+    p.add_argument("--docs", action=argparse.BooleanOptionalAction, default=None,
+                   help="write docs/benchmarks.md and .png (default: yes unless --quick)")
+    p.add_argument("--no-install", action="store_true",
+                   help="do not create missing peer environments (skip those peers)")
+    args = p.parse_args(argv)
+    if args.quick:
+        args.watchers = "20"
+        if args.idle_viewers == p.get_default("idle_viewers"):
+            args.idle_viewers = "20"
+        args.awareness_seconds = min(args.awareness_seconds, 5.0)
+        args.floor_repeats = 1
+        args.timeout = min(args.timeout, 45.0)
+    if args.docs is None:
+        args.docs = not args.quick
+    return args
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    servers = [SERVERS[k] for k in args.servers.split(",") if k]
+    patterns = [PATTERNS[k] for k in args.patterns.split(",") if k]
+    counts = [int(x) for x in args.watchers.split(",") if x]
+    idle_counts = [int(x) for x in args.idle_viewers.split(",") if x]
+
+    sys.path.insert(0, str(REPO / "bench"))
+    from peers import make_venvs  # noqa: E402
+
+    usable = []
+    for cls in servers:
+        srv_venv = cls.__dataclass_fields__["venv"].default
+        if srv_venv.parent.name == ".venvs" and not args.no_install:
+            try:
+                make_venvs.ensure(srv_venv.name)
+            except Exception as e:  # noqa: BLE001
+                print(f"[bench] cannot install {cls.label}: {e}", flush=True)
+        if (srv_venv / "bin" / "jupyter-server").exists():
+            usable.append(cls)
+        else:
+            print(f"[bench] skipping {cls.label}: no environment at {srv_venv}", flush=True)
+
+    started = time.monotonic()
+    results: dict = {
+        "started": dt.datetime.now().isoformat(timespec="seconds"),
+        "quick": args.quick,
+        "machine": {"cpus": psutil.cpu_count(), "memory_gb": round(psutil.virtual_memory().total / 2**30, 1),
+                    "python": platform.python_version(), "load_before": list(psutil.getloadavg())},
+        "settings": {k: v for k, v in vars(args).items()},
+        "patterns": {p.key: {"label": p.label, "code": p.code, "expected_bytes": p.expected_bytes}
+                     for p in patterns},
+        "servers": {},
+        "scenarios": [],
+        "idle": [],
+    }
+    for cls in usable:
+        venv = cls.__dataclass_fields__["venv"].default
+        results["servers"][cls.key] = {"label": cls.label, "versions": versions(venv, [
+            "collab_kernels", "jupyter-collaboration", "jupyter-server-ydoc",
+            "jupyter-server-nbmodel", "jupyter-server-documents", "jupyter-server", "pycrdt",
+            "pycrdt-websocket", "jupyter-ydoc", "ipykernel", "tornado"])}
+
+    print(f"[bench] floor: raw jupyter_client, {args.floor_repeats} run(s) per pattern", flush=True)
+    results["floor"] = asyncio.run(measure_floor(patterns, args.floor_repeats))
+    for key, f in results["floor"].items():
+        print(f"[bench]   {key}: {f['seconds']:.2f} s ({f['messages']:.0f} stream messages, "
+              f"output {'equal' if f['equal'] else 'NOT EQUAL'})", flush=True)
+
+    max_workers = max([args.workers or (1 if n <= 100 else 2) for n in counts + idle_counts] + [1])
+    pool = Pool(max_workers)
+    try:
+        for n in counts:
+            workers = args.workers or (1 if n <= 100 else 2)
+            for p in patterns:
+                for cls in usable:
+                    print(f"[bench] {cls.label}: {n} watchers x {p.label} ...", flush=True)
+                    r = run_scenario(cls, n, p, pool, workers, args.timeout, args.idle)
+                    r["floor"] = results["floor"][p.key]["seconds"]
+                    results["scenarios"].append(r)
+                    print("[bench]   " + report.one_line(r), flush=True)
+        if idle_counts:
+            workers = args.workers or (1 if max(idle_counts) <= 100 else 2)
+            for cls in usable:
+                print(f"[bench] {cls.label}: idle viewers {idle_counts} ...", flush=True)
+                r = run_idle(cls, idle_counts, pool, workers, args.awareness_seconds)
+                results["idle"].append(r)
+                print("[bench]   " + report.idle_line(r), flush=True)
+    finally:
+        pool.close()
+    results["minutes"] = (time.monotonic() - started) / 60
+    results["machine"]["load_after"] = list(psutil.getloadavg())
+
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    stamp = dt.datetime.now().strftime("%Y%m%d-%H%M%S")
+    path = RESULTS / f"fanout-{'quick-' if args.quick else ''}{stamp}.json"
+    path.write_text(json.dumps(results, indent=1))
+    md = report.markdown(results)
+    (RESULTS / "latest.md").write_text(md)
+    print(f"[bench] raw results: {path}", flush=True)
+    if args.docs:
+        report.write_docs(results, REPO / "docs" / "benchmarks.md", REPO / "docs" / "benchmarks.png")
+        print("[bench] wrote docs/benchmarks.md and docs/benchmarks.png", flush=True)
+    print(md)
+    return 0
