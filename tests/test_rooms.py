@@ -250,3 +250,43 @@ async def test_session_endpoint_refuses_missing_and_outside_paths(
     with pytest.raises(SessionError) as directory:
         await open_session(collab_base_url, "", token=collab_token)
     assert directory.value.status in (400, 404)
+
+
+async def test_stalled_client_is_closed_without_slowing_others():
+    """A client whose transport never drains is closed once its queue is full."""
+    import logging
+
+    from collab_kernels.rooms.room import BaseRoom, RoomClient
+
+    log = logging.getLogger("test")
+    room = BaseRoom("test-room", log=log, coalesce_window=0)
+    never = asyncio.get_event_loop().create_future()  # a write that never completes
+    closed = []
+    stalled = RoomClient(
+        write=lambda frame: never,
+        close=lambda code, reason: closed.append(code),
+        can_write=True,
+        name="stalled",
+        max_queue=10,
+        log=log,
+    )
+    received = []
+    healthy = RoomClient(
+        write=lambda frame: received.append(frame),
+        close=lambda code, reason: None,
+        can_write=True,
+        name="healthy",
+        max_queue=10,
+        log=log,
+    )
+    room.add_client(stalled)
+    room.add_client(healthy)
+    text = room.ydoc.get("t", type=__import__("pycrdt").Text)
+    for i in range(50):
+        text.insert(len(text), str(i))
+        await asyncio.sleep(0)  # let each update flush and the healthy writer drain
+    assert closed == [protocol.CLOSE_TRY_AGAIN_LATER]
+    assert stalled not in room.clients
+    assert healthy in room.clients
+    assert len(received) >= 50  # step1 + every update
+    room.close()

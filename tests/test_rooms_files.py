@@ -139,10 +139,17 @@ async def test_restarted_server_never_duplicates_cells(
     append_source(conn.document, 1, " edited")
     await eventually(lambda: disk_sources(jp_root_dir, path) == ["first", "second edited"])
     room_id, session_id, old_doc = conn.room_id, conn.session_id, conn.ydoc
+    # an edit still waiting for its debounced save when the server stops
+    room_manager = jp_serverapp.web_app.settings["collab_room_manager"]
+    room_manager.save_delay = 30
+    room = room_manager.find_room(room_id)
+    append_source(conn.document, 0, " last")
+    await eventually(lambda: room.unsaved)
 
     # the server stops: clients are closed, the document is saved
     await jp_serverapp._cleanup()
     await conn.wait_closed()
+    assert disk_sources(jp_root_dir, path) == ["first last", "second edited"]
     ServerApp.clear_instance()
 
     # a new server process on the same root dir
@@ -171,9 +178,11 @@ async def test_restarted_server_never_duplicates_cells(
         fresh = RoomConnection.from_session(base2, session, token=token2)
         await fresh.connect()
         await asyncio.wait_for(fresh.synced, 30)
-        assert sources(fresh.document) == ["first", "second edited"]
+        assert sources(fresh.document) == ["first last", "second edited"]
         append_source(fresh.document, 0, "!")
-        await eventually(lambda: disk_sources(jp_root_dir, path) == ["first!", "second edited"])
+        await eventually(
+            lambda: disk_sources(jp_root_dir, path) == ["first last!", "second edited"]
+        )
         await fresh.close()
         await stale.close()
     finally:

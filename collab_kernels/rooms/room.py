@@ -326,8 +326,10 @@ class BaseRoom:
     def close(self, code: int = protocol.CLOSE_GOING_AWAY, reason: str = "") -> None:
         if self._closed:
             return
-        self.close_clients(code, reason)
-        self._closed = True
+        self.flush()
+        self._closed = True  # first: leaving clients must not schedule saves or frees
+        for client in list(self.clients):
+            client.close(code, reason)
         try:
             self.ydoc.unobserve(self._doc_subscription)
         except Exception:
