@@ -326,8 +326,12 @@ class ExecutionManager(LoggingConfigurable):
         room = await self._room_for(document_id)
         if getattr(room, "file_type", "notebook") != "notebook":
             raise HTTPError(400, f"Document {room.path} is not a notebook")
-        await self.sessions.refresh()
+        # The index follows session changes as they happen; re-read it only for a path it
+        # does not know (a session created behind the SessionManager's back).
         session_kernel = self.sessions.kernel_for_path(room.path)
+        if session_kernel is None:
+            await self.sessions.refresh()
+            session_kernel = self.sessions.kernel_for_path(room.path)
         if session_kernel is not None and session_kernel != kernel_id:
             raise HTTPError(
                 400,
@@ -375,7 +379,7 @@ class ExecutionManager(LoggingConfigurable):
             queue.hold = room.hold(f"execution queue ({len(runs)} cell(s))")
         queue.submit(request)
         self._publish_queue(queue, mark_running=[c.cell_id for c in runs])
-        self.log.info(
+        self.log.debug(
             "collab_kernels: %s queued %d cell(s) of %s on kernel %s (request %s)",
             username or "a user",
             len(runs),
