@@ -51,7 +51,8 @@ def make_notebook(jp_root_dir):
 
 
 @pytest.fixture
-def server_info(jp_serverapp, jp_http_port, jp_base_url) -> ServerInfo:
+def server_info(jp_serverapp, http_server, jp_http_port, jp_base_url) -> ServerInfo:
+    """The test server (listening: `http_server` serves its web app) as a ServerInfo."""
     return ServerInfo(
         url=f"http://127.0.0.1:{jp_http_port}{jp_base_url}",
         token=jp_serverapp.identity_provider.token,

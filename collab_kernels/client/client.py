@@ -35,10 +35,13 @@ from urllib.parse import quote
 
 import httpx
 
+from ..execution.writer import EXECUTION_MAP  # the document's root map of queue entries
 from .params import inject_parameters as _inject_parameters
 from .servers import ServerInfo, running_servers, server_for_path
 
 log = logging.getLogger("collab_kernels.client")
+
+
 
 # --------------------------------------------------------------------------------------------
 # Errors
@@ -558,7 +561,6 @@ class _CellWatch:
     rest_status: str | None = None
     rest_count: int | None = None
     rest_result: str | None = None
-    prompt_key: Any = None
 
 
 class Run:
@@ -596,10 +598,8 @@ class Run:
 
     async def answer_input(self, value: str, cell_id: str | None = None) -> None:
         if cell_id is None:
-            cell_id = next((w.cell_id for w in self._watches.values() if w.prompt_key is not None), None) if self._task else None
-            if cell_id is None:
-                record = await self.status()
-                cell_id = next((c["cell_id"] for c in record.get("cells", []) if c.get("status") == "running"), None)
+            prompt = (await self.status()).get("input_request") or {}
+            cell_id = prompt.get("cell_id")
             if cell_id is None:
                 raise CollabError(f"run {self.run_id} is not waiting for input")
         await self.client.answer_input(self.kernel_id, self.document_id, cell_id, value)
@@ -642,6 +642,11 @@ class Run:
         self._queue = asyncio.Queue()
         self._changed = asyncio.Event()
         self._watches = {cid: _CellWatch(cid, i + 1) for i, cid in enumerate(self.cell_ids)}
+        self._prompt_key = None
+        from pycrdt import Map
+
+        self._execution_map = self.notebook.ynotebook.ydoc.get(EXECUTION_MAP, type=Map)
+        self._map_subscription = self._execution_map.observe(lambda event: self._changed.set())
         ycells = self.notebook.ynotebook.ycells
         self._subscription = ycells.observe_deep(self._on_doc_events)
         self._task = asyncio.ensure_future(self._watch())
@@ -684,6 +689,7 @@ class Run:
             if self._subscription is not None:
                 try:
                     self.notebook.ynotebook.ycells.unobserve(self._subscription)
+                    self._execution_map.unobserve(self._map_subscription)
                 except Exception:
                     pass
                 self._subscription = None
@@ -717,6 +723,13 @@ class Run:
             self._scan(final=False)
 
     def _apply_record(self, record: dict) -> None:
+        prompt = record.get("input_request")
+        if isinstance(prompt, dict) and prompt.get("cell_id") in self._watches:
+            key = (prompt.get("cell_id"), prompt.get("requested"), prompt.get("prompt"))
+            if key != self._prompt_key:
+                self._prompt_key = key
+                watch = self._watches[prompt["cell_id"]]
+                self._emit(InputRequested(watch.cell_id, watch.position, str(prompt.get("prompt", "")), bool(prompt.get("password"))))
         for cell in record.get("cells", []) or []:
             watch = self._watches.get(cell.get("cell_id"))
             if watch is None:
@@ -726,20 +739,24 @@ class Run:
             watch.rest_result = cell.get("result")
 
     def _doc_caught_up(self) -> bool:
-        index = self._index()
+        """The local document shows every cell of the run as finished."""
         for watch in self._watches.values():
-            if watch.rest_count is None:
-                continue
-            i = index.get(watch.cell_id)
-            if i is None:
-                continue
-            ycell = self.notebook.ynotebook.ycells[i]
-            if _count(ycell.get("execution_count")) != watch.rest_count or ycell.get("execution_state") == "running":
+            entry = self._execution_entry(watch.cell_id)
+            if entry is not None and entry.get("status") in ("queued", "running"):
                 return False
         return True
 
     def _index(self) -> dict[str, int]:
         return {str(ycell.get("id")): i for i, ycell in enumerate(self.notebook.ynotebook.ycells)}
+
+    def _execution_entry(self, cell_id: str) -> dict | None:
+        """This run's entry for the cell in the document's ``execution`` map (queued/running/
+        aborted, with a pending prompt), written by the server in the same transaction as the
+        cell's own start/finish edits; None once the cell is done or for another run's entry."""
+        entry = _py(self._execution_map.get(cell_id)) if self._execution_map is not None else None
+        if isinstance(entry, dict) and entry.get("request_id") == self.run_id:
+            return entry
+        return None
 
     def _scan(self, final: bool) -> None:
         ycells = self.notebook.ynotebook.ycells
@@ -747,34 +764,45 @@ class Run:
         total = len(self._watches)
         for watch in self._watches.values():
             i = index.get(watch.cell_id)
-            if i is None or watch.finished:
+            if watch.finished:
+                continue
+            if i is None:  # the cell was deleted from the document
+                if watch.rest_status == "done" or final:
+                    watch.finished = True
+                    if watch.live:
+                        self._emit(CellFinished(watch.cell_id, watch.position, watch.rest_count, watch.rest_result))
                 continue
             ycell = ycells[i]
-            state = ycell.get("execution_state")
-            count = _count(ycell.get("execution_count"))
-            if not watch.live:
-                if state == "running" and count is None:
-                    watch.live = True  # the server cleared it: what follows is this run's
-                elif watch.rest_status == "done" and watch.rest_count is not None and count == watch.rest_count:
-                    watch.live = True  # finished before we looked; the doc has its outputs
-                elif watch.rest_status == "done" and watch.rest_count is None and watch.rest_result not in (None, "ok", "error"):
-                    # never ran (cancelled/aborted before it started)
-                    watch.finished = True
-                    continue
+            entry = self._execution_entry(watch.cell_id)
+            status = entry.get("status") if entry else None
+            if status == "aborted":
+                watch.finished = True  # never ran
+                continue
+            if status == "running" and not watch.live:
+                watch.live = True  # started (its outputs were cleared in the same transaction)
+                watch.out_index = watch.consumed = 0
+                watch.reset = False
+            ended = False
+            if entry is None:
+                # Not (or no longer) queued/running for this run in the document.
                 if watch.live:
-                    watch.out_index = watch.consumed = 0
-                    watch.reset = False
+                    ended = True
+                elif watch.rest_status == "done" or final:
+                    if watch.rest_result in ("ok", "error") or watch.rest_count is not None:
+                        watch.live = ended = True  # ran and finished before we looked
+                        watch.out_index = watch.consumed = 0
+                    else:
+                        watch.finished = True  # cancelled/aborted before it started
+                        continue
             if not watch.live:
                 continue
             if not watch.started:
                 watch.started = True
                 self._emit(CellStarted(watch.cell_id, watch.position, total, str(ycell.get("source", ""))))
-            ended = (count is not None and state != "running") or (final and watch.rest_status == "done")
             self._scan_outputs(watch, ycell, flush=ended)
-            self._scan_prompt(watch, ycell)
             if ended:
                 watch.finished = True
-                self._emit(CellFinished(watch.cell_id, watch.position, count, watch.rest_result))
+                self._emit(CellFinished(watch.cell_id, watch.position, _count(ycell.get("execution_count")), watch.rest_result))
 
     def _scan_outputs(self, watch: _CellWatch, ycell, flush: bool) -> None:
         outputs = ycell.get("outputs")
@@ -803,33 +831,11 @@ class Run:
                 tail = _visible_tail(text[watch.consumed:])
                 if tail:
                     self._emit(Output(watch.cell_id, watch.position, "stream", tail, name, {"output_type": "stream", "name": name, "text": tail}))
-            elif otype == "stdin" or otype == "input_request":
-                pass  # prompts are handled by _scan_prompt
             else:
                 output = _py(youtput)
                 self._emit(Output(watch.cell_id, watch.position, str(otype), output_text(output), None, output))
             watch.out_index += 1
             watch.consumed = 0
-
-    def _scan_prompt(self, watch: _CellWatch, ycell) -> None:
-        prompt = pending_prompt(ycell)
-        if prompt is None:
-            watch.prompt_key = None
-            return
-        key = (prompt.get("prompt"), prompt.get("key"))
-        if watch.prompt_key == key:
-            return
-        watch.prompt_key = key
-        self._emit(InputRequested(watch.cell_id, watch.position, str(prompt.get("prompt", "")), bool(prompt.get("password"))))
-
-
-def pending_prompt(ycell) -> dict | None:
-    """The pending ``input()`` prompt of a cell, as the execution stage shows it in the document."""
-    try:
-        from ..execution import pending_input  # written by the execution stage
-    except ImportError:
-        return None
-    return pending_input(ycell)
 
 
 # --------------------------------------------------------------------------------------------
