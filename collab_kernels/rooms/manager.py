@@ -107,6 +107,16 @@ class RoomManager(LoggingConfigurable):
         config=True,
         help="Seconds during which awareness changes are batched into one relayed message.",
     )
+    awareness_renewal_window = Float(
+        5.0,
+        config=True,
+        help=(
+            "Seconds during which unchanged awareness renewals (every browser re-sends its "
+            "presence every 15 s) are gathered and relayed as one combined message, instead "
+            "of forwarding each renewal to every client (N^2/15 frames per second). Keep it "
+            "well under 15: browsers drop a collaborator they have not heard of for 30 s."
+        ),
+    )
     max_message_size = Int(
         64 * 1024 * 1024,
         config=True,
@@ -301,6 +311,7 @@ class RoomManager(LoggingConfigurable):
                 log=self.log,
                 coalesce_window=self.coalesce_window,
                 awareness_window=self.awareness_window,
+                awareness_renewal_window=self.awareness_renewal_window,
             )
         return self._global_awareness
 

@@ -12,7 +12,11 @@ message helpers, ``merge_updates``):
   is closed (it reconnects and resyncs), so a stalled viewer never slows the others down nor
   grows server memory;
 - awareness changes are batched per ``awareness_window`` and relayed to every client, the
-  sender included, as one message carrying the latest state of each changed client.
+  sender included, as one message carrying the latest state of each changed client;
+- awareness *renewals* (a browser re-sends its unchanged state every 15 s) are not relayed one
+  by one, which costs N^2/15 frames per second: they are gathered for
+  ``awareness_renewal_window`` seconds and relayed as one combined message. Browsers drop a
+  remote state they have not heard of for 30 s, so the window stays well under 15 s.
 """
 
 from __future__ import annotations
@@ -177,8 +181,12 @@ class BaseRoom:
         log: logging.Logger,
         coalesce_window: float = 0.005,
         awareness_window: float = 0.05,
+        awareness_renewal_window: float = 5.0,
     ):
         self.room_id = room_id
+        self.awareness_renewal_window = awareness_renewal_window
+        self._pending_renewals: set[int] = set()
+        self._renewal_handle: asyncio.Handle | None = None
         self.log = log
         self.coalesce_window = coalesce_window
         self.awareness_window = awareness_window
@@ -260,24 +268,47 @@ class BaseRoom:
         if self._awareness_handle is not None:
             self._awareness_handle.cancel()
             self._flush_awareness()
+        if self._renewal_handle is not None:
+            self._renewal_handle.cancel()
+            self._flush_renewals()
 
     def _on_awareness(self, topic: str, args: tuple[dict[str, Any], Any]) -> None:
-        if topic != "update":
-            return
+        # pycrdt emits "change" (a state was added, removed or differs) then "update" (any
+        # state received, renewals included) for the same awareness message.
         changes, _origin = args
         ids = changes["added"] + changes["updated"] + changes["removed"]
         ids = [cid for cid in ids if cid != self.awareness.client_id]
         if not ids or self._closed:
             return
-        self._pending_awareness.update(ids)
-        if self._awareness_handle is None:
-            loop = asyncio.get_event_loop()
-            if self.awareness_window > 0:
-                self._awareness_handle = loop.call_later(
-                    self.awareness_window, self._flush_awareness
+        loop = asyncio.get_event_loop()
+        if topic == "change":
+            self._pending_awareness.update(ids)
+            self._pending_renewals.difference_update(ids)
+            if self._awareness_handle is None:
+                if self.awareness_window > 0:
+                    self._awareness_handle = loop.call_later(
+                        self.awareness_window, self._flush_awareness
+                    )
+                else:
+                    self._awareness_handle = loop.call_soon(self._flush_awareness)
+        elif topic == "update":
+            renewed = [cid for cid in ids if cid not in self._pending_awareness]
+            if not renewed:
+                return
+            self._pending_renewals.update(renewed)
+            if self._renewal_handle is None:
+                self._renewal_handle = loop.call_later(
+                    max(self.awareness_renewal_window, self.awareness_window),
+                    self._flush_renewals,
                 )
-            else:
-                self._awareness_handle = loop.call_soon(self._flush_awareness)
+
+    def _flush_renewals(self) -> None:
+        self._renewal_handle = None
+        ids = [cid for cid in self._pending_renewals if cid in self.awareness.states]
+        self._pending_renewals = set()
+        if ids and self.clients and not self._closed:
+            update = self.awareness.encode_awareness_update(ids)
+            self.broadcast(create_awareness_message(update))
 
     def _flush_awareness(self) -> None:
         self._awareness_handle = None
@@ -393,6 +424,7 @@ class DocumentRoom(BaseRoom):
             log=manager.log,
             coalesce_window=manager.coalesce_window,
             awareness_window=manager.awareness_window,
+            awareness_renewal_window=manager.awareness_renewal_window,
         )
         if file_type not in FILE_TYPES:
             raise ValueError(f"unsupported document type {file_type!r}")
