@@ -57,6 +57,9 @@ _GONE_MESSAGES = {
 }
 
 
+_GONE_ENAMES = {ename for ename, _ in _GONE_MESSAGES.values()} | {"KernelGone"}
+
+
 class ExecutionManager(LoggingConfigurable):
     """Links rooms to the kernel of their session and owns one queue per document."""
 
@@ -373,6 +376,8 @@ class ExecutionManager(LoggingConfigurable):
             cells=runs,
             username=username,
         )
+        if body.get("stop_on_error") is False:
+            request.stop_on_error = False  # type: ignore[attr-defined]
         self.requests.add(request)
         queue = self.queue(document_id)
         if queue.hold is None:
@@ -405,6 +410,24 @@ class ExecutionManager(LoggingConfigurable):
         request.end(CANCELLED)
         self._publish_queue(queue, idle_cells=[c.cell_id for c in request.cells])
         self._release_if_idle(queue)
+        return True
+
+    async def cancel_running(self, request: ExecutionRequest) -> bool:
+        """Cancel a running request (``DELETE ...?running=1``, used by ``collab-kernels
+        cancel``): its queued cells are dropped, the running cell is interrupted, and the
+        request ends "cancelled". Other requests of the document keep their place."""
+        queue = self.queues.get(request.document_id)
+        if request.status != RUNNING or queue is None:
+            return False
+        request.cancel_requested = True  # type: ignore[attr-defined]
+        dropped = []
+        for cell in request.cells:
+            if cell.status == QUEUED:
+                cell.status, cell.result = DONE, CANCELLED
+                dropped.append(cell.cell_id)
+        self._publish_queue(queue, idle_cells=dropped)
+        if any(c.status == RUNNING for c in request.cells):
+            await self.interrupt(request.kernel_id)
         return True
 
     # ------------------------------------------------------------------ the queue state in the doc
@@ -536,14 +559,27 @@ class ExecutionManager(LoggingConfigurable):
                 return
             request.mark_running()
             failed = False
+            # {"stop_on_error": false} in the execute body (collab-kernels run --allow-errors):
+            # an error does not stop the request, unless the kernel itself is gone.
+            keep_going = getattr(request, "stop_on_error", True) is False
             for cell in request.cells:
                 if cell.status != QUEUED:
                     continue
                 ok = await self._run_cell(request, cell, queue)
+                if getattr(request, "cancel_requested", False):
+                    break
                 if not ok:
                     failed = True
+                    if keep_going and (cell.error or {}).get("ename") not in _GONE_ENAMES:
+                        continue
                     break
-            if failed:
+            if getattr(request, "cancel_requested", False):
+                request.end(CANCELLED)
+                self._publish_queue(queue, idle_cells=[c.cell_id for c in request.cells])
+            elif failed and keep_going and all(c.status == DONE for c in request.cells):
+                request.end(ERROR)
+                self._publish_queue(queue)
+            elif failed:
                 # An error stops the rest of the document's queue: those cells are not run.
                 rest = queue.take_pending()
                 self._mark_aborted(queue, [request], ERROR)
@@ -589,6 +625,7 @@ class ExecutionManager(LoggingConfigurable):
             metadata={"cellId": cell.cell_id, "documentId": request.document_id},
         )
         cell.msg_id = msg["header"]["msg_id"]
+        cell.generation = getattr(client, "connect_count", 0)
         cell.finished = loop.create_future()
         cell.status = RUNNING
         link.routes.add(
@@ -708,16 +745,28 @@ class ExecutionManager(LoggingConfigurable):
         if event not in _GONE_MESSAGES:
             return
         kernel_id = link.kernel_id
-        self.log.info("collab_kernels: kernel %s %s; failing its running cells", kernel_id, event)
-        self.clear_kernel_queues(kernel_id, reason=event)
+        generation = getattr(link.client, "connect_count", 0)
+        victims: list[CellRun] = []
         for queue in list(self.queues.values()):
             current = queue.current
             if current is None or current.kernel_id != kernel_id:
                 continue
             for cell in current.cells:
-                if cell.finished is not None and not cell.finished.done():
-                    cell.finished.set_exception(KernelGone(event))
-        link.routes.clear()
+                if cell.finished is None or cell.finished.done():
+                    continue
+                # A "restarted" event may arrive after cells were already sent to the new
+                # kernel process: only what went to the previous process is lost.
+                if event == "restarted" and cell.generation >= generation:
+                    continue
+                victims.append(cell)
+        if event != "restarted" or victims:
+            self.log.info(
+                "collab_kernels: kernel %s %s; failing %d running cell(s)",
+                kernel_id, event, len(victims),
+            )
+            self.clear_kernel_queues(kernel_id, reason=event)
+        for cell in victims:
+            cell.finished.set_exception(KernelGone(event))
         if event == "shutdown":
             link.close()
             if self.links.get(kernel_id) is link:

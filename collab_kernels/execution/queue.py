@@ -38,6 +38,7 @@ class CellRun:
     reply: dict[str, Any] | None = None
     idle_seen: bool = False
     finished: asyncio.Future | None = None
+    generation: int = 0  # the shared client's connection count when it was sent
 
     def to_dict(self) -> dict[str, Any]:
         data: dict[str, Any] = {
