@@ -13,6 +13,7 @@ from .kernels.websocket import SharedClientWebsocketConnection
 from .rooms.handlers import default_handlers as room_handlers
 from .rooms.manager import RoomManager
 from .teaching.auth import ClassroomIdentityProvider, RoleAuthorizer
+from .teaching.handlers import default_handlers as teaching_handlers
 
 
 class CollabKernelsApp(ExtensionApp):
@@ -106,6 +107,7 @@ class CollabKernelsApp(ExtensionApp):
     def initialize_handlers(self):
         self.handlers.extend(room_handlers)
         self.handlers.extend(execution_handlers)
+        self.handlers.extend(teaching_handlers)
 
     async def stop_extension(self):
         await self.execution_manager.stop()

@@ -97,6 +97,7 @@ class RoomWebsocketHandler(WebSocketMixin, WebSocketHandler, JupyterHandler):
     client: RoomClient | None = None
     room: BaseRoom | None = None
     can_write = False
+    can_execute = False
 
     @property
     def room_manager(self) -> RoomManager:
@@ -125,6 +126,9 @@ class RoomWebsocketHandler(WebSocketMixin, WebSocketHandler, JupyterHandler):
         self.can_write = bool(
             await ensure_async(self.authorizer.is_authorized(self, user, "write", AUTH_RESOURCE))
         )
+        self.can_execute = bool(
+            await ensure_async(self.authorizer.is_authorized(self, user, "execute", "kernels"))
+        )
         self.room_id = room_id
         self.session_id = self.get_argument("sessionId", None)
         await super().get(room_id)
@@ -146,6 +150,8 @@ class RoomWebsocketHandler(WebSocketMixin, WebSocketHandler, JupyterHandler):
             max_queue=manager.client_queue_size,
             log=self.log,
         )
+        client.user = self.current_user
+        client.can_execute = self.can_execute
         if room_id == protocol.GLOBAL_AWARENESS_ROOM:
             room: BaseRoom = manager.global_awareness
         else:

@@ -106,6 +106,9 @@ class RoomClient:
         self.log = log
         self.room: BaseRoom | None = None
         self.closed = False
+        #: jupyter_server's User of the connection, and what it may do (for presence)
+        self.user: Any = None
+        self.can_execute = False
         self.awareness_ids: set[int] = set()
         self.dropped_updates = 0
         self._queue: collections.deque[bytes] = collections.deque()
