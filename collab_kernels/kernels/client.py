@@ -28,7 +28,9 @@ from functools import partial
 
 from jupyter_client.jsonutil import json_default
 from jupyter_client.session import Session
+import zmq
 from traitlets import CaselessStrEnum, Integer, Unicode
+from zmq.eventloop.zmqstream import ZMQStream
 from traitlets.config import LoggingConfigurable
 
 from jupyter_server.services.kernels.connection.base import (
@@ -296,6 +298,18 @@ class SharedKernelClient(LoggingConfigurable):
         ),
     )
 
+    iopub_receive_hwm = Integer(
+        0,
+        config=True,
+        help=(
+            "ZMQ receive high-water mark (messages) of the shared iopub socket; 0 means "
+            "unlimited. A kernel silently drops iopub messages (outputs, even the final idle "
+            "status) for a subscriber whose queue is full; with one shared subscriber that "
+            "would hit every consumer at once, so by default the server queues what it has "
+            "not processed yet instead."
+        ),
+    )
+
     withhold_outputs_from = CaselessStrEnum(
         ["origin", "websockets"],
         default_value="origin",
@@ -318,7 +332,7 @@ class SharedKernelClient(LoggingConfigurable):
         self.session: Session = kernel_manager.session.clone()
         self.streams: dict[str, t.Any] = {}
         self.kernel_info: dict[str, t.Any] = {}
-        self._listeners: list[Listener] = []
+        self._listeners: tuple[Listener, ...] = ()  # replaced, never mutated: safe to iterate
         self._owners: OrderedDict[str, Listener] = OrderedDict()
         self._withheld: OrderedDict[str, Listener] = OrderedDict()
         self._request_hooks: list[t.Callable[[dict, str], t.Any]] = []
@@ -355,7 +369,7 @@ class SharedKernelClient(LoggingConfigurable):
         self._iopub_seen = loop.create_future()
         for channel in CHANNELS:
             if channel == "iopub":
-                stream = km.connect_iopub()
+                stream = self._connect_iopub()
             else:
                 stream = getattr(km, f"connect_{channel}")(identity=identity)
             stream.on_recv(partial(self._on_recv, channel), copy=True)
@@ -363,6 +377,24 @@ class SharedKernelClient(LoggingConfigurable):
         self.connect_count += 1
         self.log.debug("Kernel %s: shared client connected (%s)", self.kernel_id, km.transport)
         self._nudge_task = asyncio.ensure_future(self._nudge(self._ready))
+
+    def _connect_iopub(self) -> ZMQStream:
+        """``km.connect_iopub()`` with our receive high-water mark set before connecting.
+
+        jupyter_client offers no hook to set socket options before ``connect`` (where the
+        HWM of the pipe is fixed), so this mirrors ``_create_connected_socket``.
+        """
+        km = self.kernel_manager
+        sock = zmq.Socket(km.context, zmq.SUB)
+        sock.linger = 1000
+        sock.rcvhwm = self.iopub_receive_hwm
+        if getattr(km, "curve_publickey", None) is not None:
+            sock.curve_secretkey = km.curve_secretkey
+            sock.curve_publickey = km.curve_publickey
+            sock.curve_serverkey = km.curve_publickey
+        sock.setsockopt(zmq.SUBSCRIBE, b"")
+        sock.connect(km._make_url("iopub"))
+        return ZMQStream(sock, km.loop)
 
     def _close_streams(self) -> None:
         if self._nudge_task is not None:
@@ -513,15 +545,12 @@ class SharedKernelClient(LoggingConfigurable):
             name=name,
             max_pending=self.listener_queue_limit,
         )
-        self._listeners.append(listener)
+        self._listeners = (*self._listeners, listener)
         return listener
 
     def remove_listener(self, listener: Listener) -> None:
         listener.close()
-        try:
-            self._listeners.remove(listener)
-        except ValueError:
-            pass
+        self._listeners = tuple(x for x in self._listeners if x is not listener)
 
     @property
     def listeners(self) -> list[Listener]:

@@ -69,6 +69,9 @@ class SharedClientWebsocketConnection(ZMQChannelsWebsocketConnection):
     async def prepare(self) -> None:
         self._use_shared = self._is_shared
         if not self._use_shared:
+            if self.shared_client is not None:
+                # ours, but shut down or dead: never fall back to per-tab sockets
+                raise web.HTTPError(404, f"Kernel {self.kernel_id} is not running")
             return await super().prepare()
         await self._register_session()
         if hasattr(self.kernel_manager, "ready"):
