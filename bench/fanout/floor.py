@@ -65,3 +65,86 @@ async def measure_floor(patterns: list[Pattern], repeats: int = 3, python: str |
     finally:
         kc.stop_channels()
         await km.shutdown_kernel(now=True)
+
+
+class IopubObserver:
+    """A raw ZMQ subscriber on a server's kernel: sees the cell's output exactly when the
+    kernel publishes it, in the same run as the watchers.
+
+    It subscribes to the kernel's IOPub (PUB/SUB: a passive extra subscriber costs the kernel
+    nothing measurable), finds the ``execute_input`` whose code is the benchmark cell's, and
+    records the arrival time of that request's last stdout ``stream`` message and its idle
+    status. No server can deliver the output before this.
+    """
+
+    def __init__(self, connection_file: str, code: str):
+        import json
+        import threading
+
+        import zmq
+        from jupyter_client.session import Session
+
+        info = json.loads(open(connection_file).read())
+        self.session = Session(key=info["key"].encode(), signature_scheme=info.get(
+            "signature_scheme", "hmac-sha256"))
+        if info.get("transport", "tcp") == "ipc":
+            url = f"ipc://{info['ip']}-{info['iopub_port']}"
+        else:
+            url = f"tcp://{info['ip']}:{info['iopub_port']}"
+        self.ctx = zmq.Context()
+        self.sock = self.ctx.socket(zmq.SUB)
+        self.sock.setsockopt(zmq.SUBSCRIBE, b"")
+        self.sock.setsockopt(zmq.LINGER, 0)
+        self.sock.connect(url)
+        self.code = code
+        self.parent: str | None = None
+        self.last_stream: float | None = None
+        self.idle_at: float | None = None
+        self.messages = 0
+        self.raw: list[str] = []
+        self._halt = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True, name="iopub-observer")
+        self._thread.start()
+
+    def _run(self) -> None:
+        import zmq
+
+        poller = zmq.Poller()
+        poller.register(self.sock, zmq.POLLIN)
+        while not self._halt.is_set():
+            if not poller.poll(100):
+                continue
+            frames = self.sock.recv_multipart(copy=True)
+            now = time.monotonic()
+            try:
+                _, msg_list = self.session.feed_identities(frames, copy=True)
+                msg = self.session.deserialize(msg_list, content=True, copy=True)
+            except Exception:  # noqa: BLE001 - a frame we cannot read is not the cell's output
+                continue
+            kind = msg["header"]["msg_type"]
+            parent = msg["parent_header"].get("msg_id")
+            if kind == "execute_input" and msg["content"].get("code") == self.code:
+                self.parent = parent
+                self.last_stream, self.idle_at, self.messages, self.raw = None, None, 0, []
+            elif parent is None or parent != self.parent:
+                continue
+            elif kind == "stream" and msg["content"].get("name") == "stdout":
+                self.last_stream = now
+                self.messages += 1
+                self.raw.append(msg["content"]["text"])
+            elif kind == "status" and msg["content"].get("execution_state") == "idle":
+                self.idle_at = now
+
+    def result(self, t0: float, expected: str) -> dict:
+        return {
+            "seconds": None if self.last_stream is None else self.last_stream - t0,
+            "idle_seconds": None if self.idle_at is None else self.idle_at - t0,
+            "messages": self.messages,
+            "equal": render_terminal("".join(self.raw)) == expected,
+        }
+
+    def close(self) -> None:
+        self._halt.set()
+        self._thread.join(2)
+        self.sock.close(0)
+        self.ctx.term()

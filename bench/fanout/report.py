@@ -18,19 +18,30 @@ def outcome(r: dict) -> str:
         return "error"
     n = r["watchers"]
     if r["all_complete"]:
-        return f"{_fmt_s(r['seconds'])} ({r['seconds'] / r['floor']:.1f}x)"
+        return f"{_fmt_s(r['seconds'])} ({r['seconds'] / floor_of(r):.1f}x)"
     if r["reason"] == "timeout":
         return f"timeout {r['waited']:.0f} s ({r['complete']}/{n} complete)"
     return f"not equal ({r['complete']}/{n} complete)"
 
 
+def floor_of(r: dict) -> float:
+    """The floor a scenario is compared with: the time its own kernel's last output reached
+    a raw ZMQ subscriber in the same run, or the standalone floor when that is missing."""
+    k = r.get("kernel") or {}
+    return k.get("seconds") or r["floor"]
+
+
 def one_line(r: dict) -> str:
     if "error" in r:
         return f"ERROR {r['error']}"
-    return (f"{outcome(r)}; server CPU {r['server_cpu']:.2f} s, kernel CPU {r['kernel_cpu']:.2f} s, "
+    k = r.get("kernel") or {}
+    kern = f"kernel {k['seconds']:.2f} s, " if k.get("seconds") else "kernel not observed, "
+    return (f"{outcome(r)}; {kern}server CPU {r['server_cpu']:.2f} s, kernel CPU {r['kernel_cpu']:.2f} s, "
             f"client CPU {r['client_cpu']:.2f} s, peak RSS {r['peak_rss'] / MB:.0f} MB, "
             f"{r['messages']:.0f} msgs/watcher, text {r['text_len']}/{r['expected_len']} chars"
-            + (f", tail {r['tail'][-40:]!r}" if r["tail"] else ""))
+            + (f", tail {r['tail'][-40:]!r}, first difference at char {r['first_diff']}, "
+               f"lengths seen {r['text_lens'][:5]}, a watcher joining afterwards sees "
+               f"{r.get('fresh_join')}" if r["tail"] else ""))
 
 
 def idle_line(r: dict) -> str:

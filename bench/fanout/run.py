@@ -16,10 +16,10 @@ from pathlib import Path
 import psutil
 
 from . import report
-from .floor import measure_floor
+from .floor import IopubObserver, measure_floor
 from .patterns import PATTERNS, WARMUP_CODE, Pattern
 from .servers import BENCH_CELL, REPO, SERVERS, WARMUP_CELL, RssSampler, Server, versions
-from .watcher import worker_main
+from .watcher import Watcher, worker_main
 
 RESULTS = REPO / "bench" / "results"
 
@@ -94,7 +94,8 @@ def connect_watchers(pool: Pool, url: str, n: int, workers: int, cell_id: str,
             "seconds": max(r["seconds"] for r in res)}
 
 
-def _drive_ready(srv: Server, pool: Pool, room_id: str, session_id: str | None) -> str:
+def _drive_ready(srv: Server, pool: Pool, room_id: str, session_id: str | None,
+                 code: str) -> tuple[str, IopubObserver | None]:
     """Open the room with one watcher, start the kernel, run the warm-up cell and wait until
     its execution count reaches that watcher: proof this server can be driven."""
     url = srv.room_url(room_id, session_id)
@@ -102,24 +103,62 @@ def _drive_ready(srv: Server, pool: Pool, room_id: str, session_id: str | None) 
     if c["synced"] != 1:
         raise RuntimeError(f"room websocket did not sync: {c['errors']}")
     kernel_id = srv.start_kernel()
-    r = srv.execute(kernel_id, room_id, WARMUP_CELL, WARMUP_CODE)
-    if r.status_code >= 300:
-        raise RuntimeError(f"warm-up execute answered {r.status_code}: {r.text[:300]}")
-    res = pool.call("executed", {"cell_id": WARMUP_CELL, "timeout": 120}, 1, timeout=150)[0]
-    if not res["ok"]:
-        raise RuntimeError("the warm-up cell's execution count never reached the watcher")
-    return kernel_id
+    observer = None
+    deadline = time.monotonic() + 20
+    while observer is None and time.monotonic() < deadline:
+        cf = srv.connection_file(kernel_id)
+        if cf:
+            observer = IopubObserver(cf, code)
+        else:
+            time.sleep(0.1)
+    try:
+        r = srv.execute(kernel_id, room_id, WARMUP_CELL, WARMUP_CODE)
+        if r.status_code >= 300:
+            raise RuntimeError(f"warm-up execute answered {r.status_code}: {r.text[:300]}")
+        res = pool.call("executed", {"cell_id": WARMUP_CELL, "timeout": 120}, 1, timeout=150)[0]
+        if not res["ok"]:
+            raise RuntimeError("the warm-up cell's execution count never reached the watcher")
+    except BaseException:
+        if observer is not None:
+            observer.close()
+        raise
+    return kernel_id, observer
+
+
+def fresh_view(url: str, cell_id: str, expected: str, timeout: float = 30) -> dict:
+    """What a watcher joining now sees: tells a server whose document is wrong apart from one
+    whose document is right but whose updates did not all reach the watchers."""
+
+    async def go() -> dict:
+        w = Watcher(-1, url, cell_id, expected)
+        task = asyncio.create_task(w.run(None))
+        try:
+            await asyncio.wait_for(w.synced.wait(), timeout)
+            await asyncio.sleep(0.5)
+            w._check(time.monotonic())
+            return {"equal": w.complete_at is not None, "text_len": w.view.length(),
+                    "error": w.error}
+        finally:
+            if w.ws is not None:
+                await w.ws.close()
+            task.cancel()
+
+    try:
+        return asyncio.run(go())
+    except Exception as e:  # noqa: BLE001
+        return {"equal": None, "error": f"{type(e).__name__}: {e}"}
 
 
 def run_scenario(cls: type[Server], n: int, pattern: Pattern, pool: Pool, workers: int,
                  timeout: float, idle: float) -> dict:
     srv = cls()
     out: dict = {"server": srv.key, "watchers": n, "pattern": pattern.key}
+    observer = None
     try:
         srv.write_notebook(pattern.code, WARMUP_CODE)
         srv.start()
         room_id, session_id = srv.open_document()
-        kernel_id = _drive_ready(srv, pool, room_id, session_id)
+        kernel_id, observer = _drive_ready(srv, pool, room_id, session_id, pattern.code)
         url = srv.room_url(room_id, session_id)
         # the probe watcher (worker 0) is one of the n
         c = connect_watchers(pool, url, n - 1, workers, BENCH_CELL, first_index=1) if n > 1 \
@@ -146,6 +185,9 @@ def run_scenario(cls: type[Server], n: int, pattern: Pattern, pool: Pool, worker
         pool.call("quiet", {"quiet_for": 1.0, "timeout": 10}, workers)
         after = srv.stats()
         out["peak_rss"] = max(sampler.stop(), after.rss)
+        out["kernel"] = observer.result(t0, pattern.expected) if observer else None
+        if not all(w["complete"] for r_ in res for w in r_["watchers"]):
+            out["fresh_join"] = fresh_view(url, BENCH_CELL, pattern.expected)
         watchers = [w for r_ in res for w in r_["watchers"]]
         complete = [w for w in watchers if w["complete"]]
         out.update(
@@ -168,6 +210,8 @@ def run_scenario(cls: type[Server], n: int, pattern: Pattern, pool: Pool, worker
             text_len=sorted(w["text_len"] for w in watchers)[n // 2],
             expected_len=len(pattern.expected),
             tail=next((w["tail"] for w in watchers if not w["complete"]), ""),
+            first_diff=sorted(w["first_diff"] for w in watchers if w["first_diff"] is not None)[:1],
+            text_lens=sorted({w["text_len"] for w in watchers}),
             watcher_errors=sorted({w["error"] for w in watchers if w["error"]})[:3],
         )
     except Exception as e:  # noqa: BLE001 - one broken scenario must not end the run
@@ -175,6 +219,8 @@ def run_scenario(cls: type[Server], n: int, pattern: Pattern, pool: Pool, worker
         out["traceback"] = traceback.format_exc()
         out["server_log"] = srv.log_tail(30)
     finally:
+        if observer is not None:
+            observer.close()
         try:
             pool.call("close", {}, None, timeout=60)
         except Exception:  # noqa: BLE001

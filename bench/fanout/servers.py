@@ -246,6 +246,11 @@ class Server:
         r.raise_for_status()
         return r.json()["kernel"]["id"]
 
+    def connection_file(self, kernel_id: str) -> str | None:
+        """The kernel's connection file in this server's runtime dir, if it wrote one."""
+        found = sorted((self.tmp / "runtime").rglob(f"*{kernel_id}*.json"))
+        return str(found[0]) if found else None
+
     def room_url(self, room_id: str, session_id: str | None) -> str:
         q = f"token={self.token}"
         if session_id:

@@ -214,9 +214,13 @@ class Watcher:
         text_len = self.view.length()
         equal = self.complete_at is not None
         tail = ""
+        first_diff = None
         if not equal:
             text = self.view.text()
             tail = text[-60:]
+            if self.expected is not None:
+                first_diff = next((i for i, (a, b) in enumerate(zip(text, self.expected))
+                                   if a != b), min(len(text), len(self.expected)))
         return {
             "index": self.index,
             "complete": equal,
@@ -226,6 +230,7 @@ class Watcher:
             "bytes": self.bytes,
             "text_len": text_len,
             "tail": tail,
+            "first_diff": first_diff,
             "error": self.error,
         }
 
