@@ -188,6 +188,7 @@ def run_scenario(cls: type[Server], n: int, pattern: Pattern, pool: Pool, worker
         out["kernel"] = observer.result(t0, pattern.expected) if observer else None
         if not all(w["complete"] for r_ in res for w in r_["watchers"]):
             out["fresh_join"] = fresh_view(url, BENCH_CELL, pattern.expected)
+            out["server_log"] = srv.log_tail(40)
         watchers = [w for r_ in res for w in r_["watchers"]]
         complete = [w for w in watchers if w["complete"]]
         out.update(
