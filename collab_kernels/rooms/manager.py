@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import os
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -11,10 +12,11 @@ from typing import Any
 
 from jupyter_core.utils import ensure_async
 from traitlets import Any as AnyTrait
-from traitlets import Float, Int
+from traitlets import Enum, Float, Int, Unicode
 from traitlets.config import LoggingConfigurable
 
 from . import protocol
+from .store import SQLiteUpdateStore
 from .room import (
     FILE_TYPES,
     ROOM_EVENT_SCHEMA,
@@ -99,7 +101,9 @@ class RoomManager(LoggingConfigurable):
         config=True,
         help=(
             "Seconds during which document updates are collected, merged and broadcast as one "
-            "message; 0 merges only updates of the same event-loop iteration."
+            "message. An update after a quiet window goes out at once; during a burst (a "
+            "kernel streaming output, many typists) at most one merged update per window "
+            "reaches each client. 0 merges only updates of the same event-loop iteration."
         ),
     )
     awareness_window = Float(
@@ -139,8 +143,39 @@ class RoomManager(LoggingConfigurable):
         help="Session ids remembered by this server process (oldest are forgotten first).",
     )
 
+    update_store = Enum(
+        ["none", "sqlite"],
+        default_value="none",
+        config=True,
+        help=(
+            "Keep every document update in a store before collaborators see it, so a server "
+            "that crashes between two saves loses nothing a client received: 'sqlite' keeps "
+            "them in one SQLite database (RoomManager.update_store_path), 'none' relies on the "
+            "debounced saves alone. The store is compacted to one squashed update per document "
+            "after each save."
+        ),
+    )
+    update_store_path = Unicode(
+        "",
+        config=True,
+        help=(
+            "File of the SQLite update store; empty means collab_kernels/updates.sqlite in the "
+            "Jupyter data directory."
+        ),
+    )
+    update_store_compact_every = Int(
+        1000,
+        config=True,
+        help=(
+            "Also compact a document's stored history into one update after this many "
+            "appended updates (a cell streaming output between saves, or a document in "
+            "conflict that cannot be saved)."
+        ),
+    )
+
     def __init__(self, **kwargs: Any):
         super().__init__(**kwargs)
+        self._store: SQLiteUpdateStore | None = None
         self.rooms: dict[str, DocumentRoom] = {}
         self._loading: dict[str, asyncio.Future] = {}
         self._created_callbacks: list[Callable[[DocumentRoom], Any]] = []
@@ -165,6 +200,22 @@ class RoomManager(LoggingConfigurable):
                 "collab_kernels needs the jupyter_server_fileid extension to be enabled"
             )
         return fim
+
+    # --- update store ------------------------------------------------------------------------
+    @property
+    def store(self) -> SQLiteUpdateStore | None:
+        """The update store, opened on first use, or None when it is off."""
+        if self.update_store == "none":
+            return None
+        if self._store is None or self._store.closed:
+            path = self.update_store_path
+            if not path:
+                from jupyter_core.paths import jupyter_data_dir
+
+                path = os.path.join(jupyter_data_dir(), "collab_kernels", "updates.sqlite")
+            self._store = SQLiteUpdateStore(path, log=self.log)
+            self.log.info("collab_kernels: document updates are kept in %s", path)
+        return self._store
 
     # --- events ----------------------------------------------------------------------------
     def _setup_events(self) -> None:
@@ -348,3 +399,5 @@ class RoomManager(LoggingConfigurable):
             self._forget_room(room)
         if self._global_awareness is not None:
             self._global_awareness.close()
+        if self._store is not None:
+            self._store.close()

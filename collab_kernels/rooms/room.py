@@ -6,8 +6,9 @@ buffers, no per-connection write permission and no raw messages (save, conflict)
 here is a small replacement built on pycrdt primitives (``Doc``, ``Awareness``, the sync
 message helpers, ``merge_updates``):
 
-- updates committed to the doc within ``coalesce_window`` are merged into one Y update,
-  encoded once and put on every client's bounded queue;
+- an update committed after a quiet ``coalesce_window`` is sent at once; updates committed
+  during a burst are merged into one Y update per window; either way it is encoded once and
+  put on every client's bounded queue;
 - each client has exactly one writer task draining its queue; a client whose queue overflows
   is closed (it reconnects and resyncs), so a stalled viewer never slows the others down nor
   grows server memory;
@@ -35,6 +36,7 @@ from jupyter_ydoc.yunicode import _set_text
 from pycrdt import (
     Awareness,
     Doc,
+    Map,
     create_awareness_message,
     create_sync_message,
 
@@ -197,10 +199,13 @@ class BaseRoom:
         self.awareness = Awareness(self.ydoc)
         self.clients: set[RoomClient] = set()
         self._pending_updates: list[bytes] = []
+        self._last_flush = float("-inf")
         self._update_handle: asyncio.Handle | None = None
         self._pending_awareness: set[int] = set()
         self._awareness_handle: asyncio.Handle | None = None
         self._closed = False
+        #: set by rooms with an update store: pending updates are stored before a sync answer
+        self._persist_before_sync = False
         self.awareness.observe(self._on_awareness)
         self._doc_subscription = self.ydoc.observe(self._on_doc_event)
 
@@ -216,6 +221,7 @@ class BaseRoom:
         client.room = self
         self.clients.add(client)
         client.start()
+        self._flush_before_sync()
         client.send(create_sync_message(self.ydoc))
         ids = [cid for cid in self.awareness.states if cid != self.awareness.client_id]
         if ids:
@@ -246,9 +252,12 @@ class BaseRoom:
         self._pending_updates.append(event.update)
         self._doc_changed()
         if self._update_handle is None and not self._closed:
+            # Leading edge: an update after a quiet window goes out at once (with whatever
+            # else this loop iteration commits); during a burst, one merged update per window.
             loop = asyncio.get_event_loop()
-            if self.coalesce_window > 0:
-                self._update_handle = loop.call_later(self.coalesce_window, self._flush_updates)
+            wait = self.coalesce_window - (loop.time() - self._last_flush)
+            if wait > 0:
+                self._update_handle = loop.call_later(wait, self._flush_updates)
             else:
                 self._update_handle = loop.call_soon(self._flush_updates)
 
@@ -257,11 +266,26 @@ class BaseRoom:
 
     def _flush_updates(self) -> None:
         self._update_handle = None
+        self._last_flush = asyncio.get_event_loop().time()
         updates, self._pending_updates = self._pending_updates, []
-        if not updates or not self.clients:
+        if not updates:
+            return
+        if not self.clients:
+            self._persist_updates(updates)
             return
         update = updates[0] if len(updates) == 1 else merge_updates(*updates)
+        self._persist_updates([update])  # stored before anyone can receive it
         self.broadcast(create_update_message(update))
+
+    def _persist_updates(self, updates: list[bytes]) -> None:
+        """Hook: keep updates before they are broadcast (the update store)."""
+
+    def _flush_before_sync(self) -> None:
+        """Store (and broadcast) pending updates before the full state goes to a client."""
+        if self._persist_before_sync and self._pending_updates:
+            if self._update_handle is not None:
+                self._update_handle.cancel()
+            self._flush_updates()
 
     def flush(self) -> None:
         """Send pending updates and awareness now (used before closing)."""
@@ -328,6 +352,7 @@ class BaseRoom:
         """
         message = protocol.parse_message(data)
         if message.kind == "step1":
+            self._flush_before_sync()
             try:
                 update = self.ydoc.get_update(message.payload)
             except Exception as e:
@@ -456,6 +481,13 @@ class DocumentRoom(BaseRoom):
         self._missing_checks = 0
         self.conflict = False
         self.loaded = False
+        #: the update store (None when off), the file hash its history belongs to, and
+        #: whether this room's Y state was restored from it on load
+        self.store = manager.store
+        self._persist_before_sync = self.store is not None
+        self._store_hash: str | None = None
+        self._store_failed = False
+        self.restored_from_store = False
 
     def describe(self) -> str:
         return self.path
@@ -497,27 +529,163 @@ class DocumentRoom(BaseRoom):
         return await ensure_async(cm.get(self.path, **kwargs))
 
     async def load(self) -> None:
-        """Read the file through the ContentsManager into the (empty) doc."""
+        """Read the file through the ContentsManager into the (empty) doc.
+
+        With the update store on, a stored history whose file hash matches the file is the
+        same Y lineage as the file plus what happened after its last save: the doc is restored
+        from it (never rebuilt from the file and merged, which would duplicate every cell) and
+        whatever the file misses is saved right away. Otherwise the doc is built from the file
+        and the stored history is replaced by it.
+        """
         async with self._io_lock:
             model = await self._get_model(content=True, require_hash=True)
             content = model["content"]
-            self._server_edit += 1
-            try:
-                if self.file_type == "notebook":
-                    await self.document.aset(content)
-                else:
-                    self.document.set(content)
-            finally:
-                self._server_edit -= 1
-            self._saved_content = self.document.get()
             self._hash = model.get("hash")
             self._last_modified = model.get("last_modified")
+            restored = self._restore_from_store(model) if self.store is not None else False
+            if restored:
+                self._saved_content = await self._content_of(content)
+            else:
+                self._server_edit += 1
+                try:
+                    if self.file_type == "notebook":
+                        await self.document.aset(content)
+                    else:
+                        self.document.set(content)
+                finally:
+                    self._server_edit -= 1
+                self._saved_content = self.document.get()
             self._set_state(path=self.path, hash=self._hash, dirty=False, document_id=self.room_id)
+            if self.store is not None:
+                # What load wrote is in the store's squashed state: do not append it again.
+                self._drop_pending()
+                if not restored:
+                    self._store_reset()
             self.loaded = True
+            if restored and self.document.get() != self._saved_content:
+                self.log.warning(
+                    "collab_kernels: %s: the update store holds edits the file does not have "
+                    "(the server stopped before saving them); saving them now",
+                    self.path,
+                )
+                self._version += 1
+                self.request_save()
         interval = self.manager.file_check_interval
         if interval and interval > 0:
             self._watch_task = asyncio.ensure_future(self._watch(interval))
         self.log.info("collab_kernels: opened document %s (room %s)", self.path, self.room_id)
+
+    async def _content_of(self, content: Any) -> Any:
+        """What ``document.get()`` returns for a file's content (for unsaved-edit checks)."""
+        scratch = FILE_TYPES[self.file_type][1]()
+        if self.file_type == "notebook":
+            await scratch.aset(content)
+        else:
+            scratch.set(content)
+        return scratch.get()
+
+    # --- update store ------------------------------------------------------------------------
+    def _restore_from_store(self, model: dict[str, Any]) -> bool:
+        try:
+            stored = self.store.load(self.room_id)
+        except Exception:
+            self.log.exception("collab_kernels: reading the update store for %s failed", self.path)
+            return False
+        if stored is None:
+            return False
+        file_hash, updates = stored
+        if file_hash is None or file_hash != model.get("hash"):
+            self.log.info(
+                "collab_kernels: %s changed since its stored history was saved; rebuilding the "
+                "document from the file",
+                self.path,
+            )
+            return False
+        scratch = Doc()
+        try:
+            for update in updates:
+                scratch.apply_update(update)
+            state = scratch.get_update()
+        except (KeyboardInterrupt, SystemExit, asyncio.CancelledError):
+            raise
+        except BaseException as e:  # a corrupt row: fall back to the file
+            self.log.error(
+                "collab_kernels: the stored history of %s is unreadable (%s); rebuilding the "
+                "document from the file",
+                self.path,
+                e,
+            )
+            return False
+        self._server_edit += 1
+        try:
+            self.ydoc.apply_update(state)
+            self._reset_execution_state()
+        finally:
+            self._server_edit -= 1
+        self._store_hash = file_hash
+        self.restored_from_store = True
+        self.log.info(
+            "collab_kernels: restored %s from the update store (%d updates)", self.path, len(updates)
+        )
+        return True
+
+    def _reset_execution_state(self) -> None:
+        """Nothing runs after a restart: clear running marks kept in the stored history."""
+        if self.file_type != "notebook":
+            return
+        with self.ydoc.transaction():
+            for ycell in self.document.ycells:
+                if ycell.get("execution_state") not in (None, "idle"):
+                    ycell["execution_state"] = "idle"
+            if "execution" in self.ydoc.keys():
+                emap = self.ydoc.get("execution", type=Map)
+                for key in list(emap.keys()):
+                    del emap[key]
+
+    def _drop_pending(self) -> None:
+        if self._update_handle is not None:
+            self._update_handle.cancel()
+            self._update_handle = None
+        self._pending_updates = []
+
+    def _persist_updates(self, updates: list[bytes]) -> None:
+        if self.store is None or self.store.closed or not self.loaded:
+            return
+        try:
+            count = self.store.append(self.room_id, updates)
+        except Exception as e:
+            self._store_error(e)
+            return
+        if count >= max(self.manager.update_store_compact_every, 1):
+            self._store_reset()
+
+    def _store_reset(self) -> None:
+        """Replace the stored history by the current state, tagged with the file's hash."""
+        if self.store is None or self.store.closed:
+            return
+        try:
+            self.store.reset(self.room_id, self._hash, self.ydoc.get_update())
+        except Exception as e:
+            self._store_error(e)
+            return
+        self._store_hash = self._hash
+
+    def _store_checkpoint(self) -> None:
+        """After a save or reload: compact (history up to here is in the file)."""
+        if self.store is None or self.store.closed or not self.loaded:
+            return
+        if self._hash != self._store_hash or self.store._pending_counts.get(self.room_id, 0):
+            self._store_reset()
+
+    def _store_error(self, error: Exception) -> None:
+        if not self._store_failed:
+            self._store_failed = True
+            self.log.error(
+                "collab_kernels: writing %s to the update store failed (%s); its edits are "
+                "only as safe as the last save",
+                self.path,
+                error,
+            )
 
     # --- holds and freeing -----------------------------------------------------------------
     def hold(self, reason: str) -> RoomHold:
@@ -686,6 +854,7 @@ class DocumentRoom(BaseRoom):
         if version == self._version:
             values["dirty"] = False
         self._set_state(**values)
+        self._store_checkpoint()
 
     async def _handle_save(self, client: RoomClient, request_id: int | None) -> None:
         if not client.can_write:
@@ -762,6 +931,7 @@ class DocumentRoom(BaseRoom):
         self._hash = model.get("hash")
         self._last_modified = model.get("last_modified")
         self.conflict = False
+        self._store_checkpoint()
         self.log.info("collab_kernels: reloaded %s after it changed on disk", self.path)
         self._emit("reloaded", "The file changed on disk; the document took its new content.")
 
@@ -847,6 +1017,11 @@ class DocumentRoom(BaseRoom):
         self._emit("deleted", "The file was deleted; the document was closed.")
         self._stop_timers()
         self.close(protocol.CLOSE_NOT_FOUND, "file deleted")
+        if self.store is not None and not self.store.closed:
+            try:
+                self.store.delete(self.room_id)
+            except Exception as e:
+                self._store_error(e)
         self.manager._forget_room(self)
 
     # --- events ----------------------------------------------------------------------------
