@@ -75,10 +75,10 @@ class CLIProcess:
 
     async def _read(self, stream, sink: list[str]) -> None:
         while True:
-            line = await stream.readline()
-            if not line:
+            chunk = await stream.read(65536)  # not by line: prompts end without a newline
+            if not chunk:
                 break
-            sink.append(line.decode("utf-8", "replace"))
+            sink.append(chunk.decode("utf-8", "replace"))
             self._changed.set()
         self._changed.set()
 

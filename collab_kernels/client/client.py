@@ -359,12 +359,19 @@ class CollabClient:
         """Stop a run: a queued one is dropped; a running one is cancelled (queued cells
         dropped, the running cell interrupted). Returns the request record."""
         try:
-            await self.request("DELETE", "api", "kernels", kernel_id, "requests", run_id, ok=(200, 202, 204))
+            await self.request(
+                "DELETE", "api", "kernels", kernel_id, "requests", run_id,
+                params={"running": "1"}, ok=(200, 202, 204),
+            )
         except ServerError as e:
             if e.status != 409:
                 raise
-            # The server refuses to drop a running request: interrupt the cell that runs.
-            await self.interrupt_kernel(kernel_id)
+            record = await self.run_status(kernel_id, run_id)
+            if record.get("status") != "done":
+                # A server that cannot cancel a running request: interrupt the cell that runs
+                # (the server then drops the kernel's queued cells).
+                await self.interrupt_kernel(kernel_id)
+            return record
         return await self.run_status(kernel_id, run_id)
 
     async def answer_input(self, kernel_id: str, document_id: str, cell_id: str, value: str) -> None:

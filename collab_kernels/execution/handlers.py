@@ -70,9 +70,13 @@ class RequestHandler(ExecutionAPIHandler):
     @authorized("execute")
     async def delete(self, kernel_id: str, request_id: str) -> None:
         request = self.get_request_or_404(kernel_id, request_id)
-        if not self.execution_manager.cancel(request):
+        running = self.get_query_argument("running", "0") not in ("0", "false", "")
+        cancelled = self.execution_manager.cancel(request) or (
+            running and await self.execution_manager.cancel_running(request)
+        )
+        if not cancelled:
             raise web.HTTPError(
-                409, f"Execute request {request_id} is {request.status}; only a queued one can be cancelled"
+                409, f"Execute request {request_id} is {request.status}; only a queued one can be cancelled (add ?running=1 to cancel a running one)"
             )
         self.set_status(200)
         self.finish(json.dumps(request.to_dict()))
