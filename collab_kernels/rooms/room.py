@@ -569,7 +569,7 @@ class DocumentRoom(BaseRoom):
                     self.path,
                 )
                 self._version += 1
-                self.request_save()
+                self.request_save(delay=0)
         interval = self.manager.file_check_interval
         if interval and interval > 0:
             self._watch_task = asyncio.ensure_future(self._watch(interval))
@@ -664,7 +664,12 @@ class DocumentRoom(BaseRoom):
         if self.store is None or self.store.closed:
             return
         try:
-            self.store.reset(self.room_id, self._hash, self.ydoc.get_update())
+            # The live doc still encodes deleted content (cleared outputs) in full; applying
+            # its state to a fresh Doc garbage-collects it: the squashed state is then the
+            # size of the document, not of its history.
+            scratch = Doc()
+            scratch.apply_update(self.ydoc.get_update())
+            self.store.reset(self.room_id, self._hash, scratch.get_update())
         except Exception as e:
             self._store_error(e)
             return
@@ -754,15 +759,18 @@ class DocumentRoom(BaseRoom):
             asyncio.ensure_future(self.manager._free_room(self))
 
     # --- saving ----------------------------------------------------------------------------
-    def request_save(self) -> None:
-        """Save after ``save_delay`` without further edits (at most ``save_max_delay`` late)."""
+    def request_save(self, delay: float | None = None) -> None:
+        """Save after ``save_delay`` without further edits (at most ``save_max_delay`` late).
+
+        ``delay`` overrides ``save_delay`` (0: as soon as the event loop is free).
+        """
         if self._closed or not self.loaded:
             return
         loop = asyncio.get_event_loop()
         now = loop.time()
         if self._save_first_request is None:
             self._save_first_request = now
-        delay = max(self.manager.save_delay, 0)
+        delay = max(self.manager.save_delay if delay is None else delay, 0)
         deadline = self._save_first_request + max(self.manager.save_max_delay, delay)
         delay = max(0.0, min(delay, deadline - now))
         if self._save_handle is not None:

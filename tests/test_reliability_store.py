@@ -1,0 +1,170 @@
+"""The update store (RoomManager.update_store = "sqlite"): restore, lineage, compaction.
+
+A "crash" here closes a room without saving it and forgets it, as a killed server would; the
+real ``kill -9`` of a server process is in test_reliability_crash.py.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import nbformat
+import pytest
+from traitlets.config import Config
+
+from fixtures_execution import TIMEOUT, cell_py, stream_text
+from fixtures_rooms import eventually, read_notebook
+
+
+@pytest.fixture
+def jp_server_config(jp_data_dir):
+    return Config(
+        {
+            "ServerApp": {
+                "jpserver_extensions": {"collab_kernels": True, "jupyter_server_fileid": True},
+            },
+            "RoomManager": {
+                # never saved by the debounce during a test unless a test asks for it
+                "save_delay": 600.0,
+                "save_max_delay": 600.0,
+                "file_check_interval": 0,
+                "free_delay": 600.0,
+                "update_store": "sqlite",
+                "update_store_path": str(jp_data_dir / "store" / "updates.sqlite"),
+                "update_store_compact_every": 25,
+            },
+        }
+    )
+
+
+def sources(doc) -> list[str]:
+    return [str(cell["source"]) for cell in doc.ycells]
+
+
+def disk_sources(root, path) -> list[str]:
+    return ["".join(c["source"]) for c in read_notebook(root, path)["cells"]]
+
+
+def crash(room_manager, room) -> None:
+    """What a killed server leaves behind: no save, the room simply gone."""
+    room._stop_timers()
+    room.close()
+    room_manager._forget_room(room)
+
+
+async def edit_and_crash(path, collab_client, room_manager, jp_root_dir):
+    alice = await collab_client(path)
+    bob = await collab_client(path)
+    source = alice.document.ycells[0]["source"]
+    source.insert(len(source), "  # alice")
+    alice.document.append_cell({"cell_type": "markdown", "source": "from alice", "metadata": {}})
+    expected = ["a = 1  # alice", "b = 2", "from alice"]
+    # bob received it: the server broadcast it, so it must survive a crash
+    await bob.wait_for(lambda doc: sources(doc) == expected)
+    room = await room_manager.get_room_for_path(path)
+    assert room.unsaved and disk_sources(jp_root_dir, path) == ["a = 1", "b = 2"]
+    crash(room_manager, room)
+    await alice.wait_closed()
+    await bob.wait_closed()
+    return room, expected
+
+
+async def test_restart_restores_edits_the_file_missed_without_duplicates(
+    rooms_notebook, collab_client, room_manager, jp_root_dir
+):
+    path = rooms_notebook("store-restore.ipynb", ["a = 1", "b = 2"])
+    old, expected = await edit_and_crash(path, collab_client, room_manager, jp_root_dir)
+    room = await room_manager.get_room_for_path(path)
+    assert room is not old and room.restored_from_store
+    assert sources(room.document) == expected  # no cell twice
+    cell_ids = [c.get("id") for c in room.document.ycells]
+    assert len(set(cell_ids)) == 3
+    # the restored edits are written to the file without waiting for the 600 s debounce
+    await eventually(lambda: disk_sources(jp_root_dir, path) == expected, TIMEOUT)
+    carol = await collab_client(path)
+    assert sources(carol.document) == expected
+
+
+async def test_history_of_a_file_changed_meanwhile_is_not_replayed(
+    rooms_notebook, collab_client, room_manager, jp_root_dir
+):
+    path = rooms_notebook("store-lineage.ipynb", ["a = 1", "b = 2"])
+    await edit_and_crash(path, collab_client, room_manager, jp_root_dir)
+    # while "the server was down" someone rewrote the file (git checkout)
+    nb = nbformat.v4.new_notebook()
+    nb.cells.append(nbformat.v4.new_code_cell("c = 3"))
+    nbformat.write(nb, str(jp_root_dir / path))
+    room = await room_manager.get_room_for_path(path)
+    assert not room.restored_from_store
+    assert sources(room.document) == ["c = 3"]
+    store = room_manager.store
+    # the store now holds the file's lineage, tagged with the file's hash
+    file_hash, updates = store.load(room.room_id)
+    assert file_hash == room._hash and len(updates) == 1
+    assert not room.unsaved
+
+
+async def test_deleted_file_forgets_its_history(rooms_notebook, room_manager, jp_fetch):
+    path = rooms_notebook("store-delete.ipynb", ["a = 1"])
+    room = await room_manager.get_room_for_path(path)
+    assert room_manager.store.load(room.room_id) is not None
+    await jp_fetch("api", "contents", path, method="DELETE")
+    await eventually(lambda: room.closed)
+    assert room_manager.store.load(room.room_id) is None
+
+
+STREAM_LINES = 100_000
+STREAM_CELL = f"for i in range({STREAM_LINES}):\n    print('line', i)\n"
+
+
+async def test_streaming_cell_leaves_a_store_the_size_of_the_document(
+    notebook_session, api, wait_request, room_manager, jp_root_dir
+):
+    """100k lines streamed, three runs (each clears the last): the store stays ~ the doc."""
+    nb = await notebook_session([STREAM_CELL])
+    room = await room_manager.get_room(nb.room_id)
+    store = room_manager.store
+    appended = 0
+    for _ in range(3):
+        before = store.update_count(room.room_id)
+        code, request, _ = await api(
+            "POST", "api", "kernels", nb.kernel_id, "execute",
+            body={"cell_id": nb.cell_ids[0], "document_id": nb.room_id},
+        )
+        assert code == 202, request
+        await wait_request(request["request_id"], timeout=120)
+        appended += max(store.update_count(room.room_id) - before, 0)
+        await room.save()  # what the debounce does (600 s in this test)
+    text = stream_text(cell_py(room.document, nb.cell_ids[0]))
+    assert text.count("\n") == STREAM_LINES
+    saved = read_notebook(jp_root_dir, nb.path)["cells"][0]
+    assert "".join(saved["outputs"][0]["text"]).count("\n") == STREAM_LINES
+    doc_size = len(json.dumps(room.document.get()).encode())  # the notebook as JSON
+    history = 3 * len(text.encode())  # what an append-only log would at least hold
+    stored = store.stored_bytes(room.room_id)
+    assert stored <= 1.5 * doc_size + 64 * 1024, (stored, doc_size)
+    assert stored < history / 2
+    assert store.update_count(room.room_id) == 0  # one squashed update, no log behind it
+    assert store.file_size() < 3 * doc_size + 1024 * 1024
+
+
+async def test_compaction_every_n_updates_without_saves(
+    rooms_notebook, collab_client, room_manager
+):
+    path = rooms_notebook("store-compact.ipynb", ["a = 1"])
+    alice = await collab_client(path)
+    room = await room_manager.get_room_for_path(path)
+    every = room_manager.update_store_compact_every
+    batches = 2 * every + 10
+    source = alice.document.ycells[0]["source"]
+    for i in range(batches):
+        source.insert(len(source), "x")
+        # each edit reaches the room (and the store) on its own
+        await eventually(lambda: str(room.document.ycells[0]["source"]).count("x") == i + 1)
+    room.flush()
+    assert room.unsaved  # no save happened
+    assert room_manager.store.update_count(room.room_id) < every
+    crash(room_manager, room)
+    again = await room_manager.get_room_for_path(path)
+    assert again.restored_from_store
+    assert str(again.document.ycells[0]["source"]) == "a = 1" + "x" * batches
