@@ -14,6 +14,7 @@ pytest_plugins = [
     "fixtures_kernels",
     "fixtures_execution",
     "fixtures_client",
+    "fixtures_reliability",
 ]
 
 
