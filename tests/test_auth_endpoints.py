@@ -220,7 +220,8 @@ async def test_every_websocket_needs_authentication_and_authorization(
             pass
 
 
-async def test_cookie_websocket_from_another_origin_is_refused(make_world, collab_base_url, collab_token
+async def test_cookie_websocket_from_another_origin_is_refused(
+    make_world, collab_base_url, collab_token
 ):
     world = await make_world()
     cookies = await login_cookies(collab_base_url, collab_token)
