@@ -14,6 +14,8 @@ import { BASE_URL, CHROMIUM_ARGS, PORT, REPORT_DIR, TOKENS, chromiumPath } from 
 // The main process creates the folder; test workers inherit the variable and so know
 // where the server's files are (to check what reached the disk).
 if (!process.env.CK_UI_ROOT) {
+  // Only in the main process (workers inherit CK_UI_ROOT): screenshots of this run only.
+  fs.rmSync(path.join(REPORT_DIR, 'screenshots'), { recursive: true, force: true });
   process.env.CK_UI_ROOT = fs.mkdtempSync(path.join(os.tmpdir(), 'collab-kernels-ui-'));
 }
 fs.mkdirSync(REPORT_DIR, { recursive: true });

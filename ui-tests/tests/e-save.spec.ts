@@ -19,6 +19,10 @@ test('e. Ctrl+S saves without a file-changed dialog; the file on disk has the co
       .poll(() => joinText(notebookOnDisk(docPath)?.[0]?.source), { message: 'cell source on disk' })
       .toContain(line);
   }
+  // Ctrl+S out of habit on a document that has nothing new to write: still no error.
+  expect(await saveWithCtrlS(alice), 'Ctrl+S with nothing new to save').toBe('completed');
+  await expect(alice.locator('.jp-Dialog')).toHaveCount(0);
+
   // The document is clean after the save: no unsaved-changes mark on its tab.
   await expect(alice.locator('#jp-main-dock-panel .lm-TabBar-tab.jp-mod-current')).not.toHaveClass(
     /jp-mod-dirty/

@@ -39,6 +39,7 @@ test('g. a \\r progress bar renders as one line that updates', async ({ lab }) =
     }
     await bob.waitForTimeout(150);
   }
+  await lab.note('what the watcher showed while it ran', [...seen].map(t => JSON.stringify(t)).join('\n'));
   const progressStates = [...seen].filter(t => !t.includes('done'));
   expect(progressStates.length, `states seen: ${JSON.stringify([...seen])}`).toBeGreaterThanOrEqual(2);
 

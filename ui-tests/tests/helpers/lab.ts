@@ -67,8 +67,8 @@ export class Lab {
     });
     const page = await context.newPage();
     page.on('console', msg => {
-      if (msg.type() === 'error' || msg.type() === 'warning') {
-        this.consoleLines.push(`[${label}] ${msg.type()}: ${msg.text()}`);
+      if (['error', 'warning', 'debug'].includes(msg.type()) || /provider|session|reload/i.test(msg.text())) {
+        this.consoleLines.push(`${new Date().toISOString()} [${label}] ${msg.type()}: ${msg.text()}`);
       }
     });
     page.on('pageerror', err => this.consoleLines.push(`[${label}] pageerror: ${err.message}`));
@@ -103,6 +103,14 @@ export class Lab {
     return file;
   }
 
+  /** A text note kept beside the screenshots (and attached): what the test observed. */
+  async note(label: string, text: string): Promise<void> {
+    fs.mkdirSync(SCREENSHOT_DIR, { recursive: true });
+    const file = path.join(SCREENSHOT_DIR, `${slug(this.testInfo.title)}--${slug(label)}.txt`);
+    fs.writeFileSync(file, text + '\n');
+    await this.testInfo.attach(label, { path: file, contentType: 'text/plain' });
+  }
+
   /** End of test: a screenshot of every page still open, the console log, then close. */
   async finish(): Promise<void> {
     for (const { label, page } of this.opened) {
@@ -113,6 +121,11 @@ export class Lab {
       }
     }
     if (this.consoleLines.length) {
+      fs.mkdirSync(SCREENSHOT_DIR, { recursive: true });
+      fs.writeFileSync(
+        path.join(SCREENSHOT_DIR, `${slug(this.testInfo.title)}--console.txt`),
+        this.consoleLines.join('\n') + '\n'
+      );
       await this.testInfo.attach('browser console', {
         body: this.consoleLines.join('\n'),
         contentType: 'text/plain'
