@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import json
+import signal
 
 import pytest
 from fixtures_client import read_notebook, stream_text, write_notebook
 
 from collab_kernels.client.cli import (
     EXIT_CANCELLED,
+    EXIT_INTERRUPTED,
     EXIT_CELL_ERROR,
     EXIT_KERNEL_DIED,
     EXIT_OK,
@@ -161,7 +163,8 @@ async def test_input_prompt_answered_in_run(make_notebook, start_cli, server_arg
     await runner.wait_for_output(r"your name\? ", stream="stderr")
     await runner.send("Ada\n")
     assert await runner.wait() == EXIT_OK, runner.err
-    assert "hello Ada" in runner.out.splitlines()
+    # the answer is echoed into the notebook's stdout; the terminal, which showed it, does not repeat it
+    assert runner.out.splitlines() == ["hello Ada"]
 
 
 async def test_collaborator_sees_the_cli_run_live(make_notebook, start_cli, server_args, server_info, jp_root_dir):
@@ -215,3 +218,22 @@ async def test_embedded_server_run_with_output(jp_environ, cli, tmp_path):
     code, out, err = await cli("run", str(src))
     assert code == EXIT_OK, err
     assert stream_text(read_notebook(src).cells[1]) == "done\n"
+
+
+async def test_ctrl_c_on_attach_detaches_and_only_cancel_stops(make_notebook, cli, start_cli, server_args):
+    make_notebook("long.ipynb", [STUCK, "print('never')"])
+    code, out, err = await cli("run", "long.ipynb", *server_args, "--detach")
+    assert code == EXIT_OK, err
+    run_id = out.strip()
+    attach = await start_cli("attach", run_id[:12], *server_args)  # a unique prefix is enough
+    await attach.wait_for_output(r"^started$")
+    attach.proc.send_signal(signal.SIGINT)
+    assert await attach.wait() == EXIT_INTERRUPTED
+    assert "detached" in attach.err
+    status = json.loads((await cli("status", run_id, *server_args, "--json"))[1])
+    assert status["status"] == "running"  # the run goes on without its watcher
+    code, out, err = await cli("cancel", run_id, *server_args)
+    assert code == EXIT_OK, err
+    status = json.loads((await cli("status", run_id, *server_args, "--json"))[1])
+    assert status["status"] == "done" and status["result"] == "cancelled"
+    assert [c["result"] for c in status["cells"]] == ["error", "cancelled"]

@@ -311,6 +311,7 @@ class Watcher:
         self.current_started: float | None = None
         self.current = None
         self._prompt_task: asyncio.Task | None = None
+        self._echo: str | None = None
         self.progress = None
         if progress and sys.stderr.isatty():
             from rich.console import Console
@@ -366,6 +367,9 @@ class Watcher:
                     if self.progress is not None:
                         self.progress.update(self.task, description=self._describe(event))
                 elif isinstance(event, Output):
+                    if self._echo is not None and event.output_type == "stream" and event.text == self._echo:
+                        self._echo = None
+                        continue
                     if event.output_type == "error":
                         self.errors.append((event.position, event.output))
                     if self.log_output:
@@ -416,12 +420,14 @@ class Watcher:
             sys.stderr.flush()
             with _no_echo(event.password):
                 value = await self.stdin.readline()
-            if event.password:
-                sys.stderr.write("\n")
+            if event.password or not sys.stdin.isatty():
+                sys.stderr.write("\n")  # the terminal did not echo the newline
             if value is None:
                 _note("collab-kernels: stdin is closed; the prompt stays open (answer it with `collab-kernels attach` or in JupyterLab)")
                 return
             await self.run.answer_input(value, event.cell_id)
+            # The server echoes "prompt + value" into the cell's stdout; the user just saw it.
+            self._echo = event.prompt + ("" if event.password else value) + "\n"
         finally:
             if self.progress is not None:
                 self.progress.start()
