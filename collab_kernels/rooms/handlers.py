@@ -22,13 +22,13 @@ AUTH_RESOURCE = "contents"
 
 
 def _check_relative_path(path: str) -> str:
-    """An API path inside the root, or HTTP 400."""
+    """An API path inside the root: 400 without a path, 403 for one escaping the root."""
     path = path.replace("\\", "/").strip("/")
     if not path or "\0" in path:
         raise web.HTTPError(400, "A file path is required")
     parts = path.split("/")
     if any(part == ".." for part in parts) or posixpath.isabs(path):
-        raise web.HTTPError(400, f"{path} is outside the root directory")
+        raise web.HTTPError(403, f"{path} is outside the root directory")
     return path
 
 

@@ -34,9 +34,11 @@ from jupyter_core.utils import ensure_async
 from jupyter_ydoc import YNotebook, YUnicode
 from jupyter_ydoc.yunicode import _set_text
 from pycrdt import (
+    Array,
     Awareness,
     Doc,
     Map,
+    Text,
     create_awareness_message,
     create_sync_message,
 
@@ -276,6 +278,15 @@ class BaseRoom:
         update = updates[0] if len(updates) == 1 else merge_updates(*updates)
         self._persist_updates([update])  # stored before anyone can receive it
         self.broadcast(create_update_message(update))
+
+    def flush_updates(self) -> None:
+        """Send the pending document updates now, without waiting for the coalescing window
+        (a writer that just committed a final state, e.g. the end of a cell)."""
+        if self._update_handle is not None:
+            self._update_handle.cancel()
+            self._update_handle = None
+        if self._pending_updates and not self._closed:
+            self._flush_updates()
 
     def _persist_updates(self, updates: list[bytes]) -> None:
         """Hook: keep updates before they are broadcast (the update store)."""
@@ -808,6 +819,8 @@ class DocumentRoom(BaseRoom):
                 return "failed"
             if not force and not self.unsaved:
                 return "skipped"
+            if self.file_type == "notebook":
+                self._repair_notebook()
             version = self._version
             content = await self.document.aget() if self.file_type == "notebook" else self.document.get()
             try:
@@ -853,6 +866,86 @@ class DocumentRoom(BaseRoom):
             self._mark_saved(version, after.get("hash"), after.get("last_modified"))
             self.log.debug("collab_kernels: saved %s", self.path)
             return "success"
+
+    def _repair_notebook(self) -> None:
+        """Bring the Y document back to the notebook schema before it is saved.
+
+        A client can send any valid Y update: a number in ``cells``, a cell without a source,
+        metadata that is not a map. jupyter_ydoc cannot turn such a document into a notebook
+        (every save would fail, and honest edits would never reach the file again), and the
+        JupyterLab frontend chokes on it too. The fix is a normal transaction, so every
+        collaborator gets the repaired document: items that are not cells are removed,
+        unknown cell types become raw cells, missing or mistyped fields get their defaults.
+        """
+        problems: list[str] = []
+        ycells = self.document.ycells
+        meta = self.ydoc.get("meta", type=Map)
+        with self.ydoc.transaction():
+            for index in reversed(range(len(ycells))):
+                ycell = ycells[index]
+                if not isinstance(ycell, Map):
+                    del ycells[index]
+                    problems.append(f"removed a non-cell item at index {index}")
+                    continue
+                problems.extend(self._repair_cell(ycell, index))
+            if not isinstance(meta.get("metadata"), (Map, dict)):
+                meta["metadata"] = Map()
+                problems.append("notebook metadata was not a map")
+            for key, default in (("nbformat", 4), ("nbformat_minor", 5)):
+                value = meta.get(key)
+                if not isinstance(value, (int, float)) or isinstance(value, bool):
+                    meta[key] = default
+                    problems.append(f"{key} was {value!r}")
+        if problems:
+            self.log.warning(
+                "collab_kernels: repaired %s before saving it: %s", self.path, "; ".join(problems)
+            )
+
+    @staticmethod
+    def _repair_cell(ycell: Map, index: int) -> list[str]:
+        problems = []
+        cell_type = ycell.get("cell_type")
+        if cell_type not in ("code", "markdown", "raw"):
+            problems.append(f"cell {index} had cell type {cell_type!r}")
+            ycell["cell_type"] = cell_type = "raw"
+        source = ycell.get("source")
+        if not isinstance(source, Text):
+            text = source if isinstance(source, str) else "" if source is None else str(source)
+            ycell["source"] = Text(text)
+            problems.append(f"cell {index} had no text source")
+        if not isinstance(ycell.get("metadata"), (Map, dict)):
+            ycell["metadata"] = Map()
+            problems.append(f"cell {index} had no metadata map")
+        cell_id = ycell.get("id")
+        if not isinstance(cell_id, str) or not cell_id:
+            ycell["id"] = uuid.uuid4().hex[:16]
+            problems.append(f"cell {index} had no id")
+        if cell_type == "code":
+            outputs = ycell.get("outputs")
+            if not isinstance(outputs, (Array, list)):
+                ycell["outputs"] = Array()
+                problems.append(f"cell {index} outputs were not a list")
+            elif isinstance(outputs, Array):
+                for j in reversed(range(len(outputs))):
+                    output = outputs[j]
+                    if not isinstance(output, (Map, dict)) or not isinstance(
+                        output.get("output_type"), str
+                    ):
+                        del outputs[j]
+                        problems.append(f"cell {index} output {j} was not an output")
+            count = ycell.get("execution_count")
+            if "execution_count" not in ycell:
+                ycell["execution_count"] = None
+            elif count is not None and (
+                not isinstance(count, (int, float)) or isinstance(count, bool)
+            ):
+                ycell["execution_count"] = None
+                problems.append(f"cell {index} execution count was {count!r}")
+        else:
+            for key in ("outputs", "execution_count"):
+                if key in ycell:
+                    del ycell[key]
+        return problems
 
     def _mark_saved(self, version: int, file_hash: str | None, last_modified: Any) -> None:
         self._saved_version = version
