@@ -129,12 +129,16 @@ def markdown(results: dict) -> str:
       "timeout as *timeout*.\n")
 
     w("## Server cost per scenario\n")
+    w("The load average column is the machine's 1-minute load when the cell was started: on "
+      "2 cores, anything above 2 means processes (server, kernel, watchers) waited for a CPU, "
+      "which stretches wall times but not CPU seconds. ")
     w("Server CPU: the server process only (kernel excluded), from the execute request until "
       "the watchers went quiet. Kernel CPU: the server's child processes. Client CPU: the "
       "watcher processes of this benchmark (so readers see where time goes). Messages and kB "
       "are per watcher, from the execute request until its document was complete.\n")
     head = ["pattern", "watchers", "server", "time", "floor in run", "server CPU s", "kernel CPU s",
-            "client CPU s", "peak RSS MB", "messages / watcher", "kB / watcher", "complete"]
+            "client CPU s", "peak RSS MB", "messages / watcher", "kB / watcher", "complete",
+            "load avg"]
     w("| " + " | ".join(head) + " |")
     w("|" + "---|" * len(head))
     for p in patterns:
@@ -145,13 +149,14 @@ def markdown(results: dict) -> str:
                     continue
                 if "error" in r:
                     w(f"| {results['patterns'][p]['label']} | {n} | {_label(results, s)} | "
-                      f"error: {' '.join(r['error'].split())[:80]} |" + " |" * 8)
+                      f"error: {' '.join(r['error'].split())[:80]} |" + " |" * 9)
                     continue
                 w("| " + " | ".join([
                     results["patterns"][p]["label"], str(n), _label(results, s), outcome(r),
                     _fmt_s((r.get("kernel") or {}).get("seconds")), f"{r['server_cpu']:.2f}", f"{r['kernel_cpu']:.2f}", f"{r['client_cpu']:.2f}",
                     f"{r['peak_rss'] / MB:.0f}", f"{r['messages']:.0f}",
                     f"{r['bytes_per_watcher'] / 1024:.0f}", f"{r['complete']}/{n}",
+                    f"{r.get('load', 0):.1f}",
                 ]) + " |")
     w("")
     if "ours" in servers and peers:

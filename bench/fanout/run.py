@@ -172,6 +172,7 @@ def run_scenario(cls: type[Server], n: int, pattern: Pattern, pool: Pool, worker
         sampler = RssSampler(srv.ps)
         sampler.start()
         pool.call("mark", {"cell_id": BENCH_CELL, "expected": pattern.expected}, workers)
+        out["load"] = psutil.getloadavg()[0]
         t0 = time.monotonic()
         r = srv.execute(kernel_id, room_id, BENCH_CELL, pattern.code)
         out["execute_status"] = r.status_code
@@ -191,6 +192,10 @@ def run_scenario(cls: type[Server], n: int, pattern: Pattern, pool: Pool, worker
             out["server_log"] = srv.log_tail(40)
         watchers = [w for r_ in res for w in r_["watchers"]]
         complete = [w for w in watchers if w["complete"]]
+        traced = [w for w in watchers if w.get("trace")]
+        if traced:  # FANOUT_TRACE=1: frame arrival times of a few watchers, for diagnosis
+            out["traces"] = {w["index"]: w["trace"] for w in traced[:: max(len(traced) // 4, 1)]}
+            out["server_log"] = srv.log_tail(60)
         out.update(
             reason=",".join(sorted({r_["reason"] for r_ in res})),
             complete=len(complete),

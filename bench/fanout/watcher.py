@@ -160,6 +160,7 @@ class Watcher:
         self.awareness_frames = 0
         self.complete_at: float | None = None
         self.last_frame_at: float | None = None
+        self.trace: list | None = [] if os.environ.get("FANOUT_TRACE") else None
 
     def _check(self, now: float) -> None:
         if self.complete_at is not None or self.expected is None:
@@ -183,6 +184,8 @@ class Watcher:
                         continue
                     self.frames += 1
                     self.bytes += len(data)
+                    if self.trace is not None:
+                        self.trace.append((now, len(data)))
                     self.last_frame_at = now
                     kind = data[0]
                     if kind == MSG_SYNC:
@@ -231,6 +234,7 @@ class Watcher:
             "text_len": text_len,
             "tail": tail,
             "first_diff": first_diff,
+            "trace": [(round(t - t0, 4), n) for t, n in self.trace] if self.trace else None,
             "error": self.error,
         }
 
