@@ -53,7 +53,11 @@ class SessionHandler(APIHandler):
             raise web.HTTPError(400, "The body must be a JSON object")
         fmt = body.get("format")
         file_type = body.get("type")
-        if file_type not in FILE_TYPES or FILE_TYPES[file_type][0] != fmt:
+        if (
+            not isinstance(file_type, str)
+            or file_type not in FILE_TYPES
+            or FILE_TYPES[file_type][0] != fmt
+        ):
             raise web.HTTPError(
                 400,
                 'Expected {"format": "json", "type": "notebook"} or '
