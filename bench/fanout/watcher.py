@@ -363,14 +363,12 @@ class _Worker:
         }
 
     async def close(self) -> dict:
-        for w in self.watchers:
-            if w.ws is not None:
-                try:
-                    await asyncio.wait_for(w.ws.close(), 2)
-                except Exception:  # noqa: BLE001
-                    pass
-        for t in self.tasks:
+        closing = [asyncio.ensure_future(w.ws.close()) for w in self.watchers if w.ws is not None]
+        if closing:
+            await asyncio.wait(closing, timeout=3)
+        for t in closing + self.tasks:
             t.cancel()
+        await asyncio.sleep(0)
         self.watchers.clear()
         self.tasks.clear()
         return {"ok": True}
