@@ -23,6 +23,7 @@ event loop thread.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import inspect
 import logging
 import os
@@ -425,6 +426,7 @@ class Notebook:
         self.session = session
         self.connection = None
         self.ynotebook = None
+        self._runs: list[Run] = []
 
     @property
     def kernel_id(self) -> str | None:
@@ -451,6 +453,10 @@ class Notebook:
         self.ynotebook = self.connection.document
 
     async def close(self) -> None:
+        """Stop watching runs and close the room connection (the runs go on in the server)."""
+        for run in self._runs:
+            await run._stop_watching()
+        self._runs.clear()
         if self in self.client._notebooks:
             self.client._notebooks.remove(self)
         if self.connection is not None:
@@ -645,7 +651,15 @@ class Run:
 
     # -- the watcher -------------------------------------------------------------------------
 
+    async def _stop_watching(self) -> None:
+        task, self._task = self._task, None
+        if task is not None and not task.done():
+            task.cancel()
+            with contextlib.suppress(BaseException):
+                await task
+
     def _start_watching(self) -> None:
+        self.notebook._runs.append(self)
         self._queue = asyncio.Queue()
         self._changed = asyncio.Event()
         self._watches = {cid: _CellWatch(cid, i + 1) for i, cid in enumerate(self.cell_ids)}
