@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import signal
 
@@ -18,6 +19,7 @@ from collab_kernels.client.cli import (
     EXIT_TIMEOUT,
     EXIT_USAGE,
 )
+from collab_kernels.client.cli import main as cli_main
 from collab_kernels.client.connection import connect_room
 
 pytestmark = pytest.mark.timeout(180)
@@ -186,20 +188,29 @@ async def test_collaborator_sees_the_cli_run_live(make_notebook, start_cli, serv
         await conn.close()
 
 
-async def test_usage_and_server_errors(make_notebook, cli, server_args, tmp_path):
+async def test_usage_and_server_errors(make_notebook, cli, server_args, tmp_path, capsys):
     make_notebook("fine.ipynb", ["1"])
-    code, _, err = await cli("run", "missing.ipynb", *server_args)
+
+    async def main(*args):  # in-process (a thread with its own loop): quick
+        code = await asyncio.to_thread(cli_main, list(args))
+        return code, capsys.readouterr().err
+
+    code, err = await main("run", "missing.ipynb", *server_args)
     assert code == EXIT_USAGE and "no such notebook" in err
-    code, _, err = await cli("run", "fine.ipynb", *server_args, "-p", "not valid", "1")
+    code, err = await main("run", "fine.ipynb", *server_args, "-p", "not valid", "1")
     assert code == EXIT_USAGE and "identifier" in err
-    code, _, err = await cli("attach", "nosuchrun", *server_args)
+    code, err = await main("run", "fine.ipynb", *server_args, "--timeout", "0")
+    assert code == EXIT_USAGE and "--timeout" in err
+    code, err = await main("attach", "nosuchrun", *server_args)
     assert code == EXIT_USAGE and "no run" in err
+    code, err = await main("run", str(tmp_path / "nowhere.ipynb"))
+    assert code == EXIT_USAGE and "no such notebook" in err
+    with pytest.raises(SystemExit) as exc:
+        cli_main(["run"])
+    assert exc.value.code == EXIT_USAGE
+    # and as a real process: a wrong token is a server error
     code, _, err = await cli("run", "fine.ipynb", "--server", server_args[1], "--token", "wrong")
     assert code == EXIT_SERVER and "403" in err
-    code, _, err = await cli("run")
-    assert code == EXIT_USAGE
-    code, _, err = await cli("run", str(tmp_path / "nowhere.ipynb"))
-    assert code == EXIT_USAGE and "no such notebook" in err
 
 
 async def test_embedded_server_run_with_output(jp_environ, cli, tmp_path):

@@ -740,7 +740,7 @@ async def _main_async(args) -> int:
             os._exit(EXIT_INTERRUPTED)
         interrupted.set()
 
-    with contextlib.suppress(NotImplementedError, RuntimeError):
+    with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):  # not main thread
         loop.add_signal_handler(signal.SIGINT, on_sigint)
     if args.command == "run":
         return await cmd_run(args, interrupted, stdin)
