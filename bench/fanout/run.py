@@ -319,6 +319,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--floor-repeats", type=int, default=3)
     p.add_argument("--docs", action=argparse.BooleanOptionalAction, default=None,
                    help="write docs/benchmarks.md and .png (default: yes unless --quick)")
+    p.add_argument("--report", metavar="RESULTS_JSON",
+                   help="run nothing: rewrite docs/benchmarks.md and .png from a results file "
+                   "(a finished run's, or the partial one a stopped run left)")
     p.add_argument("--no-install", action="store_true",
                    help="do not create missing peer environments (skip those peers)")
     args = p.parse_args(argv)
@@ -336,6 +339,13 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
+    if args.report:
+        results = json.loads(Path(args.report).read_text())
+        results.setdefault("minutes", 0)
+        results["machine"].setdefault("load_after", results["machine"]["load_before"])
+        report.write_docs(results, REPO / "docs" / "benchmarks.md", REPO / "docs" / "benchmarks.png")
+        print(report.markdown(results))
+        return 0
     servers = [SERVERS[k] for k in args.servers.split(",") if k]
     patterns = [PATTERNS[k] for k in args.patterns.split(",") if k]
     counts = [int(x) for x in args.watchers.split(",") if x]
@@ -383,6 +393,13 @@ def main(argv: list[str] | None = None) -> int:
         print(f"[bench]   {key}: {f['seconds']:.2f} s ({f['messages']:.0f} stream messages, "
               f"output {'equal' if f['equal'] else 'NOT EQUAL'})", flush=True)
 
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    stamp = dt.datetime.now().strftime("%Y%m%d-%H%M%S")
+    path = RESULTS / f"fanout-{'quick-' if args.quick else ''}{stamp}.json"
+
+    def save() -> None:  # after every scenario, so a stopped run still leaves its results
+        path.write_text(json.dumps(results, indent=1))
+
     max_workers = max([args.workers or (1 if n <= 100 else 2) for n in counts + idle_counts] + [1])
     pool = Pool(max_workers)
     try:
@@ -394,6 +411,7 @@ def main(argv: list[str] | None = None) -> int:
                     r = run_scenario(cls, n, p, pool, workers, args.timeout, args.idle)
                     r["floor"] = results["floor"][p.key]["seconds"]
                     results["scenarios"].append(r)
+                    save()
                     print("[bench]   " + report.one_line(r), flush=True)
         if idle_counts:
             workers = args.workers or (1 if max(idle_counts) <= 100 else 2)
@@ -401,16 +419,14 @@ def main(argv: list[str] | None = None) -> int:
                 print(f"[bench] {cls.label}: idle viewers {idle_counts} ...", flush=True)
                 r = run_idle(cls, idle_counts, pool, workers, args.awareness_seconds)
                 results["idle"].append(r)
+                save()
                 print("[bench]   " + report.idle_line(r), flush=True)
     finally:
         pool.close()
     results["minutes"] = (time.monotonic() - started) / 60
     results["machine"]["load_after"] = list(psutil.getloadavg())
 
-    RESULTS.mkdir(parents=True, exist_ok=True)
-    stamp = dt.datetime.now().strftime("%Y%m%d-%H%M%S")
-    path = RESULTS / f"fanout-{'quick-' if args.quick else ''}{stamp}.json"
-    path.write_text(json.dumps(results, indent=1))
+    save()
     md = report.markdown(results)
     (RESULTS / "latest.md").write_text(md)
     print(f"[bench] raw results: {path}", flush=True)
