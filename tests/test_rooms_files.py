@@ -48,8 +48,13 @@ def write_out_of_band(root, path, sources_: list[str], ids: list[str]) -> None:
     (root / path).write_text(nbformat.writes(nb))
 
 
-def disk_sources(root, path) -> list[str]:
-    return ["".join(c["source"]) for c in read_notebook(root, path)["cells"]]
+def disk_sources(root, path) -> list[str] | None:
+    """The sources in the file, or None while the file is being rewritten."""
+    try:
+        notebook = read_notebook(root, path)
+    except ValueError:  # jupyter_server rewrites the file in place: a reader may see it empty
+        return None
+    return ["".join(c["source"]) for c in notebook["cells"]]
 
 
 def room_events(jp_serverapp) -> list[dict]:
