@@ -783,6 +783,18 @@ class Run:
         ycells = self.notebook.ynotebook.ycells
         index = self._index()
         total = len(self._watches)
+        # Cells of a run execute in order: once a later cell runs (or ran), every earlier cell
+        # that is no longer queued has finished, even if we never saw it running (it may start
+        # and end between two looks at the document). Emitting it now keeps events in order.
+        frontier = max(
+            (
+                w.position
+                for w in self._watches.values()
+                if w.live or w.finished
+                or (self._execution_entry(w.cell_id) or {}).get("status") == "running"
+            ),
+            default=0,
+        )
         for watch in self._watches.values():
             i = index.get(watch.cell_id)
             if watch.finished:
@@ -808,8 +820,9 @@ class Run:
                 # Not (or no longer) queued/running for this run in the document.
                 if watch.live:
                     ended = True
-                elif watch.rest_status == "done" or final:
-                    if watch.rest_result in ("ok", "error") or watch.rest_count is not None:
+                elif watch.rest_status == "done" or final or watch.position < frontier:
+                    ran = _count(ycell.get("execution_count")) is not None
+                    if ran or watch.rest_result in ("ok", "error") or watch.rest_count is not None:
                         watch.live = ended = True  # ran and finished before we looked
                         watch.out_index = watch.consumed = 0
                     else:
