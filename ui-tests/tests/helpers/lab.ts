@@ -30,7 +30,7 @@ export function slug(text: string): string {
 export class Lab {
   private opened: Opened[] = [];
   private consoleLines: string[] = [];
-  private screenshotCounter = 0;
+  private created = new Set<string>();
 
   constructor(
     private browser: Browser,
@@ -47,12 +47,14 @@ export class Lab {
   async newNotebook(name: string, cells: CellSpec[]): Promise<string> {
     const docPath = `${name}-${this.testInfo.retry}-${Date.now().toString(36)}.ipynb`;
     await this.api().createNotebook(docPath, cells);
+    this.created.add(docPath);
     return docPath;
   }
 
   async newTextFile(name: string, ext: string, text: string): Promise<string> {
     const docPath = `${name}-${this.testInfo.retry}-${Date.now().toString(36)}.${ext}`;
     await this.api().createTextFile(docPath, text);
+    this.created.add(docPath);
     return docPath;
   }
 
@@ -133,6 +135,16 @@ export class Lab {
     }
     for (const { context } of this.opened.splice(0)) {
       await context.close().catch(() => undefined);
+    }
+    // Shut down this test's kernels: the server lives for the whole run on 2 cores.
+    try {
+      for (const session of await this.api().sessions()) {
+        if (this.created.has(session.path)) {
+          await this.api().request('DELETE', `/api/sessions/${session.id}`);
+        }
+      }
+    } catch {
+      // the server may be gone (restart scenario)
     }
   }
 }
@@ -219,8 +231,20 @@ export async function saveWithCtrlS(page: Page, timeout = 30_000): Promise<strin
   const deadline = Date.now() + timeout;
   while (Date.now() < deadline) {
     const states: string[] = await page.evaluate(() => (window as any).__ckSaveStates);
-    if (states.includes('completed') || states.includes('failed')) {
-      return states.includes('failed') ? 'failed' : 'completed';
+    if (states.includes('completed')) {
+      return 'completed';
+    }
+    if (states.includes('failed')) {
+      // JupyterLab follows a failed save with a dialog saying why.
+      const why = await page
+        .locator('.jp-Dialog')
+        .first()
+        .innerText({ timeout: 5_000 })
+        .then(
+          text => text.replace(/\s+/g, ' ').trim(),
+          () => 'no dialog'
+        );
+      return `failed: ${why}`;
     }
     const dialog = page.locator('.jp-Dialog');
     if (await dialog.count()) {
