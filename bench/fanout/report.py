@@ -192,6 +192,26 @@ def markdown(results: dict) -> str:
             w("| " + " | ".join(row) + " |")
         w("")
 
+    unequal = [r for r in results["scenarios"] if "error" not in r and not r["all_complete"]]
+    if unequal:
+        w("## Documents that did not match\n")
+        w("What the watchers held when the scenario ended, and what a watcher joining "
+          "afterwards saw (a wrong document on the server, rather than updates lost on the "
+          "way, shows there too).\n")
+        for r in unequal:
+            fresh = r.get("fresh_join") or {}
+            diff = r.get("first_diff") or []
+            w(f"- {_label(results, r['server'])}, {results['patterns'][r['pattern']]['label']}, "
+              f"{r['watchers']} watchers: {r['reason']} after {r['waited']:.1f} s; "
+              f"{r['complete']}/{r['watchers']} complete; text lengths "
+              f"{', '.join(map(str, r.get('text_lens', [r['text_len']])[:4]))} "
+              f"for {r['expected_len']} expected"
+              + (f", first difference at character {diff[0]}" if diff else "")
+              + (f"; a new watcher saw {fresh.get('text_len')} characters "
+                 f"({'equal' if fresh.get('equal') else 'not equal'})" if fresh else "")
+              + (f"; last characters {r['tail'][-24:]!r}" if r.get("tail") else "") + ".")
+        w("")
+
     errors = [r for r in results["scenarios"] + results["idle"] if "error" in r]
     if errors:
         w("## Errors\n")
