@@ -1,9 +1,11 @@
 """Server-side execution latency: REST execute -> result and count in a collaborator's doc.
 
     .venv/bin/python bench/execution_bench.py             # 50 rounds
-    .venv/bin/python bench/execution_bench.py --rounds 20
+    .venv/bin/python bench/execution_bench.py --rounds 30 --runs 5
 
-One run, same machine:
+One run, same machine, both sides set up first and then measured in alternation (raw round,
+server round, server round, raw round, ...), so that the load of a shared, noisy machine
+hits both alike; the ratio of the medians is the figure to compare across runs:
 
 - raw:    a jupyter_client AsyncKernelManager/AsyncKernelClient in this process; one round is
           execute_request("1+1") until the execute_result, the execute_reply and the idle
@@ -13,7 +15,16 @@ One run, same machine:
           POST /api/kernels/{id}/execute {cell_id, document_id} (keep-alive HTTP client) until
           the collaborator's doc shows the new execution_count and the execute_result.
 
+Both clients run on this process's asyncio loop, whose TCP transports set TCP_NODELAY
+(the HTTP client and the room websocket alike). The POST goes through a minimal HTTP/1.1
+keep-alive client (``--http-client httpx`` for httpx, which adds 1-2 ms of client-side Python
+per request); the raw client's kernel uses the same
+transport as the server's kernels (``--raw-transport``, default ipc like
+``SharedClientKernelManager.ipc_transport``; ``tcp`` is jupyter_client's default).
+
 Prints medians and the ratio (goal: server <= 1.25 x raw); writes bench/results/execution-*.json.
+With ``--runs N`` the whole thing is repeated N times (fresh kernel and server each time) and
+the median of the per-run medians and ratios is reported as well.
 """
 
 from __future__ import annotations
@@ -50,49 +61,113 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-async def raw_rounds(rounds: int, warmup: int) -> list[float]:
-    km = AsyncKernelManager(kernel_name="python3")
-    await km.start_kernel()
-    kc = km.client()
-    kc.start_channels()
-    await kc.wait_for_ready(timeout=60)
-    times: list[float] = []
-    try:
-        for i in range(warmup + rounds):
-            t0 = time.perf_counter()
-            msg_id = kc.execute(CODE)
-            got_result = got_idle = False
-            while not (got_result and got_idle):
-                msg = await kc.get_iopub_msg(timeout=30)
-                if msg["parent_header"].get("msg_id") != msg_id:
-                    continue
-                if msg["msg_type"] == "execute_result":
-                    got_result = True
-                elif msg["msg_type"] == "status" and msg["content"]["execution_state"] == "idle":
-                    got_idle = True
-            while True:
-                reply = await kc.get_shell_msg(timeout=30)
-                if reply["parent_header"].get("msg_id") == msg_id:
-                    break
-            if i >= warmup:
-                times.append(time.perf_counter() - t0)
-    finally:
-        kc.stop_channels()
-        await km.shutdown_kernel(now=True)
-    return times
+class RawRunner:
+    """A raw jupyter_client round trip on its own kernel."""
+
+    def __init__(self, transport: str = "ipc") -> None:
+        self.transport = transport
+        self.tmp = tempfile.TemporaryDirectory(prefix="ckx-raw-")
+
+    async def start(self) -> None:
+        kwargs = {}
+        if self.transport == "ipc":
+            kwargs = {"transport": "ipc", "ip": os.path.join(self.tmp.name, "kernel-ipc")}
+        self.km = AsyncKernelManager(kernel_name="python3", **kwargs)
+        await self.km.start_kernel()
+        self.kc = self.km.client()
+        self.kc.start_channels()
+        await self.kc.wait_for_ready(timeout=60)
+
+    async def round(self) -> float:
+        kc = self.kc
+        t0 = time.perf_counter()
+        msg_id = kc.execute(CODE)
+        got_result = got_idle = False
+        while not (got_result and got_idle):
+            msg = await kc.get_iopub_msg(timeout=30)
+            if msg["parent_header"].get("msg_id") != msg_id:
+                continue
+            if msg["msg_type"] == "execute_result":
+                got_result = True
+            elif msg["msg_type"] == "status" and msg["content"]["execution_state"] == "idle":
+                got_idle = True
+        while True:
+            reply = await kc.get_shell_msg(timeout=30)
+            if reply["parent_header"].get("msg_id") == msg_id:
+                break
+        return time.perf_counter() - t0
+
+    async def stop(self) -> None:
+        try:
+            self.kc.stop_channels()
+            await self.km.shutdown_kernel(now=True)
+        finally:
+            self.tmp.cleanup()
+
+
+class MiniHTTP:
+    """A minimal HTTP/1.1 keep-alive client on one asyncio connection (TCP_NODELAY, as every
+    asyncio TCP transport): request line, headers and body in one write, the answer read by
+    Content-Length.
+
+    A browser's fetch is native code; httpx costs about 1-2 ms of Python per request on this
+    machine (its own and anyio's layers), which is client overhead, not the server's. The raw
+    side's jupyter_client is a thin protocol client as well, so this keeps the two alike.
+    """
+
+    def __init__(self, host: str, port: int, headers: dict[str, str]):
+        self.host, self.port = host, port
+        self.head = f"Host: {host}:{port}\r\n" + "".join(f"{k}: {v}\r\n" for k, v in headers.items())
+        self.reader: asyncio.StreamReader | None = None
+        self.writer: asyncio.StreamWriter | None = None
+
+    async def request(self, method: str, path: str, body: object = None) -> tuple[int, bytes]:
+        if self.writer is None:
+            self.reader, self.writer = await asyncio.open_connection(self.host, self.port)
+        data = json.dumps(body).encode() if body is not None else b""
+        head = f"{method} {path} HTTP/1.1\r\n{self.head}"
+        if body is not None:
+            head += "Content-Type: application/json\r\n"
+        self.writer.write(f"{head}Content-Length: {len(data)}\r\n\r\n".encode() + data)
+        assert self.reader is not None
+        status_line = await self.reader.readline()
+        if not status_line:
+            raise ConnectionError("the server closed the connection")
+        length = 0
+        while True:
+            line = await self.reader.readline()
+            if line in (b"\r\n", b"\n", b""):
+                break
+            name, _, value = line.decode("latin-1").partition(":")
+            if name.strip().lower() == "content-length":
+                length = int(value)
+        payload = await self.reader.readexactly(length) if length else b""
+        return int(status_line.split()[1]), payload
+
+    async def close(self) -> None:
+        if self.writer is not None:
+            self.writer.close()
+            self.writer = None
 
 
 class Server:
-    def __init__(self) -> None:
+    def __init__(self, launcher: list[str] | None = None, source_tree: str | None = None) -> None:
         self.port = free_port()
         self.token = uuid.uuid4().hex
         self.tmp = tempfile.TemporaryDirectory(prefix="ckx-")
         runtime = os.path.join(self.tmp.name, ".rt")
         os.makedirs(runtime)
         env = dict(os.environ, JUPYTER_RUNTIME_DIR=runtime, PYTHONUNBUFFERED="1")
+        if source_tree:
+            # Another checkout's collab_kernels first on the path (an A/B run in one process
+            # tree): e.g. `git archive <commit> collab_kernels | tar -x -C /tmp/base`.
+            env["PYTHONPATH"] = os.pathsep.join(
+                p for p in (source_tree, env.get("PYTHONPATH")) if p
+            )
+        launcher = launcher or [sys.executable, "-m", "jupyter_server"]
         self.proc = subprocess.Popen(
             [
-                sys.executable, "-m", "jupyter_server", "--no-browser", f"--port={self.port}",
+                *launcher, "--no-browser", f"--port={self.port}",
                 "--ServerApp.ip=127.0.0.1", f"--IdentityProvider.token={self.token}",
                 f"--ServerApp.root_dir={self.tmp.name}",
                 "--ServerApp.jpserver_extensions=collab_kernels=True",
@@ -125,99 +200,275 @@ class Server:
         self.tmp.cleanup()
 
 
-async def server_rounds(rounds: int, warmup: int) -> list[float]:
-    server = Server()
-    headers = {"Authorization": f"token {server.token}"}
-    nb = nbformat.v4.new_notebook()
-    nb.cells.append(nbformat.v4.new_code_cell(CODE))
-    nbformat.write(nb, os.path.join(server.tmp.name, "bench.ipynb"))
-    cell_id = nb.cells[0]["id"]
-    times: list[float] = []
-    post_times: list[float] = []
-    # Browsers set TCP_NODELAY; without it the POST's body segment waits for a delayed ACK.
-    transport = httpx.AsyncHTTPTransport(
-        socket_options=[(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)]
-    )
-    async with httpx.AsyncClient(headers=headers, timeout=60, transport=transport) as client:
+class ServerRunner:
+    """POST execute on a collab_kernels server -> count and result in a collaborator's doc.
+
+    ``client_events`` (optional) receives ``(perf_counter, label)`` of the client's steps,
+    for ``execution_trace.py``.
+    """
+
+    def __init__(
+        self,
+        launcher: list[str] | None = None,
+        client_events: list | None = None,
+        http_client: str = "mini",
+        source_tree: str | None = None,
+    ):
+        self.launcher = launcher
+        self.source_tree = source_tree
+        self.http_client = http_client
+        self.events = client_events
+        self.count = 0
+        self.post_times: list[float] = []
+
+    def mark(self, label: str) -> None:
+        if self.events is not None:
+            self.events.append((time.perf_counter(), label))
+
+    async def start(self) -> None:
+        self.server = server = Server(self.launcher, self.source_tree)
+        headers = {"Authorization": f"token {server.token}"}
+        nb = nbformat.v4.new_notebook()
+        nb.cells.append(nbformat.v4.new_code_cell(CODE))
+        nbformat.write(nb, os.path.join(server.tmp.name, "bench.ipynb"))
+        self.cell_id = nb.cells[0]["id"]
+        # asyncio's TCP transports already set TCP_NODELAY; explicit, as browsers do: without
+        # it the POST's body segment would wait for a delayed ACK.
+        transport = httpx.AsyncHTTPTransport(
+            socket_options=[(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)]
+        )
+        self.client = httpx.AsyncClient(headers=headers, timeout=60, transport=transport)
+        await server.wait_up(self.client)
+        r = await self.client.post(
+            server.base + "api/sessions",
+            json={"path": "bench.ipynb", "type": "notebook", "name": "bench",
+                  "kernel": {"name": "python3"}},
+        )
+        r.raise_for_status()
+        self.kernel_id = r.json()["kernel"]["id"]
+        session = await open_session(server.base, "bench.ipynb", "notebook", token=server.token)
+        self.conn = conn = RoomConnection.from_session(server.base, session, token=server.token)
+        await conn.connect()
+        await asyncio.wait_for(asyncio.shield(conn.synced), 30)
+        if self.events is not None:
+            handle = conn._handle
+
+            def traced(frame: bytes) -> None:
+                self.mark("client: room frame received")
+                handle(frame)
+
+            conn._handle = traced
+        self.mini = MiniHTTP("127.0.0.1", server.port, headers)
+        self.path = f"/api/kernels/{self.kernel_id}/execute"
+        self.url = server.base + self.path[1:]
+        self.body = {"cell_id": self.cell_id, "document_id": session.room_id}
+
+    def shows(self, count: int):
+        cell_id = self.cell_id
+
+        def check(doc) -> bool:
+            for ycell in doc.ycells:
+                if ycell.get("id") == cell_id:
+                    if ycell.get("execution_count") != count:
+                        return False
+                    outputs = ycell.get("outputs")
+                    return outputs is not None and any(
+                        o.get("output_type") == "execute_result" for o in outputs.to_py()
+                    )
+            return False
+
+        return check
+
+    async def round(self) -> float:
+        self.count += 1
+        t0 = time.perf_counter()
+        self.mark("client: POST sent")
+        if self.http_client == "httpx":
+            r = await self.client.post(self.url, json=self.body)
+            status, payload = r.status_code, r.content
+        else:
+            status, payload = await self.mini.request("POST", self.path, self.body)
+        t_posted = time.perf_counter()
+        self.mark("client: 202 received")
+        assert status == 202, payload
+        self.last_request = json.loads(payload)["request_id"]
+        await self.conn.wait_for(self.shows(self.count), 60)
+        t1 = time.perf_counter()
+        self.mark("client: doc shows count + result")
+        self.post_times.append(t_posted - t0)
+        return t1 - t0
+
+    async def http_floor(self, n: int = 20) -> float:
+        gets = []
+        for _ in range(n):
+            path = f"/api/kernels/{self.kernel_id}/requests/{self.last_request}"
+            t0 = time.perf_counter()
+            if self.http_client == "httpx":
+                await self.client.get(self.server.base + path[1:])
+            else:
+                await self.mini.request("GET", path)
+            gets.append(time.perf_counter() - t0)
+        return statistics.median(gets)
+
+    async def stop(self) -> None:
         try:
-            await server.wait_up(client)
-            r = await client.post(
-                server.base + "api/sessions",
-                json={"path": "bench.ipynb", "type": "notebook", "name": "bench",
-                      "kernel": {"name": "python3"}},
-            )
-            r.raise_for_status()
-            kernel_id = r.json()["kernel"]["id"]
-            session = await open_session(server.base, "bench.ipynb", "notebook", token=server.token)
-            conn = RoomConnection.from_session(server.base, session, token=server.token)
-            await conn.connect()
-            await asyncio.wait_for(asyncio.shield(conn.synced), 30)
-            url = server.base + f"api/kernels/{kernel_id}/execute"
-            body = {"cell_id": cell_id, "document_id": session.room_id}
-
-            def shows(count: int):
-                def check(doc) -> bool:
-                    for ycell in doc.ycells:
-                        if ycell.get("id") == cell_id:
-                            cell = ycell.to_py()
-                            return cell.get("execution_count") == count and any(
-                                o.get("output_type") == "execute_result"
-                                for o in cell.get("outputs") or []
-                            )
-                    return False
-
-                return check
-
-            for i in range(warmup + rounds):
-                t0 = time.perf_counter()
-                r = await client.post(url, json=body)
-                assert r.status_code == 202, r.text
-                t_posted = time.perf_counter()
-                await conn.wait_for(shows(i + 1), 60)
-                if i >= warmup:
-                    times.append(time.perf_counter() - t0)
-                    post_times.append(t_posted - t0)
-            gets = []
-            for _ in range(20):
-                t0 = time.perf_counter()
-                await client.get(server.base + f"api/kernels/{kernel_id}/requests/{r.json()['request_id']}")
-                gets.append(time.perf_counter() - t0)
-            print(f"median GET of a request's status (HTTP floor): {statistics.median(gets) * 1000:.1f} ms")
-            await conn.close()
+            await self.conn.close()
+            await self.mini.close()
+            await self.client.aclose()
         finally:
-            server.stop()
-    print(f"median time to the 202 answer: {statistics.median(post_times) * 1000:.1f} ms")
-    return times
+            self.server.stop()
+
+
+async def server_rounds(
+    rounds: int, warmup: int, launcher: list[str] | None = None, client_events: list | None = None
+) -> list[float]:
+    """Only the server's rounds (used by execution_trace.py)."""
+    runner = ServerRunner(launcher, client_events)
+    await runner.start()
+    try:
+        times = [await runner.round() for _ in range(warmup + rounds)]
+    finally:
+        await runner.stop()
+    return times[warmup:]
+
+
+async def one_run(
+    rounds: int,
+    warmup: int,
+    transport: str,
+    http_client: str = "mini",
+    compare_tree: str | None = None,
+) -> dict:
+    raw, served = RawRunner(transport), ServerRunner(http_client=http_client)
+    runners: list = [raw, served]
+    other = None
+    if compare_tree:
+        other = ServerRunner(http_client=http_client, source_tree=compare_tree)
+        runners.append(other)
+    await asyncio.gather(*(r.start() for r in runners))
+    times: dict[int, list[float]] = {id(r): [] for r in runners}
+    try:
+        for i in range(warmup + rounds):
+            # Rotate which goes first, so none always follows another's work.
+            k = i % len(runners)
+            for runner in runners[k:] + runners[:k]:
+                t = await runner.round()
+                if i >= warmup:
+                    times[id(runner)].append(t)
+        floor = await served.http_floor()
+    finally:
+        await asyncio.gather(*(r.stop() for r in runners), return_exceptions=True)
+
+    def p90(values: list[float]) -> float:
+        return sorted(values)[max(int(len(values) * 0.9) - 1, 0)] * 1000
+
+    def p25(values: list[float]) -> float:
+        return sorted(values)[max(int(len(values) * 0.25) - 1, 0)] * 1000
+
+    raw_times, server_times = times[id(raw)], times[id(served)]
+    raw_ms = statistics.median(raw_times) * 1000
+    served_ms = statistics.median(server_times) * 1000
+    result = {
+        "rounds": rounds,
+        "raw_transport": transport,
+        "http_client": http_client,
+        "raw_jupyter_client_median_ms": round(raw_ms, 2),
+        "server_side_execution_median_ms": round(served_ms, 2),
+        "ratio": round(served_ms / raw_ms, 3),
+        "raw_p90_ms": round(p90(raw_times), 2),
+        "server_p90_ms": round(p90(server_times), 2),
+        # The lower quartile is less exposed to the machine's load than the median.
+        "raw_p25_ms": round(p25(raw_times), 2),
+        "server_p25_ms": round(p25(server_times), 2),
+        "p25_ratio": round(p25(server_times) / p25(raw_times), 3),
+        "post_202_median_ms": round(statistics.median(served.post_times[warmup:]) * 1000, 2),
+        "http_get_floor_median_ms": round(floor * 1000, 2),
+    }
+    if other is not None:
+        other_ms = statistics.median(times[id(other)]) * 1000
+        result["compare_tree"] = compare_tree
+        result["compare_median_ms"] = round(other_ms, 2)
+        result["compare_ratio"] = round(other_ms / raw_ms, 3)
+        result["compare_p25_ratio"] = round(p25(times[id(other)]) / p25(raw_times), 3)
+        result["compare_post_202_median_ms"] = round(
+            statistics.median(other.post_times[warmup:]) * 1000, 2
+        )
+    return result
 
 
 async def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--rounds", type=int, default=50)
     parser.add_argument("--warmup", type=int, default=5)
-    args = parser.parse_args()
-    raw = await raw_rounds(args.rounds, args.warmup)
-    served = await server_rounds(args.rounds, args.warmup)
-    raw_ms = statistics.median(raw) * 1000
-    served_ms = statistics.median(served) * 1000
-    result = {
-        "rounds": args.rounds,
-        "raw_jupyter_client_median_ms": round(raw_ms, 2),
-        "server_side_execution_median_ms": round(served_ms, 2),
-        "ratio": round(served_ms / raw_ms, 2),
-        "raw_p90_ms": round(sorted(raw)[int(len(raw) * 0.9) - 1] * 1000, 2),
-        "server_p90_ms": round(sorted(served)[int(len(served) * 0.9) - 1] * 1000, 2),
-    }
-    print("| trivial cell `1+1` | median ms | p90 ms |")
-    print("|---|---|---|")
-    print(f"| raw jupyter_client round trip | {raw_ms:.1f} | {result['raw_p90_ms']} |")
-    print(
-        f"| POST execute -> count+result in a collaborator's doc | {served_ms:.1f} | "
-        f"{result['server_p90_ms']} |"
+    parser.add_argument("--runs", type=int, default=1, help="repeat the run (fresh kernel and server)")
+    parser.add_argument(
+        "--raw-transport", choices=("ipc", "tcp"), default="ipc",
+        help="ZMQ transport of the raw client's kernel (the server's kernels use ipc by default)",
     )
-    print(f"ratio: {result['ratio']}x (goal <= 1.25x)")
+    parser.add_argument(
+        "--http-client", choices=("mini", "httpx"), default="mini",
+        help="HTTP client of the POST: a minimal keep-alive client (default) or httpx",
+    )
+    parser.add_argument(
+        "--compare-tree", default=None,
+        help="also measure, interleaved, a server whose collab_kernels comes from this directory",
+    )
+    args = parser.parse_args()
+    runs = []
+    for n in range(args.runs):
+        result = await one_run(
+            args.rounds, args.warmup, args.raw_transport, args.http_client, args.compare_tree
+        )
+        runs.append(result)
+        line = (
+            f"run {n + 1}: raw {result['raw_jupyter_client_median_ms']:.2f} ms, "
+            f"server {result['server_side_execution_median_ms']:.2f} ms, "
+            f"ratio {result['ratio']:.2f}x, p25 ratio {result['p25_ratio']:.2f}x "
+            f"(202 after {result['post_202_median_ms']:.2f} ms, "
+            f"HTTP GET floor {result['http_get_floor_median_ms']:.2f} ms)"
+        )
+        if args.compare_tree:
+            line += (
+                f"; compared tree {result['compare_median_ms']:.2f} ms, "
+                f"ratio {result['compare_ratio']:.2f}x, p25 ratio "
+                f"{result['compare_p25_ratio']:.2f}x (202 after "
+                f"{result['compare_post_202_median_ms']:.2f} ms)"
+            )
+        print(line, flush=True)
+
+    def med(key: str) -> float:
+        return statistics.median(r[key] for r in runs)
+
+    keys = [
+        "raw_jupyter_client_median_ms", "server_side_execution_median_ms", "ratio",
+        "p25_ratio", "post_202_median_ms", "http_get_floor_median_ms",
+    ]
+    if args.compare_tree:
+        keys += [
+            "compare_median_ms", "compare_ratio", "compare_p25_ratio",
+            "compare_post_202_median_ms",
+        ]
+    summary = {"runs": runs, "median_of_medians": {k: round(med(k), 3) for k in keys}}
+    m = summary["median_of_medians"]
+    print(f"| trivial cell `1+1` ({args.runs} run(s) x {args.rounds} rounds, medians of medians) | ms |")
+    print("|---|---|")
+    print(f"| raw jupyter_client round trip ({args.raw_transport}) | {m['raw_jupyter_client_median_ms']:.1f} |")
+    print(f"| POST execute -> count+result in a collaborator's doc | {m['server_side_execution_median_ms']:.1f} |")
+    print(f"| of which until the 202 answer | {m['post_202_median_ms']:.1f} |")
+    if args.compare_tree:
+        print(f"| the same from {args.compare_tree} | {m['compare_median_ms']:.1f} |")
+        print(f"| of which until the 202 answer | {m['compare_post_202_median_ms']:.1f} |")
+        print(
+            f"ratio of {args.compare_tree}: {m['compare_ratio']:.2f}x "
+            f"(lower quartiles: {m['compare_p25_ratio']:.2f}x)"
+        )
+    print(
+        f"ratio: {m['ratio']:.2f}x (median of per-run ratios; goal <= 1.25x; "
+        f"lower quartiles: {m['p25_ratio']:.2f}x)"
+    )
     out = HERE / "results" / f"execution-{time.strftime('%Y%m%d-%H%M%S')}.json"
     out.parent.mkdir(exist_ok=True)
-    out.write_text(json.dumps(result, indent=2))
+    out.write_text(json.dumps(summary, indent=2))
 
 
 if __name__ == "__main__":

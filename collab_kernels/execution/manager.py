@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import inspect
+import logging
 from typing import Any
 
 from tornado.web import HTTPError
@@ -37,6 +38,25 @@ from .queue import (
 )
 from .stdin import InputBroker
 from .writer import DocumentWriter
+
+
+def debug_logged(log: Any) -> bool:
+    """Whether ``log.debug`` would reach some handler.
+
+    jupyter_server's logger (traitlets' logging config) is at DEBUG and filters at its
+    handlers (``--log-level``), so every ``log.debug`` call builds a LogRecord that is then
+    dropped: guard debug lines on the per-request path with this check."""
+    if not log.isEnabledFor(logging.DEBUG):
+        return False
+    logger = log if isinstance(log, logging.Logger) else getattr(log, "logger", None)
+    while logger is not None:
+        for handler in logger.handlers:
+            if handler.level <= logging.DEBUG:
+                return True
+        if not logger.propagate:
+            return False
+        logger = logger.parent
+    return logging.lastResort is not None and logging.lastResort.level <= logging.DEBUG
 
 
 class KernelGone(Exception):
@@ -101,7 +121,10 @@ class ExecutionManager(LoggingConfigurable):
     request_history = Integer(
         1000,
         config=True,
-        help="Finished execute requests kept for GET /api/kernels/{id}/requests/{request_id}.",
+        help=(
+            "Finished execute requests kept for GET /api/kernels/{id}/requests/{request_id} "
+            "(the oldest are dropped in batches: up to a tenth more may be kept meanwhile)."
+        ),
     )
 
     route_table_size = Integer(
@@ -382,16 +405,25 @@ class ExecutionManager(LoggingConfigurable):
         queue = self.queue(document_id)
         if queue.hold is None:
             queue.hold = room.hold(f"execution queue ({len(runs)} cell(s))")
-        queue.submit(request)
-        self._publish_queue(queue, mark_running=[c.cell_id for c in runs])
-        self.log.debug(
-            "collab_kernels: %s queued %d cell(s) of %s on kernel %s (request %s)",
-            username or "a user",
-            len(runs),
-            room.path,
-            kernel_id,
-            request.request_id,
-        )
+        if queue.submit(request):
+            # The document's queue was idle: the execute_request goes to the kernel now,
+            # before the 202 is answered, and the doc gets one transaction (the first cell
+            # starts, the others show [*], the queue entries).
+            request.mark_running()
+            self._begin_cell(
+                request, runs[0], queue, mark_running=[c.cell_id for c in runs[1:]]
+            )
+        else:
+            self._publish_queue(queue, mark_running=[c.cell_id for c in runs])
+        if debug_logged(self.log):
+            self.log.debug(
+                "collab_kernels: %s queued %d cell(s) of %s on kernel %s (request %s)",
+                username or "a user",
+                len(runs),
+                room.path,
+                kernel_id,
+                request.request_id,
+            )
         return request
 
     async def _room_for(self, document_id: str) -> Any:
@@ -563,7 +595,7 @@ class ExecutionManager(LoggingConfigurable):
             # an error does not stop the request, unless the kernel itself is gone.
             keep_going = getattr(request, "stop_on_error", True) is False
             for cell in request.cells:
-                if cell.status != QUEUED:
+                if cell.status not in (QUEUED, RUNNING):  # RUNNING: started by submit()
                     continue
                 ok = await self._run_cell(request, cell, queue)
                 if getattr(request, "cancel_requested", False):
@@ -594,22 +626,21 @@ class ExecutionManager(LoggingConfigurable):
                 # Release after the worker's current request is cleared.
                 asyncio.get_event_loop().call_soon(self._release_if_idle, queue)
 
-    async def _run_cell(self, request: ExecutionRequest, cell: CellRun, queue: DocumentQueue) -> bool:
+    def _begin_cell(
+        self,
+        request: ExecutionRequest,
+        cell: CellRun,
+        queue: DocumentQueue,
+        mark_running: list[str] = (),
+    ) -> None:
+        """Send the cell's execute_request, then mark it running in the doc (one transaction).
+
+        Synchronous: the kernel's first message can only be handled on a later loop
+        iteration, after the start transaction (outputs cleared, count null) is committed.
+        The document's room must be live and the kernel linked.
+        """
         writer = self.writer(request.document_id)
         link = self.link_for(request.kernel_id)
-        if link is None:
-            cell.status = DONE
-            cell.result = ERROR
-            cell.error = {"ename": "KernelGone", "evalue": f"Kernel {request.kernel_id} is gone"}
-            return False
-        try:
-            await writer.get_room()
-        except Exception as e:
-            cell.status = DONE
-            cell.result = ERROR
-            cell.error = {"ename": "DocumentGone", "evalue": str(e)}
-            return False
-        loop = asyncio.get_event_loop()
         client = link.client
         content = {
             "code": cell.code,
@@ -626,27 +657,68 @@ class ExecutionManager(LoggingConfigurable):
         )
         cell.msg_id = msg["header"]["msg_id"]
         cell.generation = getattr(client, "connect_count", 0)
-        cell.finished = loop.create_future()
+        cell.finished = asyncio.get_event_loop().create_future()
         cell.status = RUNNING
         link.routes.add(
             cell.msg_id, Route(request.document_id, cell.cell_id, run=cell, request=request)
         )
-        writer.start_cell(cell.cell_id, self._queue_entries(queue))
         try:
             client.send("shell", msg, owner=link.listener)
         except Exception as e:
             cell.finished.set_exception(KernelGone("dead"))
             self.log.warning("collab_kernels: could not send to kernel %s: %s", request.kernel_id, e)
-        extra: list[dict[str, Any]] = []
+        try:
+            writer.start_cell(cell.cell_id, self._queue_entries(queue), mark_running=mark_running)
+        except Exception:
+            self.log.exception(
+                "collab_kernels: could not mark cell %s of %s running", cell.cell_id, request.path
+            )
+
+    async def _run_cell(self, request: ExecutionRequest, cell: CellRun, queue: DocumentQueue) -> bool:
+        writer = self.writer(request.document_id)
+        if cell.status == QUEUED:
+            if self.link_for(request.kernel_id) is None:
+                cell.status = DONE
+                cell.result = ERROR
+                cell.error = {"ename": "KernelGone", "evalue": f"Kernel {request.kernel_id} is gone"}
+                return False
+            try:
+                await writer.get_room()
+            except Exception as e:
+                cell.status = DONE
+                cell.result = ERROR
+                cell.error = {"ename": "DocumentGone", "evalue": str(e)}
+                return False
+            self._begin_cell(request, cell, queue)
+        # else: started by submit() already (the queue was idle)
+        assert cell.finished is not None
         try:
             await cell.finished
         except KernelGone as gone:
             ename, evalue = _GONE_MESSAGES.get(gone.event, _GONE_MESSAGES["dead"])
-            extra.append(error_output(ename, evalue))
             cell.error = {"ename": ename, "evalue": evalue}
             cell.result = ERROR
-        finally:
+            self._complete_cell(request, cell, queue, [error_output(ename, evalue)])
+        except asyncio.CancelledError:
             self.inputs.cancel(request, cell)
+            raise
+        else:
+            # Normally completed already, as the last message arrived (_maybe_finish).
+            self._complete_cell(request, cell, queue)
+        return cell.result == OK
+
+    def _complete_cell(
+        self,
+        request: ExecutionRequest,
+        cell: CellRun,
+        queue: DocumentQueue,
+        extra: list[dict[str, Any]] | None = None,
+    ) -> None:
+        """The cell's end: its result, then count and idle in one transaction, sent to the
+        collaborators at once. Idempotent (the cell is DONE afterwards)."""
+        if cell.status == DONE:
+            return
+        self.inputs.cancel(request, cell)
         reply = cell.reply or {}
         if cell.result is None:
             status = reply.get("status")
@@ -657,7 +729,7 @@ class ExecutionManager(LoggingConfigurable):
             cell.execution_count = reply.get("execution_count")
         cell.status = DONE
         try:
-            writer.finish_cell(
+            self.writer(request.document_id).finish_cell(
                 cell.cell_id,
                 cell.execution_count if cell.result != ERROR or reply else None,
                 self._queue_entries(queue),
@@ -667,14 +739,22 @@ class ExecutionManager(LoggingConfigurable):
             self.log.exception(
                 "collab_kernels: could not finish cell %s of %s", cell.cell_id, request.path
             )
-        return cell.result == OK
 
     # ------------------------------------------------------------------ kernel messages
 
-    def _maybe_finish(self, run: CellRun) -> None:
-        if run.reply is not None and run.idle_seen and run.finished is not None:
-            if not run.finished.done():
-                run.finished.set_result(None)
+    def _maybe_finish(self, route: Route) -> None:
+        """Both the execute_reply and the idle status arrived: the cell ends now, in this
+        callback (not one loop iteration later in the request's task), and the task is woken
+        to go on with the queue."""
+        run = route.run
+        if run is None or run.reply is None or not run.idle_seen or run.finished is None:
+            return
+        if run.finished.done():
+            return
+        request = route.request
+        if request is not None and run.status == RUNNING:
+            self._complete_cell(request, run, self.queue(request.document_id))
+        run.finished.set_result(None)
 
     def _on_kernel_message(self, link: KernelLink, msg: Any) -> None:
         route = link.routes.get(msg.parent_msg_id)
@@ -693,7 +773,7 @@ class ExecutionManager(LoggingConfigurable):
                 run = route.run
                 if run is not None:
                     run.idle_seen = True
-                    self._maybe_finish(run)
+                    self._maybe_finish(route)
                 elif route.external:
                     writer = self.writer(route.document_id)
                     try:
@@ -706,7 +786,7 @@ class ExecutionManager(LoggingConfigurable):
                 run.reply = msg.content
                 if run.execution_count is None:
                     run.execution_count = msg.content.get("execution_count")
-                self._maybe_finish(run)
+                self._maybe_finish(route)
         elif channel == "stdin" and msg_type == "input_request":
             self.inputs.on_input_request(link, route, msg)
 

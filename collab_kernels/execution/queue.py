@@ -130,6 +130,11 @@ class RequestRegistry:
         ]
 
     def _trim(self) -> None:
+        # Called on every add, so O(1) most of the time: nothing is scanned until there are
+        # more requests than the history keeps plus a slack (a tenth), then the oldest
+        # finished ones are dropped down to exactly ``history``.
+        if len(self._requests) <= self.history + max(self.history // 10, 1):
+            return
         finished = [rid for rid, r in self._requests.items() if r.status == DONE]
         excess = len(finished) - self.history
         for rid in finished[: max(excess, 0)]:
@@ -159,10 +164,19 @@ class DocumentQueue:
     def busy(self) -> bool:
         return self.current is not None or bool(self.pending)
 
-    def submit(self, request: ExecutionRequest) -> None:
+    def submit(self, request: ExecutionRequest) -> bool:
+        """Queue ``request``. Returns True when the queue was idle: the request is then
+        ``current`` at once (before the worker's first step), so that the caller may start
+        its first cell synchronously, without waiting for a loop iteration."""
+        idle = self.current is None and not self.pending and (self.task is None or self.task.done())
+        if idle:
+            self.current = request
+            self.task = asyncio.ensure_future(self._work(request))
+            return True
         self.pending.append(request)
         if self.task is None or self.task.done():
             self.task = asyncio.ensure_future(self._work())
+        return False
 
     def queued_cells(self) -> list[tuple[ExecutionRequest, CellRun]]:
         """(request, cell) of everything waiting, in the order it will run (the running
@@ -186,9 +200,10 @@ class DocumentQueue:
         self.pending.clear()
         return taken
 
-    async def _work(self) -> None:
-        while self.pending:
-            request = self.pending.popleft()
+    async def _work(self, first: ExecutionRequest | None = None) -> None:
+        while first is not None or self.pending:
+            request = first if first is not None else self.pending.popleft()
+            first = None
             self.current = request
             try:
                 await self._runner(request)

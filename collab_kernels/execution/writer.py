@@ -144,23 +144,39 @@ class DocumentWriter:
             self._handle.cancel()
             self._handle = None
         ycells = room.document.ycells
+        had_output = bool(self.pending)
         with room.ydoc.transaction():
             cells = {ycell.get("id"): ycell for ycell in ycells}
-            if self.pending:
+            if had_output:
                 self._apply_pending(cells, ycells)
             result = fn(cells, ycells)
-        self._last_flush = asyncio.get_event_loop().time()
+        if had_output:
+            # Only output transactions count for the batching interval: the first output
+            # after a cell's start (or end) is written at once.
+            self._last_flush = asyncio.get_event_loop().time()
         return result
 
     # --- execution state -----------------------------------------------------------------
     def execution_map(self) -> Map:
         return self.room.ydoc.get(EXECUTION_MAP, type=Map)
 
-    def start_cell(self, cell_id: str, queue_entries: dict[str, dict[str, Any]]) -> None:
+    def start_cell(
+        self,
+        cell_id: str,
+        queue_entries: dict[str, dict[str, Any]],
+        mark_running: list[str] = (),
+    ) -> None:
+        """Start ``cell_id`` (outputs cleared, count null, running) and show the cells of
+        ``mark_running`` as queued ([*]), in one transaction."""
+
         def fn(cells: dict[str, Map], ycells: Any) -> None:
             ycell = cells.get(cell_id)
             if ycell is not None:
                 start_execution(ycell, self.state)
+            for cid in mark_running:
+                other = cells.get(cid)
+                if other is not None and other.get("execution_state") != "running":
+                    other["execution_state"] = "running"
             self._write_entries(queue_entries)
 
         self.edit(fn)
@@ -182,6 +198,15 @@ class DocumentWriter:
                 self._write_entries(queue_entries)
 
         self.edit(fn)
+        self.send_now()
+
+    def send_now(self) -> None:
+        """Have the room send what was just committed without waiting for its coalescing
+        window: the end of a cell (count and idle) is what every collaborator waits for."""
+        room = self._live_room()
+        flush_updates = getattr(room, "flush_updates", None)
+        if flush_updates is not None:
+            flush_updates()
 
     def set_queue(
         self, queue_entries: dict[str, dict[str, Any]], idle_cells: list[str] = (), mark_running: list[str] = ()

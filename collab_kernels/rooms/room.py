@@ -118,6 +118,7 @@ class RoomClient:
         self._queue: collections.deque[bytes] = collections.deque()
         self._wakeup = asyncio.Event()
         self._task: asyncio.Task | None = None
+        self._last_write: asyncio.Future | None = None
 
     def start(self) -> None:
         if self._task is None:
@@ -138,12 +139,33 @@ class RoomClient:
             )
             self.close(protocol.CLOSE_TRY_AGAIN_LATER, "send queue overflow")
             return
+        if not self._queue and (self._last_write is None or self._last_write.done()):
+            # Nothing queued or in flight: write now rather than one loop iteration later
+            # in the writer task (the end of a cell is on every collaborator's critical path).
+            try:
+                self._track(self._write(frame))
+            except Exception as e:  # the socket went away under us
+                self.log.debug("collab_kernels: writing to %s failed: %s", self.name, e)
+                self.close(protocol.CLOSE_GOING_AWAY, "")
+            return
         self._queue.append(frame)
         self._wakeup.set()
+
+    def _track(self, result: Awaitable[Any] | None) -> None:
+        """Remember the last write's future, so the writer task waits for it (back-pressure)."""
+        if result is None:
+            self._last_write = None
+            return
+        future = asyncio.ensure_future(result)
+        future.add_done_callback(lambda f: f.cancelled() or f.exception())
+        self._last_write = future
 
     async def _drain(self) -> None:
         try:
             while not self.closed:
+                if self._last_write is not None and not self._last_write.done():
+                    await self._last_write
+                    continue
                 if not self._queue:
                     self._wakeup.clear()
                     await self._wakeup.wait()
@@ -151,8 +173,7 @@ class RoomClient:
                 last = None
                 while self._queue:
                     last = self._write(self._queue.popleft())
-                if last is not None:
-                    await last
+                self._track(last)
         except asyncio.CancelledError:
             raise
         except Exception as e:  # the socket went away under us
