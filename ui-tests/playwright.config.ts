@@ -6,18 +6,32 @@
  * fresh temporary folder created here; the restart scenario starts its own.
  */
 import { defineConfig } from '@playwright/test';
+import { execFileSync } from 'child_process';
 import * as fs from 'fs';
 import * as os from 'os';
 import * as path from 'path';
-import { BASE_URL, CHROMIUM_ARGS, PORT, REPORT_DIR, TOKENS, chromiumPath } from './tests/helpers/constants';
 
-// The main process creates the folder; test workers inherit the variable and so know
-// where the server's files are (to check what reached the disk).
-if (!process.env.CK_UI_ROOT) {
-  // Only in the main process (workers inherit CK_UI_ROOT): screenshots of this run only.
-  fs.rmSync(path.join(REPORT_DIR, 'screenshots'), { recursive: true, force: true });
-  process.env.CK_UI_ROOT = fs.mkdtempSync(path.join(os.tmpdir(), 'collab-kernels-ui-'));
+/** A port nobody listens on now (other servers may run on this machine). */
+function freePort(): string {
+  const probe = 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])';
+  return execFileSync('python3', ['-c', probe]).toString().trim();
 }
+
+// The main process decides the temporary folder and the ports; test workers inherit the
+// variables, so they know where the server's files are and where it listens.
+if (!process.env.CK_UI_ROOT) {
+  // This run's screenshots and server logs only.
+  for (const old of ['screenshots', 'jupyter-server.log', 'jupyter-server-restart.log']) {
+    fs.rmSync(path.join(__dirname, 'playwright-report', old), { recursive: true, force: true });
+  }
+  process.env.CK_UI_ROOT = fs.mkdtempSync(path.join(os.tmpdir(), 'collab-kernels-ui-'));
+  process.env.CK_UI_PORT = process.env.CK_UI_PORT || freePort();
+  process.env.CK_UI_RESTART_PORT = process.env.CK_UI_RESTART_PORT || freePort();
+}
+// Read after the ports are chosen.
+// eslint-disable-next-line @typescript-eslint/no-var-requires
+const { BASE_URL, CHROMIUM_ARGS, PORT, REPORT_DIR, TOKENS, chromiumPath } =
+  require('./tests/helpers/constants') as typeof import('./tests/helpers/constants');
 fs.mkdirSync(REPORT_DIR, { recursive: true });
 
 export default defineConfig({
@@ -46,7 +60,7 @@ export default defineConfig({
     }
   },
   webServer: {
-    command: `bash ./start-lab.sh > "${path.join(REPORT_DIR, `jupyter-server-${PORT}.log`)}" 2>&1`,
+    command: `bash ./start-lab.sh > "${path.join(REPORT_DIR, 'jupyter-server.log')}" 2>&1`,
     // /api/me answers 403 until a token is given: Playwright counts 403 as "up".
     url: `${BASE_URL}/api/me`,
     timeout: 120_000,

@@ -119,7 +119,7 @@ export class LabServer {
   ) {
     this.root = fs.mkdtempSync(path.join(os.tmpdir(), 'collab-kernels-ui-restart-'));
     fs.mkdirSync(logDir, { recursive: true });
-    this.logPath = path.join(logDir, `jupyter-server-${port}.log`);
+    this.logPath = path.join(logDir, 'jupyter-server-restart.log');
   }
 
   get baseURL(): string {
