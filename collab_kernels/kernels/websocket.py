@@ -32,6 +32,18 @@ from .client import REQUEST_CHANNELS, KernelMessage, Listener, SharedKernelClien
 V1_PROTOCOL = "v1.kernel.websocket.jupyter.org"
 
 
+def v1_frame_is_sane(frame: t.Any) -> bool:
+    """Whether a v1 frame's offset table fits the frame (checked before deserializing).
+
+    jupyter_server's ``deserialize_msg_from_ws_v1`` trusts the 8-byte offset count and builds
+    a list that long: a frame claiming 2**64 offsets blocks the server's event loop forever.
+    """
+    if not isinstance(frame, (bytes, bytearray, memoryview)) or len(frame) < 8:
+        return False
+    count = int.from_bytes(bytes(frame[:8]), "little")
+    return 2 <= count <= (len(frame) - 8) // 8
+
+
 class SharedClientWebsocketConnection(ZMQChannelsWebsocketConnection):
     """A kernel websocket that listens to the kernel's shared client."""
 
@@ -168,6 +180,13 @@ class SharedClientWebsocketConnection(ZMQChannelsWebsocketConnection):
     # ---------------------------------------------------------------- browser -> kernel
 
     def handle_incoming_message(self, incoming_msg: t.Any) -> None:
+        if self.subprotocol == V1_PROTOCOL and not v1_frame_is_sane(incoming_msg):
+            self.log.warning(
+                "Kernel %s: malformed v1 message from websocket %s ignored",
+                self.kernel_id,
+                getattr(self, "session_key", "?"),
+            )
+            return
         if not self._use_shared:
             return super().handle_incoming_message(incoming_msg)
         client = self.shared_client
