@@ -92,6 +92,16 @@ def install() -> None:
         return f"doc: transaction begin ({getattr(fn, '__qualname__', '?').split('.')[-2]})"
 
     wrap(writer.DocumentWriter, "edit", before=edit_label, after="doc: transaction committed")
+    from collab_kernels.execution import link as elink
+    from collab_kernels.execution import manager as emanager
+
+    if os.environ.get("CK_TRACE_FINE"):
+        wrap(elink.KernelLink, "_on_message", before=lambda self, msg: f"exec: listener got {msg.msg_type}")
+        wrap(emanager.ExecutionManager, "_complete_cell", before="exec: complete cell", after="exec: complete cell done")
+        wrap(writer.DocumentWriter, "finish_cell", before="exec: finish_cell", after="exec: finish_cell done")
+        wrap(rroom.BaseRoom, "flush_updates", before="room: flush_updates", after="room: flush_updates done")
+        wrap(emanager.ExecutionManager, "submit", before="exec: submit", after="exec: submit done")
+        wrap(emanager.ExecutionManager, "_begin_cell", before="exec: begin cell")
     wrap(writer.DocumentWriter, "enqueue", before=lambda self, c, t, *a: f"doc: {t} buffered")
     wrap(rroom.BaseRoom, "_flush_updates", before="room: flush")
     wrap(rroom.RoomClient, "send", before="room: frame queued to client")
@@ -131,10 +141,23 @@ async def run(rounds: int, warmup: int) -> None:
     trace_file = os.path.join(os.environ.get("TMPDIR", "/tmp"), f"ck-trace-{os.getpid()}.json")
     os.environ["CK_TRACE_FILE"] = trace_file
     client_events: list[tuple[float, str]] = []
-    results = await eb.server_rounds(
-        rounds, warmup, launcher=[sys.executable, str(Path(__file__)), "serve"],
-        client_events=client_events,
+    # Raw jupyter_client rounds interleaved with the server's, as in execution_bench.py.
+    raw = eb.RawRunner("ipc")
+    served = eb.ServerRunner(
+        launcher=[sys.executable, str(Path(__file__)), "serve"], client_events=client_events
     )
+    await asyncio.gather(raw.start(), served.start())
+    results: list[float] = []
+    raw_results: list[float] = []
+    try:
+        for i in range(warmup + rounds):
+            t_raw = await raw.round()
+            t_served = await served.round()
+            if i >= warmup:
+                raw_results.append(t_raw)
+                results.append(t_served)
+    finally:
+        await asyncio.gather(raw.stop(), served.stop(), return_exceptions=True)
     for _ in range(100):
         if os.path.exists(trace_file):
             break
@@ -177,7 +200,7 @@ async def run(rounds: int, warmup: int) -> None:
         "zmq: execute_request sent",
         "zmq: iopub status idle received",
         "doc: transaction committed",
-        "ws: frame written to socket",
+        "room: frame queued to client",
         "client: room frame received",
         "client: doc shows count + result",
     ]
@@ -207,6 +230,7 @@ async def run(rounds: int, warmup: int) -> None:
     for key, values in rows:
         print(f"  {statistics.median(values):7.2f}  {key}  (n={len(values)})")
     print(f"end-to-end median: {statistics.median(results) * 1000:.2f} ms")
+    print(f"raw jupyter_client round trip median (interleaved): {statistics.median(raw_results) * 1000:.2f} ms")
 
 
 if __name__ == "__main__":

@@ -259,3 +259,52 @@ async def test_interrupt_stops_running_cell_and_clears_queue(
     # The kernel is usable afterwards.
     rid = await submit(api, nb, b)
     assert (await wait_request(rid))["result"] == "ok"
+
+
+async def test_cells_inserted_moved_and_deleted_by_a_collaborator_still_get_their_outputs(
+    notebook_session, api, collab_client, wait_request, jp_serverapp
+):
+    """The server keeps an index of cells by id between transactions: cells a
+    collaborator inserts, moves or deletes after the room was loaded are seen at once."""
+    from fixtures_rooms import eventually
+
+    nb = await notebook_session(["1 + 1"])
+    alice = await collab_client(nb.path)
+    first = nb.cell_ids[0]
+    rid = await submit(api, nb, first)  # the room's index is built here
+    await wait_request(rid)
+    # Alice inserts a cell above the first one and another one below it.
+    doc = alice.document
+    doc.ycells.insert(0, doc.create_ycell({"cell_type": "code", "source": "'top'", "metadata": {}}))
+    doc.append_cell({"cell_type": "code", "source": "'bottom'", "metadata": {}})
+    top, bottom = doc.ycells[0].get("id"), doc.ycells[2].get("id")
+    room = jp_serverapp.web_app.settings["collab_room_manager"].find_room(nb.room_id)
+
+    def server_ids():
+        return [c.get("id") for c in room.document.ycells]
+
+    await eventually(lambda: server_ids() == [top, first, bottom])
+    for cid in (top, bottom):
+        await wait_request(await submit(api, nb, cid))
+    # She moves the bottom cell to the top (as JupyterLab does: delete, insert a copy with
+    # the same id) and deletes the first one.
+    moved = doc.ycells[2].to_py()
+    with doc.ydoc.transaction():
+        del doc.ycells[2]
+        doc.ycells.insert(0, doc.create_ycell(moved))
+        del doc.ycells[2]
+    await eventually(lambda: server_ids() == [bottom, top])
+    rid = await submit(api, nb, bottom)
+    await wait_request(rid)
+    code, _data, _ = await api(
+        "POST", "api", "kernels", nb.kernel_id, "execute",
+        body={"cell_id": first, "document_id": nb.room_id},
+    )
+    assert code == 404  # the deleted cell is gone from the index too
+    await alice.wait_for(
+        lambda d: cell_py(d, bottom).get("execution_count") == 4
+        and cell_py(d, top).get("execution_count") == 2,
+        TIMEOUT,
+    )
+    assert cell_py(alice.document, top)["outputs"][0]["data"]["text/plain"] == "'top'"
+    assert cell_py(alice.document, bottom)["outputs"][0]["data"]["text/plain"] == "'bottom'"

@@ -371,7 +371,7 @@ class ExecutionManager(LoggingConfigurable):
                 "CollabKernelsApp.shared_kernel_client",
             )
 
-        cells_by_id = {ycell.get("id"): ycell for ycell in room.document.ycells}
+        cells_by_id = self.writer(document_id).cells_by_id(room)
         runs: list[CellRun] = []
         for spec in specs:
             cell_id = spec["cell_id"]

@@ -46,6 +46,11 @@ class DocumentWriter:
         self._last_flush = 0.0
         self._loading: asyncio.Future | None = None
         self.log = manager.log
+        # cell id -> cell Map, dropped whenever the cells array itself changes (see cells_by_id)
+        self._index: dict[str, Map] | None = None
+        self._index_room: Any = None
+        self._index_cells: Any = None
+        self._index_sub: Any = None
 
     # --- the room ------------------------------------------------------------------------
     def _live_room(self) -> Any:
@@ -72,6 +77,40 @@ class DocumentWriter:
         if self.room is room:
             self.room = None
             self.state = DocumentOutputState()
+        if self._index_room is room:
+            self._drop_index()
+
+    # --- cells by id ---------------------------------------------------------------------
+    def cells_by_id(self, room: Any) -> dict[str, Map]:
+        """cell id -> cell ``Map`` of ``room``'s notebook (do not mutate).
+
+        Building it reads every cell's id (a few microseconds per cell), and every output
+        transaction needs it: it is kept until the cells array changes (a cell inserted,
+        deleted or moved, observed on the array) or the room object changes."""
+        if self._index is not None and self._index_room is room:
+            return self._index
+        ycells = room.document.ycells
+        if self._index_room is not room:
+            self._drop_index()
+            try:
+                self._index_sub = ycells.observe(self._cells_changed)
+                self._index_cells = ycells
+                self._index_room = room
+            except Exception:  # pragma: no cover - no observable array: no cache
+                return {ycell.get("id"): ycell for ycell in ycells}
+        self._index = {ycell.get("id"): ycell for ycell in ycells}
+        return self._index
+
+    def _cells_changed(self, _event: Any) -> None:
+        self._index = None
+
+    def _drop_index(self) -> None:
+        if self._index_sub is not None:
+            try:
+                self._index_cells.unobserve(self._index_sub)
+            except Exception:  # the room's document is gone
+                pass
+        self._index = self._index_room = self._index_cells = self._index_sub = None
 
     # --- buffered output -----------------------------------------------------------------
     def enqueue(self, cell_id: str, msg_type: str, content: dict[str, Any]) -> None:
@@ -146,7 +185,7 @@ class DocumentWriter:
         ycells = room.document.ycells
         had_output = bool(self.pending)
         with room.ydoc.transaction():
-            cells = {ycell.get("id"): ycell for ycell in ycells}
+            cells = self.cells_by_id(room)
             if had_output:
                 self._apply_pending(cells, ycells)
             result = fn(cells, ycells)
