@@ -987,6 +987,10 @@ class DocumentRoom(BaseRoom):
             except Exception:
                 self.log.exception("collab_kernels: save of %s failed", self.path)
                 status = "failed"
+            if status == "skipped":
+                # The file already holds the document. The stock frontend reads "skipped" as
+                # "a save is already in progress" and shows an error dialog on Ctrl+S.
+                status = "success"
         client.send(
             protocol.raw_message({"type": "save", "responseTo": request_id, "status": status})
         )
