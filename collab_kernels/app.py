@@ -12,7 +12,7 @@ from .kernels.manager import SharedClientKernelManager, SharedClientMappingKerne
 from .kernels.websocket import SharedClientWebsocketConnection
 from .rooms.handlers import default_handlers as room_handlers
 from .rooms.manager import RoomManager
-from .teaching.auth import ClassroomIdentityProvider, RoleAuthorizer
+from .teaching.auth import ClassroomIdentityProvider, RoleAuthorizer, hide_server_token
 from .teaching.handlers import default_handlers as teaching_handlers
 
 
@@ -101,7 +101,10 @@ class CollabKernelsApp(ExtensionApp):
             collab_room_manager=self.room_manager,
             collab_execution_manager=self.execution_manager,
         )
-        page_config = serverapp.web_app.settings.setdefault("page_config_data", {})
+        settings = serverapp.web_app.settings
+        if isinstance(serverapp.identity_provider, ClassroomIdentityProvider):
+            settings["page_config_hook"] = hide_server_token(settings.get("page_config_hook"))
+        page_config = settings.setdefault("page_config_data", {})
         page_config["serverSideExecution"] = "true" if self.server_side_execution else "false"
 
     def initialize_handlers(self):

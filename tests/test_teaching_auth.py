@@ -19,7 +19,11 @@ def jp_server_config():
     return Config(
         {
             "ServerApp": {
-                "jpserver_extensions": {"collab_kernels": True, "jupyter_server_fileid": True},
+                "jpserver_extensions": {
+                    "collab_kernels": True,
+                    "jupyter_server_fileid": True,
+                    "jupyterlab": True,
+                },
                 "identity_provider_class": "collab_kernels.teaching.auth.ClassroomIdentityProvider",
                 "authorizer_class": "collab_kernels.teaching.auth.RoleAuthorizer",
             },
@@ -79,6 +83,13 @@ async def test_server_token_is_the_instructor(jp_fetch):
 
 
 @pytest.mark.parametrize("role", ROLES)
+def test_every_role_may_listen_to_the_event_bus(role):
+    """JupyterLab pages subscribe to /api/events/subscribe; a 403 there loops in every page."""
+    assert role_allows(role, "execute", "events")
+    assert role_allows(role, "write", "events") == (role == "instructor")
+
+
+@pytest.mark.parametrize("role", ROLES)
 def test_role_table_is_monotonic(role):
     """Each role may do everything the role before it may do."""
     resources = ["contents", "kernels", "sessions", "terminals", "files", "kernelspecs"]
@@ -88,3 +99,11 @@ def test_role_table_is_monotonic(role):
             for resource in resources:
                 if role_allows(lower, action, resource):
                     assert role_allows(role, action, resource), (lower, role, action, resource)
+
+
+async def test_pages_of_other_users_do_not_carry_the_server_token(jp_fetch, jp_serverapp):
+    server_token = jp_serverapp.identity_provider.token
+    student_page = await jp_fetch("lab", headers=as_user("viewer"))
+    assert server_token not in student_page.body.decode()
+    owner_page = await jp_fetch("lab")
+    assert server_token in owner_page.body.decode()

@@ -8,7 +8,8 @@ allowed (action, resource) pairs:
 =============  ===================================================================
 role           may
 =============  ===================================================================
-``viewer``     read everything but terminals: open notebooks, watch outputs live
+``viewer``     read everything but terminals, listen to the event bus: open notebooks,
+               watch outputs live
 ``editor``     viewer + write contents (edit cells, save)
 ``runner``     editor + execute and write kernels and sessions (run cells, answer
                ``input()``, interrupt, restart)
@@ -39,6 +40,9 @@ def role_allows(role: str, action: str, resource: str) -> bool:
         return True
     if resource in _READ_ONLY_DENIED:
         return False
+    if resource == "events" and action in ("read", "execute"):
+        # /api/events/subscribe (execute): every JupyterLab page listens to the event bus
+        return role in ROLES
     if action == "read":
         return role in ROLES
     if action == "write" and resource == "contents":
@@ -153,3 +157,23 @@ class ClassroomIdentityProvider(IdentityProvider):
         if getattr(user, "is_server_owner", False):
             data["server_owner"] = True
         return json.dumps(data)
+
+
+def hide_server_token(previous_hook=None):
+    """A jupyterlab_server ``page_config_hook`` keeping the server's token out of other pages.
+
+    JupyterLab writes ``ServerApp.token`` into the page config of every page it serves. With
+    per-person tokens, that would hand the instructor's token to every student's page; pages
+    of anyone but the server's owner get an empty token instead (they authenticate with
+    their login cookie and XSRF, as usual for cookie logins).
+    """
+
+    def hook(handler, page_config):
+        if previous_hook is not None:
+            page_config = previous_hook(handler, page_config)
+        if not getattr(handler.current_user, "is_server_owner", False):
+            # jupyterlab_server hands us its shared settings dict: change a copy
+            page_config = {**page_config, "token": ""}
+        return page_config
+
+    return hook
