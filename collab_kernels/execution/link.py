@@ -158,6 +158,7 @@ class KernelLink:
             channels=("iopub", "shell", "stdin"),
             replies="owned",
             name=f"documents of kernel {kernel_id}",
+            first=True,  # a cell's end is written before activity tracking runs
         )
         client.add_request_hook(self._on_request)
         client.add_lifecycle_listener(self._on_lifecycle)

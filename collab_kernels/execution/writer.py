@@ -1,8 +1,9 @@
 """Writing kernel output into one document, in few transactions.
 
 A :class:`DocumentWriter` buffers the output messages routed to its document and applies them
-in one ``with ydoc.transaction()``: the first message of a burst is written on the next loop
-iteration, later ones at most every ``ExecutionManager.output_batch_interval`` seconds. Each
+in one ``with ydoc.transaction()``: the first message of a burst (and a cell's first output)
+is written on the next loop iteration, later ones at most every
+``ExecutionManager.output_batch_interval`` seconds. Each
 transaction is one Y update to every collaborator, and appending to a ``Text`` costs per
 transaction in proportion to its length, so batching is what keeps a chatty cell cheap.
 
@@ -219,6 +220,9 @@ class DocumentWriter:
             self._write_entries(queue_entries)
 
         self.edit(fn)
+        # A cell's first output starts a burst: written at once, not output_batch_interval
+        # after the previous cell's last output.
+        self._last_flush = float("-inf")
 
     def finish_cell(
         self,

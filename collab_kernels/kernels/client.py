@@ -199,6 +199,7 @@ class Listener:
         self.name = name or getattr(callback, "__qualname__", repr(callback))
         self.max_pending = max_pending
         self.closed = False
+        self.first = False  # set by add_listener(first=True)
         self.dropped = 0
         self._pending: deque[KernelMessage] = deque()
         self._task: asyncio.Task | None = None
@@ -556,8 +557,13 @@ class SharedKernelClient(LoggingConfigurable):
         replies: str = "all",
         skip_withheld: bool = False,
         name: str | None = None,
+        first: bool = False,
     ) -> Listener:
         """Register a consumer.
+
+        ``first`` puts it before the listeners registered without it (each message is
+        delivered to listeners in order): for consumers on a latency-critical path, such as
+        the documents that write a cell's end, ahead of bookkeeping like activity tracking.
 
         ``msg_types`` items are message types (any channel) or ``(msg_type, channel)``
         pairs. ``replies="owned"`` receives shell/control/stdin messages only for requests
@@ -575,7 +581,12 @@ class SharedKernelClient(LoggingConfigurable):
             name=name,
             max_pending=self.listener_queue_limit,
         )
-        self._listeners = (*self._listeners, listener)
+        if first:
+            ahead = sum(1 for x in self._listeners if getattr(x, "first", False))
+            self._listeners = (*self._listeners[:ahead], listener, *self._listeners[ahead:])
+        else:
+            self._listeners = (*self._listeners, listener)
+        listener.first = first
         return listener
 
     def remove_listener(self, listener: Listener) -> None:
