@@ -142,6 +142,8 @@ async def test_streaming_cell_leaves_a_store_the_size_of_the_document(
     doc_size = len(json.dumps(room.document.get()).encode())  # the notebook as JSON
     history = 3 * len(text.encode())  # what an append-only log would at least hold
     stored = store.stored_bytes(room.room_id)
+    print(f"STORE FIGURES doc_json={doc_size} history>={history} stored={stored} "
+          f"db_file={store.file_size()} appended_updates={appended}")
     assert stored <= 1.5 * doc_size + 64 * 1024, (stored, doc_size)
     assert stored < history / 2
     assert store.update_count(room.room_id) == 0  # one squashed update, no log behind it
