@@ -102,6 +102,7 @@ class IopubObserver:
         self.idle_at: float | None = None
         self.messages = 0
         self.raw: list[str] = []
+        self.stray: list[tuple[str | None, str]] = []
         self._halt = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True, name="iopub-observer")
         self._thread.start()
@@ -126,7 +127,12 @@ class IopubObserver:
             if kind == "execute_input" and msg["content"].get("code") == self.code:
                 self.parent = parent
                 self.last_stream, self.idle_at, self.messages, self.raw = None, None, 0, []
+                self.stray = []
             elif parent is None or parent != self.parent:
+                if (self.parent is not None and kind == "stream"
+                        and msg["content"].get("name") == "stdout"):
+                    # stdout the kernel published under another parent after the cell started
+                    self.stray.append((parent, msg["content"]["text"]))
                 continue
             elif kind == "stream" and msg["content"].get("name") == "stdout":
                 self.last_stream = now
@@ -141,6 +147,10 @@ class IopubObserver:
             "idle_seconds": None if self.idle_at is None else self.idle_at - t0,
             "messages": self.messages,
             "equal": render_terminal("".join(self.raw)) == expected,
+            "text_len": len(render_terminal("".join(self.raw))),
+            "stray_messages": len(self.stray),
+            "stray_parents": sorted({str(p) for p, _ in self.stray})[:3],
+            "stray_tail": "".join(t for _, t in self.stray)[-60:],
         }
 
     def close(self) -> None:

@@ -23,6 +23,9 @@ def outcome(r: dict) -> str:
         progress = min(r["text_len"], r["expected_len"]) / r["expected_len"] * 100
         return (f"timeout {r['waited']:.0f} s ({r['complete']}/{n} complete, median watcher "
                 f"at {progress:.0f}% of the text)")
+    k = r.get("kernel") or {}
+    if k and not k.get("equal", True):
+        return f"not equal ({r['complete']}/{n} complete; the kernel's own output was incomplete too)"
     return f"not equal ({r['complete']}/{n} complete)"
 
 
@@ -209,7 +212,8 @@ def markdown(results: dict) -> str:
               + (f", first difference at character {diff[0]}" if diff else "")
               + (f"; a new watcher saw {fresh.get('text_len')} characters "
                  f"({'equal' if fresh.get('equal') else 'not equal'})" if fresh else "")
-              + (f"; last characters {r['tail'][-24:]!r}" if r.get("tail") else "") + ".")
+              + (f"; last characters {r['tail'][-24:]!r}" if r.get("tail") else "")
+              + _kernel_note(r) + ".")
         w("")
 
     errors = [r for r in results["scenarios"] + results["idle"] if "error" in r]
@@ -226,6 +230,20 @@ def markdown(results: dict) -> str:
         w(f"- {_label(results, s)}: " + ", ".join(f"{k} {x}" for k, x in v.items()))
     w("")
     return "\n".join(out)
+
+
+def _kernel_note(r: dict) -> str:
+    k = r.get("kernel") or {}
+    if not k or k.get("equal", True):
+        return ""
+    note = (f"; the raw IOPub subscriber on the same kernel also saw incomplete output "
+            f"({k.get('messages')} stream messages")
+    if "text_len" in k:
+        note += f", {k['text_len']} characters"
+    if k.get("stray_messages"):
+        note += (f"; {k['stray_messages']} stdout message(s) came under another parent "
+                 f"{k.get('stray_parents')}")
+    return note + ")"
 
 
 def _ratio(ours: dict | None, peer: dict | None, field: str) -> str:
