@@ -176,6 +176,7 @@ class RoomManager(LoggingConfigurable):
     def __init__(self, **kwargs: Any):
         super().__init__(**kwargs)
         self._store: SQLiteUpdateStore | None = None
+        self._store_error = False
         self.rooms: dict[str, DocumentRoom] = {}
         self._loading: dict[str, asyncio.Future] = {}
         self._created_callbacks: list[Callable[[DocumentRoom], Any]] = []
@@ -213,7 +214,20 @@ class RoomManager(LoggingConfigurable):
                 from jupyter_core.paths import jupyter_data_dir
 
                 path = os.path.join(jupyter_data_dir(), "collab_kernels", "updates.sqlite")
-            self._store = SQLiteUpdateStore(path, log=self.log)
+            if self._store_error:
+                return None
+            try:
+                self._store = SQLiteUpdateStore(path, log=self.log)
+            except Exception as e:
+                # Documents still open and save; they are only as safe as the last save.
+                self._store_error = True
+                self.log.error(
+                    "collab_kernels: cannot open the update store %s (%s); documents are only "
+                    "as safe as their last save",
+                    path,
+                    e,
+                )
+                return None
             self.log.info("collab_kernels: document updates are kept in %s", path)
         return self._store
 
