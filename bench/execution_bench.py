@@ -250,14 +250,20 @@ class ServerRunner:
         self.conn = conn = RoomConnection.from_session(server.base, session, token=server.token)
         await conn.connect()
         await asyncio.wait_for(asyncio.shield(conn.synced), 30)
-        if self.events is not None:
-            handle = conn._handle
+        # The round's condition is checked as each update is applied and resolves a future the
+        # round awaits directly: one loop hop, as the raw client's awaits of its messages
+        # (RoomConnection.wait_for re-checks on a later loop iteration, behind asyncio.wait_for).
+        self._check: tuple | None = None
+        handle = conn._handle
 
-            def traced(frame: bytes) -> None:
-                self.mark("client: room frame received")
-                handle(frame)
+        def handle_and_check(frame: bytes) -> None:
+            self.mark("client: room frame received")
+            handle(frame)
+            check = self._check
+            if check is not None and not check[1].done() and check[0](conn.document):
+                check[1].set_result(None)
 
-            conn._handle = traced
+        conn._handle = handle_and_check
         self.mini = MiniHTTP("127.0.0.1", server.port, headers)
         self.path = f"/api/kernels/{self.kernel_id}/execute"
         self.url = server.base + self.path[1:]
@@ -281,6 +287,8 @@ class ServerRunner:
 
     async def round(self) -> float:
         self.count += 1
+        shown = asyncio.get_event_loop().create_future()
+        self._check = (self.shows(self.count), shown)
         t0 = time.perf_counter()
         self.mark("client: POST sent")
         if self.http_client == "httpx":
@@ -292,7 +300,25 @@ class ServerRunner:
         self.mark("client: 202 received")
         assert status == 202, payload
         self.last_request = json.loads(payload)["request_id"]
-        await self.conn.wait_for(self.shows(self.count), 60)
+        timeout = asyncio.get_event_loop().call_later(
+            30, lambda: shown.done() or shown.set_exception(TimeoutError("doc not updated"))
+        )
+        try:
+            await shown
+        except TimeoutError:
+            cell = next(
+                (c.to_py() for c in self.conn.document.ycells if c.get("id") == self.cell_id), None
+            )
+            status, view = await self.mini.request(
+                "GET", f"/api/kernels/{self.kernel_id}/requests/{self.last_request}"
+            )
+            raise TimeoutError(
+                f"round {self.count} on {self.source_tree or 'this tree'}: the doc never showed "
+                f"count {self.count} and the result; cell: {cell}; request: {status} {view!r}"
+            ) from None
+        finally:
+            timeout.cancel()
+            self._check = None
         t1 = time.perf_counter()
         self.mark("client: doc shows count + result")
         self.post_times.append(t_posted - t0)

@@ -102,6 +102,38 @@ def install() -> None:
         wrap(rroom.BaseRoom, "flush_updates", before="room: flush_updates", after="room: flush_updates done")
         wrap(emanager.ExecutionManager, "submit", before="exec: submit", after="exec: submit done")
         wrap(emanager.ExecutionManager, "_begin_cell", before="exec: begin cell")
+    if os.environ.get("CK_PROFILE"):
+        # cProfile around the handler (prepare included) and the kernel message dispatch.
+        import cProfile
+
+        profiler = cProfile.Profile()
+
+        def profiled(cls, name):
+            original = getattr(cls, name)
+            if asyncio.iscoroutinefunction(original):
+
+                async def wrapper(self, *args, **kwargs):
+                    profiler.enable()
+                    try:
+                        return await original(self, *args, **kwargs)
+                    finally:
+                        profiler.disable()
+            else:
+
+                def wrapper(self, *args, **kwargs):
+                    profiler.enable()
+                    try:
+                        return original(self, *args, **kwargs)
+                    finally:
+                        profiler.disable()
+
+            setattr(cls, name, wrapper)
+
+        profiled(handlers.ExecuteHandler, "_execute")
+        profiled(kclient.SharedKernelClient, "_on_recv")
+        import atexit as _atexit
+
+        _atexit.register(lambda: profiler.dump_stats(os.environ["CK_PROFILE"]))
     wrap(writer.DocumentWriter, "enqueue", before=lambda self, c, t, *a: f"doc: {t} buffered")
     wrap(rroom.BaseRoom, "_flush_updates", before="room: flush")
     wrap(rroom.RoomClient, "send", before="room: frame queued to client")
@@ -122,6 +154,8 @@ def install() -> None:
         path = os.environ.get("CK_TRACE_FILE")
         if path:
             Path(path).write_text(json.dumps(EVENTS))
+        if os.environ.get("CK_PROFILE"):
+            profiler.dump_stats(os.environ["CK_PROFILE"])
 
     import atexit
     import signal
