@@ -268,6 +268,7 @@ def plot(results: dict, path: Path) -> None:
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    from matplotlib.ticker import NullFormatter
 
     by = _by(results)
     servers = _servers(results)
@@ -304,19 +305,25 @@ def plot(results: dict, path: Path) -> None:
         ax.set_xscale("log")
         ax.set_xticks(counts, [str(c) for c in counts])
         ax.set_xlabel("watchers")
-        ax.set_ylabel("time until every watcher's doc is complete / floor")
+        ax.set_ylabel("time until all docs complete / floor")
         ax.grid(True, which="both", alpha=0.3)
-        ax.legend(fontsize=7)
+        ax.xaxis.set_minor_formatter(NullFormatter())
         cx.set_xscale("log")
         cx.set_yscale("log")
         cx.set_xticks(counts, [str(c) for c in counts])
         cx.set_xlabel("watchers")
         cx.set_ylabel("server CPU seconds")
         cx.grid(True, alpha=0.3)
-        cx.legend(fontsize=7)
+        cx.xaxis.set_minor_formatter(NullFormatter())
     fig.suptitle("Fan-out of one cell's output to N watchers: multiple of the kernel floor "
                  "(top) and server CPU seconds (bottom); lower is better")
-    fig.tight_layout()
+    legend: dict = {}
+    for ax in axes[0]:
+        for handle, label in zip(*ax.get_legend_handles_labels()):
+            legend.setdefault(label, handle)
+    fig.legend(list(legend.values()), list(legend.keys()), loc="lower center", ncol=3,
+               fontsize=8, frameon=False)
+    fig.tight_layout(rect=(0, 0.08, 1, 1))
     fig.savefig(path, dpi=90)
     plt.close(fig)
 
