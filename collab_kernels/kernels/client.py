@@ -124,36 +124,6 @@ class KernelMessage:
         return f"<KernelMessage {self.channel} {self.msg_type} {self.msg_id}>"
 
 
-class _DirectSender:
-    """What ``Session.send``/``send_raw`` write to instead of a channel's ``ZMQStream``.
-
-    ``ZMQStream.send_multipart`` only queues the frames and asks the event loop to watch for
-    POLLOUT: the message leaves one loop iteration later, after everything else the caller
-    does in this one (answering the HTTP request, committing the document...), at the cost of
-    a few more callbacks. A request channel's DEALER socket is always writable until its high
-    water mark, so the frames are handed to ZMQ at once with ``NOBLOCK``; only if ZMQ would
-    block (HWM reached) or frames are still queued in the stream (keep their order) does it
-    fall back to the stream's queue.
-    """
-
-    __slots__ = ("stream",)
-
-    def __init__(self, stream: ZMQStream):
-        self.stream = stream
-
-    def send_multipart(
-        self, parts: list[t.Any], flags: int = 0, copy: bool = True, **kwargs: t.Any
-    ) -> None:
-        stream = self.stream
-        if not stream.sending() and not kwargs.get("track"):
-            try:
-                stream.socket.send_multipart(parts, flags | zmq.NOBLOCK, copy=copy)
-                return
-            except zmq.Again:
-                pass
-        stream.send_multipart(parts, flags, copy=copy, **kwargs)
-
-
 class Listener:
     """A consumer of a shared kernel client's messages (returned by ``add_listener``).
 
@@ -668,7 +638,7 @@ class SharedKernelClient(LoggingConfigurable):
         stream = self._stream(channel)
         header = msg["header"]
         self._remember_owner(header["msg_id"], header.get("msg_type", ""), owner)
-        self.session.send(_DirectSender(stream), msg)
+        self.session.send(stream, msg)
 
     def send_raw(
         self, channel: str, frames: list[bytes], *, owner: Listener | None = None
@@ -680,7 +650,7 @@ class SharedKernelClient(LoggingConfigurable):
         stream = self._stream(channel)
         header = self.session.unpack(frames[0])
         self._remember_owner(header.get("msg_id", ""), header.get("msg_type", ""), owner)
-        self.session.send_raw(_DirectSender(stream), list(frames))
+        self.session.send_raw(stream, list(frames))
         return header
 
     def forward_request(
