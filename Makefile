@@ -16,8 +16,11 @@ $(STAMP): pyproject.toml
 
 install: $(STAMP)
 
+# jupyter refuses to run as root without --allow-root (containers, CI machines)
+ALLOW_ROOT := $(if $(filter 0,$(shell id -u)),--allow-root,)
+
 lab: $(STAMP)
-	$(BIN)/jupyter lab --ServerApp.root_dir=examples --ServerApp.port=$(PORT) --no-browser
+	$(BIN)/jupyter lab --ServerApp.root_dir=examples --ServerApp.port=$(PORT) --no-browser $(ALLOW_ROOT)
 
 test: test-python
 
