@@ -15,6 +15,7 @@ import typing as t
 import uuid
 
 import pytest
+from fixtures_rooms import eventually
 from jupyter_client.jsonutil import json_default
 from jupyter_client.session import Session
 from jupyter_server.services.kernels.connection.base import (
@@ -186,16 +187,7 @@ async def wait_until(
     condition: t.Callable[[], t.Any], timeout: float = TIMEOUT, interval: float = 0.05
 ) -> t.Any:
     """Poll a condition that has no event to await (e.g. a REST model), with a timeout."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = condition()
-        if asyncio.iscoroutine(value):
-            value = await value
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"condition not met within {timeout}s")
-        await asyncio.sleep(interval)
+    return await eventually(condition, timeout, interval)
 
 
 @pytest.fixture

@@ -125,15 +125,18 @@ def unique_name(prefix: str = "nb", suffix: str = ".ipynb") -> str:
 
 
 async def eventually(condition, timeout: float = 30.0, interval: float = 0.05):
-    """Poll ``condition()`` until truthy (for state with no event to await, e.g. files)."""
+    """Poll ``condition()`` (sync or async) until truthy, for state with no event to await
+    (files on disk, REST models); fails the test after ``timeout`` seconds."""
     loop = asyncio.get_event_loop()
     deadline = loop.time() + timeout
     while True:
         value = condition()
+        if asyncio.iscoroutine(value):
+            value = await value
         if value:
             return value
         if loop.time() > deadline:
-            raise TimeoutError(f"condition not met within {timeout} s")
+            raise AssertionError(f"condition not met within {timeout} s")
         await asyncio.sleep(interval)
 
 
