@@ -244,17 +244,25 @@ def open_kernel_ws(jp_ws_fetch):
 
 
 @pytest.fixture
-def kernel_tcp_connections():
-    """Count the server process's TCP connections to a kernel's ports (via psutil or /proc)."""
+def kernel_connections():
+    """Count the connections a kernel's sockets accepted (TCP or unix sockets), from the
+    kernel process's side, so nothing else in the test process is counted."""
 
-    def count(ports: t.Iterable[int]) -> int:
+    def count(km: t.Any) -> int:
         import psutil
 
-        wanted = set(ports)
-        return sum(
-            1
-            for c in psutil.Process().net_connections(kind="tcp")
-            if c.raddr and c.raddr.port in wanted and c.status == "ESTABLISHED"
+        proc = psutil.Process(km.provisioner.process.pid)
+        if km.transport == "tcp":
+            ports = set(km.ports)
+            return sum(
+                1
+                for c in proc.net_connections(kind="tcp")
+                if c.laddr and c.laddr.port in ports and c.status == psutil.CONN_ESTABLISHED
+            )
+        paths = {f"{km.ip}-{port}" for port in km.ports}
+        listening = sum(
+            1 for c in proc.net_connections(kind="unix") if c.laddr in paths
         )
+        return listening - len(paths)
 
     return count

@@ -4,14 +4,14 @@ from __future__ import annotations
 
 import asyncio
 
+import pytest
+import zmq
+import zmq.asyncio
+
 from collab_kernels.kernels.client import KernelMessage, SharedKernelClient
 from collab_kernels.kernels.manager import SharedClientKernelManager
 
 TIMEOUT = 30
-
-
-async def _idle_for(client, msg_id, seen):
-    """Future resolved when an idle status for msg_id is seen by a listener."""
 
 
 async def test_kernel_has_one_connected_shared_client(jp_serverapp, start_kernel):
@@ -50,3 +50,78 @@ async def test_listener_receives_execution_messages_in_order(jp_serverapp, start
     iopub_types = [m.msg_type for m in got if m.channel == "iopub"]
     assert iopub_types[0] == "status" and iopub_types[1] == "execute_input"
     assert any(m.msg_type == "execute_reply" for m in got)
+
+
+class ScriptedKernel:
+    """The kernel side of the wire, bound socket by socket when a test says so."""
+
+    def __init__(self, km: SharedClientKernelManager):
+        self.km = km
+        self.ctx = zmq.asyncio.Context()
+        self.sockets: dict[str, zmq.asyncio.Socket] = {}
+        self.kernel_info_requests = 0
+
+    def bind(self, channel: str) -> zmq.asyncio.Socket:
+        sock = self.ctx.socket(zmq.PUB if channel == "iopub" else zmq.ROUTER)
+        sock.linger = 0
+        if channel == "stdin":
+            sock.router_mandatory = True  # an unknown identity raises instead of dropping
+        sock.bind(self.km._make_url(channel))
+        self.sockets[channel] = sock
+        return sock
+
+    async def serve_shell(self) -> None:
+        session = self.km.session
+        shell = self.sockets["shell"]
+        while True:
+            idents, msg = session.feed_identities(await shell.recv_multipart())
+            request = session.deserialize(msg)
+            self.kernel_info_requests += 1
+            for state in ("busy", "idle"):
+                session.send(self.sockets["iopub"], "status", {"execution_state": state}, request)
+            session.send(shell, "kernel_info_reply", {"status": "ok"}, request, ident=idents)
+
+    def close(self) -> None:
+        for sock in self.sockets.values():
+            sock.close(linger=0)
+        self.ctx.term()
+
+
+async def test_not_ready_until_stdin_is_connected(tmp_path):
+    """A kernel binds its sockets one after the other while the shared client's are already
+    retrying. Ready must mean that a stdin prompt reaches the server: the kernel's stdin
+    ROUTER drops a prompt for an identity that has not connected yet, and input() would
+    wait forever."""
+    km = SharedClientKernelManager(
+        transport="tcp", ip="127.0.0.1", connection_file=str(tmp_path / "kernel.json")
+    )
+    km.write_connection_file()
+    kernel = ScriptedKernel(km)
+    client = SharedKernelClient(km)
+    client.connect()  # before the kernel listens, as after a kernel start
+    prompts: asyncio.Queue = asyncio.Queue()
+    client.add_listener(prompts.put_nowait, channels=["stdin"])
+    for channel in ("shell", "iopub", "control"):
+        kernel.bind(channel)
+    server = asyncio.ensure_future(kernel.serve_shell())
+    try:
+        ready = asyncio.ensure_future(client.wait_ready(TIMEOUT))
+        # The kernel answers on shell and publishes on iopub; stdin is not there yet.
+        with pytest.raises(asyncio.TimeoutError):
+            await asyncio.wait_for(asyncio.shield(ready), 1.5)
+        assert kernel.kernel_info_requests >= 1
+        stdin = kernel.bind("stdin")
+        await ready
+        # A prompt sent the moment the server counts the kernel as ready arrives.
+        km.session.send(
+            stdin, "input_request", {"prompt": "name? ", "password": False},
+            ident=[client.session.bsession],
+        )
+        prompt = await asyncio.wait_for(prompts.get(), TIMEOUT)
+        assert prompt.msg_type == "input_request"
+        assert prompt.content["prompt"] == "name? "
+    finally:
+        server.cancel()
+        client.close()
+        kernel.close()
+        km.cleanup_connection_file()

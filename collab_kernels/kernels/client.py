@@ -26,11 +26,13 @@ import typing as t
 from collections import OrderedDict, deque
 from functools import partial
 
+from jupyter_client.connect import channel_socket_types
 from jupyter_client.jsonutil import json_default
 from jupyter_client.session import Session
 import zmq
-from traitlets import CaselessStrEnum, Integer, Unicode
+from traitlets import CaselessStrEnum, Float, Integer, Unicode
 from zmq.eventloop.zmqstream import ZMQStream
+from zmq.utils.monitor import parse_monitor_message
 from traitlets.config import LoggingConfigurable
 
 from jupyter_server.services.kernels.connection.base import (
@@ -311,6 +313,16 @@ class SharedKernelClient(LoggingConfigurable):
         ),
     )
 
+    handshake_timeout = Float(
+        5.0,
+        config=True,
+        help=(
+            "Seconds to wait, once the kernel answered on shell, for the stdin and control "
+            "sockets to finish connecting before the kernel counts as ready (a stdin prompt "
+            "sent to a socket still connecting is dropped by the kernel)."
+        ),
+    )
+
     withhold_outputs_from = CaselessStrEnum(
         ["origin", "websockets"],
         default_value="origin",
@@ -342,6 +354,9 @@ class SharedKernelClient(LoggingConfigurable):
         self._internal = Listener(self, self._on_internal_reply, name="shared client")
         self._ready: asyncio.Future | None = None
         self._iopub_seen: asyncio.Future | None = None
+        self._handshakes: asyncio.Future | None = None
+        self._handshaken: set[str] = set()
+        self._monitors: dict[str, ZMQStream] = {}
         self._nudge_task: asyncio.Task | None = None
         self._closed = False
         self.connect_count = 0
@@ -361,46 +376,96 @@ class SharedKernelClient(LoggingConfigurable):
         if self.streams:
             return
         self._closed = False
-        km = self.kernel_manager
-        # Replies to our shell requests and the kernel's stdin prompts are addressed to the
-        # shell identity: both sockets must share it.
-        identity = self.session.bsession
         loop = asyncio.get_event_loop()
         self._ready = loop.create_future()
         self._iopub_seen = loop.create_future()
+        self._handshakes = loop.create_future()
+        self._handshaken = set()
+        self.connect_count += 1
         for channel in CHANNELS:
-            if channel == "iopub":
-                stream = self._connect_iopub()
-            else:
-                stream = getattr(km, f"connect_{channel}")(identity=identity)
+            stream = self._connect_channel(channel)
             stream.on_recv(partial(self._on_recv, channel), copy=True)
             self.streams[channel] = stream
-        self.connect_count += 1
-        self.log.debug("Kernel %s: shared client connected (%s)", self.kernel_id, km.transport)
+        self.log.debug(
+            "Kernel %s: shared client connecting (%s)", self.kernel_id, self.kernel_manager.transport
+        )
         self._nudge_task = asyncio.ensure_future(self._nudge(self._ready))
 
-    def _connect_iopub(self) -> ZMQStream:
-        """``km.connect_iopub()`` with our receive high-water mark set before connecting.
+    def _connect_channel(self, channel: str) -> ZMQStream:
+        """One socket of the set, watched until its connection to the kernel is complete.
 
-        jupyter_client offers no hook to set socket options before ``connect`` (where the
-        HWM of the pipe is fixed), so this mirrors ``_create_connected_socket``.
+        Mirrors jupyter_client's ``_create_connected_socket`` (same socket types, linger and
+        CURVE keys), plus what it offers no hook for, set before ``connect``:
+
+        - the iopub receive high-water mark (fixed when the pipe is created);
+        - the shell identity on shell, control and stdin: replies to our shell requests and
+          the kernel's stdin prompts are addressed to it;
+        - a ZMQ socket monitor reporting the end of the ZMTP handshake. The sockets are
+          connected while the kernel process is still starting, so each one's first
+          attempt is refused and retried on its own timer (``reconnect_ivl``, 100 ms).
+          The shell reply and an iopub message prove those two are up, but nothing
+          answers on stdin, and the kernel's stdin ROUTER silently drops an
+          ``input_request`` for an identity it has not seen yet: an ``input()`` run in
+          that window waited forever. ``wait_ready`` also waits for every handshake.
         """
         km = self.kernel_manager
-        sock = zmq.Socket(km.context, zmq.SUB)
+        sock = zmq.Socket(km.context, channel_socket_types[channel])
         sock.linger = 1000
-        sock.rcvhwm = self.iopub_receive_hwm
+        if channel == "iopub":
+            sock.rcvhwm = self.iopub_receive_hwm
+            sock.setsockopt(zmq.SUBSCRIBE, b"")
+        else:
+            sock.identity = self.session.bsession
         if getattr(km, "curve_publickey", None) is not None:
             sock.curve_secretkey = km.curve_secretkey
             sock.curve_publickey = km.curve_publickey
             sock.curve_serverkey = km.curve_publickey
-        sock.setsockopt(zmq.SUBSCRIBE, b"")
-        sock.connect(km._make_url("iopub"))
+        address = f"inproc://collab-kernels-monitor-{id(self):x}-{self.connect_count}-{channel}"
+        sock.monitor(address, zmq.EVENT_HANDSHAKE_SUCCEEDED)
+        monitor = zmq.Socket(km.context, zmq.PAIR)
+        monitor.linger = 0
+        monitor.connect(address)
+        monitor_stream = ZMQStream(monitor, km.loop)
+        monitor_stream.on_recv(partial(self._on_monitor_event, channel))
+        self._monitors[channel] = monitor_stream
+        sock.connect(km._make_url(channel))
         return ZMQStream(sock, km.loop)
+
+    def _on_monitor_event(self, channel: str, frames: list[bytes]) -> None:
+        try:
+            event = parse_monitor_message(frames)["event"]
+        except Exception:  # pragma: no cover - libzmq sends well-formed events
+            return
+        if event != zmq.EVENT_HANDSHAKE_SUCCEEDED:
+            return
+        self._stop_monitor(channel)
+        self._handshaken.add(channel)
+        self.log.debug("Kernel %s: %s socket connected", self.kernel_id, channel)
+        done = self._handshakes
+        if done is not None and not done.done() and self._handshaken >= set(CHANNELS):
+            done.set_result(None)
+
+    def _stop_monitor(self, channel: str) -> None:
+        monitor = self._monitors.pop(channel, None)
+        if monitor is None:
+            return
+        stream = self.streams.get(channel)
+        try:
+            if stream is not None and not stream.closed():
+                stream.socket.disable_monitor()
+        except zmq.ZMQError:  # pragma: no cover - socket already closed
+            pass
+        if not monitor.closed():
+            monitor.on_recv(None)
+            monitor.close(linger=0)
 
     def _close_streams(self) -> None:
         if self._nudge_task is not None:
             self._nudge_task.cancel()
             self._nudge_task = None
+        # Monitors first: libzmq's context cannot terminate while one is open.
+        for channel in list(self._monitors):
+            self._stop_monitor(channel)
         for stream in self.streams.values():
             try:
                 if not stream.closed():
@@ -469,11 +534,10 @@ class SharedKernelClient(LoggingConfigurable):
                     continue
                 self.kernel_info = reply.content
                 try:
-                    await asyncio.wait_for(
-                        asyncio.shield(self._iopub_seen), max(0.0, 1.0)
-                    )
+                    await asyncio.wait_for(asyncio.shield(self._iopub_seen), 1.0)
                 except asyncio.TimeoutError:
                     continue
+                await self._wait_handshakes()
                 if not ready.done():
                     ready.set_result(None)
                 self.log.debug("Kernel %s: shared client ready", self.kernel_id)
@@ -488,6 +552,28 @@ class SharedKernelClient(LoggingConfigurable):
                 ready.exception()  # mark retrieved: callers re-raise through wait_ready
         except asyncio.CancelledError:
             pass
+
+    async def _wait_handshakes(self) -> None:
+        """Wait for the sockets nothing answers on (stdin, control) to finish connecting.
+
+        The kernel answered on shell, so it has bound all its sockets: the others connect
+        on their next retry. Bounded, in case a kernel does not serve a channel.
+        """
+        handshakes = self._handshakes
+        if handshakes is None or handshakes.done():
+            return
+        try:
+            await asyncio.wait_for(asyncio.shield(handshakes), self.handshake_timeout)
+        except asyncio.TimeoutError:
+            missing = sorted(set(CHANNELS) - self._handshaken)
+            self.log.warning(
+                "Kernel %s: no connection on %s after %ss; input() prompts may be lost",
+                self.kernel_id,
+                ", ".join(missing),
+                self.handshake_timeout,
+            )
+            for channel in missing:
+                self._stop_monitor(channel)
 
     def _expect_reply(self, msg: dict[str, t.Any]) -> asyncio.Future:
         fut = asyncio.get_event_loop().create_future()
