@@ -405,10 +405,12 @@ class ExecutionManager(LoggingConfigurable):
         queue = self.queue(document_id)
         if queue.hold is None:
             queue.hold = room.hold(f"execution queue ({len(runs)} cell(s))")
-        if queue.submit(request):
+        kernel_ready = getattr(self.link_for(kernel_id).client, "ready", True)
+        if queue.submit(request) and kernel_ready:
             # The document's queue was idle: the execute_request goes to the kernel now,
             # before the 202 is answered, and the doc gets one transaction (the first cell
-            # starts, the others show [*], the queue entries).
+            # starts, the others show [*], the queue entries). A kernel still starting is
+            # waited for by the queue's worker (_run_cell).
             request.mark_running()
             self._begin_cell(
                 request, runs[0], queue, mark_running=[c.cell_id for c in runs[1:]]
@@ -626,6 +628,38 @@ class ExecutionManager(LoggingConfigurable):
                 # Release after the worker's current request is cleared.
                 asyncio.get_event_loop().call_soon(self._release_if_idle, queue)
 
+    async def _kernel_ready(self, request: ExecutionRequest, cell: CellRun) -> bool:
+        """Wait for a kernel that is still starting (or restarting) to be ready.
+
+        Ready means every socket of its shared client is connected: a cell sent earlier
+        would run, but an ``input()`` in it could prompt nobody (see
+        ``SharedKernelClient.wait_ready``).
+        """
+        link = self.link_for(request.kernel_id)
+        client = link.client if link is not None else None
+        if client is None or getattr(client, "ready", True):
+            return True
+        timeout = float(getattr(self.kernel_manager, "kernel_info_timeout", 60) or 60)
+        self.log.info(
+            "collab_kernels: cell %s of %s waits for kernel %s to start",
+            cell.cell_id,
+            request.path,
+            request.kernel_id,
+        )
+        try:
+            await client.wait_ready(timeout)
+        except (asyncio.TimeoutError, TimeoutError, asyncio.CancelledError, RuntimeError) as e:
+            if isinstance(e, asyncio.CancelledError) and asyncio.current_task().cancelling():
+                raise
+            cell.status = DONE
+            cell.result = ERROR
+            cell.error = {
+                "ename": "KernelNotReady",
+                "evalue": f"Kernel {request.kernel_id} did not become ready within {timeout:g} s",
+            }
+            return False
+        return True
+
     def _begin_cell(
         self,
         request: ExecutionRequest,
@@ -688,6 +722,8 @@ class ExecutionManager(LoggingConfigurable):
                 cell.status = DONE
                 cell.result = ERROR
                 cell.error = {"ename": "DocumentGone", "evalue": str(e)}
+                return False
+            if not await self._kernel_ready(request, cell):
                 return False
             self._begin_cell(request, cell, queue)
         # else: started by submit() already (the queue was idle)

@@ -377,7 +377,9 @@ class SharedKernelClient(LoggingConfigurable):
             return
         self._closed = False
         loop = asyncio.get_event_loop()
-        self._ready = loop.create_future()
+        if self._ready is None or self._ready.done():
+            # (a reconnect while not ready yet keeps the future its waiters hold)
+            self._ready = loop.create_future()
         self._iopub_seen = loop.create_future()
         self._handshakes = loop.create_future()
         self._handshaken = set()
