@@ -354,6 +354,7 @@ class SharedKernelClient(LoggingConfigurable):
         self._internal = Listener(self, self._on_internal_reply, name="shared client")
         self._ready: asyncio.Future | None = None
         self._iopub_seen: asyncio.Future | None = None
+        self._nudge_ids: set[str] = set()
         self._handshakes: asyncio.Future | None = None
         self._handshaken: set[str] = set()
         self._monitors: dict[str, ZMQStream] = {}
@@ -381,6 +382,7 @@ class SharedKernelClient(LoggingConfigurable):
             # (a reconnect while not ready yet keeps the future its waiters hold)
             self._ready = loop.create_future()
         self._iopub_seen = loop.create_future()
+        self._nudge_ids: set[str] = set()
         self._handshakes = loop.create_future()
         self._handshaken = set()
         self.connect_count += 1
@@ -510,10 +512,14 @@ class SharedKernelClient(LoggingConfigurable):
         return self._ready is not None and self._ready.done() and not self._ready.cancelled()
 
     async def _nudge(self, ready: asyncio.Future) -> None:
-        """Send kernel_info_requests until one is answered and an iopub message arrived.
+        """Send kernel_info_requests until one is answered and its status arrived on iopub.
 
-        The iopub message proves our SUB subscription is established (the kernel publishes
-        status busy/idle around each kernel_info_request).
+        The status (the kernel publishes busy/idle around each kernel_info_request) proves
+        our SUB subscription is established, and that consumers such as the activity
+        tracker saw one: the first status after a start turns ``execution_state`` from
+        "starting" to "idle". Any other iopub message is not enough: ipykernel 7 greets
+        each new subscriber with ``iopub_welcome``, which can come after the statuses of
+        a request the kernel answered before our subscription reached it.
         """
         timeout = float(getattr(self.kernel_manager.parent, "kernel_info_timeout", 60) or 60)
         deadline = time.monotonic() + timeout
@@ -522,6 +528,7 @@ class SharedKernelClient(LoggingConfigurable):
             while time.monotonic() < deadline:
                 attempt += 1
                 msg = self.session.msg("kernel_info_request")
+                self._nudge_ids.add(msg["header"]["msg_id"])
                 fut = self._expect_reply(msg)
                 self.send("shell", msg, owner=self._internal)
                 try:
@@ -823,8 +830,14 @@ class SharedKernelClient(LoggingConfigurable):
 
     def _dispatch_iopub(self, msg: KernelMessage) -> None:
         iopub_seen = self._iopub_seen
-        if iopub_seen is not None and not iopub_seen.done():
+        if (
+            iopub_seen is not None
+            and not iopub_seen.done()
+            and msg.msg_type == "status"
+            and msg.parent_msg_id in self._nudge_ids
+        ):
             iopub_seen.set_result(None)
+            self._nudge_ids.clear()
         withheld_from = None
         parent = msg.parent_msg_id
         if parent is not None and self._withheld and parent in self._withheld:
