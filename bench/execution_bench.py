@@ -118,6 +118,9 @@ class MiniHTTP:
     def __init__(self, host: str, port: int, headers: dict[str, str]):
         self.host, self.port = host, port
         self.head = f"Host: {host}:{port}\r\n" + "".join(f"{k}: {v}\r\n" for k, v in headers.items())
+        # Cookies the server set, sent back as a browser does (without them, jupyter_server
+        # signs a new login cookie on every token-authenticated request).
+        self.cookies: dict[str, str] = {}
         self.reader: asyncio.StreamReader | None = None
         self.writer: asyncio.StreamWriter | None = None
 
@@ -126,6 +129,8 @@ class MiniHTTP:
             self.reader, self.writer = await asyncio.open_connection(self.host, self.port)
         data = json.dumps(body).encode() if body is not None else b""
         head = f"{method} {path} HTTP/1.1\r\n{self.head}"
+        if self.cookies:
+            head += "Cookie: " + "; ".join(f"{k}={v}" for k, v in self.cookies.items()) + "\r\n"
         if body is not None:
             head += "Content-Type: application/json\r\n"
         self.writer.write(f"{head}Content-Length: {len(data)}\r\n\r\n".encode() + data)
@@ -139,8 +144,12 @@ class MiniHTTP:
             if line in (b"\r\n", b"\n", b""):
                 break
             name, _, value = line.decode("latin-1").partition(":")
-            if name.strip().lower() == "content-length":
+            name = name.strip().lower()
+            if name == "content-length":
                 length = int(value)
+            elif name == "set-cookie":
+                key, _, rest = value.strip().partition("=")
+                self.cookies[key] = rest.split(";", 1)[0]
         payload = await self.reader.readexactly(length) if length else b""
         return int(status_line.split()[1]), payload
 
