@@ -238,11 +238,18 @@ async def test_interrupt_stops_running_cell_and_clears_queue(
     notebook_session, api, collab_client, wait_request, tmp_path
 ):
     flag = tmp_path / "never"
-    nb = await notebook_session([gate_code(flag), "print('b')", "print('c')"])
+    # The cell says when its code runs: a SIGINT that lands before that (after
+    # execute_input, before the user's code) is caught by ipykernel and ignored.
+    started = "print('started', flush=True)\n"
+    nb = await notebook_session([started + gate_code(flag), "print('b')", "print('c')"])
     a, b, c = nb.cell_ids
     alice = await collab_client(nb.path)
     ids = [await submit(api, nb, cid) for cid in (a, b, c)]
-    await alice.wait_for(lambda d: (entry(d, c) or {}).get("status") == "queued", TIMEOUT)
+    await alice.wait_for(
+        lambda d: (entry(d, c) or {}).get("status") == "queued"
+        and "started" in str(cell_py(d, a)["outputs"]),
+        TIMEOUT,
+    )
     code, _, _ = await api("POST", "api", "kernels", nb.kernel_id, "interrupt")
     assert code == 204
     ra, rb, rc = [await wait_request(rid) for rid in ids]

@@ -64,8 +64,10 @@ async def test_activity_tracking_uses_no_extra_socket(jp_serverapp, start_kernel
 async def test_interrupt(jp_fetch, start_kernel, open_kernel_ws):
     kid = await start_kernel()
     tab = await open_kernel_ws(kid, "v1")
-    msg_id = tab.execute("import time; time.sleep(60)")
-    await tab.wait_for(lambda m: m["msg_type"] == "execute_input")
+    # Interrupt once the code runs: a SIGINT that lands between execute_input and the
+    # user's code is caught by ipykernel and ignored.
+    msg_id = tab.execute("import time; print('started', flush=True); time.sleep(60)")
+    await tab.wait_for(lambda m: m["msg_type"] == "stream" and m["parent_header"]["msg_id"] == msg_id)
     response = await jp_fetch("api", "kernels", kid, "interrupt", method="POST", body="")
     assert response.code == 204
     reply = await tab.reply(msg_id)

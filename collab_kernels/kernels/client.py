@@ -734,6 +734,7 @@ class SharedKernelClient(LoggingConfigurable):
         header = msg["header"]
         self._remember_owner(header["msg_id"], header.get("msg_type", ""), owner)
         self.session.send(stream, msg)
+        self._flush_sends(stream)
 
     def send_raw(
         self, channel: str, frames: list[bytes], *, owner: Listener | None = None
@@ -746,7 +747,21 @@ class SharedKernelClient(LoggingConfigurable):
         header = self.session.unpack(frames[0])
         self._remember_owner(header.get("msg_id", ""), header.get("msg_type", ""), owner)
         self.session.send_raw(stream, list(frames))
+        self._flush_sends(stream)
         return header
+
+    @staticmethod
+    def _flush_sends(stream: ZMQStream) -> None:
+        """Hand what the stream queued to ZMQ now, not on the loop's next iteration.
+
+        ``ZMQStream.send_multipart`` only queues; the socket send happens when the loop
+        next reports the socket writable, after whatever else this iteration does (the
+        202 of an execute request, the document's "running" transaction and its frames).
+        ``flush(POLLOUT)`` sends the queue in order and then re-checks the socket's
+        events, so an incoming message whose edge the send consumed is still handled
+        (sending on the socket behind the stream's back would lose it).
+        """
+        stream.flush(zmq.POLLOUT)
 
     def forward_request(
         self,
