@@ -93,3 +93,34 @@ async def test_ten_megabytes_of_output_while_another_notebook_runs(
         return cell["execution_count"] == 1 and cell
     cell = await wait_until(saved, 60)
     assert len("".join(cell["outputs"][0]["text"])) == 10 * 1024 * 1024 + 1
+
+
+async def test_result_and_count_reach_collaborators_together(
+    notebook_session, api, collab_client, wait_request
+):
+    """A collaborator never sees a cell's result without its count. The first cell makes
+    every execution end 20 ms after its result (a post-execute hook, as plotting libraries
+    have), so a result written on its own would be seen first."""
+    hook = (
+        "import time\n"
+        "get_ipython().events.register('post_execute', lambda: time.sleep(0.02))\n"
+    )
+    nb = await notebook_session([hook, "6 * 7"])
+    first, second = nb.cell_ids
+    assert (await wait_request(await submit(api, nb, first)))["result"] == "ok"
+    alice = await collab_client(nb.path)
+    seen: list[tuple] = []
+
+    handle = alice._handle
+
+    def handle_and_look(frame: bytes) -> None:  # the state after each frame the server sent
+        handle(frame)
+        cell = cell_py(alice.document, second)
+        results = [o for o in cell.get("outputs", []) if o.get("output_type") == "execute_result"]
+        seen.append((cell.get("execution_count"), len(results)))
+
+    alice._handle = handle_and_look
+    assert (await wait_request(await submit(api, nb, second)))["result"] == "ok"
+    await alice.wait_for(lambda doc: cell_py(doc, second).get("execution_count") == 2, TIMEOUT)
+    assert (2, 1) in seen
+    assert all(count is not None for count, results in seen if results), seen

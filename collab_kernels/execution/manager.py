@@ -799,7 +799,9 @@ class ExecutionManager(LoggingConfigurable):
         channel, msg_type = msg.channel, msg.msg_type
         if channel == "iopub":
             if msg_type in OUTPUT_MSG_TYPES:
-                self.writer(route.document_id).enqueue(route.cell_id, msg_type, msg.content)
+                self.writer(route.document_id).enqueue(
+                    route.cell_id, msg_type, msg.content, with_end=msg_type == "execute_result"
+                )
             elif msg_type == "execute_input":
                 count = msg.content.get("execution_count")
                 route.execution_count = count

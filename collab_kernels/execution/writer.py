@@ -114,12 +114,26 @@ class DocumentWriter:
         self._index = self._index_room = self._index_cells = self._index_sub = None
 
     # --- buffered output -----------------------------------------------------------------
-    def enqueue(self, cell_id: str, msg_type: str, content: dict[str, Any]) -> None:
+    def enqueue(
+        self, cell_id: str, msg_type: str, content: dict[str, Any], *, with_end: bool = False
+    ) -> None:
+        """Buffer an output message for the next output transaction.
+
+        ``with_end``: the message closes its execution (an ``execute_result``: the kernel
+        publishes it as the code ends, then only the reply and the idle status follow, or
+        the output of post-execute hooks). It waits for the cell's end transaction, at most
+        ``output_batch_interval``, so that collaborators get the result, the count and
+        idle as one update: a cell never shows its result without its count, and each
+        collaborator decodes one update instead of two.
+        """
         self.pending.append((cell_id, msg_type, content))
         if self._handle is not None:
             return
         loop = asyncio.get_event_loop()
-        wait = self.manager.output_batch_interval - (loop.time() - self._last_flush)
+        if with_end:
+            wait = self.manager.output_batch_interval
+        else:
+            wait = self.manager.output_batch_interval - (loop.time() - self._last_flush)
         if wait > 0:
             self._handle = loop.call_later(wait, self._flush_soon)
         else:
