@@ -279,18 +279,27 @@ class ServerRunner:
         self.body = {"cell_id": self.cell_id, "document_id": session.room_id}
 
     def shows(self, count: int):
+        """The round's condition: the cell holds ``count`` and an execute_result. Checked
+        after each frame, so it reads only what it needs (count first, then the outputs'
+        types), on the cell Map found once per round."""
         cell_id = self.cell_id
+        found: list = []
 
         def check(doc) -> bool:
-            for ycell in doc.ycells:
-                if ycell.get("id") == cell_id:
-                    if ycell.get("execution_count") != count:
-                        return False
-                    outputs = ycell.get("outputs")
-                    return outputs is not None and any(
-                        o.get("output_type") == "execute_result" for o in outputs.to_py()
-                    )
-            return False
+            if not found:
+                for ycell in doc.ycells:
+                    if ycell.get("id") == cell_id:
+                        found.append(ycell)
+                        break
+                else:
+                    return False
+            ycell = found[0]
+            if ycell.get("execution_count") != count:
+                return False
+            outputs = ycell.get("outputs")
+            return outputs is not None and any(
+                o.get("output_type") == "execute_result" for o in outputs
+            )
 
         return check
 

@@ -134,7 +134,7 @@ def install() -> None:
         import atexit as _atexit
 
         _atexit.register(lambda: profiler.dump_stats(os.environ["CK_PROFILE"]))
-    wrap(writer.DocumentWriter, "enqueue", before=lambda self, c, t, *a: f"doc: {t} buffered")
+    wrap(writer.DocumentWriter, "enqueue", before=lambda self, c, t, *a, **kw: f"doc: {t} buffered")
     wrap(rroom.BaseRoom, "_flush_updates", before="room: flush")
     wrap(rroom.RoomClient, "send", before="room: frame queued to client")
 
