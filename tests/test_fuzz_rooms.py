@@ -13,7 +13,7 @@ import logging
 import nbformat
 import pytest
 from hypothesis import strategies as st
-from pycrdt import Doc, write_var_uint
+from pycrdt import Array, Doc, write_var_uint
 from traitlets.config import Config
 
 from collab_kernels.client.connection import open_session
@@ -26,6 +26,7 @@ from fixtures_reliability import (
     mutated_updates,
     room_frames,
     scaled,
+    update_frame,
 )
 from fixtures_rooms import eventually
 
@@ -150,6 +151,45 @@ async def test_room_survives_random_frames_and_collaborators_converge(
     for code, n in closes.items():
         count(f"room frames answered {code or 'open'}", n)
     print("FUZZ FIGURES", FIGURES)
+
+
+def clock_skipping_insert(state: bytes, text: str) -> bytes:
+    """An update inserting ``text`` into the second cell's source, from a new client whose
+    struct claims clock 5 instead of 0 (as a corrupted or forged update can)."""
+    other = Doc()
+    other.apply_update(state)
+    updates: list[bytes] = []
+    sub = other.observe(lambda e: updates.append(e.update))
+    other.get("cells", type=Array)[1]["source"].insert(1, text)
+    other.unobserve(sub)
+    update = bytearray(updates[0])
+    # [1 client][1 struct][client id varUint][clock varUint = 0] ...
+    i = 2
+    while update[i] & 0x80:
+        i += 1
+    assert update[:2] == b"\x01\x01" and update[i + 1] == 0
+    update[i + 1] = 5
+    return bytes(update)
+
+
+async def test_clock_skipping_update_reaches_every_collaborator(
+    rooms_notebook, collab_client, collab_base_url, collab_token, room_manager
+):
+    """pycrdt integrates such a struct but reports an empty update for the transaction:
+    the room must still send what changed, or its document and the collaborators' differ
+    for good (and the next collaborator to join sees text the others never will)."""
+    path = rooms_notebook("skip.ipynb", ["alice", "bob"])
+    alice = await collab_client(path)
+    room = await room_manager.get_room_for_path(path)
+    session = await open_session(collab_base_url, path, token=collab_token)
+    url = collab_base_url.replace("http://", "ws://", 1) + (
+        f"api/collaboration/room/{session.room_id}?sessionId={session.session_id}"
+    )
+    prober = FrameProber(url, {"Authorization": f"token {collab_token}"})
+    assert await prober.play(update_frame(clock_skipping_insert(room.ydoc.get_update(), "ZZ"))) is None
+    await prober.close()
+    assert sources(room.document)[1] == "bZZob"
+    await alice.wait_for(lambda doc: sources(doc) == sources(room.document))
 
 
 async def test_global_awareness_room_survives_random_frames(

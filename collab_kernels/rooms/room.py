@@ -199,6 +199,10 @@ class RoomClient:
         self.close()
 
 
+#: A Y update that changes nothing (no structs, empty delete set).
+EMPTY_UPDATE = b"\x00\x00"
+
+
 class BaseRoom:
     """Fan-out of y-sync and awareness to a set of clients (see the module docstring)."""
 
@@ -272,7 +276,10 @@ class BaseRoom:
         self.broadcast(protocol.raw_message(payload))
 
     def _on_doc_event(self, event: Any) -> None:
-        self._pending_updates.append(event.update)
+        self._queue_update(event.update)
+
+    def _queue_update(self, update: bytes) -> None:
+        self._pending_updates.append(update)
         self._doc_changed()
         if self._update_handle is None and not self._closed:
             # Leading edge: an update after a quiet window goes out at once (with whatever
@@ -757,14 +764,43 @@ class DocumentRoom(BaseRoom):
                     "collab_kernels: dropping edits of read-only %s on %s", client.name, self.path
                 )
             return
-        if update == b"\x00\x00":
+        if update == EMPTY_UPDATE:
             return
+        state_before = self.ydoc.get_state()
+        queued = len(self._pending_updates)
         try:
             self.ydoc.apply_update(update)
         except (KeyboardInterrupt, SystemExit, asyncio.CancelledError):
             raise
         except BaseException as e:  # pycrdt raises (or panics) on a corrupt update
             raise ProtocolError(f"invalid Y update: {e}") from e
+        finally:
+            self._check_update_event(state_before, queued, client)
+
+    def _check_update_event(self, state_before: bytes, queued: int, client: RoomClient) -> None:
+        """Make sure what an incoming update changed reaches the collaborators.
+
+        The room broadcasts the update pycrdt reports for each transaction. For an update
+        whose struct claims a clock beyond its client's known clock (a malformed or forged
+        update), pycrdt 0.14 integrates the struct (its text appears in the document) but
+        reports an empty update: the room's document would differ from every
+        collaborator's, silently and for good. When the state vector moved but nothing
+        but empty updates was reported, the difference from the previous state vector is
+        sent instead.
+        """
+        reported = self._pending_updates[queued:]
+        if any(u != EMPTY_UPDATE for u in reported):
+            return
+        if self.ydoc.get_state() == state_before:
+            return
+        self.log.warning(
+            "collab_kernels: an update from %s on %s changed the document without a reported "
+            "update (a struct whose clock skips ahead); sending the difference instead",
+            client.name,
+            self.path,
+        )
+        del self._pending_updates[queued:]
+        self._queue_update(self.ydoc.get_update(state_before))
 
     @property
     def idle(self) -> bool:
