@@ -54,6 +54,15 @@ def jp_server_config():
     )
 
 
+async def room_prober(base_url: str, path: str, token: str) -> FrameProber:
+    """A raw websocket on ``path``'s room, with a session as the frontend opens it."""
+    session = await open_session(base_url, path, token=token)
+    url = base_url.replace("http://", "ws://", 1) + (
+        f"api/collaboration/room/{session.room_id}?sessionId={session.session_id}"
+    )
+    return FrameProber(url, {"Authorization": f"token {token}"})
+
+
 def sources(doc) -> list[str]:
     """Cell sources (items that are not proper cells show as None)."""
     out = []
@@ -103,11 +112,7 @@ async def test_room_survives_random_frames_and_collaborators_converge(
     alice = await collab_client(path)
     bob = await collab_client(path)
     room = await room_manager.get_room_for_path(path)
-    session = await open_session(collab_base_url, path, token=collab_token)
-    url = collab_base_url.replace("http://", "ws://", 1) + (
-        f"api/collaboration/room/{session.room_id}?sessionId={session.session_id}"
-    )
-    prober = FrameProber(url, {"Authorization": f"token {collab_token}"})
+    prober = await room_prober(collab_base_url, path, collab_token)
 
     frames = draw(room_frames, scaled(400))
     frames += mutated_updates(room.ydoc.get_update(), scaled(60))
@@ -181,11 +186,7 @@ async def test_clock_skipping_update_reaches_every_collaborator(
     path = rooms_notebook("skip.ipynb", ["alice", "bob"])
     alice = await collab_client(path)
     room = await room_manager.get_room_for_path(path)
-    session = await open_session(collab_base_url, path, token=collab_token)
-    url = collab_base_url.replace("http://", "ws://", 1) + (
-        f"api/collaboration/room/{session.room_id}?sessionId={session.session_id}"
-    )
-    prober = FrameProber(url, {"Authorization": f"token {collab_token}"})
+    prober = await room_prober(collab_base_url, path, collab_token)
     assert await prober.play(update_frame(clock_skipping_insert(room.ydoc.get_update(), "ZZ"))) is None
     await prober.close()
     assert sources(room.document)[1] == "bZZob"

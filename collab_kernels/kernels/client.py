@@ -382,7 +382,7 @@ class SharedKernelClient(LoggingConfigurable):
             # (a reconnect while not ready yet keeps the future its waiters hold)
             self._ready = loop.create_future()
         self._iopub_seen = loop.create_future()
-        self._nudge_ids: set[str] = set()
+        self._nudge_ids = set()
         self._handshakes = loop.create_future()
         self._handshaken = set()
         self.connect_count += 1
