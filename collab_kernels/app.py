@@ -8,6 +8,7 @@ from traitlets import Bool
 from ._version import __version__
 from .execution.handlers import default_handlers as execution_handlers
 from .execution.manager import ExecutionManager
+from .kernels.client import SharedKernelClient
 from .kernels.manager import SharedClientKernelManager, SharedClientMappingKernelManager
 from .kernels.websocket import SharedClientWebsocketConnection
 from .rooms.handlers import default_handlers as room_handlers
@@ -24,11 +25,16 @@ class CollabKernelsApp(ExtensionApp):
     version = __version__
     load_other_extensions = True
 
+    # Every configurable class of the package, so that `jupyter server --help-all` and the
+    # configuration reference list their settings (tests/test_extension.py checks this).
     classes = [
+        *ExtensionApp.classes,  # the ServerApp
         RoomManager,
         ExecutionManager,
         SharedClientMappingKernelManager,
         SharedClientKernelManager,
+        SharedKernelClient,
+        SharedClientWebsocketConnection,
         RoleAuthorizer,
         ClassroomIdentityProvider,
     ]
