@@ -51,14 +51,9 @@ ROOT = HERE.parent
 sys.path.insert(0, str(ROOT))
 
 from collab_kernels.client.connection import RoomConnection, open_session  # noqa: E402
+from procs import free_port, stop_process  # noqa: E402 (bench/ is on sys.path)
 
 CODE = "1+1"
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 class RawRunner:
@@ -201,11 +196,7 @@ class Server:
         raise RuntimeError("server did not start")
 
     def stop(self) -> None:
-        self.proc.terminate()
-        try:
-            self.proc.wait(20)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
+        stop_process(self.proc)
         self.tmp.cleanup()
 
 

@@ -31,7 +31,6 @@ import asyncio
 import json
 import os
 import random
-import socket
 import subprocess
 import sys
 import tempfile
@@ -46,16 +45,11 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent))
 
 from collab_kernels.client.connection import RoomConnection, open_session  # noqa: E402
+from procs import free_port, stop_process  # noqa: E402 (bench/ is on sys.path)
 
 TOKEN = "soak-token"
 # ASCII only: pycrdt (client side) panics deleting a range that splits a multi-byte character
 WORDS = ["alpha", "beta", "gamma", "delta", "x", "\n", "  ", "# note", "print(1)"]
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 class Server:
@@ -110,11 +104,7 @@ class Server:
         if self.proc is None or self.proc.poll() is not None:
             return
         children = psutil.Process(self.proc.pid).children(recursive=True)
-        self.proc.terminate()
-        try:
-            self.proc.wait(30)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
+        stop_process(self.proc, 30)
         for child in children:
             if child.is_running():
                 child.kill()

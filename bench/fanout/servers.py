@@ -12,7 +12,6 @@ import json
 import os
 import shutil
 import signal
-import socket
 import struct
 import subprocess
 import tempfile
@@ -24,18 +23,13 @@ from urllib.parse import quote
 
 import httpx
 import psutil
+from procs import free_port  # noqa: E402 (bench/ is on sys.path)
 
 REPO = Path(__file__).resolve().parents[2]
 VENVS = REPO / "bench" / ".venvs"
 NOTEBOOK = "bench.ipynb"
 WARMUP_CELL = "warmup-cell"
 BENCH_CELL = "bench-cell"
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def murmur2(data: bytes, seed: int = 0) -> int:
