@@ -50,8 +50,9 @@ HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
 sys.path.insert(0, str(ROOT))
 
-from collab_kernels.client.connection import RoomConnection, open_session  # noqa: E402
 from procs import free_port, stop_process  # noqa: E402 (bench/ is on sys.path)
+
+from collab_kernels.client.connection import RoomConnection, open_session  # noqa: E402
 
 CODE = "1+1"
 
@@ -112,7 +113,9 @@ class MiniHTTP:
 
     def __init__(self, host: str, port: int, headers: dict[str, str]):
         self.host, self.port = host, port
-        self.head = f"Host: {host}:{port}\r\n" + "".join(f"{k}: {v}\r\n" for k, v in headers.items())
+        self.head = f"Host: {host}:{port}\r\n" + "".join(
+            f"{k}: {v}\r\n" for k, v in headers.items()
+        )
         # Cookies the server set, sent back as a browser does (without them, jupyter_server
         # signs a new login cookie on every token-authenticated request).
         self.cookies: dict[str, str] = {}
@@ -171,12 +174,16 @@ class Server:
         launcher = launcher or [sys.executable, "-m", "jupyter_server"]
         self.proc = subprocess.Popen(
             [
-                *launcher, "--no-browser", f"--port={self.port}",
-                "--ServerApp.ip=127.0.0.1", f"--IdentityProvider.token={self.token}",
+                *launcher,
+                "--no-browser",
+                f"--port={self.port}",
+                "--ServerApp.ip=127.0.0.1",
+                f"--IdentityProvider.token={self.token}",
                 f"--ServerApp.root_dir={self.tmp.name}",
                 "--ServerApp.jpserver_extensions=collab_kernels=True",
                 "--ServerApp.jpserver_extensions=jupyter_server_fileid=True",
-                "--ServerApp.log_level=WARN", "--allow-root",
+                "--ServerApp.log_level=WARN",
+                "--allow-root",
             ],
             env=env,
             cwd=self.tmp.name,
@@ -241,8 +248,12 @@ class ServerRunner:
         await server.wait_up(self.client)
         r = await self.client.post(
             server.base + "api/sessions",
-            json={"path": "bench.ipynb", "type": "notebook", "name": "bench",
-                  "kernel": {"name": "python3"}},
+            json={
+                "path": "bench.ipynb",
+                "type": "notebook",
+                "name": "bench",
+                "kernel": {"name": "python3"},
+            },
         )
         r.raise_for_status()
         self.kernel_id = r.json()["kernel"]["id"]
@@ -435,17 +446,24 @@ async def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--rounds", type=int, default=50)
     parser.add_argument("--warmup", type=int, default=5)
-    parser.add_argument("--runs", type=int, default=1, help="repeat the run (fresh kernel and server)")
     parser.add_argument(
-        "--raw-transport", choices=("ipc", "tcp"), default="ipc",
+        "--runs", type=int, default=1, help="repeat the run (fresh kernel and server)"
+    )
+    parser.add_argument(
+        "--raw-transport",
+        choices=("ipc", "tcp"),
+        default="ipc",
         help="ZMQ transport of the raw client's kernel (the server's kernels use ipc by default)",
     )
     parser.add_argument(
-        "--http-client", choices=("mini", "httpx"), default="mini",
+        "--http-client",
+        choices=("mini", "httpx"),
+        default="mini",
         help="HTTP client of the POST: a minimal keep-alive client (default) or httpx",
     )
     parser.add_argument(
-        "--compare-tree", default=None,
+        "--compare-tree",
+        default=None,
         help="also measure, interleaved, a server whose collab_kernels comes from this directory",
     )
     args = parser.parse_args()
@@ -475,20 +493,32 @@ async def main() -> None:
         return statistics.median(r[key] for r in runs)
 
     keys = [
-        "raw_jupyter_client_median_ms", "server_side_execution_median_ms", "ratio",
-        "p25_ratio", "post_202_median_ms", "http_get_floor_median_ms",
+        "raw_jupyter_client_median_ms",
+        "server_side_execution_median_ms",
+        "ratio",
+        "p25_ratio",
+        "post_202_median_ms",
+        "http_get_floor_median_ms",
     ]
     if args.compare_tree:
         keys += [
-            "compare_median_ms", "compare_ratio", "compare_p25_ratio",
+            "compare_median_ms",
+            "compare_ratio",
+            "compare_p25_ratio",
             "compare_post_202_median_ms",
         ]
     summary = {"runs": runs, "median_of_medians": {k: round(med(k), 3) for k in keys}}
     m = summary["median_of_medians"]
-    print(f"| trivial cell `1+1` ({args.runs} run(s) x {args.rounds} rounds, medians of medians) | ms |")
+    print(
+        f"| trivial cell `1+1` ({args.runs} run(s) x {args.rounds} rounds, medians of medians) | ms |"
+    )
     print("|---|---|")
-    print(f"| raw jupyter_client round trip ({args.raw_transport}) | {m['raw_jupyter_client_median_ms']:.1f} |")
-    print(f"| POST execute -> count+result in a collaborator's doc | {m['server_side_execution_median_ms']:.1f} |")
+    print(
+        f"| raw jupyter_client round trip ({args.raw_transport}) | {m['raw_jupyter_client_median_ms']:.1f} |"
+    )
+    print(
+        f"| POST execute -> count+result in a collaborator's doc | {m['server_side_execution_median_ms']:.1f} |"
+    )
     print(f"| of which until the 202 answer | {m['post_202_median_ms']:.1f} |")
     if args.compare_tree:
         print(f"| the same from {args.compare_tree} | {m['compare_median_ms']:.1f} |")

@@ -70,7 +70,12 @@ def install() -> None:
     wrap(tornado.routing._RoutingDelegate, "headers_received", before="http: headers parsed")
     wrap(tornado.web._HandlerDelegate, "execute", before="http: handler created")
     wrap(handlers.ExecuteHandler, "prepare", before="http: POST handler prepare")
-    wrap(handlers.ExecuteHandler, "post", before="http: POST handler start", after="http: POST handler end")
+    wrap(
+        handlers.ExecuteHandler,
+        "post",
+        before="http: POST handler start",
+        after="http: POST handler end",
+    )
     wrap(
         kclient.SharedKernelClient,
         "send",
@@ -79,13 +84,11 @@ def install() -> None:
     wrap(
         kclient.SharedKernelClient,
         "dispatch",
-        before=lambda self, msg: f"zmq: {msg.channel} {msg.msg_type}"
-        + (
-            f" {msg.content.get('execution_state')}"
-            if msg.msg_type == "status"
-            else ""
-        )
-        + " received",
+        before=lambda self, msg: (
+            f"zmq: {msg.channel} {msg.msg_type}"
+            + (f" {msg.content.get('execution_state')}" if msg.msg_type == "status" else "")
+            + " received"
+        ),
     )
 
     def edit_label(self, fn, *a, **kw):
@@ -96,10 +99,29 @@ def install() -> None:
     from collab_kernels.execution import manager as emanager
 
     if os.environ.get("CK_TRACE_FINE"):
-        wrap(elink.KernelLink, "_on_message", before=lambda self, msg: f"exec: listener got {msg.msg_type}")
-        wrap(emanager.ExecutionManager, "_complete_cell", before="exec: complete cell", after="exec: complete cell done")
-        wrap(writer.DocumentWriter, "finish_cell", before="exec: finish_cell", after="exec: finish_cell done")
-        wrap(rroom.BaseRoom, "flush_updates", before="room: flush_updates", after="room: flush_updates done")
+        wrap(
+            elink.KernelLink,
+            "_on_message",
+            before=lambda self, msg: f"exec: listener got {msg.msg_type}",
+        )
+        wrap(
+            emanager.ExecutionManager,
+            "_complete_cell",
+            before="exec: complete cell",
+            after="exec: complete cell done",
+        )
+        wrap(
+            writer.DocumentWriter,
+            "finish_cell",
+            before="exec: finish_cell",
+            after="exec: finish_cell done",
+        )
+        wrap(
+            rroom.BaseRoom,
+            "flush_updates",
+            before="room: flush_updates",
+            after="room: flush_updates done",
+        )
         wrap(emanager.ExecutionManager, "submit", before="exec: submit", after="exec: submit done")
         wrap(emanager.ExecutionManager, "_begin_cell", before="exec: begin cell")
     if os.environ.get("CK_PROFILE"):
@@ -259,12 +281,16 @@ async def run(rounds: int, warmup: int) -> None:
         total += statistics.median(values)
         print(f"  {statistics.median(values):7.2f}  {key}  (n={len(values)})")
     print(f"  {total:7.2f}  sum of the medians")
-    print(f"median ms since the POST was sent, {len(starts) - warmup} rounds (rounds where the step happened):")
+    print(
+        f"median ms since the POST was sent, {len(starts) - warmup} rounds (rounds where the step happened):"
+    )
     rows = sorted(per_label.items(), key=lambda kv: statistics.median(kv[1]))
     for key, values in rows:
         print(f"  {statistics.median(values):7.2f}  {key}  (n={len(values)})")
     print(f"end-to-end median: {statistics.median(results) * 1000:.2f} ms")
-    print(f"raw jupyter_client round trip median (interleaved): {statistics.median(raw_results) * 1000:.2f} ms")
+    print(
+        f"raw jupyter_client round trip median (interleaved): {statistics.median(raw_results) * 1000:.2f} ms"
+    )
 
 
 if __name__ == "__main__":

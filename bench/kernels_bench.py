@@ -35,9 +35,9 @@ import uuid
 from pathlib import Path
 
 import psutil
+from procs import free_port, stop_process
 from tornado.httpclient import AsyncHTTPClient, HTTPRequest
 from tornado.websocket import websocket_connect
-from procs import free_port, stop_process  # noqa: E402 (bench/ is on sys.path)
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
@@ -75,7 +75,9 @@ class Server:
             *extra,
         ]
         self.log = open(os.path.join(self.tmp.name, "server.log"), "w")
-        self.proc = subprocess.Popen(cmd, env=env, stdout=self.log, stderr=subprocess.STDOUT, cwd=ROOT)
+        self.proc = subprocess.Popen(
+            cmd, env=env, stdout=self.log, stderr=subprocess.STDOUT, cwd=ROOT
+        )
         self.ps = psutil.Process(self.proc.pid)
         self.http = AsyncHTTPClient()
 
@@ -113,7 +115,9 @@ class Server:
             info = json.load(f)
         if info.get("transport", "tcp") != "tcp":
             return set()
-        return {info[k] for k in ("shell_port", "iopub_port", "stdin_port", "control_port", "hb_port")}
+        return {
+            info[k] for k in ("shell_port", "iopub_port", "stdin_port", "control_port", "hb_port")
+        }
 
     def tcp_connections_to(self, ports: set[int]) -> int:
         return sum(
@@ -162,7 +166,7 @@ class Tab:
         self.session = session
 
     @classmethod
-    async def open(cls, server: Server, kid: str) -> "Tab":
+    async def open(cls, server: Server, kid: str) -> Tab:
         session = uuid.uuid4().hex
         req = HTTPRequest(
             server.url(f"api/kernels/{kid}/channels?session_id={session}", ws=True),
@@ -252,7 +256,11 @@ async def throughput_figure(server: Server, n_tabs: int, n_prints: int) -> dict:
 
 
 async def run(args: argparse.Namespace) -> dict:
-    results: dict = {"variants": {}, "prints": args.prints, "time": time.strftime("%Y-%m-%dT%H:%M:%S")}
+    results: dict = {
+        "variants": {},
+        "prints": args.prints,
+        "time": time.strftime("%Y-%m-%dT%H:%M:%S"),
+    }
     for name, extra in VARIANTS.items():
         server = Server(name, extra)
         try:

@@ -44,8 +44,9 @@ import psutil
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent))
 
-from collab_kernels.client.connection import RoomConnection, open_session  # noqa: E402
 from procs import free_port, stop_process  # noqa: E402 (bench/ is on sys.path)
+
+from collab_kernels.client.connection import RoomConnection, open_session  # noqa: E402
 
 TOKEN = "soak-token"
 # ASCII only: pycrdt (client side) panics deleting a range that splits a multi-byte character
@@ -63,22 +64,38 @@ class Server:
         env = dict(os.environ)
         for name in ("config", "data", "runtime"):
             (self.home / name).mkdir(parents=True, exist_ok=True)
-        (self.home / "config" / "jupyter_server_config.json").write_text(json.dumps({
-            "ServerApp": {"jpserver_extensions": {"collab_kernels": True, "jupyter_server_fileid": True}}
-        }))
+        (self.home / "config" / "jupyter_server_config.json").write_text(
+            json.dumps(
+                {
+                    "ServerApp": {
+                        "jpserver_extensions": {
+                            "collab_kernels": True,
+                            "jupyter_server_fileid": True,
+                        }
+                    }
+                }
+            )
+        )
         env.update(
             JUPYTER_CONFIG_DIR=str(self.home / "config"),
             JUPYTER_DATA_DIR=str(self.home / "data"),
             JUPYTER_RUNTIME_DIR=str(self.home / "runtime"),
         )
         args = [
-            sys.executable, "-m", "jupyter_server", f"--ServerApp.port={self.port}",
-            "--ServerApp.port_retries=0", "--ServerApp.ip=127.0.0.1",
-            "--ServerApp.open_browser=False", "--ServerApp.allow_root=True",
-            f"--IdentityProvider.token={TOKEN}", f"--ServerApp.root_dir={self.root}",
-            "--RoomManager.free_delay=2", f"--RoomManager.update_store={self.store}",
+            sys.executable,
+            "-m",
+            "jupyter_server",
+            f"--ServerApp.port={self.port}",
+            "--ServerApp.port_retries=0",
+            "--ServerApp.ip=127.0.0.1",
+            "--ServerApp.open_browser=False",
+            "--ServerApp.allow_root=True",
+            f"--IdentityProvider.token={TOKEN}",
+            f"--ServerApp.root_dir={self.root}",
+            "--RoomManager.free_delay=2",
+            f"--RoomManager.update_store={self.store}",
         ]
-        self.log = open(self.home / "server.log", "wb")  # noqa: SIM115
+        self.log = open(self.home / "server.log", "wb")
         self.proc = subprocess.Popen(args, env=env, stdout=self.log, stderr=subprocess.STDOUT)
         deadline = time.monotonic() + 90
         async with httpx.AsyncClient() as http:
@@ -157,17 +174,21 @@ def sv_dict(state: bytes) -> dict[int, int]:
     from pycrdt import Decoder
 
     decoder = Decoder(state)
-    return {decoder.read_var_uint(): decoder.read_var_uint() for _ in range(decoder.read_var_uint())}
+    return {
+        decoder.read_var_uint(): decoder.read_var_uint() for _ in range(decoder.read_var_uint())
+    }
 
 
 def write_notebook(path: Path, lines: int, args) -> str:
     nb = nbformat.v4.new_notebook()
-    nb.cells.append(nbformat.v4.new_code_cell(
-        "import time\n"
-        f"for i in range({lines}):\n"
-        "    print(f'line {i}', flush=True)\n"
-        f"    time.sleep({args.print_interval})\n"
-    ))
+    nb.cells.append(
+        nbformat.v4.new_code_cell(
+            "import time\n"
+            f"for i in range({lines}):\n"
+            "    print(f'line {i}', flush=True)\n"
+            f"    time.sleep({args.print_interval})\n"
+        )
+    )
     for i in range(args.cells):
         nb.cells.append(nbformat.v4.new_markdown_cell(f"cell {i}"))
     nbformat.write(nb, str(path))
@@ -189,17 +210,20 @@ async def cycle(server: Server, http, kernel_id: str, name: str, seconds: float,
         await conn.connect()
         await asyncio.wait_for(asyncio.shield(conn.synced), 60)
         conns.append(conn)
-    r = await http.post(f"api/kernels/{kernel_id}/execute",
-                        json={"cell_id": code_cell, "document_id": room_id})
+    r = await http.post(
+        f"api/kernels/{kernel_id}/execute", json={"cell_id": code_cell, "document_id": room_id}
+    )
     r.raise_for_status()
     request_id = r.json()["request_id"]
     stop = asyncio.Event()
     counter = [0]
     rng = random.Random(args.seed)
     tasks = [
-        asyncio.ensure_future(collaborator(
-            c, random.Random(rng.random()), stop, args.edit_interval, args.cells, counter
-        ))
+        asyncio.ensure_future(
+            collaborator(
+                c, random.Random(rng.random()), stop, args.edit_interval, args.cells, counter
+            )
+        )
         for c in conns
     ]
     peak = 0
@@ -230,9 +254,7 @@ async def cycle(server: Server, http, kernel_id: str, name: str, seconds: float,
     def converged() -> bool:
         first = doc_json(everyone[0])
         sv = sv_dict(everyone[0].ydoc.get_state())
-        return all(
-            doc_json(c) == first and sv_dict(c.ydoc.get_state()) == sv for c in everyone[1:]
-        )
+        return all(doc_json(c) == first and sv_dict(c.ydoc.get_state()) == sv for c in everyone[1:])
 
     settle = time.monotonic()
     result["converged"] = await wait_for(converged, 120)
@@ -241,7 +263,8 @@ async def cycle(server: Server, http, kernel_id: str, name: str, seconds: float,
     final = json.loads(doc_json(late))
     expected_stream = "".join(f"line {i}\n" for i in range(lines))
     out = "".join(
-        o.get("text", "") for o in final["cells"][0].get("outputs", [])
+        o.get("text", "")
+        for o in final["cells"][0].get("outputs", [])
         if o.get("output_type") == "stream"
     )
     result["stream_complete"] = out == expected_stream
@@ -272,7 +295,8 @@ async def cycle(server: Server, http, kernel_id: str, name: str, seconds: float,
     ]
     result["file_matches_doc"] = [c.source for c in on_disk.cells] == doc_sources
     disk_out = "".join(
-        o.get("text", "") for o in on_disk.cells[0].get("outputs", [])
+        o.get("text", "")
+        for o in on_disk.cells[0].get("outputs", [])
         if o.get("output_type") == "stream"
     )
     result["file_stream_complete"] = disk_out == expected_stream
@@ -285,8 +309,15 @@ async def cycle(server: Server, http, kernel_id: str, name: str, seconds: float,
     return result
 
 
-CHECKS = ("converged", "stream_done", "stream_complete", "room_freed", "file_valid",
-          "file_matches_doc", "file_stream_complete")
+CHECKS = (
+    "converged",
+    "stream_done",
+    "stream_complete",
+    "room_freed",
+    "file_valid",
+    "file_matches_doc",
+    "file_stream_complete",
+)
 
 
 async def run(args) -> dict:
@@ -296,22 +327,34 @@ async def run(args) -> dict:
     server = Server(tmp / "home", root, args.store)
     await server.start()
     result: dict = {
-        "minutes": args.minutes, "clients": args.clients, "store": args.store,
-        "cells": args.cells, "edit_interval": args.edit_interval,
+        "minutes": args.minutes,
+        "clients": args.clients,
+        "store": args.store,
+        "cells": args.cells,
+        "edit_interval": args.edit_interval,
         "print_interval": args.print_interval,
     }
     try:
-        async with httpx.AsyncClient(base_url=server.base_url, headers=server.headers, timeout=60) as http:
-            r = await http.post("api/sessions", json={
-                "path": "soak.ipynb", "type": "notebook", "name": "soak.ipynb",
-                "kernel": {"name": "python3"},
-            })
+        async with httpx.AsyncClient(
+            base_url=server.base_url, headers=server.headers, timeout=60
+        ) as http:
+            r = await http.post(
+                "api/sessions",
+                json={
+                    "path": "soak.ipynb",
+                    "type": "notebook",
+                    "name": "soak.ipynb",
+                    "kernel": {"name": "python3"},
+                },
+            )
             r.raise_for_status()
             kernel_id = r.json()["kernel"]["id"]
             await asyncio.sleep(3)
             # baseline: the server with its kernel running, before any room opened
             result["rss_baseline"] = server.rss()
-            result["soak"] = await cycle(server, http, kernel_id, "soak.ipynb", args.minutes * 60, args)
+            result["soak"] = await cycle(
+                server, http, kernel_id, "soak.ipynb", args.minutes * 60, args
+            )
             # a second, shorter round on another notebook: if the first room's memory was
             # given back to the allocator, this one reuses it and RSS stays where it was
             again = max(20.0, args.minutes * 60 / 5)

@@ -73,8 +73,10 @@ class CollabKernelsApp(ExtensionApp):
         configured = serverapp._trait_values.get("kernel_manager_class")
         if configured is None and serverapp.config.get("GatewayClient", {}).get("url"):
             configured = "gateway"
-        if configured is None or configured is AsyncMappingKernelManager or (
-            isinstance(configured, str) and configured.endswith("AsyncMappingKernelManager")
+        if (
+            configured is None
+            or configured is AsyncMappingKernelManager
+            or (isinstance(configured, str) and configured.endswith("AsyncMappingKernelManager"))
         ):
             serverapp.kernel_manager_class = SharedClientMappingKernelManager
         else:

@@ -20,7 +20,11 @@ CLI = str(Path(sys.executable).with_name("collab-kernels"))
 def write_notebook(path: Path, cells: list) -> Path:
     """``cells``: sources, or ``(source, tags)``, or ``("markdown", text)`` pairs."""
     nb = nbformat.v4.new_notebook()
-    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+    nb.metadata["kernelspec"] = {
+        "name": "python3",
+        "display_name": "Python 3",
+        "language": "python",
+    }
     nb.metadata["language_info"] = {"name": "python"}
     for cell in cells:
         if isinstance(cell, tuple) and cell[0] == "markdown":
@@ -39,7 +43,9 @@ def read_notebook(path: Path):
 
 
 def stream_text(cell) -> str:
-    return "".join(o.get("text", "") for o in cell.get("outputs", []) if o.get("output_type") == "stream")
+    return "".join(
+        o.get("text", "") for o in cell.get("outputs", []) if o.get("output_type") == "stream"
+    )
 
 
 @pytest.fixture
@@ -90,7 +96,9 @@ class CLIProcess:
     def err(self) -> str:
         return "".join(self.stderr)
 
-    async def wait_for_output(self, pattern: str, timeout: float = 60, stream: str = "stdout") -> re.Match:
+    async def wait_for_output(
+        self, pattern: str, timeout: float = 60, stream: str = "stdout"
+    ) -> re.Match:
         """Wait until stdout (or stderr) matches ``pattern``; fails if the process ends first."""
         regex = re.compile(pattern, re.M)
         deadline = asyncio.get_running_loop().time() + timeout
@@ -99,7 +107,9 @@ class CLIProcess:
             if match:
                 return match
             if all(r.done() for r in self._readers):
-                raise AssertionError(f"collab-kernels ended without {pattern!r}:\n{self.out}\n{self.err}")
+                raise AssertionError(
+                    f"collab-kernels ended without {pattern!r}:\n{self.out}\n{self.err}"
+                )
             self._changed.clear()
             left = deadline - asyncio.get_running_loop().time()
             if left <= 0:
@@ -149,7 +159,9 @@ def start_cli(jp_root_dir):
 def cli(start_cli):
     """Run ``collab-kernels ARGS...`` to the end: (exit code, stdout, stderr)."""
 
-    async def run(*args: str, stdin: str | None = None, timeout: float = 120, cwd: Path | None = None):
+    async def run(
+        *args: str, stdin: str | None = None, timeout: float = 120, cwd: Path | None = None
+    ):
         p = await start_cli(*args, cwd=cwd)
         if stdin is not None:
             await p.send(stdin)

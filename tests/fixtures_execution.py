@@ -112,7 +112,11 @@ def notebook_session(jp_root_dir, api, jp_serverapp):
         kernel = jp_serverapp.kernel_manager.get_kernel(kid)
         await kernel.shared_client.wait_ready(TIMEOUT)
         code, model, _ = await api(
-            "PUT", "api", "collaboration", "session", path,
+            "PUT",
+            "api",
+            "collaboration",
+            "session",
+            path,
             body={"format": "json", "type": "notebook"},
         )
         assert code in (200, 201), model
@@ -133,7 +137,9 @@ def wait_request(execution_manager, api):
         request = execution_manager.requests.get(request_id)
         assert request is not None, f"unknown request {request_id}"
         await asyncio.wait_for(request.done.wait(), timeout)
-        code, data, _ = await api("GET", "api", "kernels", request.kernel_id, "requests", request_id)
+        code, data, _ = await api(
+            "GET", "api", "kernels", request.kernel_id, "requests", request_id
+        )
         assert code == 200, data
         return data
 
@@ -154,6 +160,7 @@ def cell_py(document, cell_id: str) -> dict:
 
 def stream_text(cell: dict, name: str = "stdout") -> str:
     return "".join(
-        o.get("text", "") for o in cell.get("outputs", []) or []
+        o.get("text", "")
+        for o in cell.get("outputs", []) or []
         if o.get("output_type") == "stream" and o.get("name") == name
     )

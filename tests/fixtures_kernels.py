@@ -74,7 +74,9 @@ class KernelWebsocket:
 
     def encode(self, channel: str, msg: dict[str, t.Any]) -> str | bytes:
         if self.protocol == V1:
-            return serialize_msg_to_ws_v1(msg, channel, lambda o: json.dumps(o, default=json_default).encode())
+            return serialize_msg_to_ws_v1(
+                msg, channel, lambda o: json.dumps(o, default=json_default).encode()
+            )
         out = dict(msg)
         out["channel"] = channel
         if out.get("buffers"):
@@ -140,17 +142,20 @@ class KernelWebsocket:
 
     async def reply(self, msg_id: str, timeout: float = TIMEOUT) -> dict[str, t.Any]:
         return await self.wait_for(
-            lambda m: m["channel"] in ("shell", "control")
-            and m["parent_header"].get("msg_id") == msg_id,
+            lambda m: (
+                m["channel"] in ("shell", "control") and m["parent_header"].get("msg_id") == msg_id
+            ),
             timeout,
         )
 
     async def idle(self, msg_id: str, timeout: float = TIMEOUT) -> dict[str, t.Any]:
         return await self.wait_for(
-            lambda m: m["channel"] == "iopub"
-            and m["msg_type"] == "status"
-            and m["content"]["execution_state"] == "idle"
-            and m["parent_header"].get("msg_id") == msg_id,
+            lambda m: (
+                m["channel"] == "iopub"
+                and m["msg_type"] == "status"
+                and m["content"]["execution_state"] == "idle"
+                and m["parent_header"].get("msg_id") == msg_id
+            ),
             timeout,
         )
 
@@ -164,7 +169,9 @@ class KernelWebsocket:
 
     def stream_text(self, msg_id: str) -> str:
         return "".join(
-            m["content"]["text"] for m in self.children(msg_id, "iopub") if m["msg_type"] == "stream"
+            m["content"]["text"]
+            for m in self.children(msg_id, "iopub")
+            if m["msg_type"] == "stream"
         )
 
     async def run(self, code: str, **kw: t.Any) -> tuple[str, dict[str, t.Any]]:
@@ -260,9 +267,7 @@ def kernel_connections():
                 if c.laddr and c.laddr.port in ports and c.status == psutil.CONN_ESTABLISHED
             )
         paths = {f"{km.ip}-{port}" for port in km.ports}
-        listening = sum(
-            1 for c in proc.net_connections(kind="unix") if c.laddr in paths
-        )
+        listening = sum(1 for c in proc.net_connections(kind="unix") if c.laddr in paths)
         return listening - len(paths)
 
     return count

@@ -21,17 +21,16 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import random
 import signal
 import socket
 import subprocess
 import sys
 from pathlib import Path
-
-import random
-import httpx
-import pytest
 from typing import Any
 
+import httpx
+import pytest
 from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
 from pycrdt import Array, Doc, write_var_uint
@@ -114,7 +113,7 @@ class ServerProcess:
             f"--ServerApp.root_dir={self.root}",
             *self.config,
         ]
-        log = open(self.log_path, "ab")  # noqa: SIM115 - kept for the process's life
+        log = open(self.log_path, "ab")
         self.proc = subprocess.Popen(
             args, env=self.env(), stdout=log, stderr=subprocess.STDOUT, cwd=self.root
         )
@@ -233,7 +232,9 @@ def var_bytes(payload: bytes, lie: int = 0) -> bytes:
 
 json_values = st.recursive(
     st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=20),
-    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=8), inner, max_size=4),
+    lambda inner: (
+        st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=8), inner, max_size=4)
+    ),
     max_leaves=10,
 )
 
@@ -262,7 +263,9 @@ room_frames = st.one_of(
         st.integers(-3, 3),
     ),
     # awareness: noise, then structured entries with junk or JSON states
-    st.builds(lambda p, lie: bytes([1]) + var_bytes(p, lie), st.binary(max_size=300), st.integers(-2, 2)),
+    st.builds(
+        lambda p, lie: bytes([1]) + var_bytes(p, lie), st.binary(max_size=300), st.integers(-2, 2)
+    ),
     st.builds(
         lambda entries: bytes([1]) + var_bytes(awareness_payload(entries)),
         st.lists(

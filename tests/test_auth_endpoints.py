@@ -107,7 +107,11 @@ def endpoints(w: dict) -> list[tuple[str, str, dict | None]]:
         ("GET", f"api/kernels/{k}/requests/{w['request_id']}", None),
         ("DELETE", f"api/kernels/{k}/requests/{w['request_id']}", None),
         ("GET", f"api/kernels/{k}/requests", None),
-        ("POST", f"api/kernels/{k}/input", {"document_id": room, "cell_id": w["cell_id"], "value": "x"}),
+        (
+            "POST",
+            f"api/kernels/{k}/input",
+            {"document_id": room, "cell_id": w["cell_id"], "value": "x"},
+        ),
         ("GET", "api/collaboration/requests", None),
     ]
 
@@ -182,7 +186,11 @@ async def test_cookie_requests_need_the_xsrf_token(make_world, collab_base_url, 
     for method, url, body in endpoints(world):
         if method == "GET":
             r = await call(
-                collab_base_url, method, url, body, cookies=cookies,
+                collab_base_url,
+                method,
+                url,
+                body,
+                cookies=cookies,
                 headers={"Referer": collab_base_url},
             )
             assert r.status_code == 200, (url, r.status_code, r.text)

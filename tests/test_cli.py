@@ -11,8 +11,8 @@ from fixtures_client import read_notebook, stream_text, write_notebook
 
 from collab_kernels.client.cli import (
     EXIT_CANCELLED,
-    EXIT_INTERRUPTED,
     EXIT_CELL_ERROR,
+    EXIT_INTERRUPTED,
     EXIT_KERNEL_DIED,
     EXIT_OK,
     EXIT_SERVER,
@@ -51,7 +51,10 @@ async def test_run_to_completion_saves_outputs(make_notebook, cli, server_args, 
     nb = read_notebook(jp_root_dir / "ok.ipynb")
     assert stream_text(nb.cells[0]) == "42\n"
     assert nb.cells[2].outputs[0]["data"]["text/plain"] == "42"
-    assert nb.cells[0].execution_count is not None and nb.cells[2].execution_count > nb.cells[0].execution_count
+    assert (
+        nb.cells[0].execution_count is not None
+        and nb.cells[2].execution_count > nb.cells[0].execution_count
+    )
 
 
 async def test_failing_cell_stops_the_run(make_notebook, cli, server_args, jp_root_dir):
@@ -78,24 +81,51 @@ async def test_allow_errors_runs_every_cell(make_notebook, cli, server_args, jp_
 async def test_parameters_injected_papermill_style(make_notebook, cli, server_args, jp_root_dir):
     make_notebook(
         "params.ipynb",
-        ["import sys", ("alpha = 1\nname = 'default'\nitems = []", ["parameters"]), "print(alpha, name, items)"],
+        [
+            "import sys",
+            ("alpha = 1\nname = 'default'\nitems = []", ["parameters"]),
+            "print(alpha, name, items)",
+        ],
     )
     (jp_root_dir / "p.yaml").write_text("alpha: 0.5\nitems: [1, two]\n")
     code, out, err = await cli(
-        "run", "params.ipynb", *server_args, "-f", "p.yaml", "-p", "alpha", "3", "-p", "name", "Ada Lovelace", "--log-output"
+        "run",
+        "params.ipynb",
+        *server_args,
+        "-f",
+        "p.yaml",
+        "-p",
+        "alpha",
+        "3",
+        "-p",
+        "name",
+        "Ada Lovelace",
+        "--log-output",
     )
     assert code == EXIT_OK, err
     assert out.splitlines() == ["3 Ada Lovelace [1, 'two']"]
     nb = read_notebook(jp_root_dir / "params.ipynb")
-    assert [c.metadata.get("tags", []) for c in nb.cells] == [[], ["parameters"], ["injected-parameters"], []]
+    assert [c.metadata.get("tags", []) for c in nb.cells] == [
+        [],
+        ["parameters"],
+        ["injected-parameters"],
+        [],
+    ]
     assert "alpha = 3" in nb.cells[2].source and "name = 'Ada Lovelace'" in nb.cells[2].source
 
     # a second run replaces the injected cell instead of adding one
-    code, out, err = await cli("run", "params.ipynb", *server_args, "-p", "alpha", "4", "--log-output")
+    code, out, err = await cli(
+        "run", "params.ipynb", *server_args, "-p", "alpha", "4", "--log-output"
+    )
     assert code == EXIT_OK, err
     assert out.splitlines() == ["4 default []"]
     nb = read_notebook(jp_root_dir / "params.ipynb")
-    assert [c.metadata.get("tags", []) for c in nb.cells] == [[], ["parameters"], ["injected-parameters"], []]
+    assert [c.metadata.get("tags", []) for c in nb.cells] == [
+        [],
+        ["parameters"],
+        ["injected-parameters"],
+        [],
+    ]
 
 
 async def test_detach_then_attach_mid_run_sees_every_line_once(
@@ -152,7 +182,9 @@ async def test_timeout_exit_code(make_notebook, cli, server_args, jp_root_dir):
 
 
 async def test_kernel_death_exit_code(make_notebook, cli, server_args, jp_root_dir):
-    make_notebook("die.ipynb", ["import os\nprint('bye', flush=True)\nos._exit(1)", "print('never')"])
+    make_notebook(
+        "die.ipynb", ["import os\nprint('bye', flush=True)\nos._exit(1)", "print('never')"]
+    )
     code, out, err = await cli("run", "die.ipynb", *server_args)
     assert code == EXIT_KERNEL_DIED, err
     nb = read_notebook(jp_root_dir / "die.ipynb")
@@ -169,14 +201,19 @@ async def test_input_prompt_answered_in_run(make_notebook, start_cli, server_arg
     assert runner.out.splitlines() == ["hello Ada"]
 
 
-async def test_collaborator_sees_the_cli_run_live(make_notebook, start_cli, server_args, server_info, jp_root_dir):
+async def test_collaborator_sees_the_cli_run_live(
+    make_notebook, start_cli, server_args, server_info, jp_root_dir
+):
     make_notebook("live.ipynb", [GATED])
     conn = await connect_room(server_info.url, "live.ipynb", token=server_info.token)
     try:
         runner = await start_cli("run", "live.ipynb", *server_args)
         # mid-run, the collaborator's copy shows the cell running with its first lines
         await conn.wait_for(
-            lambda doc: "line 4" in _outputs_text(doc.ycells[0]) and doc.ycells[0].get("execution_state") == "running",
+            lambda doc: (
+                "line 4" in _outputs_text(doc.ycells[0])
+                and doc.ycells[0].get("execution_state") == "running"
+            ),
             60,
         )
         assert runner.proc.returncode is None
@@ -218,7 +255,9 @@ async def test_embedded_server_run_with_output(jp_environ, cli, tmp_path):
     folder = tmp_path / "project"
     src = write_notebook(folder / "in.ipynb", ["import os\nprint(os.getcwd())", "print('done')"])
     (folder / "out").mkdir()
-    code, out, err = await cli("run", "in.ipynb", "--output", "out/result.ipynb", "--log-output", cwd=folder)
+    code, out, err = await cli(
+        "run", "in.ipynb", "--output", "out/result.ipynb", "--log-output", cwd=folder
+    )
     assert code == EXIT_OK, err
     assert out.splitlines() == [str(folder), "done"]  # the kernel ran in the input's folder
     result = read_notebook(folder / "out" / "result.ipynb")
@@ -231,7 +270,9 @@ async def test_embedded_server_run_with_output(jp_environ, cli, tmp_path):
     assert stream_text(read_notebook(src).cells[1]) == "done\n"
 
 
-async def test_ctrl_c_on_attach_detaches_and_only_cancel_stops(make_notebook, cli, start_cli, server_args):
+async def test_ctrl_c_on_attach_detaches_and_only_cancel_stops(
+    make_notebook, cli, start_cli, server_args
+):
     make_notebook("long.ipynb", [STUCK, "print('never')"])
     code, out, err = await cli("run", "long.ipynb", *server_args, "--detach")
     assert code == EXIT_OK, err

@@ -18,7 +18,10 @@ from collab_kernels.client.client import (
 
 
 async def test_open_edit_execute_and_iterate_outputs(make_notebook, server_info, jp_root_dir):
-    make_notebook("calc.ipynb", ["x = 1", ("markdown", "# notes"), "for i in range(3):\n    print('row', i)", "x * 2"])
+    make_notebook(
+        "calc.ipynb",
+        ["x = 1", ("markdown", "# notes"), "for i in range(3):\n    print('row', i)", "x * 2"],
+    )
     async with CollabClient(server_info.url, server_info.token) as client:
         nb = await client.open_notebook("calc.ipynb")
         assert nb.kernel_id
@@ -30,10 +33,14 @@ async def test_open_edit_execute_and_iterate_outputs(make_notebook, server_info,
         assert isinstance(events[-1], RunFinished) and events[-1].result == "ok"
         lines = [e.text for e in events if isinstance(e, Output) and e.output_type == "stream"]
         assert lines == ["row 0\n", "row 1\n", "row 2\n"]
-        results = [e.text for e in events if isinstance(e, Output) and e.output_type == "execute_result"]
+        results = [
+            e.text for e in events if isinstance(e, Output) and e.output_type == "execute_result"
+        ]
         assert results == ["42"]
         assert [e.position for e in events if isinstance(e, CellStarted)] == [1, 2, 3]
-        assert [e.execution_count is not None for e in events if isinstance(e, CellFinished)] == [True] * 3
+        assert [e.execution_count is not None for e in events if isinstance(e, CellFinished)] == [
+            True
+        ] * 3
         # the document holds the outputs; saving puts them on disk
         assert nb.cell(3)["outputs"][0]["data"]["text/plain"] == "42"
         await nb.save()
@@ -62,7 +69,10 @@ async def test_input_prompt_answered_from_client(make_notebook, server_info):
 async def test_cancel_stops_running_and_queued_cells(make_notebook, server_info):
     make_notebook(
         "stuck.ipynb",
-        ["import time\nprint('started', flush=True)\nwhile True:\n    time.sleep(0.05)", "print('never')"],
+        [
+            "import time\nprint('started', flush=True)\nwhile True:\n    time.sleep(0.05)",
+            "print('never')",
+        ],
     )
     async with CollabClient(server_info.url, server_info.token) as client:
         nb = await client.open_notebook("stuck.ipynb")
@@ -81,7 +91,10 @@ async def test_cancel_stops_running_and_queued_cells(make_notebook, server_info)
 async def test_wait_after_events_and_second_watcher(make_notebook, server_info):
     """Two clients watch the same run; each sees every line once."""
     make_notebook("two.ipynb", ["for i in range(20):\n    print(i, flush=True)"])
-    async with CollabClient(server_info.url, server_info.token) as a, CollabClient(server_info.url, server_info.token) as b:
+    async with (
+        CollabClient(server_info.url, server_info.token) as a,
+        CollabClient(server_info.url, server_info.token) as b,
+    ):
         nb = await a.open_notebook("two.ipynb")
         run = await nb.execute()
         other = await b.attach(run.run_id)

@@ -2,10 +2,7 @@
 
 from __future__ import annotations
 
-import asyncio
-
 from fixtures_execution import TIMEOUT, cell_py, stream_text
-from fixtures_rooms import read_notebook
 
 from collab_kernels.execution.murmur import source_hash
 
@@ -18,11 +15,17 @@ async def test_execute_writes_result_and_count_into_every_collaborator(
     bob = await collab_client(nb.path)
     cid = nb.cell_ids[0]
     code, data, headers = await api(
-        "POST", "api", "kernels", nb.kernel_id, "execute",
+        "POST",
+        "api",
+        "kernels",
+        nb.kernel_id,
+        "execute",
         body={"cell_id": cid, "document_id": nb.room_id},
     )
     assert code == 202, data
-    assert headers["Location"].endswith(f"/api/kernels/{nb.kernel_id}/requests/{data['request_id']}")
+    assert headers["Location"].endswith(
+        f"/api/kernels/{nb.kernel_id}/requests/{data['request_id']}"
+    )
     assert data["status"] in ("queued", "running")
     result = await wait_request(data["request_id"])
     assert result["status"] == "done" and result["result"] == "ok"
@@ -42,9 +45,7 @@ async def test_execute_writes_result_and_count_into_every_collaborator(
 def gate_code(flag, body: str = "") -> str:
     """A cell that runs until the test creates ``flag`` (no sleeps in the test itself)."""
     return (
-        "import os, time\n"
-        f"while not os.path.exists({str(flag)!r}):\n"
-        "    time.sleep(0.02)\n" + body
+        f"import os, time\nwhile not os.path.exists({str(flag)!r}):\n    time.sleep(0.02)\n" + body
     )
 
 
@@ -57,7 +58,11 @@ def entry(document, cell_id):
 
 async def submit(api, nb, cell_id, **extra):
     code, data, _ = await api(
-        "POST", "api", "kernels", nb.kernel_id, "execute",
+        "POST",
+        "api",
+        "kernels",
+        nb.kernel_id,
+        "execute",
         body={"cell_id": cell_id, "document_id": nb.room_id, **extra},
     )
     assert code == 202, data
@@ -78,9 +83,14 @@ async def test_two_collaborators_see_running_and_queued_cells(
         ea, eb, ec = entry(doc, a), entry(doc, b), entry(doc, c)
         return (
             cell_py(doc, a).get("execution_state") == "running"
-            and ea and ea["status"] == "running"
-            and eb and eb["status"] == "queued" and eb["position"] == 1
-            and ec and ec["status"] == "queued" and ec["position"] == 2
+            and ea
+            and ea["status"] == "running"
+            and eb
+            and eb["status"] == "queued"
+            and eb["position"] == 1
+            and ec
+            and ec["status"] == "queued"
+            and ec["position"] == 2
         )
 
     for conn in (alice, bob):
@@ -133,9 +143,15 @@ async def test_multi_cell_request_is_one_batch_with_source_hashes(
     nb = await notebook_session(["x = 1", "x += 1", "print(x)"])
     alice = await collab_client(nb.path)
     sources = ["x = 1", "x += 1", "print(x)"]
-    cells = [{"cell_id": cid, "source_hash": source_hash(s)} for cid, s in zip(nb.cell_ids, sources)]
+    cells = [
+        {"cell_id": cid, "source_hash": source_hash(s)} for cid, s in zip(nb.cell_ids, sources)
+    ]
     code, data, _ = await api(
-        "POST", "api", "kernels", nb.kernel_id, "execute",
+        "POST",
+        "api",
+        "kernels",
+        nb.kernel_id,
+        "execute",
         body={"document_id": nb.room_id, "cells": cells},
     )
     assert code == 202, data
@@ -155,7 +171,11 @@ async def test_stale_source_hash_is_409_and_runs_nothing(notebook_session, api, 
     ]
     before = len(execution_manager.list_requests())
     code, data, _ = await api(
-        "POST", "api", "kernels", nb.kernel_id, "execute",
+        "POST",
+        "api",
+        "kernels",
+        nb.kernel_id,
+        "execute",
         body={"document_id": nb.room_id, "cells": cells},
     )
     assert code == 409
@@ -170,12 +190,19 @@ async def test_code_dialect_runs_the_given_code_into_the_cell(
     cid = nb.cell_ids[0]
     alice = await collab_client(nb.path)
     code, data, headers = await api(
-        "POST", "api", "kernels", nb.kernel_id, "execute",
-        body={"code": "print('from the body')", "metadata": {"cell_id": cid, "document_id": nb.room_id}},
+        "POST",
+        "api",
+        "kernels",
+        nb.kernel_id,
+        "execute",
+        body={
+            "code": "print('from the body')",
+            "metadata": {"cell_id": cid, "document_id": nb.room_id},
+        },
     )
     assert code == 202
     location = headers["Location"]
-    code, polled, _ = await api("GET", *location[location.index("api/"):].split("/"))
+    code, polled, _ = await api("GET", *location[location.index("api/") :].split("/"))
     assert code == 200 and polled["request_id"] == data["request_id"]
     await wait_request(data["request_id"])
     await alice.wait_for(lambda d: cell_py(d, cid).get("execution_count") == 1, TIMEOUT)
@@ -194,7 +221,9 @@ async def test_bad_requests(notebook_session, api, jp_root_dir):
 
     code, data, _ = await post("no-such-kernel", {"cell_id": nb.cell_ids[0], "document_id": doc})
     assert code == 404 and "kernel" in data["message"]
-    code, data, _ = await post(kid, {"cell_id": nb.cell_ids[0], "document_id": "json:notebook:nope"})
+    code, data, _ = await post(
+        kid, {"cell_id": nb.cell_ids[0], "document_id": "json:notebook:nope"}
+    )
     assert code == 404 and "document" in data["message"]
     code, data, _ = await post(kid, {"cell_id": "no-such-cell", "document_id": doc})
     assert code == 404 and "no-such-cell" in data["message"]
@@ -246,8 +275,10 @@ async def test_interrupt_stops_running_cell_and_clears_queue(
     alice = await collab_client(nb.path)
     ids = [await submit(api, nb, cid) for cid in (a, b, c)]
     await alice.wait_for(
-        lambda d: (entry(d, c) or {}).get("status") == "queued"
-        and "started" in str(cell_py(d, a)["outputs"]),
+        lambda d: (
+            (entry(d, c) or {}).get("status") == "queued"
+            and "started" in str(cell_py(d, a)["outputs"])
+        ),
         TIMEOUT,
     )
     code, _, _ = await api("POST", "api", "kernels", nb.kernel_id, "interrupt")
@@ -256,8 +287,10 @@ async def test_interrupt_stops_running_cell_and_clears_queue(
     assert ra["result"] == "error"
     assert rb["result"] == rc["result"] == "aborted"
     await alice.wait_for(
-        lambda d: all(cell_py(d, x)["execution_state"] == "idle" for x in (a, b, c))
-        and cell_py(d, a).get("execution_count") is not None,
+        lambda d: (
+            all(cell_py(d, x)["execution_state"] == "idle" for x in (a, b, c))
+            and cell_py(d, a).get("execution_count") is not None
+        ),
         TIMEOUT,
     )
     outputs = cell_py(alice.document, a)["outputs"]
@@ -304,13 +337,19 @@ async def test_cells_inserted_moved_and_deleted_by_a_collaborator_still_get_thei
     rid = await submit(api, nb, bottom)
     await wait_request(rid)
     code, _data, _ = await api(
-        "POST", "api", "kernels", nb.kernel_id, "execute",
+        "POST",
+        "api",
+        "kernels",
+        nb.kernel_id,
+        "execute",
         body={"cell_id": first, "document_id": nb.room_id},
     )
     assert code == 404  # the deleted cell is gone from the index too
     await alice.wait_for(
-        lambda d: cell_py(d, bottom).get("execution_count") == 4
-        and cell_py(d, top).get("execution_count") == 2,
+        lambda d: (
+            cell_py(d, bottom).get("execution_count") == 4
+            and cell_py(d, top).get("execution_count") == 2
+        ),
         TIMEOUT,
     )
     assert cell_py(alice.document, top)["outputs"][0]["data"]["text/plain"] == "'top'"

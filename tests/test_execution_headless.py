@@ -3,14 +3,12 @@
 from __future__ import annotations
 
 import asyncio
-import json
 import os
 import signal
 
 from fixtures_execution import LONG_CELL, TIMEOUT, LongCell, cell_py, stream_text
 from fixtures_kernels import wait_until
 from fixtures_rooms import read_notebook
-from pycrdt import Map
 from test_execution import entry, gate_code, submit
 
 
@@ -23,7 +21,8 @@ def saved_cell(root, path, index):
 
 def saved_text(cell, name="stdout"):
     return "".join(
-        "".join(o["text"]) for o in cell["outputs"]
+        "".join(o["text"])
+        for o in cell["outputs"]
         if o["output_type"] == "stream" and o["name"] == name
     )
 
@@ -106,8 +105,12 @@ async def test_kernel_killed_mid_cell(
     notebook_session, api, collab_client, wait_request, tmp_path, jp_serverapp
 ):
     nb = await notebook_session(
-        [gate_code(tmp_path / "never", "").replace("import os", "print('started', flush=True)\nimport os"),
-         "print('b')"]
+        [
+            gate_code(tmp_path / "never", "").replace(
+                "import os", "print('started', flush=True)\nimport os"
+            ),
+            "print('b')",
+        ]
     )
     a, b = nb.cell_ids
     alice = await collab_client(nb.path)
@@ -118,8 +121,10 @@ async def test_kernel_killed_mid_cell(
     assert (await wait_request(ra))["result"] == "error"
     assert (await wait_request(rb))["result"] == "aborted"
     await alice.wait_for(
-        lambda d: all(cell_py(d, x)["execution_state"] == "idle" for x in (a, b))
-        and cell_py(d, a)["outputs"][-1].get("output_type") == "error",
+        lambda d: (
+            all(cell_py(d, x)["execution_state"] == "idle" for x in (a, b))
+            and cell_py(d, a)["outputs"][-1].get("output_type") == "error"
+        ),
         TIMEOUT,
     )
     cell = cell_py(alice.document, a)
@@ -180,13 +185,21 @@ async def test_kernel_switch_follows_the_session(
     new_kid = session["kernel"]["id"]
     assert new_kid != nb.kernel_id
     code, data, _ = await api(
-        "POST", "api", "kernels", new_kid, "execute",
+        "POST",
+        "api",
+        "kernels",
+        new_kid,
+        "execute",
         body={"cell_id": cid, "document_id": nb.room_id},
     )
     assert code == 202, data
     assert (await wait_request(data["request_id"]))["result"] == "ok"
     code, data, _ = await api(
-        "POST", "api", "kernels", nb.kernel_id, "execute",
+        "POST",
+        "api",
+        "kernels",
+        nb.kernel_id,
+        "execute",
         body={"cell_id": cid, "document_id": nb.room_id},
     )
     assert code in (400, 404), data
@@ -217,9 +230,7 @@ async def test_browser_websocket_execute_is_written_once_by_the_server(
     assert cell_py(alice.document, cid)["outputs"][0]["text"] == "from the browser\n"
 
 
-async def test_input_answered_by_a_collaborator(
-    notebook_session, api, collab_client, wait_request
-):
+async def test_input_answered_by_a_collaborator(notebook_session, api, collab_client, wait_request):
     nb = await notebook_session(["name = input('name? ')\nprint('hello', name)"])
     cid = nb.cell_ids[0]
     alice = await collab_client(nb.path)
@@ -229,7 +240,11 @@ async def test_input_answered_by_a_collaborator(
     code, polled, _ = await api("GET", "api", "kernels", nb.kernel_id, "requests", rid)
     assert polled["input_request"]["prompt"] == "name? "
     code, data, _ = await api(
-        "POST", "api", "kernels", nb.kernel_id, "input",
+        "POST",
+        "api",
+        "kernels",
+        nb.kernel_id,
+        "input",
         body={"document_id": nb.room_id, "cell_id": cid, "value": "bob"},
     )
     assert code == 200, data
@@ -237,7 +252,11 @@ async def test_input_answered_by_a_collaborator(
     await alice.wait_for(lambda d: cell_py(d, cid).get("execution_count") == 1, TIMEOUT)
     assert stream_text(cell_py(alice.document, cid)) == "name? bob\nhello bob\n"
     code, data, _ = await api(
-        "POST", "api", "kernels", nb.kernel_id, "input",
+        "POST",
+        "api",
+        "kernels",
+        nb.kernel_id,
+        "input",
         body={"document_id": nb.room_id, "cell_id": cid, "value": "again"},
     )
     assert code == 409
@@ -256,8 +275,10 @@ async def test_unanswered_input_times_out(
         assert (await wait_request(ra))["result"] == "error"
         assert (await wait_request(rb))["result"] == "aborted"
         await alice.wait_for(
-            lambda d: cell_py(d, a)["execution_state"] == "idle"
-            and any(o.get("ename") == "StdinTimeout" for o in cell_py(d, a)["outputs"]),
+            lambda d: (
+                cell_py(d, a)["execution_state"] == "idle"
+                and any(o.get("ename") == "StdinTimeout" for o in cell_py(d, a)["outputs"])
+            ),
             TIMEOUT,
         )
         assert entry(alice.document, a) is None

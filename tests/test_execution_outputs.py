@@ -3,8 +3,6 @@ large outputs."""
 
 from __future__ import annotations
 
-import asyncio
-
 from fixtures_execution import TIMEOUT, cell_py, stream_text
 from fixtures_kernels import wait_until
 from fixtures_rooms import read_notebook
@@ -63,6 +61,7 @@ async def test_progress_bar_clear_output_and_display_updates(
         except ValueError:  # caught mid-write
             return False
         return cells[2]["execution_count"] == 3 and cells
+
     cells = await wait_until(saved, TIMEOUT)
     saved_err = "".join(
         "".join(o["text"]) for o in cells[0]["outputs"] if o.get("name") == "stderr"
@@ -91,6 +90,7 @@ async def test_ten_megabytes_of_output_while_another_notebook_runs(
         except ValueError:  # caught mid-write
             return False
         return cell["execution_count"] == 1 and cell
+
     cell = await wait_until(saved, 60)
     assert len("".join(cell["outputs"][0]["text"])) == 10 * 1024 * 1024 + 1
 
@@ -101,10 +101,7 @@ async def test_result_and_count_reach_collaborators_together(
     """A collaborator never sees a cell's result without its count. The first cell makes
     every execution end 20 ms after its result (a post-execute hook, as plotting libraries
     have), so a result written on its own would be seen first."""
-    hook = (
-        "import time\n"
-        "get_ipython().events.register('post_execute', lambda: time.sleep(0.02))\n"
-    )
+    hook = "import time\nget_ipython().events.register('post_execute', lambda: time.sleep(0.02))\n"
     nb = await notebook_session([hook, "6 * 7"])
     first, second = nb.cell_ids
     assert (await wait_request(await submit(api, nb, first)))["result"] == "ok"

@@ -10,13 +10,12 @@ import json
 import logging
 import uuid
 
+from fixtures_kernels import V1
+from fixtures_reliability import FIGURES, count, draw, json_values, scaled
 from hypothesis import strategies as st
 from jupyter_server.services.kernels.connection.base import serialize_msg_to_ws_v1
 from websockets.asyncio.client import connect as ws_connect
 from websockets.exceptions import ConnectionClosed
-
-from fixtures_kernels import V1
-from fixtures_reliability import FIGURES, count, draw, json_values, scaled
 
 CHANNELS = ["shell", "iopub", "stdin", "control", "hb", "nope", ""]
 
@@ -24,7 +23,8 @@ CHANNELS = ["shell", "iopub", "stdin", "control", "hb", "nope", ""]
 def v1_frames():
     header = st.dictionaries(
         st.sampled_from(["msg_id", "msg_type", "session", "username", "version", "date"]),
-        json_values, max_size=6,
+        json_values,
+        max_size=6,
     )
     valid_like = st.builds(
         lambda channel, h, content: serialize_msg_to_ws_v1(
@@ -39,9 +39,11 @@ def v1_frames():
         valid_like,
         valid_like.flatmap(lambda f: st.integers(0, len(f)).map(lambda i: f[:i])),  # truncated
         st.builds(  # offsets table that lies
-            lambda n, offsets, tail: n.to_bytes(8, "little")
-            + b"".join(o.to_bytes(8, "little") for o in offsets) + tail,
-            st.integers(0, 2**64 - 1), st.lists(st.integers(0, 2**64 - 1), max_size=5),
+            lambda n, offsets, tail: (
+                n.to_bytes(8, "little") + b"".join(o.to_bytes(8, "little") for o in offsets) + tail
+            ),
+            st.integers(0, 2**64 - 1),
+            st.lists(st.integers(0, 2**64 - 1), max_size=5),
             st.binary(max_size=50),
         ),
     )
@@ -52,9 +54,8 @@ def legacy_frames():
         {},
         optional={
             "channel": st.sampled_from(CHANNELS) | json_values,
-            "header": json_values | st.fixed_dictionaries(
-                {"msg_type": json_values, "msg_id": json_values}
-            ),
+            "header": json_values
+            | st.fixed_dictionaries({"msg_type": json_values, "msg_id": json_values}),
             "parent_header": json_values,
             "metadata": json_values,
             "content": json_values,
@@ -71,8 +72,10 @@ def legacy_frames():
 
 def errors(caplog) -> list[str]:
     return [
-        r.getMessage() for r in caplog.records
-        if r.levelno >= logging.ERROR and "Traceback" not in r.getMessage()
+        r.getMessage()
+        for r in caplog.records
+        if r.levelno >= logging.ERROR
+        and "Traceback" not in r.getMessage()
         and ("collab_kernels" in r.getMessage() or r.exc_info)
     ]
 
@@ -96,8 +99,11 @@ async def test_kernel_websockets_survive_junk_frames(
         for i, frame in enumerate(frames):
             if ws is None:
                 ws = await ws_connect(
-                    f"{base}?session_id={uuid.uuid4().hex}", additional_headers=headers,
-                    subprotocols=subprotocols, max_size=None, open_timeout=30,
+                    f"{base}?session_id={uuid.uuid4().hex}",
+                    additional_headers=headers,
+                    subprotocols=subprotocols,
+                    max_size=None,
+                    open_timeout=30,
                 )
             try:
                 await ws.send(frame)
@@ -111,10 +117,16 @@ async def test_kernel_websockets_survive_junk_frames(
         if ws is not None:
             await ws.close()
     # oversized frames: refused by the websocket layer, the kernel carries on
-    for subprotocols, frame in (([V1], b"\x00" * (11 * 1024 * 1024)), (None, "x" * (11 * 1024 * 1024))):
+    for subprotocols, frame in (
+        ([V1], b"\x00" * (11 * 1024 * 1024)),
+        (None, "x" * (11 * 1024 * 1024)),
+    ):
         ws = await ws_connect(
-            f"{base}?session_id={uuid.uuid4().hex}", additional_headers=headers,
-            subprotocols=subprotocols, max_size=None, open_timeout=30,
+            f"{base}?session_id={uuid.uuid4().hex}",
+            additional_headers=headers,
+            subprotocols=subprotocols,
+            max_size=None,
+            open_timeout=30,
         )
         try:
             await ws.send(frame)

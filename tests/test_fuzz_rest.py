@@ -12,12 +12,21 @@ from urllib.parse import quote
 
 import httpx
 import nbformat
+from fixtures_reliability import FIGURES, count, draw, json_values, scaled
 from hypothesis import strategies as st
 
-from fixtures_reliability import FIGURES, count, draw, json_values, scaled
-
-BODY_KEYS = ["cell_id", "document_id", "cells", "code", "metadata", "value", "format", "type",
-             "source_hash", "path"]
+BODY_KEYS = [
+    "cell_id",
+    "document_id",
+    "cells",
+    "code",
+    "metadata",
+    "value",
+    "format",
+    "type",
+    "source_hash",
+    "path",
+]
 
 bodies = st.one_of(
     st.binary(max_size=300),
@@ -47,11 +56,23 @@ def path_of(value: str) -> str:
 
 junk_paths = st.one_of(
     st.text(max_size=80),
-    st.sampled_from([
-        "../outside.ipynb", "../../etc/passwd", "/etc/passwd", "a/../../outside.ipynb",
-        "missing.ipynb", "dir/missing.ipynb", "\\..\\outside.ipynb", "notebook.ipynb\x00.txt",
-        "", "/", "//", "./", "~/x.ipynb",
-    ]),
+    st.sampled_from(
+        [
+            "../outside.ipynb",
+            "../../etc/passwd",
+            "/etc/passwd",
+            "a/../../outside.ipynb",
+            "missing.ipynb",
+            "dir/missing.ipynb",
+            "\\..\\outside.ipynb",
+            "notebook.ipynb\x00.txt",
+            "",
+            "/",
+            "//",
+            "./",
+            "~/x.ipynb",
+        ]
+    ),
 )
 
 
@@ -84,7 +105,11 @@ async def test_junk_requests_never_get_a_5xx(
                 ("GET", f"api/kernels/{segment(kid)}/requests/{segment(b)}", None),
                 ("DELETE", f"api/kernels/{segment(kid)}/requests/{segment(b)}", None),
                 ("GET", f"api/kernels/{segment(kid)}/requests", None),
-                ("GET", f"api/collaboration/room/{segment(a if len(b) % 2 else room_id)}/presence", None),
+                (
+                    "GET",
+                    f"api/collaboration/room/{segment(a if len(b) % 2 else room_id)}/presence",
+                    None,
+                ),
                 ("PUT", "api/collaboration/session/real.ipynb", body),
             ]
         # structurally right bodies with junk values, on the real kernel and document
@@ -96,8 +121,12 @@ async def test_junk_requests_never_get_a_5xx(
                 {"code": value, "metadata": {"cell_id": cell_id, "document_id": room_id}},
                 {"document_id": room_id, "cell_id": cell_id, "value": value},
             ):
-                requests.append(("POST", f"api/kernels/{kernel_id}/execute", json.dumps(payload).encode()))
-                requests.append(("POST", f"api/kernels/{kernel_id}/input", json.dumps(payload).encode()))
+                requests.append(
+                    ("POST", f"api/kernels/{kernel_id}/execute", json.dumps(payload).encode())
+                )
+                requests.append(
+                    ("POST", f"api/kernels/{kernel_id}/input", json.dumps(payload).encode())
+                )
         for method, url, body in requests:
             r = await http.request(method, url, content=body)
             tried += 1
@@ -118,7 +147,10 @@ async def test_paths_outside_the_root_or_missing_are_refused_never_indexed(
     tried = 0
     async with httpx.AsyncClient(base_url=collab_base_url, headers=headers, timeout=60) as http:
         for path in draw(junk_paths, scaled(80)):
-            for body in ({"format": "json", "type": "notebook"}, {"format": "text", "type": "file"}):
+            for body in (
+                {"format": "json", "type": "notebook"},
+                {"format": "text", "type": "file"},
+            ):
                 r = await http.put(f"api/collaboration/session/{path_of(path)}", json=body)
                 tried += 1
                 assert r.status_code in (400, 403, 404), (path, r.status_code, r.text)
@@ -131,6 +163,8 @@ async def test_paths_outside_the_root_or_missing_are_refused_never_indexed(
     async with httpx.AsyncClient(base_url=collab_base_url, headers=headers, timeout=60) as http:
         name = f"ok-{uuid.uuid4().hex[:6]}.ipynb"
         nbformat.write(nbformat.v4.new_notebook(), str(jp_root_dir / name))
-        r = await http.put(f"api/collaboration/session/{name}", json={"format": "json", "type": "notebook"})
+        r = await http.put(
+            f"api/collaboration/session/{name}", json={"format": "json", "type": "notebook"}
+        )
         assert r.status_code == 201
     assert fim_rows(jp_serverapp) == before + 1

@@ -12,12 +12,6 @@ import logging
 
 import nbformat
 import pytest
-from hypothesis import strategies as st
-from pycrdt import Array, Doc, write_var_uint
-from traitlets.config import Config
-
-from collab_kernels.client.connection import open_session
-from collab_kernels.rooms import protocol
 from fixtures_reliability import (
     FIGURES,
     FrameProber,
@@ -29,6 +23,12 @@ from fixtures_reliability import (
     update_frame,
 )
 from fixtures_rooms import eventually
+from hypothesis import strategies as st
+from pycrdt import Array, Doc, write_var_uint
+from traitlets.config import Config
+
+from collab_kernels.client.connection import open_session
+from collab_kernels.rooms import protocol
 
 MAX_MESSAGE = 64 * 1024
 ACCEPTABLE_CLOSES = {
@@ -76,7 +76,8 @@ def sources(doc) -> list[str]:
 
 def server_errors(caplog) -> list[str]:
     return [
-        r.getMessage() for r in caplog.records
+        r.getMessage()
+        for r in caplog.records
         if r.levelno >= logging.ERROR and "collab_kernels" in r.getMessage()
     ]
 
@@ -105,7 +106,12 @@ async def honest_round(alice, bob, room, i: int) -> None:
 
 
 async def test_room_survives_random_frames_and_collaborators_converge(
-    rooms_notebook, collab_client, collab_base_url, collab_token, room_manager, jp_root_dir,
+    rooms_notebook,
+    collab_client,
+    collab_base_url,
+    collab_token,
+    room_manager,
+    jp_root_dir,
     caplog,
 ):
     path = rooms_notebook("fuzz.ipynb", ["alice", "bob"])
@@ -187,15 +193,15 @@ async def test_clock_skipping_update_reaches_every_collaborator(
     alice = await collab_client(path)
     room = await room_manager.get_room_for_path(path)
     prober = await room_prober(collab_base_url, path, collab_token)
-    assert await prober.play(update_frame(clock_skipping_insert(room.ydoc.get_update(), "ZZ"))) is None
+    assert (
+        await prober.play(update_frame(clock_skipping_insert(room.ydoc.get_update(), "ZZ"))) is None
+    )
     await prober.close()
     assert sources(room.document)[1] == "bZZob"
     await alice.wait_for(lambda doc: sources(doc) == sources(room.document))
 
 
-async def test_global_awareness_room_survives_random_frames(
-    collab_base_url, collab_token, caplog
-):
+async def test_global_awareness_room_survives_random_frames(collab_base_url, collab_token, caplog):
     url = collab_base_url.replace("http://", "ws://", 1) + (
         f"api/collaboration/room/{protocol.GLOBAL_AWARENESS_ROOM}"
     )
@@ -232,9 +238,12 @@ def schema_breaking_updates(state: bytes) -> list[tuple[str, bytes]]:
         edit("number in cells", lambda d: cells(d).append(42)),
         edit("string in cells", lambda d: cells(d).append("junk")),
         edit("cell without source", lambda d: cells(d).append(Map({"cell_type": "code"}))),
-        edit("cell of unknown type", lambda d: cells(d).append(
-            Map({"cell_type": "nope", "source": Text("x"), "id": "c-nope", "metadata": Map()})
-        )),
+        edit(
+            "cell of unknown type",
+            lambda d: cells(d).append(
+                Map({"cell_type": "nope", "source": Text("x"), "id": "c-nope", "metadata": Map()})
+            ),
+        ),
         edit("outputs not a list", lambda d: cells(d)[2].__setitem__("outputs", "junk")),
         edit("source not text", lambda d: cells(d)[2].__setitem__("source", 12)),
         edit("metadata not a map", lambda d: meta(d).__setitem__("metadata", 5)),
@@ -252,7 +261,12 @@ async def test_schema_breaking_edits_never_crash_the_room(
     mallory = await collab_client(path)
     room = await room_manager.get_room_for_path(path)
     for i, (name, update) in enumerate(schema_breaking_updates(room.ydoc.get_update())):
-        await mallory.send_bytes(protocol.MESSAGE_SYNC.to_bytes(1, "big") + b"\x02" + write_var_uint(len(update)) + update)
+        await mallory.send_bytes(
+            protocol.MESSAGE_SYNC.to_bytes(1, "big")
+            + b"\x02"
+            + write_var_uint(len(update))
+            + update
+        )
         await honest_round(alice, bob, room, 1000 + i)
         assert not room.closed, name
         assert await room.save() in ("success", "skipped"), name

@@ -32,7 +32,9 @@ async def test_listener_receives_execution_messages_in_order(jp_serverapp, start
     await client.wait_ready(TIMEOUT)
     got: list[KernelMessage] = []
     done = asyncio.get_running_loop().create_future()
-    msg = client.session.msg("execute_request", {"code": "for i in range(50): print(i, flush=True)"})
+    msg = client.session.msg(
+        "execute_request", {"code": "for i in range(50): print(i, flush=True)"}
+    )
     msg_id = msg["header"]["msg_id"]
 
     def on_msg(m: KernelMessage):

@@ -6,9 +6,8 @@ from __future__ import annotations
 import json
 
 import pytest
-from traitlets.config import Config
-
 from fixtures_kernels import wait_until
+from traitlets.config import Config
 
 
 @pytest.fixture

@@ -7,8 +7,9 @@ from __future__ import annotations
 import asyncio
 import json
 
-from collab_kernels.kernels.manager import SharedClientKernelManager
 from fixtures_kernels import TIMEOUT, wait_until
+
+from collab_kernels.kernels.manager import SharedClientKernelManager
 
 
 async def _new_session(jp_fetch, path, *, kind="notebook", kernel=None):
@@ -44,7 +45,13 @@ async def test_execution_state_last_activity_and_connections(
     idle_since = (await kernel_model(kid))["last_activity"]
     info = tab_b.send("shell", "kernel_info_request")
     await tab_b.reply(info)
-    await tab_b.wait_for(lambda m: m["parent_header"].get("msg_id") == info and m["msg_type"] == "status" and m["content"]["execution_state"] == "idle")
+    await tab_b.wait_for(
+        lambda m: (
+            m["parent_header"].get("msg_id") == info
+            and m["msg_type"] == "status"
+            and m["content"]["execution_state"] == "idle"
+        )
+    )
     model = await kernel_model(kid)
     assert model["last_activity"] == idle_since
     assert model["execution_state"] == "idle"
@@ -67,7 +74,9 @@ async def test_interrupt(jp_fetch, start_kernel, open_kernel_ws):
     # Interrupt once the code runs: a SIGINT that lands between execute_input and the
     # user's code is caught by ipykernel and ignored.
     msg_id = tab.execute("import time; print('started', flush=True); time.sleep(60)")
-    await tab.wait_for(lambda m: m["msg_type"] == "stream" and m["parent_header"]["msg_id"] == msg_id)
+    await tab.wait_for(
+        lambda m: m["msg_type"] == "stream" and m["parent_header"]["msg_id"] == msg_id
+    )
     response = await jp_fetch("api", "kernels", kid, "interrupt", method="POST", body="")
     assert response.code == 204
     reply = await tab.reply(msg_id)
@@ -106,7 +115,9 @@ async def test_automatic_restart_after_the_kernel_dies(jp_serverapp, start_kerne
     kid = await start_kernel()
     client = jp_serverapp.kernel_manager.get_shared_client(kid)
     restarted = asyncio.get_running_loop().create_future()
-    client.add_lifecycle_listener(lambda e: e == "restarted" and not restarted.done() and restarted.set_result(e))
+    client.add_lifecycle_listener(
+        lambda e: e == "restarted" and not restarted.done() and restarted.set_result(e)
+    )
     tab = await open_kernel_ws(kid, "legacy")
     tab.execute("import os; os._exit(1)")
     status = await tab.wait_for(
@@ -119,7 +130,9 @@ async def test_automatic_restart_after_the_kernel_dies(jp_serverapp, start_kerne
     assert tab.stream_text(msg_id) == "alive again\n"
 
 
-async def test_shutdown_closes_the_shared_client(jp_serverapp, jp_fetch, start_kernel, open_kernel_ws):
+async def test_shutdown_closes_the_shared_client(
+    jp_serverapp, jp_fetch, start_kernel, open_kernel_ws
+):
     kid = await start_kernel()
     client = jp_serverapp.kernel_manager.get_shared_client(kid)
     events = []
@@ -141,7 +154,10 @@ async def test_session_kernel_switch(jp_serverapp, jp_fetch, open_kernel_ws):
     tab = await open_kernel_ws(old_kid, "v1")
     await tab.run("x = 'old'")
     response = await jp_fetch(
-        "api", "sessions", session["id"], method="PATCH",
+        "api",
+        "sessions",
+        session["id"],
+        method="PATCH",
         body=json.dumps({"kernel": {"name": "python3"}}),
     )
     new_kid = json.loads(response.body)["kernel"]["id"]

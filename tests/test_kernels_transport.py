@@ -7,9 +7,8 @@ import os
 import stat
 
 import pytest
-from traitlets.config import Config
-
 from fixtures_rooms import eventually
+from traitlets.config import Config
 
 
 @pytest.fixture(params=["ipc", "tcp"])

@@ -7,7 +7,6 @@ import asyncio
 import json
 
 import pytest
-
 from fixtures_kernels import TIMEOUT, wait_until
 
 PROTOCOLS = ["v1", "legacy"]
@@ -72,16 +71,12 @@ async def test_comm_round_trip_reaches_every_tab(start_kernel, open_kernel_ws):
         "c.on_msg(lambda m: c.send({'echo': m['content']['data']['value']}))\n"
     )
     await tab_a.run(code)
-    opens = [
-        await tab.wait_for(lambda m: m["msg_type"] == "comm_open") for tab in (tab_a, tab_b)
-    ]
+    opens = [await tab.wait_for(lambda m: m["msg_type"] == "comm_open") for tab in (tab_a, tab_b)]
     comm_id = opens[0]["content"]["comm_id"]
     assert opens[1]["content"]["comm_id"] == comm_id
     tab_b.send("shell", "comm_msg", {"comm_id": comm_id, "data": {"value": 7}})
     for tab in (tab_a, tab_b):
-        echo = await tab.wait_for(
-            lambda m: m["msg_type"] == "comm_msg" and m["channel"] == "iopub"
-        )
+        echo = await tab.wait_for(lambda m: m["msg_type"] == "comm_msg" and m["channel"] == "iopub")
         assert echo["content"]["data"] == {"echo": 7}
 
 
@@ -151,7 +146,9 @@ async def test_request_hook_withholds_outputs_from_the_sending_tab_only(
     assert not client._withheld  # the idle status released the entry
 
 
-async def test_failing_and_slow_listeners_do_not_block_tabs(jp_serverapp, start_kernel, open_kernel_ws):
+async def test_failing_and_slow_listeners_do_not_block_tabs(
+    jp_serverapp, start_kernel, open_kernel_ws
+):
     kid = await start_kernel()
     client = jp_serverapp.kernel_manager.get_shared_client(kid)
     gate = asyncio.Event()

@@ -11,8 +11,8 @@ from collab_kernels.execution.murmur import murmurhash2, source_hash
 from collab_kernels.execution.outputs import (
     DocumentOutputState,
     apply_output_message,
-    finish_execution,
     find_cell,
+    finish_execution,
     resolve_stream_text,
     start_execution,
 )
@@ -91,10 +91,22 @@ def nb():
     nb.set(
         {
             "cells": [
-                {"cell_type": "code", "id": "c1", "source": "1", "metadata": {}, "outputs": [],
-                 "execution_count": None},
-                {"cell_type": "code", "id": "c2", "source": "2", "metadata": {}, "outputs": [],
-                 "execution_count": None},
+                {
+                    "cell_type": "code",
+                    "id": "c1",
+                    "source": "1",
+                    "metadata": {},
+                    "outputs": [],
+                    "execution_count": None,
+                },
+                {
+                    "cell_type": "code",
+                    "id": "c2",
+                    "source": "2",
+                    "metadata": {},
+                    "outputs": [],
+                    "execution_count": None,
+                },
             ],
             "metadata": {},
             "nbformat": 4,
@@ -124,8 +136,11 @@ def test_stream_chunks_merge_into_one_output(nb):
         apply(nb, state, "c1", "stream", stream("stdout", f"line {i}\n"))
     out = outputs(nb, "c1")
     assert len(out) == 1
-    assert out[0] == {"output_type": "stream", "name": "stdout",
-                      "text": "".join(f"line {i}\n" for i in range(5))}
+    assert out[0] == {
+        "output_type": "stream",
+        "name": "stdout",
+        "text": "".join(f"line {i}\n" for i in range(5)),
+    }
     # It is a Text edited in place (collaborators receive appends, not replacements).
     assert isinstance(find_cell(nb.ycells, "c1")["outputs"][0]["text"], Text)
 
@@ -136,7 +151,10 @@ def test_stdout_and_stderr_alternate_into_separate_outputs(nb):
     apply(nb, state, "c1", "stream", stream("stderr", "b\n"))
     apply(nb, state, "c1", "stream", stream("stdout", "c\n"))
     assert [(o["name"], o["text"]) for o in outputs(nb, "c1")] == [
-        ("stdout", "a\n"), ("stderr", "b\n"), ("stdout", "c\n")]
+        ("stdout", "a\n"),
+        ("stderr", "b\n"),
+        ("stdout", "c\n"),
+    ]
 
 
 def test_progress_bar_stays_one_line(nb):
@@ -175,13 +193,20 @@ def test_display_data_drops_transient_and_update_edits_every_cell(nb):
     apply(nb, state, "c1", "stream", stream("stdout", "between\n"))
     apply(nb, state, "c2", "display_data", content)
     apply(nb, state, "c2", "display_data", {"data": {"text/plain": "other"}, "metadata": {}})
-    changed = apply(nb, state, "c2", "update_display_data",
-                    {"data": {"text/plain": "v2"}, "metadata": {"m": 1},
-                     "transient": {"display_id": "d"}})
+    changed = apply(
+        nb,
+        state,
+        "c2",
+        "update_display_data",
+        {"data": {"text/plain": "v2"}, "metadata": {"m": 1}, "transient": {"display_id": "d"}},
+    )
     assert changed
     c1, c2 = outputs(nb, "c1"), outputs(nb, "c2")
-    assert c1[0] == {"output_type": "display_data", "data": {"text/plain": "v2"},
-                     "metadata": {"m": 1}}
+    assert c1[0] == {
+        "output_type": "display_data",
+        "data": {"text/plain": "v2"},
+        "metadata": {"m": 1},
+    }
     assert c1[1]["output_type"] == "stream"
     assert c2[0]["data"] == {"text/plain": "v2"}
     assert c2[1]["data"] == {"text/plain": "other"}
@@ -194,8 +219,13 @@ def test_update_for_cleared_output_is_ignored(nb):
     apply(nb, state, "c1", "display_data", content)
     apply(nb, state, "c1", "clear_output", {"wait": False})
     apply(nb, state, "c1", "stream", stream("stdout", "x"))
-    assert not apply(nb, state, "c1", "update_display_data",
-                     {"data": {"text/plain": "v2"}, "transient": {"display_id": "d"}})
+    assert not apply(
+        nb,
+        state,
+        "c1",
+        "update_display_data",
+        {"data": {"text/plain": "v2"}, "transient": {"display_id": "d"}},
+    )
     assert outputs(nb, "c1") == [{"output_type": "stream", "name": "stdout", "text": "x"}]
 
 
@@ -213,18 +243,41 @@ def test_clear_output_wait_clears_just_before_next_output(nb):
 def test_execute_result_error_and_image(nb):
     state = DocumentOutputState()
     png = "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mNkYPhfDwAChwGA60e6kgAAAABJRU5ErkJggg=="
-    apply(nb, state, "c1", "display_data",
-          {"data": {"image/png": png, "text/plain": "<Figure>"}, "metadata": {}})
-    apply(nb, state, "c1", "execute_result",
-          {"data": {"text/plain": "2"}, "metadata": {}, "execution_count": 3})
-    apply(nb, state, "c1", "error",
-          {"ename": "ValueError", "evalue": "bad", "traceback": ["tb1", "tb2"]})
+    apply(
+        nb,
+        state,
+        "c1",
+        "display_data",
+        {"data": {"image/png": png, "text/plain": "<Figure>"}, "metadata": {}},
+    )
+    apply(
+        nb,
+        state,
+        "c1",
+        "execute_result",
+        {"data": {"text/plain": "2"}, "metadata": {}, "execution_count": 3},
+    )
+    apply(
+        nb,
+        state,
+        "c1",
+        "error",
+        {"ename": "ValueError", "evalue": "bad", "traceback": ["tb1", "tb2"]},
+    )
     out = outputs(nb, "c1")
     assert out[0]["data"]["image/png"] == png
-    assert out[1] == {"output_type": "execute_result", "data": {"text/plain": "2"},
-                      "metadata": {}, "execution_count": 3}
-    assert out[2] == {"output_type": "error", "ename": "ValueError", "evalue": "bad",
-                      "traceback": ["tb1", "tb2"]}
+    assert out[1] == {
+        "output_type": "execute_result",
+        "data": {"text/plain": "2"},
+        "metadata": {},
+        "execution_count": 3,
+    }
+    assert out[2] == {
+        "output_type": "error",
+        "ename": "ValueError",
+        "evalue": "bad",
+        "traceback": ["tb1", "tb2"],
+    }
 
 
 def test_status_and_unknown_messages_change_nothing(nb):
@@ -243,8 +296,13 @@ def test_start_and_finish_and_saved_notebook_validates(nb):
     assert cell["execution_state"] == "running" and cell["execution_count"] is None
     assert outputs(nb, "c1") == []
     apply(nb, state, "c1", "stream", stream("stdout", "a\rb\n"))
-    apply(nb, state, "c1", "display_data",
-          {"data": {"text/plain": "x"}, "metadata": {}, "transient": {"display_id": "q"}})
+    apply(
+        nb,
+        state,
+        "c1",
+        "display_data",
+        {"data": {"text/plain": "x"}, "metadata": {}, "transient": {"display_id": "q"}},
+    )
     with nb.ydoc.transaction():
         finish_execution(cell, 7)
     assert cell["execution_state"] == "idle" and cell["execution_count"] == 7

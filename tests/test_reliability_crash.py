@@ -6,21 +6,17 @@ the last save; with it, everything a collaborator had received is restored and s
 
 from __future__ import annotations
 
-import asyncio
 import json
 
 import nbformat
 import pytest
-
-from collab_kernels.client.connection import connect_room
 from fixtures_execution import cell_py, stream_text
 from fixtures_rooms import eventually
 
+from collab_kernels.client.connection import connect_room
+
 CELL = (
-    "import time\n"
-    "for i in range(6000):\n"
-    "    print(f'line {i}', flush=True)\n"
-    "    time.sleep(0.01)\n"
+    "import time\nfor i in range(6000):\n    print(f'line {i}', flush=True)\n    time.sleep(0.01)\n"
 )
 SAVES = ["--RoomManager.save_delay=0.5", "--RoomManager.save_max_delay=3"]
 
@@ -42,7 +38,8 @@ def file_output(path) -> str:
     except (OSError, ValueError):  # caught mid-write
         return ""
     return "".join(
-        "".join(o["text"]) for o in nb["cells"][0].get("outputs", [])
+        "".join(o["text"])
+        for o in nb["cells"][0].get("outputs", [])
         if o.get("output_type") == "stream"
     )
 
@@ -59,9 +56,14 @@ async def test_kill9_during_a_headless_run(server_process, tmp_path, store):
 
     server = await server_process(root=root, config=config).start()
     r = await server.api(
-        "POST", "api/sessions",
-        json={"path": "run.ipynb", "type": "notebook", "name": "run.ipynb",
-              "kernel": {"name": "python3"}},
+        "POST",
+        "api/sessions",
+        json={
+            "path": "run.ipynb",
+            "type": "notebook",
+            "name": "run.ipynb",
+            "kernel": {"name": "python3"},
+        },
     )
     assert r.status_code == 201, r.text
     kernel_id = r.json()["kernel"]["id"]
@@ -73,7 +75,8 @@ async def test_kill9_during_a_headless_run(server_process, tmp_path, store):
     watcher = await connect_room(server.base_url, "run.ipynb", token=server.token)
     try:
         r = await server.api(
-            "POST", f"api/kernels/{kernel_id}/execute",
+            "POST",
+            f"api/kernels/{kernel_id}/execute",
             json={"cell_id": cell_id, "document_id": document_id},
         )
         assert r.status_code == 202, r.text

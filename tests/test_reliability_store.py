@@ -6,14 +6,13 @@ real ``kill -9`` of a server process is in test_reliability_crash.py.
 
 from __future__ import annotations
 
-import asyncio
 import json
+
 import nbformat
 import pytest
-from traitlets.config import Config
-
 from fixtures_execution import TIMEOUT, cell_py, stream_text
 from fixtures_rooms import eventually, read_notebook
+from traitlets.config import Config
 
 
 @pytest.fixture
@@ -128,7 +127,11 @@ async def test_streaming_cell_leaves_a_store_the_size_of_the_document(
     for _ in range(3):
         before = store.update_count(room.room_id)
         code, request, _ = await api(
-            "POST", "api", "kernels", nb.kernel_id, "execute",
+            "POST",
+            "api",
+            "kernels",
+            nb.kernel_id,
+            "execute",
             body={"cell_id": nb.cell_ids[0], "document_id": nb.room_id},
         )
         assert code == 202, request
@@ -142,8 +145,10 @@ async def test_streaming_cell_leaves_a_store_the_size_of_the_document(
     doc_size = len(json.dumps(room.document.get()).encode())  # the notebook as JSON
     history = 3 * len(text.encode())  # what an append-only log would at least hold
     stored = store.stored_bytes(room.room_id)
-    print(f"STORE FIGURES doc_json={doc_size} history>={history} stored={stored} "
-          f"db_file={store.file_size()} appended_updates={appended}")
+    print(
+        f"STORE FIGURES doc_json={doc_size} history>={history} stored={stored} "
+        f"db_file={store.file_size()} appended_updates={appended}"
+    )
     assert stored <= 1.5 * doc_size + 64 * 1024, (stored, doc_size)
     assert stored < history / 2
     assert store.update_count(room.room_id) == 0  # one squashed update, no log behind it

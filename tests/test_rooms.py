@@ -7,19 +7,19 @@ import json
 
 import nbformat
 import pytest
+from fixtures_rooms import (
+    VIEWER_TOKEN,
+    ReadOnlyViewerAuthorizer,
+    ViewerIdentityProvider,
+    eventually,
+    read_notebook,
+)
 from jupyter_ydoc import YNotebook
 from tornado.httpclient import HTTPClientError
 from traitlets.config import Config
 
 from collab_kernels.client.connection import RoomClosedError, SessionError, open_session
 from collab_kernels.rooms import protocol
-from fixtures_rooms import (
-    ReadOnlyViewerAuthorizer,
-    VIEWER_TOKEN,
-    ViewerIdentityProvider,
-    eventually,
-    read_notebook,
-)
 
 
 @pytest.fixture
@@ -79,7 +79,9 @@ async def test_server_edit_is_saved_with_no_client(rooms_notebook, room_manager,
     assert room_manager.find_room(room.room_id) is room
     with room.hold("test"):
         append_source(room.document, 0, "  # from the server")
-        await eventually(lambda: disk_sources(jp_root_dir, path) == ["print('hi')  # from the server"])
+        await eventually(
+            lambda: disk_sources(jp_root_dir, path) == ["print('hi')  # from the server"]
+        )
         assert room.document.ystate["dirty"] is False
         assert room.document.ystate["hash"]
         # held: never freed, even with no client
@@ -159,7 +161,9 @@ async def test_awareness_relayed_to_everyone_including_sender(rooms_notebook, co
     cid = alice.awareness.client_id
 
     def has_alice(conn):
-        return lambda _doc: conn.awareness.states.get(cid, {}).get("user", {}).get("name") == "alice"
+        return lambda _doc: (
+            conn.awareness.states.get(cid, {}).get("user", {}).get("name") == "alice"
+        )
 
     await bob.wait_for(has_alice(bob))
     assert cid in alice.awareness.states

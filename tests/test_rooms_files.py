@@ -7,6 +7,7 @@ import json
 
 import nbformat
 import pytest
+from fixtures_rooms import eventually, read_notebook
 from jupyter_server.serverapp import ServerApp
 from tornado.httpserver import HTTPServer
 from tornado.testing import bind_unused_port
@@ -15,7 +16,6 @@ from traitlets.config import Config
 from collab_kernels.client.connection import RoomConnection
 from collab_kernels.rooms import protocol
 from collab_kernels.rooms.room import ROOM_EVENT_SCHEMA_ID
-from fixtures_rooms import eventually, read_notebook
 
 
 @pytest.fixture
@@ -136,7 +136,11 @@ async def test_freed_room_refuses_stale_history(rooms_notebook, collab_client, r
 
 
 async def test_restarted_server_never_duplicates_cells(
-    rooms_notebook, collab_client, jp_serverapp, jp_configurable_serverapp, jp_root_dir,
+    rooms_notebook,
+    collab_client,
+    jp_serverapp,
+    jp_configurable_serverapp,
+    jp_root_dir,
     jp_base_url,
 ):
     path = rooms_notebook("restart.ipynb", ["first", "second"])

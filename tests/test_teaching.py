@@ -38,7 +38,9 @@ def append(doc, text: str) -> None:
     source.insert(len(source), text)
 
 
-async def test_viewer_edits_dropped_instructor_edits_land(rooms_notebook, collab_client, jp_root_dir):
+async def test_viewer_edits_dropped_instructor_edits_land(
+    rooms_notebook, collab_client, jp_root_dir
+):
     path = rooms_notebook("lesson.ipynb", ["print('lesson')"])
     teacher = await collab_client(path)
     student = await collab_client(path, token=STUDENT)
@@ -55,10 +57,14 @@ async def test_viewer_edits_dropped_instructor_edits_land(rooms_notebook, collab
 
 
 async def test_viewer_cannot_execute_or_interrupt(rooms_notebook, collab_client, jp_fetch):
-    path = rooms_notebook("run.ipynb", ["import time\nprint('started', flush=True)\ntime.sleep(120)"])
+    path = rooms_notebook(
+        "run.ipynb", ["import time\nprint('started', flush=True)\ntime.sleep(120)"]
+    )
     teacher = await collab_client(path)
     response = await jp_fetch(
-        "api", "sessions", method="POST",
+        "api",
+        "sessions",
+        method="POST",
         body=json.dumps({"path": path, "type": "notebook", "kernel": {"name": "python3"}}),
     )
     kernel_id = json.loads(response.body)["kernel"]["id"]
@@ -71,22 +77,38 @@ async def test_viewer_cannot_execute_or_interrupt(rooms_notebook, collab_client,
         (("input",), {"document_id": teacher.room_id, "cell_id": cell_id, "value": "x"}),
     ]:
         with pytest.raises(HTTPClientError) as error:
-            await jp_fetch("api", "kernels", kernel_id, *parts, method="POST",
-                           body=json.dumps(body), headers=student)
+            await jp_fetch(
+                "api",
+                "kernels",
+                kernel_id,
+                *parts,
+                method="POST",
+                body=json.dumps(body),
+                headers=student,
+            )
         assert error.value.code == 403, parts
     # the instructor runs it
-    response = await jp_fetch("api", "kernels", kernel_id, "execute", method="POST",
-                              body=json.dumps({"cell_id": cell_id, "document_id": teacher.room_id}))
+    response = await jp_fetch(
+        "api",
+        "kernels",
+        kernel_id,
+        "execute",
+        method="POST",
+        body=json.dumps({"cell_id": cell_id, "document_id": teacher.room_id}),
+    )
     assert response.code == 202
-    await teacher.wait_for(lambda doc: "started" in json.dumps(doc.ycells[0].to_py().get("outputs")))
+    await teacher.wait_for(
+        lambda doc: "started" in json.dumps(doc.ycells[0].to_py().get("outputs"))
+    )
     # presence tells who runs what
     response = await jp_fetch("api", "collaboration", "room", teacher.room_id, "presence")
     [running] = json.loads(response.body)["executions"]
     assert running["running_cell"] == cell_id and running["status"] == "running"
     # the student still cannot stop it; the instructor can
     with pytest.raises(HTTPClientError) as error:
-        await jp_fetch("api", "kernels", kernel_id, "interrupt", method="POST", body="{}",
-                       headers=student)
+        await jp_fetch(
+            "api", "kernels", kernel_id, "interrupt", method="POST", body="{}", headers=student
+        )
     assert error.value.code == 403
     await jp_fetch("api", "kernels", kernel_id, "interrupt", method="POST", body="{}")
     await teacher.wait_for(lambda doc: doc.ycells[0].get("execution_count") is not None)
@@ -100,8 +122,14 @@ async def test_presence_lists_both_with_roles(rooms_notebook, collab_client, jp_
     cid = student.awareness.client_id
     await teacher.wait_for(lambda _d: cid in teacher.awareness.states)
 
-    response = await jp_fetch("api", "collaboration", "room", teacher.room_id, "presence",
-                              headers={"Authorization": f"token {STUDENT}"})
+    response = await jp_fetch(
+        "api",
+        "collaboration",
+        "room",
+        teacher.room_id,
+        "presence",
+        headers={"Authorization": f"token {STUDENT}"},
+    )
     presence = json.loads(response.body)
     assert presence["path"] == path
     by_name = {c["username"]: c for c in presence["clients"]}

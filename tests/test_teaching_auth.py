@@ -10,8 +10,11 @@ from traitlets.config import Config
 
 from collab_kernels.teaching.auth import ROLES, role_allows
 
-TOKENS = {"viewer": "tok-viewer-0123456789", "editor": "tok-editor-0123456789",
-          "runner": "tok-runner-0123456789"}
+TOKENS = {
+    "viewer": "tok-viewer-0123456789",
+    "editor": "tok-editor-0123456789",
+    "runner": "tok-runner-0123456789",
+}
 
 
 @pytest.fixture
@@ -61,20 +64,43 @@ async def test_viewer_reads_but_cannot_write_or_execute(jp_fetch, jp_root_dir):
     (jp_root_dir / "lesson.txt").write_text("hello")
     assert await status_of(jp_fetch, "api", "contents", "lesson.txt", role="viewer") == 200
     body = json.dumps({"type": "file", "format": "text", "content": "changed"})
-    assert await status_of(jp_fetch, "api", "contents", "lesson.txt", role="viewer",
-                           method="PUT", body=body) == 403
-    assert await status_of(jp_fetch, "api", "kernels", role="viewer", method="POST",
-                           body=json.dumps({"name": "python3"})) == 403
+    assert (
+        await status_of(
+            jp_fetch, "api", "contents", "lesson.txt", role="viewer", method="PUT", body=body
+        )
+        == 403
+    )
+    assert (
+        await status_of(
+            jp_fetch,
+            "api",
+            "kernels",
+            role="viewer",
+            method="POST",
+            body=json.dumps({"name": "python3"}),
+        )
+        == 403
+    )
     assert (jp_root_dir / "lesson.txt").read_text() == "hello"
 
 
 async def test_editor_writes_contents_but_cannot_start_kernels(jp_fetch, jp_root_dir):
     body = json.dumps({"type": "file", "format": "text", "content": "edited"})
-    assert await status_of(jp_fetch, "api", "contents", "notes.txt", role="editor",
-                           method="PUT", body=body) in (200, 201)
+    assert await status_of(
+        jp_fetch, "api", "contents", "notes.txt", role="editor", method="PUT", body=body
+    ) in (200, 201)
     assert (jp_root_dir / "notes.txt").read_text() == "edited"
-    assert await status_of(jp_fetch, "api", "kernels", role="editor", method="POST",
-                           body=json.dumps({"name": "python3"})) == 403
+    assert (
+        await status_of(
+            jp_fetch,
+            "api",
+            "kernels",
+            role="editor",
+            method="POST",
+            body=json.dumps({"name": "python3"}),
+        )
+        == 403
+    )
 
 
 async def test_server_token_is_the_instructor(jp_fetch):

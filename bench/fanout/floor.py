@@ -36,7 +36,9 @@ async def _run_cell(kc, code: str, timeout: float = 120) -> tuple[float, float, 
             return last_stream - t0, time.monotonic() - t0, "".join(raw), messages
 
 
-async def measure_floor(patterns: list[Pattern], repeats: int = 3, python: str | None = None) -> dict:
+async def measure_floor(
+    patterns: list[Pattern], repeats: int = 3, python: str | None = None
+) -> dict:
     """Start one kernel, warm it up, run each pattern ``repeats`` times; median per pattern."""
     km = AsyncKernelManager(kernel_name="python3")
     if python:
@@ -52,8 +54,15 @@ async def measure_floor(patterns: list[Pattern], repeats: int = 3, python: str |
             runs = []
             for _ in range(repeats):
                 t_stream, t_idle, raw, messages = await _run_cell(kc, p.code)
-                runs.append({"seconds": t_stream, "idle_seconds": t_idle, "messages": messages,
-                             "equal": render_terminal(raw) == p.expected, "raw_bytes": len(raw)})
+                runs.append(
+                    {
+                        "seconds": t_stream,
+                        "idle_seconds": t_idle,
+                        "messages": messages,
+                        "equal": render_terminal(raw) == p.expected,
+                        "raw_bytes": len(raw),
+                    }
+                )
             out[p.key] = {
                 "seconds": statistics.median(r["seconds"] for r in runs),
                 "idle_seconds": statistics.median(r["idle_seconds"] for r in runs),
@@ -85,8 +94,9 @@ class IopubObserver:
         from jupyter_client.session import Session
 
         info = json.loads(open(connection_file).read())
-        self.session = Session(key=info["key"].encode(), signature_scheme=info.get(
-            "signature_scheme", "hmac-sha256"))
+        self.session = Session(
+            key=info["key"].encode(), signature_scheme=info.get("signature_scheme", "hmac-sha256")
+        )
         if info.get("transport", "tcp") == "ipc":
             url = f"ipc://{info['ip']}-{info['iopub_port']}"
         else:
@@ -120,7 +130,7 @@ class IopubObserver:
             try:
                 _, msg_list = self.session.feed_identities(frames, copy=True)
                 msg = self.session.deserialize(msg_list, content=True, copy=True)
-            except Exception:  # noqa: BLE001 - a frame we cannot read is not the cell's output
+            except Exception:
                 continue
             kind = msg["header"]["msg_type"]
             parent = msg["parent_header"].get("msg_id")
@@ -129,8 +139,11 @@ class IopubObserver:
                 self.last_stream, self.idle_at, self.messages, self.raw = None, None, 0, []
                 self.stray = []
             elif parent is None or parent != self.parent:
-                if (self.parent is not None and kind == "stream"
-                        and msg["content"].get("name") == "stdout"):
+                if (
+                    self.parent is not None
+                    and kind == "stream"
+                    and msg["content"].get("name") == "stdout"
+                ):
                     # stdout the kernel published under another parent after the cell started
                     self.stray.append((parent, msg["content"]["text"]))
                 continue

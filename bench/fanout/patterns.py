@@ -39,9 +39,7 @@ def _batched(lines: int, writes: int) -> Pattern:
         "    sys.stdout.flush()"
     )
     expected = "".join(f"row {i:06d}\n" for i in range(lines))
-    return Pattern(
-        f"batched{lines}x{writes}", f"{lines} lines in {writes} writes", code, expected
-    )
+    return Pattern(f"batched{lines}x{writes}", f"{lines} lines in {writes} writes", code, expected)
 
 
 def _progress(n: int) -> Pattern:

@@ -21,11 +21,15 @@ def outcome(r: dict) -> str:
         return f"{_fmt_s(r['seconds'])} ({r['seconds'] / floor_of(r):.1f}x)"
     if r["reason"] == "timeout":
         progress = min(r["text_len"], r["expected_len"]) / r["expected_len"] * 100
-        return (f"timeout {r['waited']:.0f} s ({r['complete']}/{n} complete, median watcher "
-                f"at {progress:.0f}% of the text)")
+        return (
+            f"timeout {r['waited']:.0f} s ({r['complete']}/{n} complete, median watcher "
+            f"at {progress:.0f}% of the text)"
+        )
     k = r.get("kernel") or {}
     if k and not k.get("equal", True):
-        return f"not equal ({r['complete']}/{n} complete; the kernel's own output was incomplete too)"
+        return (
+            f"not equal ({r['complete']}/{n} complete; the kernel's own output was incomplete too)"
+        )
     return f"not equal ({r['complete']}/{n} complete)"
 
 
@@ -41,23 +45,34 @@ def one_line(r: dict) -> str:
         return f"ERROR {r['error']}"
     k = r.get("kernel") or {}
     kern = f"kernel {k['seconds']:.2f} s, " if k.get("seconds") else "kernel not observed, "
-    return (f"{outcome(r)}; {kern}server CPU {r['server_cpu']:.2f} s, kernel CPU {r['kernel_cpu']:.2f} s, "
-            f"client CPU {r['client_cpu']:.2f} s, peak RSS {r['peak_rss'] / MB:.0f} MB, "
-            f"{r['messages']:.0f} msgs/watcher, text {r['text_len']}/{r['expected_len']} chars"
-            + (f", tail {r['tail'][-40:]!r}, first difference at char {r['first_diff']}, "
-               f"lengths seen {r['text_lens'][:5]}, a watcher joining afterwards sees "
-               f"{r.get('fresh_join')}" if r["tail"] else ""))
+    return (
+        f"{outcome(r)}; {kern}server CPU {r['server_cpu']:.2f} s, kernel CPU {r['kernel_cpu']:.2f} s, "
+        f"client CPU {r['client_cpu']:.2f} s, peak RSS {r['peak_rss'] / MB:.0f} MB, "
+        f"{r['messages']:.0f} msgs/watcher, text {r['text_len']}/{r['expected_len']} chars"
+        + (
+            f", tail {r['tail'][-40:]!r}, first difference at char {r['first_diff']}, "
+            f"lengths seen {r['text_lens'][:5]}, a watcher joining afterwards sees "
+            f"{r.get('fresh_join')}"
+            if r["tail"]
+            else ""
+        )
+    )
 
 
 def idle_line(r: dict) -> str:
     if "error" in r:
         return f"ERROR {r['error']}"
-    parts = [f"{p['viewers']} viewers: {p['rss_per_viewer'] / 1024:.0f} kB and "
-             f"{p['fds_per_viewer']:.2f} fds per viewer" for p in r["points"]]
+    parts = [
+        f"{p['viewers']} viewers: {p['rss_per_viewer'] / 1024:.0f} kB and "
+        f"{p['fds_per_viewer']:.2f} fds per viewer"
+        for p in r["points"]
+    ]
     a = r.get("awareness")
     if a:
-        parts.append(f"awareness at {a['viewers']}: {a['server_cpu_per_s'] * 1000:.0f} ms server "
-                     f"CPU per s, {a['frames_per_viewer_per_s']:.1f} frames/viewer/s")
+        parts.append(
+            f"awareness at {a['viewers']}: {a['server_cpu_per_s'] * 1000:.0f} ms server "
+            f"CPU per s, {a['frames_per_viewer_per_s']:.1f} frames/viewer/s"
+        )
     return "; ".join(parts)
 
 
@@ -83,24 +98,30 @@ def markdown(results: dict) -> str:
     out: list[str] = []
     w = out.append
     w("# Benchmarks\n")
-    w("Written by `make bench` (bench/fanout_bench.py; see bench/README.md). "
-      f"Run of {results['started']}{' (quick)' if results['quick'] else ''}, "
-      f"{results.get('minutes', 0):.1f} min, on {m['cpus']} CPUs / {m['memory_gb']} GB, "
-      f"Python {m['python']}, load average {m['load_before'][0]:.2f} before and "
-      f"{m['load_after'][0]:.2f} after. The machine is shared: compare ratios, not absolutes.\n")
-    w("Each scenario starts a fresh server (its own virtual environment, loopback port, temp "
-      "root), opens one notebook with N watchers (y-websocket clients holding a pycrdt Doc, "
-      "as browser tabs do), runs a warm-up cell, then asks the server to execute the benchmark "
-      "cell server-side. **Time** is from the execute request until the last watcher's "
-      "document holds the cell's stdout byte for byte (for `\\r` progress: the rendered final "
-      "line, as a terminal shows it). The **floor** is what a raw `jupyter_client` sees of the "
-      "same cell straight from the kernel (median of its runs). A watcher's text is the "
-      "concatenation of the cell's stdout stream outputs.\n")
+    w(
+        "Written by `make bench` (bench/fanout_bench.py; see bench/README.md). "
+        f"Run of {results['started']}{' (quick)' if results['quick'] else ''}, "
+        f"{results.get('minutes', 0):.1f} min, on {m['cpus']} CPUs / {m['memory_gb']} GB, "
+        f"Python {m['python']}, load average {m['load_before'][0]:.2f} before and "
+        f"{m['load_after'][0]:.2f} after. The machine is shared: compare ratios, not absolutes.\n"
+    )
+    w(
+        "Each scenario starts a fresh server (its own virtual environment, loopback port, temp "
+        "root), opens one notebook with N watchers (y-websocket clients holding a pycrdt Doc, "
+        "as browser tabs do), runs a warm-up cell, then asks the server to execute the benchmark "
+        "cell server-side. **Time** is from the execute request until the last watcher's "
+        "document holds the cell's stdout byte for byte (for `\\r` progress: the rendered final "
+        "line, as a terminal shows it). The **floor** is what a raw `jupyter_client` sees of the "
+        "same cell straight from the kernel (median of its runs). A watcher's text is the "
+        "concatenation of the cell's stdout stream outputs.\n"
+    )
     w("Patterns:\n")
     for key, p in results["patterns"].items():
         f = results["floor"][key]
-        w(f"- **{p['label']}** ({p['expected_bytes']} bytes of output): floor "
-          f"{f['seconds']:.2f} s, {f['messages']:.0f} stream messages from the kernel.")
+        w(
+            f"- **{p['label']}** ({p['expected_bytes']} bytes of output): floor "
+            f"{f['seconds']:.2f} s, {f['messages']:.0f} stream messages from the kernel."
+        )
     w("")
 
     w("## Seconds until every watcher's document is complete (x floor)\n")
@@ -112,7 +133,11 @@ def markdown(results: dict) -> str:
     w("|" + "---|" * len(head))
     for p in patterns:
         for n in counts:
-            row = [results["patterns"][p]["label"], str(n), f"{results['floor'][p]['seconds']:.2f} s"]
+            row = [
+                results["patterns"][p]["label"],
+                str(n),
+                f"{results['floor'][p]['seconds']:.2f} s",
+            ]
             for s in servers:
                 r = by.get((p, n, s))
                 row.append(outcome(r) if r else "-")
@@ -123,25 +148,43 @@ def markdown(results: dict) -> str:
                     row.append(_ratio(ours, r, "seconds"))
             w("| " + " | ".join(row) + " |")
     w("")
-    w("In each server's column, *(N x)* is the time divided by that scenario's own floor: "
-      "when a raw ZMQ subscriber on the same kernel, in the same run, received the cell's "
-      "last output (so load from other processes on the shared machine hits both alike; "
-      "the standalone floor is shown for reference). The goal is at most 1.25x. "
-      "Ratios are ours / peer (below 1 is faster). A peer that never shows the expected text "
-      "is reported as *not equal* (with how many watchers did); one still behind after the "
-      "timeout as *timeout*.\n")
+    w(
+        "In each server's column, *(N x)* is the time divided by that scenario's own floor: "
+        "when a raw ZMQ subscriber on the same kernel, in the same run, received the cell's "
+        "last output (so load from other processes on the shared machine hits both alike; "
+        "the standalone floor is shown for reference). The goal is at most 1.25x. "
+        "Ratios are ours / peer (below 1 is faster). A peer that never shows the expected text "
+        "is reported as *not equal* (with how many watchers did); one still behind after the "
+        "timeout as *timeout*.\n"
+    )
 
     w("## Server cost per scenario\n")
-    w("The load average column is the machine's 1-minute load when the cell was started: on "
-      "2 cores, anything above 2 means processes (server, kernel, watchers) waited for a CPU, "
-      "which stretches wall times but not CPU seconds. ")
-    w("Server CPU: the server process only (kernel excluded), from the execute request until "
-      "the watchers went quiet. Kernel CPU: the server's child processes. Client CPU: the "
-      "watcher processes of this benchmark (so readers see where time goes). Messages and kB "
-      "are per watcher, from the execute request until its document was complete.\n")
-    head = ["pattern", "watchers", "server", "time", "floor in run", "server CPU s", "kernel CPU s",
-            "client CPU s", "peak RSS MB", "messages / watcher", "kB / watcher", "complete",
-            "load avg"]
+    w(
+        "The load average column is the machine's 1-minute load when the cell was started: on "
+        "2 cores, anything above 2 means processes (server, kernel, watchers) waited for a CPU, "
+        "which stretches wall times but not CPU seconds. "
+    )
+    w(
+        "Server CPU: the server process only (kernel excluded), from the execute request until "
+        "the watchers went quiet. Kernel CPU: the server's child processes. Client CPU: the "
+        "watcher processes of this benchmark (so readers see where time goes). Messages and kB "
+        "are per watcher, from the execute request until its document was complete.\n"
+    )
+    head = [
+        "pattern",
+        "watchers",
+        "server",
+        "time",
+        "floor in run",
+        "server CPU s",
+        "kernel CPU s",
+        "client CPU s",
+        "peak RSS MB",
+        "messages / watcher",
+        "kB / watcher",
+        "complete",
+        "load avg",
+    ]
     w("| " + " | ".join(head) + " |")
     w("|" + "---|" * len(head))
     for p in patterns:
@@ -151,76 +194,122 @@ def markdown(results: dict) -> str:
                 if not r:
                     continue
                 if "error" in r:
-                    w(f"| {results['patterns'][p]['label']} | {n} | {_label(results, s)} | "
-                      f"error: {' '.join(r['error'].split())[:80]} |" + " |" * 9)
+                    w(
+                        f"| {results['patterns'][p]['label']} | {n} | {_label(results, s)} | "
+                        f"error: {' '.join(r['error'].split())[:80]} |" + " |" * 9
+                    )
                     continue
-                w("| " + " | ".join([
-                    results["patterns"][p]["label"], str(n), _label(results, s), outcome(r),
-                    _fmt_s((r.get("kernel") or {}).get("seconds")), f"{r['server_cpu']:.2f}", f"{r['kernel_cpu']:.2f}", f"{r['client_cpu']:.2f}",
-                    f"{r['peak_rss'] / MB:.0f}", f"{r['messages']:.0f}",
-                    f"{r['bytes_per_watcher'] / 1024:.0f}", f"{r['complete']}/{n}",
-                    f"{r.get('load', 0):.1f}",
-                ]) + " |")
+                w(
+                    "| "
+                    + " | ".join(
+                        [
+                            results["patterns"][p]["label"],
+                            str(n),
+                            _label(results, s),
+                            outcome(r),
+                            _fmt_s((r.get("kernel") or {}).get("seconds")),
+                            f"{r['server_cpu']:.2f}",
+                            f"{r['kernel_cpu']:.2f}",
+                            f"{r['client_cpu']:.2f}",
+                            f"{r['peak_rss'] / MB:.0f}",
+                            f"{r['messages']:.0f}",
+                            f"{r['bytes_per_watcher'] / 1024:.0f}",
+                            f"{r['complete']}/{n}",
+                            f"{r.get('load', 0):.1f}",
+                        ]
+                    )
+                    + " |"
+                )
     w("")
     if "ours" in servers and peers:
-        w("Server CPU, ours / peer: " + "; ".join(
-            f"{_label(results, s)}: " + ", ".join(
-                f"{results['patterns'][p]['label']} x{n} {_ratio(by.get((p, n, 'ours')), by.get((p, n, s)), 'server_cpu')}"
-                for p in patterns for n in counts)
-            for s in peers) + ".\n")
+        w(
+            "Server CPU, ours / peer: "
+            + "; ".join(
+                f"{_label(results, s)}: "
+                + ", ".join(
+                    f"{results['patterns'][p]['label']} x{n} {_ratio(by.get((p, n, 'ours')), by.get((p, n, s)), 'server_cpu')}"
+                    for p in patterns
+                    for n in counts
+                )
+                for s in peers
+            )
+            + ".\n"
+        )
 
     if results["idle"]:
         w("## Idle viewers\n")
-        w("Viewers connected to one notebook, each with a JupyterLab-like awareness state; "
-          "memory and descriptors are the server's growth over one viewer, per added viewer. "
-          "Awareness: every viewer renews its state every 15 s (random phase), as browsers do; "
-          "CPU is the server's, per second of wall time.\n")
+        w(
+            "Viewers connected to one notebook, each with a JupyterLab-like awareness state; "
+            "memory and descriptors are the server's growth over one viewer, per added viewer. "
+            "Awareness: every viewer renews its state every 15 s (random phase), as browsers do; "
+            "CPU is the server's, per second of wall time.\n"
+        )
         vcounts = sorted({p["viewers"] for r in results["idle"] for p in r.get("points", [])})
-        head = ["server"] + [f"RSS / viewer ({v})" for v in vcounts] + \
-               [f"fds / viewer ({v})" for v in vcounts] + \
-               ["awareness: server CPU per s", "frames / viewer / s"]
+        head = (
+            ["server"]
+            + [f"RSS / viewer ({v})" for v in vcounts]
+            + [f"fds / viewer ({v})" for v in vcounts]
+            + ["awareness: server CPU per s", "frames / viewer / s"]
+        )
         w("| " + " | ".join(head) + " |")
         w("|" + "---|" * len(head))
         for r in sorted(results["idle"], key=lambda r: ORDER.index(r["server"])):
             if "error" in r:
-                w(f"| {_label(results, r['server'])} | error: {' '.join(r['error'].split())[:80]} |")
+                w(
+                    f"| {_label(results, r['server'])} | error: {' '.join(r['error'].split())[:80]} |"
+                )
                 continue
             pts = {p["viewers"]: p for p in r["points"]}
             row = [_label(results, r["server"])]
-            row += [f"{pts[v]['rss_per_viewer'] / 1024:.0f} kB" if v in pts else "-" for v in vcounts]
+            row += [
+                f"{pts[v]['rss_per_viewer'] / 1024:.0f} kB" if v in pts else "-" for v in vcounts
+            ]
             row += [f"{pts[v]['fds_per_viewer']:.2f}" if v in pts else "-" for v in vcounts]
             a = r.get("awareness") or {}
-            row += [f"{a.get('server_cpu_per_s', 0) * 1000:.0f} ms ({a.get('viewers', '?')} viewers)",
-                    f"{a.get('frames_per_viewer_per_s', 0):.1f}"]
+            row += [
+                f"{a.get('server_cpu_per_s', 0) * 1000:.0f} ms ({a.get('viewers', '?')} viewers)",
+                f"{a.get('frames_per_viewer_per_s', 0):.1f}",
+            ]
             w("| " + " | ".join(row) + " |")
         w("")
 
     unequal = [r for r in results["scenarios"] if "error" not in r and not r["all_complete"]]
     if unequal:
         w("## Documents that did not match\n")
-        w("What the watchers held when the scenario ended, and what a watcher joining "
-          "afterwards saw (a wrong document on the server, rather than updates lost on the "
-          "way, shows there too).\n")
+        w(
+            "What the watchers held when the scenario ended, and what a watcher joining "
+            "afterwards saw (a wrong document on the server, rather than updates lost on the "
+            "way, shows there too).\n"
+        )
         for r in unequal:
             fresh = r.get("fresh_join") or {}
             diff = r.get("first_diff") or []
-            w(f"- {_label(results, r['server'])}, {results['patterns'][r['pattern']]['label']}, "
-              f"{r['watchers']} watchers: {r['reason']} after {r['waited']:.1f} s; "
-              f"{r['complete']}/{r['watchers']} complete; text lengths "
-              f"{', '.join(map(str, r.get('text_lens', [r['text_len']])[:4]))} "
-              f"for {r['expected_len']} expected"
-              + (f", first difference at character {diff[0]}" if diff else "")
-              + (f"; a new watcher saw {fresh.get('text_len')} characters "
-                 f"({'equal' if fresh.get('equal') else 'not equal'})" if fresh else "")
-              + (f"; last characters {r['tail'][-24:]!r}" if r.get("tail") else "")
-              + _kernel_note(r) + ".")
+            w(
+                f"- {_label(results, r['server'])}, {results['patterns'][r['pattern']]['label']}, "
+                f"{r['watchers']} watchers: {r['reason']} after {r['waited']:.1f} s; "
+                f"{r['complete']}/{r['watchers']} complete; text lengths "
+                f"{', '.join(map(str, r.get('text_lens', [r['text_len']])[:4]))} "
+                f"for {r['expected_len']} expected"
+                + (f", first difference at character {diff[0]}" if diff else "")
+                + (
+                    f"; a new watcher saw {fresh.get('text_len')} characters "
+                    f"({'equal' if fresh.get('equal') else 'not equal'})"
+                    if fresh
+                    else ""
+                )
+                + (f"; last characters {r['tail'][-24:]!r}" if r.get("tail") else "")
+                + _kernel_note(r)
+                + "."
+            )
         w("")
 
     errors = [r for r in results["scenarios"] + results["idle"] if "error" in r]
     if errors:
         w("## Errors\n")
         for r in errors:
-            where = f"{r['server']}" + (f", {r['pattern']} x{r['watchers']}" if "pattern" in r else ", idle viewers")
+            where = f"{r['server']}" + (
+                f", {r['pattern']} x{r['watchers']}" if "pattern" in r else ", idle viewers"
+            )
             w(f"- {where}: `{' '.join(r['error'].split())[:300]}`")
         w("")
 
@@ -236,13 +325,17 @@ def _kernel_note(r: dict) -> str:
     k = r.get("kernel") or {}
     if not k or k.get("equal", True):
         return ""
-    note = (f"; the raw IOPub subscriber on the same kernel also saw incomplete output "
-            f"({k.get('messages')} stream messages")
+    note = (
+        f"; the raw IOPub subscriber on the same kernel also saw incomplete output "
+        f"({k.get('messages')} stream messages"
+    )
     if "text_len" in k:
         note += f", {k['text_len']} characters"
     if k.get("stray_messages"):
-        note += (f"; {k['stray_messages']} stdout message(s) came under another parent "
-                 f"{k.get('stray_parents')}")
+        note += (
+            f"; {k['stray_messages']} stdout message(s) came under another parent "
+            f"{k.get('stray_parents')}"
+        )
     return note + ")"
 
 
@@ -297,8 +390,15 @@ def plot(results: dict, path: Path) -> None:
             label = _label(results, s)
             ax.plot(xs, ys, "o-", color=colors.get(s), label=label)
             if xf:
-                ax.plot(xf, yf, "x", color=colors.get(s), ms=10, mew=2,
-                        label=f"{label}: not equal / timeout (at the time given up)")
+                ax.plot(
+                    xf,
+                    yf,
+                    "x",
+                    color=colors.get(s),
+                    ms=10,
+                    mew=2,
+                    label=f"{label}: not equal / timeout (at the time given up)",
+                )
             cx.plot(cpu_x, cpu_y, "o-", color=colors.get(s), label=label)
         ax.set_title(results["patterns"][p]["label"].replace("`", ""))
         ax.set_yscale("log")
@@ -315,14 +415,22 @@ def plot(results: dict, path: Path) -> None:
         cx.set_ylabel("server CPU seconds")
         cx.grid(True, alpha=0.3)
         cx.xaxis.set_minor_formatter(NullFormatter())
-    fig.suptitle("Fan-out of one cell's output to N watchers: multiple of the kernel floor "
-                 "(top) and server CPU seconds (bottom); lower is better")
+    fig.suptitle(
+        "Fan-out of one cell's output to N watchers: multiple of the kernel floor "
+        "(top) and server CPU seconds (bottom); lower is better"
+    )
     legend: dict = {}
     for ax in axes[0]:
         for handle, label in zip(*ax.get_legend_handles_labels()):
             legend.setdefault(label, handle)
-    fig.legend(list(legend.values()), list(legend.keys()), loc="lower center", ncol=3,
-               fontsize=8, frameon=False)
+    fig.legend(
+        list(legend.values()),
+        list(legend.keys()),
+        loc="lower center",
+        ncol=3,
+        fontsize=8,
+        frameon=False,
+    )
     fig.tight_layout(rect=(0, 0.08, 1, 1))
     fig.savefig(path, dpi=90)
     plt.close(fig)

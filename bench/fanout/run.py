@@ -33,15 +33,21 @@ class Pool:
         self.procs = []
         for i in range(size):
             parent, child = ctx.Pipe()
-            p = ctx.Process(target=worker_main, args=(child, i), daemon=True,
-                            name=f"fanout-watchers-{i}")
+            p = ctx.Process(
+                target=worker_main, args=(child, i), daemon=True, name=f"fanout-watchers-{i}"
+            )
             p.start()
             self.conns.append(parent)
             self.procs.append(p)
         self.ps = [psutil.Process(p.pid) for p in self.procs]
 
-    def call(self, op: str, per_worker: list[dict] | dict, workers: int | None = None,
-             timeout: float = 300) -> list[dict]:
+    def call(
+        self,
+        op: str,
+        per_worker: list[dict] | dict,
+        workers: int | None = None,
+        timeout: float = 300,
+    ) -> list[dict]:
         n = workers or len(self.conns)
         args = per_worker if isinstance(per_worker, list) else [per_worker] * n
         for conn, a in zip(self.conns[:n], args):
@@ -80,22 +86,39 @@ def split(n: int, parts: int) -> list[int]:
     return [n // parts + (1 if i < n % parts else 0) for i in range(parts)]
 
 
-def connect_watchers(pool: Pool, url: str, n: int, workers: int, cell_id: str,
-                     first_index: int = 0, awareness: bool = True) -> dict:
+def connect_watchers(
+    pool: Pool,
+    url: str,
+    n: int,
+    workers: int,
+    cell_id: str,
+    first_index: int = 0,
+    awareness: bool = True,
+) -> dict:
     counts = split(n, workers)
     args, index = [], first_index
     for c in counts:
-        args.append({"url": url, "count": c, "first_index": index, "cell_id": cell_id,
-                     "awareness": awareness})
+        args.append(
+            {
+                "url": url,
+                "count": c,
+                "first_index": index,
+                "cell_id": cell_id,
+                "awareness": awareness,
+            }
+        )
         index += c
     res = pool.call("connect", args, workers, timeout=180)
-    return {"synced": sum(r["synced"] for r in res),
-            "errors": sorted({e for r in res for e in r["errors"]})[:3],
-            "seconds": max(r["seconds"] for r in res)}
+    return {
+        "synced": sum(r["synced"] for r in res),
+        "errors": sorted({e for r in res for e in r["errors"]})[:3],
+        "seconds": max(r["seconds"] for r in res),
+    }
 
 
-def _drive_ready(srv: Server, pool: Pool, room_id: str, session_id: str | None,
-                 code: str) -> tuple[str, IopubObserver | None]:
+def _drive_ready(
+    srv: Server, pool: Pool, room_id: str, session_id: str | None, code: str
+) -> tuple[str, IopubObserver | None]:
     """Open the room with one watcher, start the kernel, run the warm-up cell and wait until
     its execution count reaches that watcher: proof this server can be driven."""
     url = srv.room_url(room_id, session_id)
@@ -136,8 +159,11 @@ def fresh_view(url: str, cell_id: str, expected: str, timeout: float = 30) -> di
             await asyncio.wait_for(w.synced.wait(), timeout)
             await asyncio.sleep(0.5)
             w._check(time.monotonic())
-            return {"equal": w.complete_at is not None, "text_len": w.view.length(),
-                    "error": w.error}
+            return {
+                "equal": w.complete_at is not None,
+                "text_len": w.view.length(),
+                "error": w.error,
+            }
         finally:
             if w.ws is not None:
                 await w.ws.close()
@@ -145,12 +171,19 @@ def fresh_view(url: str, cell_id: str, expected: str, timeout: float = 30) -> di
 
     try:
         return asyncio.run(go())
-    except Exception as e:  # noqa: BLE001
+    except Exception as e:
         return {"equal": None, "error": f"{type(e).__name__}: {e}"}
 
 
-def run_scenario(cls: type[Server], n: int, pattern: Pattern, pool: Pool, workers: int,
-                 timeout: float, idle: float) -> dict:
+def run_scenario(
+    cls: type[Server],
+    n: int,
+    pattern: Pattern,
+    pool: Pool,
+    workers: int,
+    timeout: float,
+    idle: float,
+) -> dict:
     srv = cls()
     out: dict = {"server": srv.key, "watchers": n, "pattern": pattern.key}
     observer = None
@@ -161,8 +194,11 @@ def run_scenario(cls: type[Server], n: int, pattern: Pattern, pool: Pool, worker
         kernel_id, observer = _drive_ready(srv, pool, room_id, session_id, pattern.code)
         url = srv.room_url(room_id, session_id)
         # the probe watcher (worker 0) is one of the n
-        c = connect_watchers(pool, url, n - 1, workers, BENCH_CELL, first_index=1) if n > 1 \
+        c = (
+            connect_watchers(pool, url, n - 1, workers, BENCH_CELL, first_index=1)
+            if n > 1
             else {"synced": 0, "errors": [], "seconds": 0}
+        )
         out["connect_seconds"] = c["seconds"]
         if c["synced"] != n - 1:
             raise RuntimeError(f"only {c['synced'] + 1}/{n} watchers synced: {c['errors']}")
@@ -178,8 +214,9 @@ def run_scenario(cls: type[Server], n: int, pattern: Pattern, pool: Pool, worker
         out["execute_status"] = r.status_code
         if r.status_code >= 300:
             raise RuntimeError(f"execute answered {r.status_code}: {r.text[:300]}")
-        res = pool.call("wait", {"t0": t0, "timeout": timeout, "idle": idle}, workers,
-                        timeout=timeout + 60)
+        res = pool.call(
+            "wait", {"t0": t0, "timeout": timeout, "idle": idle}, workers, timeout=timeout + 60
+        )
         at_end = srv.stats()
         wall = time.monotonic() - t0
         # let the server finish what the cell caused (late frames, saves) before the CPU total
@@ -202,7 +239,8 @@ def run_scenario(cls: type[Server], n: int, pattern: Pattern, pool: Pool, worker
             all_complete=len(complete) == n,
             seconds=max(w["seconds"] for w in complete) if len(complete) == n else None,
             median_seconds=sorted(w["seconds"] for w in complete)[len(complete) // 2]
-            if complete else None,
+            if complete
+            else None,
             waited=wall,
             server_cpu=after.cpu - before.cpu,
             server_cpu_until_complete=at_end.cpu - before.cpu,
@@ -220,7 +258,7 @@ def run_scenario(cls: type[Server], n: int, pattern: Pattern, pool: Pool, worker
             text_lens=sorted({w["text_len"] for w in watchers}),
             watcher_errors=sorted({w["error"] for w in watchers if w["error"]})[:3],
         )
-    except Exception as e:  # noqa: BLE001 - one broken scenario must not end the run
+    except Exception as e:
         out["error"] = f"{type(e).__name__}: {e}"
         out["traceback"] = traceback.format_exc()
         out["server_log"] = srv.log_tail(30)
@@ -229,14 +267,15 @@ def run_scenario(cls: type[Server], n: int, pattern: Pattern, pool: Pool, worker
             observer.close()
         try:
             pool.call("close", {}, None, timeout=60)
-        except Exception:  # noqa: BLE001
+        except Exception:
             pass
         srv.stop()
     return out
 
 
-def run_idle(cls: type[Server], counts: list[int], pool: Pool, workers: int,
-             awareness_seconds: float) -> dict:
+def run_idle(
+    cls: type[Server], counts: list[int], pool: Pool, workers: int, awareness_seconds: float
+) -> dict:
     """RSS and descriptors per idle viewer, and CPU spent on their awareness renewals."""
     srv = cls()
     out: dict = {"server": srv.key, "points": []}
@@ -261,32 +300,41 @@ def run_idle(cls: type[Server], counts: list[int], pool: Pool, workers: int,
             pool.call("quiet", {"quiet_for": 1.0, "timeout": 60}, workers)
             time.sleep(1)
             s = srv.stats()
-            out["points"].append({
-                "viewers": n, "rss": s.rss, "fds": s.fds,
-                "rss_per_viewer": (s.rss - base.rss) / (n - 1),
-                "fds_per_viewer": (s.fds - base.fds) / (n - 1),
-            })
+            out["points"].append(
+                {
+                    "viewers": n,
+                    "rss": s.rss,
+                    "fds": s.fds,
+                    "rss_per_viewer": (s.rss - base.rss) / (n - 1),
+                    "fds_per_viewer": (s.fds - base.fds) / (n - 1),
+                }
+            )
         before = srv.stats()
         client0 = pool.cpu()
         t = time.monotonic()
-        res = pool.call("awareness", {"duration": awareness_seconds, "renew_every": 15.0},
-                        workers, timeout=awareness_seconds + 60)
+        res = pool.call(
+            "awareness",
+            {"duration": awareness_seconds, "renew_every": 15.0},
+            workers,
+            timeout=awareness_seconds + 60,
+        )
         wall = time.monotonic() - t
         after = srv.stats()
         out["awareness"] = {
-            "viewers": have, "seconds": wall,
+            "viewers": have,
+            "seconds": wall,
             "server_cpu_per_s": (after.cpu - before.cpu) / wall,
             "client_cpu_per_s": (pool.cpu() - client0) / wall,
             "frames_per_viewer_per_s": sum(r["frames"] for r in res) / have / wall,
         }
-    except Exception as e:  # noqa: BLE001
+    except Exception as e:
         out["error"] = f"{type(e).__name__}: {e}"
         out["traceback"] = traceback.format_exc()
         out["server_log"] = srv.log_tail(30)
     finally:
         try:
             pool.call("close", {}, None, timeout=60)
-        except Exception:  # noqa: BLE001
+        except Exception:
             pass
         srv.stop()
     return out
@@ -297,33 +345,72 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         prog="fanout_bench",
         description="Seconds until every watcher's document holds a cell's output, server CPU, "
         "peak RSS and messages per watcher, for collab_kernels and its peers, against the "
-        "kernel floor.")
-    p.add_argument("--quick", action="store_true",
-                   help="smoke run: 20 watchers, each pattern once, short idle-viewer check; "
-                   "results go to bench/results/ only")
-    p.add_argument("--servers", default=",".join(SERVERS),
-                   help=f"comma-separated subset of {','.join(SERVERS)}")
+        "kernel floor.",
+    )
+    p.add_argument(
+        "--quick",
+        action="store_true",
+        help="smoke run: 20 watchers, each pattern once, short idle-viewer check; "
+        "results go to bench/results/ only",
+    )
+    p.add_argument(
+        "--servers",
+        default=",".join(SERVERS),
+        help=f"comma-separated subset of {','.join(SERVERS)}",
+    )
     p.add_argument("--watchers", default="20,100,300", help="comma-separated watcher counts")
-    p.add_argument("--patterns", default=",".join(PATTERNS),
-                   help=f"comma-separated subset of {','.join(PATTERNS)}")
-    p.add_argument("--timeout", type=float, default=60.0,
-                   help="seconds a scenario may take before it is reported as incomplete")
-    p.add_argument("--idle", type=float, default=8.0,
-                   help="end a scenario early when no watcher received anything for this long")
-    p.add_argument("--workers", type=int, default=0,
-                   help="watcher processes (default: 1 up to 100 watchers, 2 above)")
-    p.add_argument("--idle-viewers", default="100,300",
-                   help="viewer counts for the idle-viewer measurement ('' to skip)")
-    p.add_argument("--awareness-seconds", type=float, default=30.0,
-                   help="length of the idle-viewer awareness window")
+    p.add_argument(
+        "--patterns",
+        default=",".join(PATTERNS),
+        help=f"comma-separated subset of {','.join(PATTERNS)}",
+    )
+    p.add_argument(
+        "--timeout",
+        type=float,
+        default=60.0,
+        help="seconds a scenario may take before it is reported as incomplete",
+    )
+    p.add_argument(
+        "--idle",
+        type=float,
+        default=8.0,
+        help="end a scenario early when no watcher received anything for this long",
+    )
+    p.add_argument(
+        "--workers",
+        type=int,
+        default=0,
+        help="watcher processes (default: 1 up to 100 watchers, 2 above)",
+    )
+    p.add_argument(
+        "--idle-viewers",
+        default="100,300",
+        help="viewer counts for the idle-viewer measurement ('' to skip)",
+    )
+    p.add_argument(
+        "--awareness-seconds",
+        type=float,
+        default=30.0,
+        help="length of the idle-viewer awareness window",
+    )
     p.add_argument("--floor-repeats", type=int, default=3)
-    p.add_argument("--docs", action=argparse.BooleanOptionalAction, default=None,
-                   help="write docs/benchmarks.md and .png (default: yes unless --quick)")
-    p.add_argument("--report", metavar="RESULTS_JSON",
-                   help="run nothing: rewrite docs/benchmarks.md and .png from a results file "
-                   "(a finished run's, or the partial one a stopped run left)")
-    p.add_argument("--no-install", action="store_true",
-                   help="do not create missing peer environments (skip those peers)")
+    p.add_argument(
+        "--docs",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="write docs/benchmarks.md and .png (default: yes unless --quick)",
+    )
+    p.add_argument(
+        "--report",
+        metavar="RESULTS_JSON",
+        help="run nothing: rewrite docs/benchmarks.md and .png from a results file "
+        "(a finished run's, or the partial one a stopped run left)",
+    )
+    p.add_argument(
+        "--no-install",
+        action="store_true",
+        help="do not create missing peer environments (skip those peers)",
+    )
     args = p.parse_args(argv)
     if args.quick:
         args.watchers = "20"
@@ -343,7 +430,9 @@ def main(argv: list[str] | None = None) -> int:
         results = json.loads(Path(args.report).read_text())
         results.setdefault("minutes", 0)
         results["machine"].setdefault("load_after", results["machine"]["load_before"])
-        report.write_docs(results, REPO / "docs" / "benchmarks.md", REPO / "docs" / "benchmarks.png")
+        report.write_docs(
+            results, REPO / "docs" / "benchmarks.md", REPO / "docs" / "benchmarks.png"
+        )
         print(report.markdown(results))
         return 0
     servers = [SERVERS[k] for k in args.servers.split(",") if k]
@@ -352,7 +441,7 @@ def main(argv: list[str] | None = None) -> int:
     idle_counts = [int(x) for x in args.idle_viewers.split(",") if x]
 
     sys.path.insert(0, str(REPO / "bench"))
-    from peers import make_venvs  # noqa: E402
+    from peers import make_venvs
 
     usable = []
     for cls in servers:
@@ -360,7 +449,7 @@ def main(argv: list[str] | None = None) -> int:
         if srv_venv.parent.name == ".venvs" and not args.no_install:
             try:
                 make_venvs.ensure(srv_venv.name)
-            except Exception as e:  # noqa: BLE001
+            except Exception as e:
                 print(f"[bench] cannot install {cls.label}: {e}", flush=True)
         if (srv_venv / "bin" / "jupyter-server").exists():
             usable.append(cls)
@@ -371,27 +460,51 @@ def main(argv: list[str] | None = None) -> int:
     results: dict = {
         "started": dt.datetime.now().isoformat(timespec="seconds"),
         "quick": args.quick,
-        "machine": {"cpus": psutil.cpu_count(), "memory_gb": round(psutil.virtual_memory().total / 2**30, 1),
-                    "python": platform.python_version(), "load_before": list(psutil.getloadavg())},
+        "machine": {
+            "cpus": psutil.cpu_count(),
+            "memory_gb": round(psutil.virtual_memory().total / 2**30, 1),
+            "python": platform.python_version(),
+            "load_before": list(psutil.getloadavg()),
+        },
         "settings": {k: v for k, v in vars(args).items()},
-        "patterns": {p.key: {"label": p.label, "code": p.code, "expected_bytes": p.expected_bytes}
-                     for p in patterns},
+        "patterns": {
+            p.key: {"label": p.label, "code": p.code, "expected_bytes": p.expected_bytes}
+            for p in patterns
+        },
         "servers": {},
         "scenarios": [],
         "idle": [],
     }
     for cls in usable:
         venv = cls.__dataclass_fields__["venv"].default
-        results["servers"][cls.key] = {"label": cls.label, "versions": versions(venv, [
-            "collab_kernels", "jupyter-collaboration", "jupyter-server-ydoc",
-            "jupyter-server-nbmodel", "jupyter-server-documents", "jupyter-server", "pycrdt",
-            "pycrdt-websocket", "jupyter-ydoc", "ipykernel", "tornado"])}
+        results["servers"][cls.key] = {
+            "label": cls.label,
+            "versions": versions(
+                venv,
+                [
+                    "collab_kernels",
+                    "jupyter-collaboration",
+                    "jupyter-server-ydoc",
+                    "jupyter-server-nbmodel",
+                    "jupyter-server-documents",
+                    "jupyter-server",
+                    "pycrdt",
+                    "pycrdt-websocket",
+                    "jupyter-ydoc",
+                    "ipykernel",
+                    "tornado",
+                ],
+            ),
+        }
 
     print(f"[bench] floor: raw jupyter_client, {args.floor_repeats} run(s) per pattern", flush=True)
     results["floor"] = asyncio.run(measure_floor(patterns, args.floor_repeats))
     for key, f in results["floor"].items():
-        print(f"[bench]   {key}: {f['seconds']:.2f} s ({f['messages']:.0f} stream messages, "
-              f"output {'equal' if f['equal'] else 'NOT EQUAL'})", flush=True)
+        print(
+            f"[bench]   {key}: {f['seconds']:.2f} s ({f['messages']:.0f} stream messages, "
+            f"output {'equal' if f['equal'] else 'NOT EQUAL'})",
+            flush=True,
+        )
 
     RESULTS.mkdir(parents=True, exist_ok=True)
     stamp = dt.datetime.now().strftime("%Y%m%d-%H%M%S")
@@ -431,7 +544,9 @@ def main(argv: list[str] | None = None) -> int:
     (RESULTS / "latest.md").write_text(md)
     print(f"[bench] raw results: {path}", flush=True)
     if args.docs:
-        report.write_docs(results, REPO / "docs" / "benchmarks.md", REPO / "docs" / "benchmarks.png")
+        report.write_docs(
+            results, REPO / "docs" / "benchmarks.md", REPO / "docs" / "benchmarks.png"
+        )
         print("[bench] wrote docs/benchmarks.md and docs/benchmarks.png", flush=True)
     print(md)
     return 0

@@ -23,7 +23,7 @@ from urllib.parse import quote
 
 import httpx
 import psutil
-from procs import free_port  # noqa: E402 (bench/ is on sys.path)
+from procs import free_port
 
 REPO = Path(__file__).resolve().parents[2]
 VENVS = REPO / "bench" / ".venvs"
@@ -55,13 +55,21 @@ def murmur2(data: bytes, seed: int = 0) -> int:
 
 def notebook_json(code: str, warmup: str) -> dict:
     def cell(cid: str, src: str) -> dict:
-        return {"cell_type": "code", "id": cid, "metadata": {}, "source": src,
-                "outputs": [], "execution_count": None}
+        return {
+            "cell_type": "code",
+            "id": cid,
+            "metadata": {},
+            "source": src,
+            "outputs": [],
+            "execution_count": None,
+        }
 
     return {
-        "nbformat": 4, "nbformat_minor": 5,
-        "metadata": {"kernelspec": {"name": "python3", "display_name": "Python 3",
-                                    "language": "python"}},
+        "nbformat": 4,
+        "nbformat_minor": 5,
+        "metadata": {
+            "kernelspec": {"name": "python3", "display_name": "Python 3", "language": "python"}
+        },
         "cells": [cell(WARMUP_CELL, warmup), cell(BENCH_CELL, code)],
     }
 
@@ -120,7 +128,9 @@ class Server:
         self.ps: psutil.Process | None = None
         self.base = f"http://127.0.0.1:{self.port}"
         self.http = httpx.Client(
-            base_url=self.base, headers={"Authorization": f"token {self.token}"}, timeout=60,
+            base_url=self.base,
+            headers={"Authorization": f"token {self.token}"},
+            timeout=60,
             trust_env=False,
         )
         self.log_path = self.tmp / "server.log"
@@ -146,8 +156,11 @@ class Server:
         ]
 
     def env(self) -> dict[str, str]:
-        env = {k: v for k, v in os.environ.items()
-               if not k.startswith(("JUPYTER", "PYTHONPATH", "VIRTUAL_ENV"))}
+        env = {
+            k: v
+            for k, v in os.environ.items()
+            if not k.startswith(("JUPYTER", "PYTHONPATH", "VIRTUAL_ENV"))
+        }
         for name in ("config", "data", "runtime"):
             (self.tmp / name).mkdir(exist_ok=True)
         env.update(
@@ -166,7 +179,11 @@ class Server:
     def start(self, timeout: float = 90) -> None:
         log = open(self.log_path, "wb")
         self.proc = subprocess.Popen(
-            self.command(), env=self.env(), cwd=self.tmp, stdout=log, stderr=subprocess.STDOUT,
+            self.command(),
+            env=self.env(),
+            cwd=self.tmp,
+            stdout=log,
+            stderr=subprocess.STDOUT,
             start_new_session=True,
         )
         self.ps = psutil.Process(self.proc.pid)
@@ -224,8 +241,9 @@ class Server:
 
     def open_document(self, path: str = NOTEBOOK) -> tuple[str, str | None]:
         """(room id, session id for the websocket query) of the notebook at ``path``."""
-        r = self.http.put(f"/api/collaboration/session/{quote(path)}",
-                          json={"format": "json", "type": "notebook"})
+        r = self.http.put(
+            f"/api/collaboration/session/{quote(path)}", json={"format": "json", "type": "notebook"}
+        )
         r.raise_for_status()
         body = r.json()
         return f"json:notebook:{body['fileId']}", body.get("sessionId")
@@ -233,10 +251,15 @@ class Server:
     def start_kernel(self, path: str = NOTEBOOK) -> str:
         """Start a kernel for the notebook through a session, as JupyterLab does; the warm-up
         cell (whose result the caller awaits) doubles as the wait for the kernel to be ready."""
-        r = self.http.post("/api/sessions", json={
-            "path": path, "name": os.path.basename(path), "type": "notebook",
-            "kernel": {"name": "python3"},
-        })
+        r = self.http.post(
+            "/api/sessions",
+            json={
+                "path": path,
+                "name": os.path.basename(path),
+                "type": "notebook",
+                "kernel": {"name": "python3"},
+            },
+        )
         r.raise_for_status()
         return r.json()["kernel"]["id"]
 
@@ -261,8 +284,9 @@ class Ours(Server):
     label = "collab_kernels"
 
     def execute(self, kernel_id, room_id, cell_id, code):
-        return self.http.post(f"/api/kernels/{kernel_id}/execute",
-                              json={"cell_id": cell_id, "document_id": room_id})
+        return self.http.post(
+            f"/api/kernels/{kernel_id}/execute", json={"cell_id": cell_id, "document_id": room_id}
+        )
 
 
 @dataclass
@@ -272,8 +296,10 @@ class Collaboration(Server):
     venv: Path = field(default=VENVS / "jupyter-collaboration")
 
     def execute(self, kernel_id, room_id, cell_id, code):
-        return self.http.post(f"/api/kernels/{kernel_id}/execute", json={
-            "code": code, "metadata": {"cell_id": cell_id, "document_id": room_id}})
+        return self.http.post(
+            f"/api/kernels/{kernel_id}/execute",
+            json={"code": code, "metadata": {"cell_id": cell_id, "document_id": room_id}},
+        )
 
 
 @dataclass
@@ -289,10 +315,13 @@ class Documents(Server):
         return f"json:notebook:{r.json()['id']}", None
 
     def execute(self, kernel_id, room_id, cell_id, code):
-        return self.http.post(f"/api/kernels/{kernel_id}/execute", json={
-            "document_id": room_id,
-            "cells": [{"cell_id": cell_id, "source_hash": str(murmur2(code.encode()))}],
-        })
+        return self.http.post(
+            f"/api/kernels/{kernel_id}/execute",
+            json={
+                "document_id": room_id,
+                "cells": [{"cell_id": cell_id, "source_hash": str(murmur2(code.encode()))}],
+            },
+        )
 
 
 SERVERS: dict[str, type[Server]] = {cls.key: cls for cls in (Ours, Collaboration, Documents)}
@@ -306,8 +335,12 @@ def versions(venv: Path, dists: list[str]) -> dict[str, str]:
         "print(json.dumps(out))"
     )
     try:
-        res = subprocess.run([str(venv / "bin" / "python"), "-c", code, *dists],
-                             capture_output=True, text=True, timeout=60)
+        res = subprocess.run(
+            [str(venv / "bin" / "python"), "-c", code, *dists],
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
         return json.loads(res.stdout)
     except (OSError, ValueError, subprocess.TimeoutExpired):
         return {}

@@ -171,8 +171,12 @@ class Watcher:
     async def run(self, awareness_state: dict | None) -> None:
         try:
             async with connect(
-                self.url, compression=None, max_size=None, ping_interval=None,
-                open_timeout=60, close_timeout=2,
+                self.url,
+                compression=None,
+                max_size=None,
+                ping_interval=None,
+                open_timeout=60,
+                close_timeout=2,
             ) as ws:
                 self.ws = ws
                 await ws.send(_frame(MSG_SYNC, STEP1, self.doc.get_state()))
@@ -202,7 +206,7 @@ class Watcher:
                             self._check(now)
                     elif kind == MSG_AWARENESS:
                         self.awareness_frames += 1
-        except Exception as e:  # noqa: BLE001 - reported, never raised into the benchmark loop
+        except Exception as e:
             self.error = f"{type(e).__name__}: {e}"
         finally:
             self.closed.set()
@@ -222,8 +226,10 @@ class Watcher:
             text = self.view.text()
             tail = text[-60:]
             if self.expected is not None:
-                first_diff = next((i for i, (a, b) in enumerate(zip(text, self.expected))
-                                   if a != b), min(len(text), len(self.expected)))
+                first_diff = next(
+                    (i for i, (a, b) in enumerate(zip(text, self.expected)) if a != b),
+                    min(len(text), len(self.expected)),
+                )
         return {
             "index": self.index,
             "complete": equal,
@@ -263,8 +269,16 @@ class _Worker:
         self.watchers: list[Watcher] = []
         self.tasks: list[asyncio.Task] = []
 
-    async def connect(self, url: str, count: int, first_index: int, cell_id: str,
-                      awareness: bool, concurrency: int = 16, timeout: float = 120) -> dict:
+    async def connect(
+        self,
+        url: str,
+        count: int,
+        first_index: int,
+        cell_id: str,
+        awareness: bool,
+        concurrency: int = 16,
+        timeout: float = 120,
+    ) -> dict:
         sem = asyncio.Semaphore(concurrency)
 
         new: list[Watcher] = []
@@ -274,8 +288,9 @@ class _Worker:
             self.watchers.append(w)
             new.append(w)
             async with sem:
-                self.tasks.append(asyncio.create_task(
-                    w.run(browser_like_state(w.index) if awareness else None)))
+                self.tasks.append(
+                    asyncio.create_task(w.run(browser_like_state(w.index) if awareness else None))
+                )
                 await w.synced.wait()
 
         t = time.monotonic()
@@ -348,7 +363,7 @@ class _Worker:
             while True:
                 try:
                     await w.send_awareness(browser_like_state(w.index))
-                except Exception:  # noqa: BLE001 - a closed socket ends this viewer
+                except Exception:
                     return
                 await asyncio.sleep(renew_every)
 
@@ -399,7 +414,7 @@ class _Worker:
                     return
                 else:
                     res = {"error": f"unknown op {op}"}
-            except Exception:  # noqa: BLE001
+            except Exception:
                 res = {"error": traceback.format_exc()}
             self.conn.send(res)
 

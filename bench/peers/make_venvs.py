@@ -44,11 +44,21 @@ PEERS: dict[str, list[str]] = {
 #: the distributions whose installed versions are reported next to each peer's results.
 REPORTED = {
     "jupyter-collaboration": [
-        "jupyter-collaboration", "jupyter-server-ydoc", "jupyter-server-nbmodel",
-        "jupyter-server", "pycrdt", "pycrdt-websocket", "jupyter-ydoc", "ipykernel",
+        "jupyter-collaboration",
+        "jupyter-server-ydoc",
+        "jupyter-server-nbmodel",
+        "jupyter-server",
+        "pycrdt",
+        "pycrdt-websocket",
+        "jupyter-ydoc",
+        "ipykernel",
     ],
     "jupyter-server-documents": [
-        "jupyter-server-documents", "jupyter-server", "pycrdt", "jupyter-ydoc", "ipykernel",
+        "jupyter-server-documents",
+        "jupyter-server",
+        "pycrdt",
+        "jupyter-ydoc",
+        "ipykernel",
     ],
 }
 
@@ -70,7 +80,9 @@ def installed_versions(name: str) -> dict[str, str]:
     )
     res = subprocess.run(
         [str(venv_python(name)), "-c", code, json.dumps(REPORTED[name])],
-        capture_output=True, text=True, check=True,
+        capture_output=True,
+        text=True,
+        check=True,
     )
     return json.loads(res.stdout)
 
@@ -82,7 +94,10 @@ def ensure(name: str, force: bool = False) -> Path:
     stamp = target / ".bench-stamp.json"
     if not force and stamp.exists():
         try:
-            if json.loads(stamp.read_text()).get("requirements") == reqs and venv_python(name).exists():
+            if (
+                json.loads(stamp.read_text()).get("requirements") == reqs
+                and venv_python(name).exists()
+            ):
                 return venv_python(name)
         except ValueError:
             pass
@@ -99,7 +114,9 @@ def ensure(name: str, force: bool = False) -> Path:
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--only", choices=sorted(PEERS), action="append", help="only this peer (repeatable)")
+    p.add_argument(
+        "--only", choices=sorted(PEERS), action="append", help="only this peer (repeatable)"
+    )
     p.add_argument("--force", action="store_true", help="rebuild even if up to date")
     args = p.parse_args(argv)
     VENVS.mkdir(parents=True, exist_ok=True)

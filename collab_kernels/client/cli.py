@@ -15,7 +15,6 @@ import re
 import signal
 import sys
 import time
-from pathlib import Path
 from typing import Any
 
 EXIT_OK = 0
@@ -66,7 +65,11 @@ class UsageError(Exception):
 
 
 def _server_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--server", metavar="URL", help="server URL, e.g. http://127.0.0.1:8888/ (a ?token= in it is used)")
+    p.add_argument(
+        "--server",
+        metavar="URL",
+        help="server URL, e.g. http://127.0.0.1:8888/ (a ?token= in it is used)",
+    )
     p.add_argument(
         "--token",
         metavar="T",
@@ -93,29 +96,65 @@ def build_parser() -> argparse.ArgumentParser:
         epilog=EXIT_CODES_HELP,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    run.add_argument("notebook", metavar="NOTEBOOK", help="notebook file (with --server: its path on the server)")
+    run.add_argument(
+        "notebook", metavar="NOTEBOOK", help="notebook file (with --server: its path on the server)"
+    )
     _server_args(run)
     run.add_argument(
-        "-p", "--parameter", nargs=2, action="append", default=[], metavar=("NAME", "VALUE"),
+        "-p",
+        "--parameter",
+        nargs=2,
+        action="append",
+        default=[],
+        metavar=("NAME", "VALUE"),
         help="a parameter (None/True/False, numbers are converted; else a string); repeatable",
     )
-    run.add_argument("-f", "--parameters-file", metavar="PARAMS.yaml", help="YAML mapping of parameters (-p wins)")
-    run.add_argument("--kernel", metavar="NAME", help="kernel name (default: the notebook's kernelspec)")
-    run.add_argument("--cwd", metavar="DIR", help="the kernel's working directory (default: the notebook's folder)")
-    run.add_argument("--timeout", type=float, metavar="S", help="seconds a single cell may run (exit code 4)")
-    run.add_argument("--allow-errors", action="store_true", help="run all cells even when one raises; exit 0")
-    run.add_argument("--output", metavar="PATH", help="write the executed notebook there; NOTEBOOK stays untouched")
-    run.add_argument("--detach", action="store_true", help="print the run id and exit; the run goes on in the server")
-    run.add_argument("--log-output", action="store_true", help="print the cells' outputs as they arrive")
+    run.add_argument(
+        "-f",
+        "--parameters-file",
+        metavar="PARAMS.yaml",
+        help="YAML mapping of parameters (-p wins)",
+    )
+    run.add_argument(
+        "--kernel", metavar="NAME", help="kernel name (default: the notebook's kernelspec)"
+    )
+    run.add_argument(
+        "--cwd",
+        metavar="DIR",
+        help="the kernel's working directory (default: the notebook's folder)",
+    )
+    run.add_argument(
+        "--timeout", type=float, metavar="S", help="seconds a single cell may run (exit code 4)"
+    )
+    run.add_argument(
+        "--allow-errors", action="store_true", help="run all cells even when one raises; exit 0"
+    )
+    run.add_argument(
+        "--output",
+        metavar="PATH",
+        help="write the executed notebook there; NOTEBOOK stays untouched",
+    )
+    run.add_argument(
+        "--detach",
+        action="store_true",
+        help="print the run id and exit; the run goes on in the server",
+    )
+    run.add_argument(
+        "--log-output", action="store_true", help="print the cells' outputs as they arrive"
+    )
     run.add_argument("--no-progress", action="store_true", help="no progress bar")
     run.add_argument("--verbose", action="store_true", help="show the embedded server's log")
 
-    lst = sub.add_parser("list", help="list runs", description="List the runs the server(s) know, newest last.")
+    lst = sub.add_parser(
+        "list", help="list runs", description="List the runs the server(s) know, newest last."
+    )
     _server_args(lst)
     lst.add_argument("--json", action="store_true", help="machine-readable output")
 
     status = sub.add_parser("status", help="show a run's state", description="Show a run's state.")
-    status.add_argument("run", metavar="RUN", nargs="?", help="run id (a unique prefix is enough); default: newest")
+    status.add_argument(
+        "run", metavar="RUN", nargs="?", help="run id (a unique prefix is enough); default: newest"
+    )
     _server_args(status)
     status.add_argument("--json", action="store_true", help="machine-readable output")
 
@@ -128,10 +167,16 @@ def build_parser() -> argparse.ArgumentParser:
     )
     attach.add_argument("run", metavar="RUN", help="run id (a unique prefix is enough)")
     _server_args(attach)
-    attach.add_argument("--timeout", type=float, metavar="S", help="seconds a single cell may run (exit code 4)")
+    attach.add_argument(
+        "--timeout", type=float, metavar="S", help="seconds a single cell may run (exit code 4)"
+    )
     attach.add_argument("--no-progress", action="store_true", help="no progress bar")
 
-    cancel = sub.add_parser("cancel", help="stop a run", description="Stop RUN: queued cells dropped, the running cell interrupted.")
+    cancel = sub.add_parser(
+        "cancel",
+        help="stop a run",
+        description="Stop RUN: queued cells dropped, the running cell interrupted.",
+    )
     cancel.add_argument("run", metavar="RUN", help="run id (a unique prefix is enough)")
     _server_args(cancel)
     return parser
@@ -151,7 +196,12 @@ def _explicit_server(args):
         info = ServerInfo(url=args.server)
     except ValueError as e:
         raise UsageError(str(e)) from None
-    info.token = args.token or token_from_url(args.server) or os.environ.get("COLLAB_KERNELS_TOKEN") or os.environ.get("JUPYTER_TOKEN")
+    info.token = (
+        args.token
+        or token_from_url(args.server)
+        or os.environ.get("COLLAB_KERNELS_TOKEN")
+        or os.environ.get("JUPYTER_TOKEN")
+    )
     for known in running_servers():  # a local server: learn its root to map local paths
         if known.url == info.url:
             info.root_dir = known.root_dir
@@ -192,7 +242,10 @@ async def _find_run(args):
         try:
             if args.run is None:
                 runs = await client.list_runs()
-                if runs and (newest is None or str(runs[-1].get("created", "")) >= str(newest[1].get("created", ""))):
+                if runs and (
+                    newest is None
+                    or str(runs[-1].get("created", "")) >= str(newest[1].get("created", ""))
+                ):
                     if newest is not None:
                         await newest[0].close()
                     newest = (client, runs[-1])
@@ -298,7 +351,16 @@ def _no_echo(enabled: bool):
 class Watcher:
     """Follows a :class:`~collab_kernels.client.client.Run`: progress, outputs, prompts, timeout."""
 
-    def __init__(self, run, *, log_output: bool, progress: bool, timeout: float | None, interrupted: asyncio.Event, stdin: _StdinLines):
+    def __init__(
+        self,
+        run,
+        *,
+        log_output: bool,
+        progress: bool,
+        timeout: float | None,
+        interrupted: asyncio.Event,
+        stdin: _StdinLines,
+    ):
         self.run = run
         self.log_output = log_output
         self.timeout = timeout
@@ -315,7 +377,14 @@ class Watcher:
         self.progress = None
         if progress and sys.stderr.isatty():
             from rich.console import Console
-            from rich.progress import BarColumn, MofNCompleteColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+            from rich.progress import (
+                BarColumn,
+                MofNCompleteColumn,
+                Progress,
+                SpinnerColumn,
+                TextColumn,
+                TimeElapsedColumn,
+            )
 
             self.progress = Progress(
                 SpinnerColumn(),
@@ -350,7 +419,9 @@ class Watcher:
                 wait = None
                 if self.timeout and self.current_started is not None and not self.timed_out:
                     wait = max(0.0, self.current_started + self.timeout - time.monotonic())
-                done, _ = await asyncio.wait({next_event, interrupted}, timeout=wait, return_when=asyncio.FIRST_COMPLETED)
+                done, _ = await asyncio.wait(
+                    {next_event, interrupted}, timeout=wait, return_when=asyncio.FIRST_COMPLETED
+                )
                 if interrupted in done:
                     return None
                 if not done:
@@ -367,13 +438,21 @@ class Watcher:
                     if self.progress is not None:
                         self.progress.update(self.task, description=self._describe(event))
                 elif isinstance(event, Output):
-                    if self._echo is not None and event.output_type == "stream" and event.text == self._echo:
+                    if (
+                        self._echo is not None
+                        and event.output_type == "stream"
+                        and event.text == self._echo
+                    ):
                         self._echo = None
                         continue
                     if event.output_type == "error":
                         self.errors.append((event.position, event.output))
                     if self.log_output:
-                        stream = sys.stderr if event.name == "stderr" or event.output_type == "error" else sys.stdout
+                        stream = (
+                            sys.stderr
+                            if event.name == "stderr" or event.output_type == "error"
+                            else sys.stdout
+                        )
                         _write(stream, event.text)
                 elif isinstance(event, InputRequested):
                     self._start_prompt(event)
@@ -398,7 +477,9 @@ class Watcher:
     async def _on_timeout(self) -> None:
         self.timed_out = True
         where = f"cell {self.current.position}/{self.current.total}" if self.current else "a cell"
-        _note(f"collab-kernels: {where} ran longer than {self.timeout:g} s: interrupting it and cancelling run {self.run.run_id}")
+        _note(
+            f"collab-kernels: {where} ran longer than {self.timeout:g} s: interrupting it and cancelling run {self.run.run_id}"
+        )
         await self.run.cancel()
 
     # -- input() prompts ---------------------------------------------------------------------
@@ -423,7 +504,9 @@ class Watcher:
             if event.password or not sys.stdin.isatty():
                 sys.stderr.write("\n")  # the terminal did not echo the newline
             if value is None:
-                _note("collab-kernels: stdin is closed; the prompt stays open (answer it with `collab-kernels attach` or in JupyterLab)")
+                _note(
+                    "collab-kernels: stdin is closed; the prompt stays open (answer it with `collab-kernels attach` or in JupyterLab)"
+                )
                 return
             await self.run.answer_input(value, event.cell_id)
             # The server echoes "prompt + value" into the cell's stdout; the user just saw it.
@@ -448,7 +531,10 @@ async def _exit_code(run, status: dict | None, watcher: Watcher, allow_errors: b
         return EXIT_TIMEOUT
     if result == "ok":
         return EXIT_OK
-    if _kernel_died(status) or any(o.get("ename") in ("DeadKernelError", "KernelDied", "KernelDiedError") for _, o in watcher.errors):
+    if _kernel_died(status) or any(
+        o.get("ename") in ("DeadKernelError", "KernelDied", "KernelDiedError")
+        for _, o in watcher.errors
+    ):
         return EXIT_KERNEL_DIED
     if result == "cancelled":
         return EXIT_CANCELLED
@@ -467,12 +553,16 @@ def _report(run, status: dict | None, code: int, watcher: Watcher, elapsed: floa
         EXIT_TIMEOUT: "timed out",
         EXIT_CANCELLED: "was cancelled",
     }
-    _note(f"collab-kernels: run {run.run_id} of {run.path} {words.get(code, status.get('result'))} "
-          f"({watcher.done}/{watcher.total} cells, {elapsed:.1f} s)")
+    _note(
+        f"collab-kernels: run {run.run_id} of {run.path} {words.get(code, status.get('result'))} "
+        f"({watcher.done}/{watcher.total} cells, {elapsed:.1f} s)"
+    )
     if code in (EXIT_CELL_ERROR,) and watcher.errors and not watcher.log_output:
         position, output = watcher.errors[-1]
         _note(f"--- cell {position} ---")
-        _note("\n".join(output.get("traceback") or [f"{output.get('ename')}: {output.get('evalue')}"]))
+        _note(
+            "\n".join(output.get("traceback") or [f"{output.get('ename')}: {output.get('evalue')}"])
+        )
 
 
 # --------------------------------------------------------------------------------------------
@@ -514,7 +604,9 @@ async def _notebook_kernel(client, model: dict) -> str | None:
     specs = await client.kernelspecs()
     if name in (specs.get("kernelspecs") or {}):
         return name
-    _note(f"collab-kernels: the notebook's kernel {name!r} is not installed on the server; using {specs.get('default')!r}")
+    _note(
+        f"collab-kernels: the notebook's kernel {name!r} is not installed on the server; using {specs.get('default')!r}"
+    )
     return None
 
 
@@ -553,7 +645,9 @@ async def cmd_run(args, interrupted: asyncio.Event, stdin: _StdinLines) -> int:
             if not os.path.isdir(out_dir):
                 raise UsageError(f"--output: no such folder: {out_dir}")
             folders.append(out_dir)
-        embedded = EmbeddedServer(os.path.commonpath(folders), log_level="INFO" if args.verbose else "ERROR")
+        embedded = EmbeddedServer(
+            os.path.commonpath(folders), log_level="INFO" if args.verbose else "ERROR"
+        )
         info = await embedded.start()
 
     started = time.monotonic()
@@ -561,7 +655,11 @@ async def cmd_run(args, interrupted: asyncio.Event, stdin: _StdinLines) -> int:
         async with CollabClient(info) as client:
             await client.check()
             # Local paths when the server runs here and serves the file, else server paths.
-            local = embedded is not None or bool(info.root_dir and os.path.exists(args.notebook) and info.api_path_for(args.notebook) is not None)
+            local = embedded is not None or bool(
+                info.root_dir
+                and os.path.exists(args.notebook)
+                and info.api_path_for(args.notebook) is not None
+            )
             path = _api_path(info, args.notebook, local)
             try:
                 source_model = await client.get_contents(path)
@@ -574,14 +672,18 @@ async def cmd_run(args, interrupted: asyncio.Event, stdin: _StdinLines) -> int:
             if args.output:
                 target = _api_path(info, args.output, local)
                 if target == path:
-                    raise UsageError("--output must differ from NOTEBOOK (leave it out to write into NOTEBOOK)")
+                    raise UsageError(
+                        "--output must differ from NOTEBOOK (leave it out to write into NOTEBOOK)"
+                    )
                 await client.save_notebook_to(target, source_model["content"])
                 if cwd is None:
                     cwd = path.rsplit("/", 1)[0] if "/" in path else ""
             kernel_name = args.kernel or await _notebook_kernel(client, source_model)
             nb = await client.open_notebook(target, kernel_name=kernel_name, cwd=cwd)
             if args.kernel and nb.kernel_name and nb.kernel_name != args.kernel:
-                _note(f"collab-kernels: {target} already has a session with kernel {nb.kernel_name}; using it")
+                _note(
+                    f"collab-kernels: {target} already has a session with kernel {nb.kernel_name}; using it"
+                )
             if params:
                 try:
                     nb.inject_parameters(params)
@@ -601,13 +703,19 @@ async def cmd_run(args, interrupted: asyncio.Event, stdin: _StdinLines) -> int:
             _note(f"collab-kernels: run {run.run_id} of {target} ({len(run.cell_ids)} cells)")
             _note(f"  watch it live in JupyterLab: {info.lab_url(target)}")
             watcher = Watcher(
-                run, log_output=args.log_output, progress=not args.no_progress,
-                timeout=args.timeout, interrupted=interrupted, stdin=stdin,
+                run,
+                log_output=args.log_output,
+                progress=not args.no_progress,
+                timeout=args.timeout,
+                interrupted=interrupted,
+                stdin=stdin,
             )
             status = await watcher.follow()
             if status is None:
                 if embedded is None:
-                    _note(f"collab-kernels: detached; run {run.run_id} goes on. `collab-kernels attach {run.run_id}` to come back")
+                    _note(
+                        f"collab-kernels: detached; run {run.run_id} goes on. `collab-kernels attach {run.run_id}` to come back"
+                    )
                     return EXIT_INTERRUPTED
                 _note(f"collab-kernels: interrupted: cancelling run {run.run_id}")
                 interrupted.clear()
@@ -632,11 +740,22 @@ async def cmd_attach(args, interrupted: asyncio.Event, stdin: _StdinLines) -> in
     started = time.monotonic()
     try:
         run = await client.attach(record["request_id"])
-        _note(f"collab-kernels: attached to run {run.run_id} of {run.path} ({record.get('status')}); Ctrl-C detaches")
-        watcher = Watcher(run, log_output=True, progress=not args.no_progress, timeout=args.timeout, interrupted=interrupted, stdin=stdin)
+        _note(
+            f"collab-kernels: attached to run {run.run_id} of {run.path} ({record.get('status')}); Ctrl-C detaches"
+        )
+        watcher = Watcher(
+            run,
+            log_output=True,
+            progress=not args.no_progress,
+            timeout=args.timeout,
+            interrupted=interrupted,
+            stdin=stdin,
+        )
         status = await watcher.follow()
         if status is None:
-            _note(f"collab-kernels: detached; run {run.run_id} goes on. `collab-kernels attach {run.run_id}` to come back")
+            _note(
+                f"collab-kernels: detached; run {run.run_id} goes on. `collab-kernels attach {run.run_id}` to come back"
+            )
             return EXIT_INTERRUPTED
         code = await _exit_code(run, status, watcher, allow_errors=False)
         _report(run, status, code, watcher, time.monotonic() - started)
@@ -658,8 +777,10 @@ def _status_lines(record: dict) -> list[str]:
         f"notebook:  {record.get('path')}",
         f"kernel:    {record.get('kernel_id')}",
         f"document:  {record.get('document_id')}",
-        f"status:    {record.get('status')}" + (f" ({record.get('result')})" if record.get("result") else ""),
-        f"cells:     {done}/{total} done" + (f", running {running.get('cell_id')}" if running else ""),
+        f"status:    {record.get('status')}"
+        + (f" ({record.get('result')})" if record.get("result") else ""),
+        f"cells:     {done}/{total} done"
+        + (f", running {running.get('cell_id')}" if running else ""),
     ]
     for key in ("created", "started", "finished"):
         if record.get(key):
@@ -699,7 +820,14 @@ async def cmd_list(args) -> int:
         table.add_column(col, no_wrap=col in ("RUN", "STATUS"))
     for r in rows:
         done, total = _cells_done(r)
-        table.add_row(str(r.get("request_id")), str(r.get("status")), str(r.get("result") or ""), f"{done}/{total}", str(r.get("path") or ""), str(r.get("created") or ""))
+        table.add_row(
+            str(r.get("request_id")),
+            str(r.get("status")),
+            str(r.get("result") or ""),
+            f"{done}/{total}",
+            str(r.get("path") or ""),
+            str(r.get("created") or ""),
+        )
     Console(width=max(120, Console().width)).print(table)
     return EXIT_OK
 

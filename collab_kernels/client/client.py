@@ -43,7 +43,6 @@ from .servers import ServerInfo, running_servers, server_for_path
 log = logging.getLogger("collab_kernels.client")
 
 
-
 # --------------------------------------------------------------------------------------------
 # Errors
 # --------------------------------------------------------------------------------------------
@@ -253,12 +252,21 @@ class CollabClient:
     def api_url(self, *parts: str) -> str:
         return self.server.url + "/".join(quote(p, safe="/") for p in parts if p)
 
-    async def request(self, method: str, *parts: str, json: Any = None, params: dict | None = None, ok: Iterable[int] = (200, 201, 202, 204)) -> Any:
+    async def request(
+        self,
+        method: str,
+        *parts: str,
+        json: Any = None,
+        params: dict | None = None,
+        ok: Iterable[int] = (200, 201, 202, 204),
+    ) -> Any:
         url = self.api_url(*parts)
         try:
             response = await self._http.request(method, url, json=json, params=params)
         except httpx.HTTPError as e:
-            raise ServerError(f"cannot reach the server at {self.server.url}: {e}", None, method, url) from e
+            raise ServerError(
+                f"cannot reach the server at {self.server.url}: {e}", None, method, url
+            ) from e
         if response.status_code not in tuple(ok):
             message = response.reason_phrase
             try:
@@ -268,7 +276,12 @@ class CollabClient:
                 if response.text:
                     message = response.text[:300]
             cls = NotFound if response.status_code == 404 else ServerError
-            raise cls(f"{method} {url}: {response.status_code} {message}", response.status_code, method, url)
+            raise cls(
+                f"{method} {url}: {response.status_code} {message}",
+                response.status_code,
+                method,
+                url,
+            )
         if response.status_code == 204 or not response.content:
             return None
         try:
@@ -285,12 +298,18 @@ class CollabClient:
         return await self.request("GET", "api", "kernelspecs")
 
     async def get_contents(self, path: str, content: bool = True) -> dict:
-        return await self.request("GET", "api", "contents", path, params={"content": "1" if content else "0"})
+        return await self.request(
+            "GET", "api", "contents", path, params={"content": "1" if content else "0"}
+        )
 
     async def save_notebook_to(self, path: str, notebook: dict) -> dict:
         """Write a notebook (nbformat dict) at ``path`` through the contents API."""
         return await self.request(
-            "PUT", "api", "contents", path, json={"type": "notebook", "format": "json", "content": notebook}
+            "PUT",
+            "api",
+            "contents",
+            path,
+            json={"type": "notebook", "format": "json", "content": notebook},
         )
 
     async def kernel(self, kernel_id: str) -> dict | None:
@@ -308,7 +327,9 @@ class CollabClient:
                 return session
         return None
 
-    async def start_session(self, path: str, kernel_name: str | None = None, cwd: str | None = None) -> dict:
+    async def start_session(
+        self, path: str, kernel_name: str | None = None, cwd: str | None = None
+    ) -> dict:
         """The notebook's session (kernel), created if there is none.
 
         ``cwd`` (a server path of a folder) starts the kernel there instead of the notebook's
@@ -332,7 +353,13 @@ class CollabClient:
     async def collaboration_session(self, path: str, file_type: str = "notebook") -> dict:
         """``PUT /api/collaboration/session/{path}``: ``{"fileId", "sessionId", ...}``."""
         return await self.request(
-            "PUT", "api", "collaboration", "session", path, json={"format": "json", "type": file_type}, ok=(200, 201)
+            "PUT",
+            "api",
+            "collaboration",
+            "session",
+            path,
+            json={"format": "json", "type": file_type},
+            ok=(200, 201),
         )
 
     # -- runs --------------------------------------------------------------------------------
@@ -348,7 +375,9 @@ class CollabClient:
             if record.get("request_id") == run_id:
                 return record
         # allow an unambiguous prefix, as git does for commits
-        matches = [r for r in await self.list_runs() if str(r.get("request_id", "")).startswith(run_id)]
+        matches = [
+            r for r in await self.list_runs() if str(r.get("request_id", "")).startswith(run_id)
+        ]
         if len(matches) == 1:
             return matches[0]
         raise RunNotFound(f"no run {run_id!r} on {self.server.url}")
@@ -361,8 +390,14 @@ class CollabClient:
         dropped, the running cell interrupted). Returns the request record."""
         try:
             await self.request(
-                "DELETE", "api", "kernels", kernel_id, "requests", run_id,
-                params={"running": "1"}, ok=(200, 202, 204),
+                "DELETE",
+                "api",
+                "kernels",
+                kernel_id,
+                "requests",
+                run_id,
+                params={"running": "1"},
+                ok=(200, 202, 204),
             )
         except ServerError as e:
             if e.status != 409:
@@ -375,9 +410,15 @@ class CollabClient:
             return record
         return await self.run_status(kernel_id, run_id)
 
-    async def answer_input(self, kernel_id: str, document_id: str, cell_id: str, value: str) -> None:
+    async def answer_input(
+        self, kernel_id: str, document_id: str, cell_id: str, value: str
+    ) -> None:
         await self.request(
-            "POST", "api", "kernels", kernel_id, "input",
+            "POST",
+            "api",
+            "kernels",
+            kernel_id,
+            "input",
             json={"document_id": document_id, "cell_id": cell_id, "value": value},
         )
 
@@ -392,7 +433,11 @@ class CollabClient:
         start_kernel: bool = True,
     ) -> Notebook:
         """Open the notebook's document (and its kernel session, unless ``start_kernel=False``)."""
-        session = await self.start_session(path, kernel_name, cwd) if start_kernel else await self.session_for(path)
+        session = (
+            await self.start_session(path, kernel_name, cwd)
+            if start_kernel
+            else await self.session_for(path)
+        )
         collab = await self.collaboration_session(path)
         room_id = f"json:notebook:{collab['fileId']}"
         nb = Notebook(self, path, room_id, collab.get("sessionId"), session)
@@ -418,7 +463,14 @@ class CollabClient:
 class Notebook:
     """A notebook's live document on the server, plus its kernel session."""
 
-    def __init__(self, client: CollabClient, path: str, room_id: str, session_id: str | None, session: dict | None):
+    def __init__(
+        self,
+        client: CollabClient,
+        path: str,
+        room_id: str,
+        session_id: str | None,
+        session: dict | None,
+    ):
         self.client = client
         self.path = path
         self.document_id = room_id
@@ -501,7 +553,11 @@ class Notebook:
         from pycrdt import Map
 
         meta = _py(self.ynotebook.ydoc.get("meta", type=Map).get("metadata")) or {}
-        return ((meta.get("language_info") or {}).get("name")) or ((meta.get("kernelspec") or {}).get("language")) or "python"
+        return (
+            ((meta.get("language_info") or {}).get("name"))
+            or ((meta.get("kernelspec") or {}).get("language"))
+            or "python"
+        )
 
     def to_notebook(self) -> dict:
         """The document as an nbformat dict (what the server saves)."""
@@ -512,8 +568,14 @@ class Notebook:
     def set_source(self, ref: int | str, source: str) -> None:
         self.ynotebook.set_cell(self.index_of(ref), source=source)
 
-    def insert_cell(self, index: int, source: str = "", cell_type: str = "code", metadata: dict | None = None) -> str:
-        cell: dict[str, Any] = {"cell_type": cell_type, "source": source, "metadata": metadata or {}}
+    def insert_cell(
+        self, index: int, source: str = "", cell_type: str = "code", metadata: dict | None = None
+    ) -> str:
+        cell: dict[str, Any] = {
+            "cell_type": cell_type,
+            "source": source,
+            "metadata": metadata or {},
+        }
         if cell_type == "code":
             cell.update(outputs=[], execution_count=None)
         ycell = self.ynotebook.create_ycell(cell)
@@ -523,7 +585,9 @@ class Notebook:
     def delete_cell(self, ref: int | str) -> None:
         del self.ynotebook.ycells[self.index_of(ref)]
 
-    def inject_parameters(self, parameters: dict[str, Any], language: str | None = None) -> str | None:
+    def inject_parameters(
+        self, parameters: dict[str, Any], language: str | None = None
+    ) -> str | None:
         """Papermill-style parameters cell (see :mod:`.params`); returns its cell id."""
         if not parameters:
             return None
@@ -531,18 +595,29 @@ class Notebook:
 
     # -- running -----------------------------------------------------------------------------
 
-    async def execute(self, cells: Iterable[int | str] | None = None, *, stop_on_error: bool = True) -> Run:
+    async def execute(
+        self, cells: Iterable[int | str] | None = None, *, stop_on_error: bool = True
+    ) -> Run:
         """Queue one execute request for ``cells`` (default: every non-empty code cell)."""
         if not self.kernel_id:
             raise CollabError(f"{self.path} has no kernel session")
-        cell_ids = self.code_cell_ids() if cells is None else [str(self.ynotebook.ycells[self.index_of(c)]["id"]) for c in cells]
+        cell_ids = (
+            self.code_cell_ids()
+            if cells is None
+            else [str(self.ynotebook.ycells[self.index_of(c)]["id"]) for c in cells]
+        )
         body: dict[str, Any] = {
             "document_id": self.document_id,
-            "cells": [{"cell_id": cid, "source_hash": source_hash(self.cell(cid)["source"])} for cid in cell_ids],
+            "cells": [
+                {"cell_id": cid, "source_hash": source_hash(self.cell(cid)["source"])}
+                for cid in cell_ids
+            ],
         }
         if not stop_on_error:
             body["stop_on_error"] = False
-        record = await self.client.request("POST", "api", "kernels", self.kernel_id, "execute", json=body, ok=(200, 201, 202))
+        record = await self.client.request(
+            "POST", "api", "kernels", self.kernel_id, "execute", json=body, ok=(200, 201, 202)
+        )
         record.setdefault("cells", [{"cell_id": cid, "status": "queued"} for cid in cell_ids])
         record.setdefault("kernel_id", self.kernel_id)
         record.setdefault("document_id", self.document_id)
@@ -619,6 +694,7 @@ class Run:
 
     async def wait(self, timeout: float | None = None) -> dict:
         """Wait until the run is over; its final record."""
+
         async def _drain():
             async for _ in self.events():
                 pass
@@ -750,7 +826,14 @@ class Run:
             if key != self._prompt_key:
                 self._prompt_key = key
                 watch = self._watches[prompt["cell_id"]]
-                self._emit(InputRequested(watch.cell_id, watch.position, str(prompt.get("prompt", "")), bool(prompt.get("password"))))
+                self._emit(
+                    InputRequested(
+                        watch.cell_id,
+                        watch.position,
+                        str(prompt.get("prompt", "")),
+                        bool(prompt.get("password")),
+                    )
+                )
         for cell in record.get("cells", []) or []:
             watch = self._watches.get(cell.get("cell_id"))
             if watch is None:
@@ -790,7 +873,8 @@ class Run:
             (
                 w.position
                 for w in self._watches.values()
-                if w.live or w.finished
+                if w.live
+                or w.finished
                 or (self._execution_entry(w.cell_id) or {}).get("status") == "running"
             ),
             default=0,
@@ -803,7 +887,11 @@ class Run:
                 if watch.rest_status == "done" or final:
                     watch.finished = True
                     if watch.live:
-                        self._emit(CellFinished(watch.cell_id, watch.position, watch.rest_count, watch.rest_result))
+                        self._emit(
+                            CellFinished(
+                                watch.cell_id, watch.position, watch.rest_count, watch.rest_result
+                            )
+                        )
                 continue
             ycell = ycells[i]
             entry = self._execution_entry(watch.cell_id)
@@ -832,11 +920,20 @@ class Run:
                 continue
             if not watch.started:
                 watch.started = True
-                self._emit(CellStarted(watch.cell_id, watch.position, total, str(ycell.get("source", ""))))
+                self._emit(
+                    CellStarted(watch.cell_id, watch.position, total, str(ycell.get("source", "")))
+                )
             self._scan_outputs(watch, ycell, flush=ended)
             if ended:
                 watch.finished = True
-                self._emit(CellFinished(watch.cell_id, watch.position, _count(ycell.get("execution_count")), watch.rest_result))
+                self._emit(
+                    CellFinished(
+                        watch.cell_id,
+                        watch.position,
+                        _count(ycell.get("execution_count")),
+                        watch.rest_result,
+                    )
+                )
 
     def _scan_outputs(self, watch: _CellWatch, ycell, flush: bool) -> None:
         outputs = ycell.get("outputs")
@@ -857,17 +954,39 @@ class Run:
                     watch.consumed = text.rfind("\n") + 1
                 end = text.rfind("\n") + 1
                 if end > watch.consumed:
-                    for line in text[watch.consumed:end].splitlines(keepends=True):
-                        self._emit(Output(watch.cell_id, watch.position, "stream", line, name, {"output_type": "stream", "name": name, "text": line}))
+                    for line in text[watch.consumed : end].splitlines(keepends=True):
+                        self._emit(
+                            Output(
+                                watch.cell_id,
+                                watch.position,
+                                "stream",
+                                line,
+                                name,
+                                {"output_type": "stream", "name": name, "text": line},
+                            )
+                        )
                     watch.consumed = end
                 if last and not flush:
                     return  # the last stream output may still grow
-                tail = _visible_tail(text[watch.consumed:])
+                tail = _visible_tail(text[watch.consumed :])
                 if tail:
-                    self._emit(Output(watch.cell_id, watch.position, "stream", tail, name, {"output_type": "stream", "name": name, "text": tail}))
+                    self._emit(
+                        Output(
+                            watch.cell_id,
+                            watch.position,
+                            "stream",
+                            tail,
+                            name,
+                            {"output_type": "stream", "name": name, "text": tail},
+                        )
+                    )
             else:
                 output = _py(youtput)
-                self._emit(Output(watch.cell_id, watch.position, str(otype), output_text(output), None, output))
+                self._emit(
+                    Output(
+                        watch.cell_id, watch.position, str(otype), output_text(output), None, output
+                    )
+                )
             watch.out_index += 1
             watch.consumed = 0
 
@@ -880,7 +999,9 @@ class Run:
 class _LoopThread:
     def __init__(self) -> None:
         self.loop = asyncio.new_event_loop()
-        self.thread = threading.Thread(target=self.loop.run_forever, name="collab-kernels-client", daemon=True)
+        self.thread = threading.Thread(
+            target=self.loop.run_forever, name="collab-kernels-client", daemon=True
+        )
         self.thread.start()
 
     def run(self, coro_or_fn):
@@ -934,6 +1055,7 @@ class _SyncProxy:
     def __getattr__(self, name):
         value = self._thread.run(lambda: getattr(self._target, name))
         if callable(value) and not isinstance(value, type):
+
             def call(*args, **kwargs):
                 return self._wrap(self._thread.run(lambda: value(*args, **kwargs)))
 

@@ -26,8 +26,13 @@ from urllib.parse import quote, urlencode, urlsplit, urlunsplit
 
 import httpx
 from jupyter_ydoc import YNotebook, YUnicode
-from pycrdt import Awareness, Doc, create_awareness_message, create_sync_message
-from pycrdt import create_update_message
+from pycrdt import (
+    Awareness,
+    Doc,
+    create_awareness_message,
+    create_sync_message,
+    create_update_message,
+)
 from websockets.asyncio.client import connect as ws_connect
 from websockets.exceptions import ConnectionClosed
 
@@ -382,8 +387,8 @@ async def connect_room(
 
 
 __all__ = [
-    "RoomConnection",
     "RoomClosedError",
+    "RoomConnection",
     "Session",
     "SessionError",
     "connect_room",

@@ -86,7 +86,11 @@ def _python_literal(value: Any) -> str:
     if isinstance(value, (list, tuple)):
         return "[" + ", ".join(_python_literal(v) for v in value) + "]"
     if isinstance(value, Mapping):
-        return "{" + ", ".join(f"{_python_literal(k)}: {_python_literal(v)}" for k, v in value.items()) + "}"
+        return (
+            "{"
+            + ", ".join(f"{_python_literal(k)}: {_python_literal(v)}" for k, v in value.items())
+            + "}"
+        )
     # dates and other YAML scalars: their text form, so the cell always runs.
     return repr(str(value))
 
@@ -99,11 +103,19 @@ def _r_literal(value: Any) -> str:
     if isinstance(value, int):
         return f"{value}L" if abs(value) < 2**31 else repr(float(value))
     if isinstance(value, float):
-        return repr(value) if math.isfinite(value) else ("NaN" if math.isnan(value) else ("Inf" if value > 0 else "-Inf"))
+        return (
+            repr(value)
+            if math.isfinite(value)
+            else ("NaN" if math.isnan(value) else ("Inf" if value > 0 else "-Inf"))
+        )
     if isinstance(value, (list, tuple)):
         return "list(" + ", ".join(_r_literal(v) for v in value) + ")"
     if isinstance(value, Mapping):
-        return "list(" + ", ".join(f"{json.dumps(str(k))} = {_r_literal(v)}" for k, v in value.items()) + ")"
+        return (
+            "list("
+            + ", ".join(f"{json.dumps(str(k))} = {_r_literal(v)}" for k, v in value.items())
+            + ")"
+        )
     return json.dumps(str(value))
 
 
@@ -113,11 +125,19 @@ def _julia_literal(value: Any) -> str:
     if isinstance(value, bool):
         return "true" if value else "false"
     if isinstance(value, (int, float)):
-        return repr(value) if math.isfinite(value) else ("NaN" if math.isnan(value) else ("Inf" if value > 0 else "-Inf"))
+        return (
+            repr(value)
+            if math.isfinite(value)
+            else ("NaN" if math.isnan(value) else ("Inf" if value > 0 else "-Inf"))
+        )
     if isinstance(value, (list, tuple)):
         return "[" + ", ".join(_julia_literal(v) for v in value) + "]"
     if isinstance(value, Mapping):
-        return "Dict(" + ", ".join(f"{json.dumps(str(k))} => {_julia_literal(v)}" for k, v in value.items()) + ")"
+        return (
+            "Dict("
+            + ", ".join(f"{json.dumps(str(k))} => {_julia_literal(v)}" for k, v in value.items())
+            + ")"
+        )
     return json.dumps(str(value))
 
 

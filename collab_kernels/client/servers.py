@@ -98,7 +98,9 @@ def running_servers(runtime_dir: str | None = None) -> list[ServerInfo]:
     return servers
 
 
-def server_for_path(local_path: str | os.PathLike, runtime_dir: str | None = None) -> ServerInfo | None:
+def server_for_path(
+    local_path: str | os.PathLike, runtime_dir: str | None = None
+) -> ServerInfo | None:
     """The running server whose root directory holds ``local_path`` most closely."""
     best: tuple[int, ServerInfo] | None = None
     for server in running_servers(runtime_dir):
@@ -139,7 +141,9 @@ class EmbeddedServer:
     to watch the run), with collab_kernels and jupyter_server_fileid always enabled.
     """
 
-    def __init__(self, root_dir: str | os.PathLike, *, log_level: str = "ERROR", config: dict | None = None):
+    def __init__(
+        self, root_dir: str | os.PathLike, *, log_level: str = "ERROR", config: dict | None = None
+    ):
         self.root_dir = os.path.abspath(root_dir)
         self.log_level = log_level
         self.config = config or {}

@@ -76,7 +76,8 @@ class RequestHandler(ExecutionAPIHandler):
         )
         if not cancelled:
             raise web.HTTPError(
-                409, f"Execute request {request_id} is {request.status}; only a queued one can be cancelled (add ?running=1 to cancel a running one)"
+                409,
+                f"Execute request {request_id} is {request.status}; only a queued one can be cancelled (add ?running=1 to cancel a running one)",
             )
         self.set_status(200)
         self.finish(json.dumps(request.to_dict()))
@@ -105,7 +106,11 @@ class InputHandler(ExecutionAPIHandler):
         body = self.body_json()
         if not isinstance(body, dict):
             raise web.HTTPError(400, "The request body must be a JSON object")
-        document_id, cell_id, value = body.get("document_id"), body.get("cell_id"), body.get("value")
+        document_id, cell_id, value = (
+            body.get("document_id"),
+            body.get("cell_id"),
+            body.get("value"),
+        )
         if not isinstance(document_id, str) or not isinstance(cell_id, str):
             raise web.HTTPError(400, "'document_id' and 'cell_id' are required")
         if not isinstance(value, str):

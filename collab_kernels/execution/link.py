@@ -17,8 +17,9 @@ from __future__ import annotations
 import asyncio
 import inspect
 from collections import OrderedDict
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Callable
+from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:  # pragma: no cover
     from .queue import CellRun, ExecutionRequest

@@ -34,7 +34,6 @@ from .queue import (
     DocumentQueue,
     ExecutionRequest,
     RequestRegistry,
-    utcnow,
 )
 from .stdin import InputBroker
 from .writer import DocumentWriter
@@ -336,8 +335,10 @@ class ExecutionManager(LoggingConfigurable):
         elif "cells" in body:
             document_id = body.get("document_id")
             specs = body.get("cells")
-            if not isinstance(specs, list) or not specs or not all(
-                isinstance(s, dict) for s in specs
+            if (
+                not isinstance(specs, list)
+                or not specs
+                or not all(isinstance(s, dict) for s in specs)
             ):
                 raise HTTPError(400, "'cells' must be a non-empty list of {cell_id, source_hash}")
         else:
@@ -390,7 +391,11 @@ class ExecutionManager(LoggingConfigurable):
                     f"Cell {cell_id} of {room.path} changed: its source no longer matches "
                     f"source_hash {expected}",
                 )
-            runs.append(CellRun(cell_id=cell_id, code=code_override if code_override is not None else source))
+            runs.append(
+                CellRun(
+                    cell_id=cell_id, code=code_override if code_override is not None else source
+                )
+            )
 
         request = ExecutionRequest(
             kernel_id=kernel_id,
@@ -412,9 +417,7 @@ class ExecutionManager(LoggingConfigurable):
             # starts, the others show [*], the queue entries). A kernel still starting is
             # waited for by the queue's worker (_run_cell).
             request.mark_running()
-            self._begin_cell(
-                request, runs[0], queue, mark_running=[c.cell_id for c in runs[1:]]
-            )
+            self._begin_cell(request, runs[0], queue, mark_running=[c.cell_id for c in runs[1:]])
         else:
             self._publish_queue(queue, mark_running=[c.cell_id for c in runs])
         if debug_logged(self.log):
@@ -478,7 +481,10 @@ class ExecutionManager(LoggingConfigurable):
                         "kernel_id": current.kernel_id,
                         "position": 0,
                     }
-                    if current.input_request and current.input_request.get("cell_id") == cell.cell_id:
+                    if (
+                        current.input_request
+                        and current.input_request.get("cell_id") == cell.cell_id
+                    ):
                         entry["input_request"] = {
                             "prompt": current.input_request.get("prompt", ""),
                             "password": bool(current.input_request.get("password")),
@@ -508,9 +514,13 @@ class ExecutionManager(LoggingConfigurable):
         try:
             writer.set_queue(entries, idle_cells=idle, mark_running=mark_running)
         except Exception:
-            self.log.exception("collab_kernels: could not publish the queue of %s", queue.document_id)
+            self.log.exception(
+                "collab_kernels: could not publish the queue of %s", queue.document_id
+            )
 
-    def _mark_aborted(self, queue: DocumentQueue, requests: list[ExecutionRequest], result: str) -> None:
+    def _mark_aborted(
+        self, queue: DocumentQueue, requests: list[ExecutionRequest], result: str
+    ) -> None:
         cells: list[str] = []
         for request in requests:
             for cell in request.cells:
@@ -543,7 +553,9 @@ class ExecutionManager(LoggingConfigurable):
         try:
             writer.edit(fn)
         except Exception:
-            self.log.exception("collab_kernels: could not mark aborted cells of %s", queue.document_id)
+            self.log.exception(
+                "collab_kernels: could not mark aborted cells of %s", queue.document_id
+            )
 
     def clear_kernel_queues(self, kernel_id: str, *, reason: str) -> int:
         """Abort everything queued (not running) on ``kernel_id``, in every document."""
@@ -700,7 +712,9 @@ class ExecutionManager(LoggingConfigurable):
             client.send("shell", msg, owner=link.listener)
         except Exception as e:
             cell.finished.set_exception(KernelGone("dead"))
-            self.log.warning("collab_kernels: could not send to kernel %s: %s", request.kernel_id, e)
+            self.log.warning(
+                "collab_kernels: could not send to kernel %s: %s", request.kernel_id, e
+            )
         try:
             writer.start_cell(cell.cell_id, self._queue_entries(queue), mark_running=mark_running)
         except Exception:
@@ -708,13 +722,18 @@ class ExecutionManager(LoggingConfigurable):
                 "collab_kernels: could not mark cell %s of %s running", cell.cell_id, request.path
             )
 
-    async def _run_cell(self, request: ExecutionRequest, cell: CellRun, queue: DocumentQueue) -> bool:
+    async def _run_cell(
+        self, request: ExecutionRequest, cell: CellRun, queue: DocumentQueue
+    ) -> bool:
         writer = self.writer(request.document_id)
         if cell.status == QUEUED:
             if self.link_for(request.kernel_id) is None:
                 cell.status = DONE
                 cell.result = ERROR
-                cell.error = {"ename": "KernelGone", "evalue": f"Kernel {request.kernel_id} is gone"}
+                cell.error = {
+                    "ename": "KernelGone",
+                    "evalue": f"Kernel {request.kernel_id} is gone",
+                }
                 return False
             try:
                 await writer.get_room()
@@ -817,7 +836,9 @@ class ExecutionManager(LoggingConfigurable):
                     try:
                         writer.finish_external(route.cell_id, route.execution_count)
                     except Exception:
-                        self.log.exception("collab_kernels: could not finish cell %s", route.cell_id)
+                        self.log.exception(
+                            "collab_kernels: could not finish cell %s", route.cell_id
+                        )
         elif channel == "shell" and msg_type == "execute_reply":
             run = route.run
             if run is not None:
@@ -846,9 +867,7 @@ class ExecutionManager(LoggingConfigurable):
                 continue
             for ycell in room.document.ycells:
                 if ycell.get("id") == cell_id:
-                    link.routes.add(
-                        header["msg_id"], Route(room.room_id, cell_id, external=True)
-                    )
+                    link.routes.add(header["msg_id"], Route(room.room_id, cell_id, external=True))
                     self.log.debug(
                         "collab_kernels: execution of cell %s of %s from %s: the server writes "
                         "its outputs",
@@ -880,7 +899,9 @@ class ExecutionManager(LoggingConfigurable):
         if event != "restarted" or victims:
             self.log.info(
                 "collab_kernels: kernel %s %s; failing %d running cell(s)",
-                kernel_id, event, len(victims),
+                kernel_id,
+                event,
+                len(victims),
             )
             self.clear_kernel_queues(kernel_id, reason=event)
         for cell in victims:

@@ -125,9 +125,7 @@ class RequestRegistry:
         return self._requests.get(request_id)
 
     def list(self, kernel_id: str | None = None) -> list[ExecutionRequest]:
-        return [
-            r for r in self._requests.values() if kernel_id is None or r.kernel_id == kernel_id
-        ]
+        return [r for r in self._requests.values() if kernel_id is None or r.kernel_id == kernel_id]
 
     def _trim(self) -> None:
         # Called on every add, so O(1) most of the time: nothing is scanned until there are

@@ -15,7 +15,8 @@ the output lands there.
 from __future__ import annotations
 
 import asyncio
-from typing import TYPE_CHECKING, Any, Callable
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
 
 from pycrdt import Map
 
@@ -266,7 +267,10 @@ class DocumentWriter:
             flush_updates()
 
     def set_queue(
-        self, queue_entries: dict[str, dict[str, Any]], idle_cells: list[str] = (), mark_running: list[str] = ()
+        self,
+        queue_entries: dict[str, dict[str, Any]],
+        idle_cells: list[str] = (),
+        mark_running: list[str] = (),
     ) -> None:
         """Write the queue entries; put ``idle_cells`` back to idle (not run) and show
         ``mark_running`` as ``[*]`` (queued)."""

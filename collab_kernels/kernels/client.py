@@ -26,19 +26,18 @@ import typing as t
 from collections import OrderedDict, deque
 from functools import partial
 
+import zmq
 from jupyter_client.connect import channel_socket_types
 from jupyter_client.jsonutil import json_default
 from jupyter_client.session import Session
-import zmq
-from traitlets import CaselessStrEnum, Float, Integer, Unicode
-from zmq.eventloop.zmqstream import ZMQStream
-from zmq.utils.monitor import parse_monitor_message
-from traitlets.config import LoggingConfigurable
-
 from jupyter_server.services.kernels.connection.base import (
     serialize_binary_message,
     serialize_msg_to_ws_v1,
 )
+from traitlets import CaselessStrEnum, Float, Integer, Unicode
+from traitlets.config import LoggingConfigurable
+from zmq.eventloop.zmqstream import ZMQStream
+from zmq.utils.monitor import parse_monitor_message
 
 CHANNELS = ("iopub", "shell", "control", "stdin")
 REQUEST_CHANNELS = ("shell", "control", "stdin")
@@ -61,18 +60,18 @@ class KernelMessage:
     """
 
     __slots__ = (
-        "channel",
-        "raw",
-        "header",
-        "parent_header",
-        "msg_type",
-        "msg_id",
-        "parent_msg_id",
-        "received",
-        "_session",
-        "_parsed",
-        "_content",
         "_cache",
+        "_content",
+        "_parsed",
+        "_session",
+        "channel",
+        "header",
+        "msg_id",
+        "msg_type",
+        "parent_header",
+        "parent_msg_id",
+        "raw",
+        "received",
     )
 
     def __init__(self, channel: str, raw: list[bytes], session: Session):
@@ -391,7 +390,9 @@ class SharedKernelClient(LoggingConfigurable):
             stream.on_recv(partial(self._on_recv, channel), copy=True)
             self.streams[channel] = stream
         self.log.debug(
-            "Kernel %s: shared client connecting (%s)", self.kernel_id, self.kernel_manager.transport
+            "Kernel %s: shared client connecting (%s)",
+            self.kernel_id,
+            self.kernel_manager.transport,
         )
         self._nudge_task = asyncio.ensure_future(self._nudge(self._ready))
 

@@ -76,7 +76,7 @@ class SharedClientKernelManager(ServerKernelManager):
 
             base = jupyter_runtime_dir()
         stem = os.path.splitext(os.path.basename(self.connection_file or ""))[0]
-        name = (stem.replace("kernel-", "") or self.kernel_id or os.urandom(6).hex())
+        name = stem.replace("kernel-", "") or self.kernel_id or os.urandom(6).hex()
         name = name.replace("-", "")[:12]
         path = os.path.join(base, f"ck-{name}")
         if len(path) > _MAX_IPC_PATH:

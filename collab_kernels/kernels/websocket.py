@@ -16,13 +16,13 @@ import asyncio
 import json
 import typing as t
 
+from jupyter_client.jsonutil import json_default
 from jupyter_server.services.kernels.connection.base import (
     deserialize_binary_message,
     deserialize_msg_from_ws_v1,
     serialize_msg_to_ws_v1,
 )
 from jupyter_server.services.kernels.connection.channels import ZMQChannelsWebsocketConnection
-from jupyter_client.jsonutil import json_default
 from tornado import web
 from tornado.websocket import WebSocketClosedError
 from traitlets import Any, Bool
@@ -298,7 +298,9 @@ class SharedClientWebsocketConnection(ZMQChannelsWebsocketConnection):
         msg = self.session.msg("status", {"execution_state": status})
         try:
             if self.subprotocol == V1_PROTOCOL:
-                self.write_message(serialize_msg_to_ws_v1(msg, "iopub", self.session.pack), binary=True)
+                self.write_message(
+                    serialize_msg_to_ws_v1(msg, "iopub", self.session.pack), binary=True
+                )
             else:
                 msg["channel"] = "iopub"
                 self.write_message(json.dumps(msg, default=json_default))

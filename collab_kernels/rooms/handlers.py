@@ -216,8 +216,7 @@ class RoomWebsocketHandler(WebSocketMixin, WebSocketHandler, JupyterHandler):
         limit = self.room_manager.max_message_size
         if len(message) > limit:
             self.log.warning(
-                "collab_kernels: closing %s on %s: frame of %d bytes exceeds max_message_size "
-                "(%d)",
+                "collab_kernels: closing %s on %s: frame of %d bytes exceeds max_message_size (%d)",
                 client.name,
                 room.describe(),
                 len(message),

@@ -16,7 +16,6 @@ from traitlets import Enum, Float, Int, Unicode
 from traitlets.config import LoggingConfigurable
 
 from . import protocol
-from .store import SQLiteUpdateStore
 from .room import (
     FILE_TYPES,
     ROOM_EVENT_SCHEMA,
@@ -24,6 +23,7 @@ from .room import (
     DocumentRoom,
     GlobalAwarenessRoom,
 )
+from .store import SQLiteUpdateStore
 
 CONTENTS_EVENT_SCHEMA_ID = "https://events.jupyter.org/jupyter_server/contents_service/v1"
 
@@ -239,7 +239,9 @@ class RoomManager(LoggingConfigurable):
         try:
             if ROOM_EVENT_SCHEMA_ID not in logger.schemas:
                 logger.register_event_schema(ROOM_EVENT_SCHEMA)
-            logger.add_listener(schema_id=CONTENTS_EVENT_SCHEMA_ID, listener=self._on_contents_event)
+            logger.add_listener(
+                schema_id=CONTENTS_EVENT_SCHEMA_ID, listener=self._on_contents_event
+            )
             self._events_ready = True
         except Exception:
             self.log.exception("collab_kernels: could not set up room events")
@@ -402,7 +404,9 @@ class RoomManager(LoggingConfigurable):
                 if asyncio.iscoroutine(result):
                     asyncio.ensure_future(result)
             except Exception:
-                self.log.exception("collab_kernels: on_room_freed callback failed for %s", room.path)
+                self.log.exception(
+                    "collab_kernels: on_room_freed callback failed for %s", room.path
+                )
 
     async def stop(self) -> None:
         """Save every room and close every client (server shutdown)."""

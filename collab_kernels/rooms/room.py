@@ -41,7 +41,6 @@ from pycrdt import (
     Text,
     create_awareness_message,
     create_sync_message,
-
     create_update_message,
     merge_updates,
 )
@@ -664,7 +663,9 @@ class DocumentRoom(BaseRoom):
         self._store_hash = file_hash
         self.restored_from_store = True
         self.log.info(
-            "collab_kernels: restored %s from the update store (%d updates)", self.path, len(updates)
+            "collab_kernels: restored %s from the update store (%d updates)",
+            self.path,
+            len(updates),
         )
         return True
 
@@ -879,7 +880,9 @@ class DocumentRoom(BaseRoom):
             if self.file_type == "notebook":
                 self._repair_notebook()
             version = self._version
-            content = await self.document.aget() if self.file_type == "notebook" else self.document.get()
+            content = (
+                await self.document.aget() if self.file_type == "notebook" else self.document.get()
+            )
             try:
                 disk = await self._get_model(content=False, require_hash=True)
             except HTTPError as e:
@@ -1202,7 +1205,9 @@ class DocumentRoom(BaseRoom):
             self._watch_task.cancel()
             self._watch_task = None
 
-    async def stop(self, code: int = protocol.CLOSE_GOING_AWAY, reason: str = "server stopping") -> None:
+    async def stop(
+        self, code: int = protocol.CLOSE_GOING_AWAY, reason: str = "server stopping"
+    ) -> None:
         """Save what is unsaved, close the clients and stop every timer."""
         self._stop_timers()
         if self.loaded and not self._closed and self.unsaved:

@@ -100,9 +100,7 @@ class RoleAuthorizer(Authorizer):
         role = self.role_of(user)
         allowed = role_allows(role, action, resource)
         if not allowed:
-            self.log.info(
-                "Refused %s %s to %s (role %s)", action, resource, user.username, role
-            )
+            self.log.info("Refused %s %s to %s (role %s)", action, resource, user.username, role)
         return allowed
 
 

@@ -25,7 +25,8 @@ def connection_role(authorizer: Any, client: Any) -> str:
 def describe_client(authorizer: Any, room: Any, client: Any) -> dict[str, Any]:
     user = client.user
     states = [
-        room.awareness.states[cid] for cid in sorted(client.awareness_ids)
+        room.awareness.states[cid]
+        for cid in sorted(client.awareness_ids)
         if cid in room.awareness.states
     ]
     return {
@@ -60,14 +61,17 @@ class PresenceHandler(APIHandler):
         room = self.settings["collab_room_manager"].find_room(room_id)
         if room is None:
             raise web.HTTPError(404, f"No open document {room_id}")
-        clients = sorted(
-            (c for c in room.clients if not c.closed), key=lambda c: c.name
-        )
+        clients = sorted((c for c in room.clients if not c.closed), key=lambda c: c.name)
         execution = self.settings.get("collab_execution_manager")
-        requests = [] if execution is None else [
-            r for r in execution.list_requests(None)
-            if r.document_id == room_id and r.status in ACTIVE
-        ]
+        requests = (
+            []
+            if execution is None
+            else [
+                r
+                for r in execution.list_requests(None)
+                if r.document_id == room_id and r.status in ACTIVE
+            ]
+        )
         self.finish(
             json.dumps(
                 {
