@@ -1,5 +1,5 @@
 # Quick start: `make lab` (JupyterLab with collab_kernels on examples/) and `make test`.
-# Both create .venv/ and install everything on first use.
+# Both create .venv/ and install everything on first use (a few minutes; each step is printed).
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
@@ -9,18 +9,32 @@ PORT ?= 8888
 .PHONY: lab test test-python test-ui bench docs install clean
 
 $(STAMP): pyproject.toml
+	@echo "==> [1/3] creating the virtual environment $(VENV) with $$($(PYTHON) --version 2>&1)"
 	$(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[test,docs,bench]'
+	@echo "==> [2/3] upgrading pip"
+	$(BIN)/python -m pip install --upgrade --progress-bar off pip
+	@echo "==> [3/3] installing collab_kernels (editable) with JupyterLab, ipykernel and the test,"
+	@echo "          docs and bench tools: about 100 packages, 1-3 minutes on a fresh machine"
+	$(BIN)/python -m pip install --progress-bar off -e '.[test,docs,bench]'
 	touch $(STAMP)
+	@echo "==> installed into $(VENV)"
 
 install: $(STAMP)
 
 # jupyter refuses to run as root without --allow-root (containers, CI machines)
 ALLOW_ROOT := $(if $(filter 0,$(shell id -u)),--allow-root,)
 
+# Does not open a browser: prints the URL (with its login token) to open.
 lab: $(STAMP)
-	$(BIN)/jupyter lab --ServerApp.root_dir=examples --ServerApp.port=$(PORT) --no-browser $(ALLOW_ROOT)
+	@token=$$($(BIN)/python -c 'import secrets; print(secrets.token_hex(24))'); \
+	echo ""; \
+	echo "==> starting JupyterLab with collab_kernels on examples/ (Ctrl+C stops it)."; \
+	echo "    Open this URL in your browser once the server says it is running:"; \
+	echo ""; \
+	echo "        http://localhost:$(PORT)/lab?token=$$token"; \
+	echo ""; \
+	JUPYTER_TOKEN=$$token exec $(BIN)/jupyter lab --ServerApp.root_dir=examples \
+		--ServerApp.port=$(PORT) --ServerApp.port_retries=0 --no-browser $(ALLOW_ROOT)
 
 test: test-python
 
