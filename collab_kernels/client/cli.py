@@ -516,11 +516,15 @@ class Watcher:
                 self.progress.start()
 
 
-def _kernel_died(status: dict) -> bool:
-    texts = [str(status.get(k) or "") for k in ("result", "reason", "error")]
-    for cell in status.get("cells") or []:
-        texts += [str(cell.get(k) or "") for k in ("result", "reason", "error")]
-    return any(re.search(r"dead|died|kernel.?(restart|lost)", t, re.I) for t in texts)
+def _kernel_died(status: dict, errors: list[tuple[Any, dict]] = ()) -> bool:
+    """Whether the run ended because its kernel went away: the server then writes one of the
+    error names of ``contract.KERNEL_GONE_ENAMES`` into the cell that was running."""
+    from ..contract import is_kernel_gone
+
+    cells = status.get("cells") or []
+    return any(is_kernel_gone((c.get("error") or {}).get("ename")) for c in cells) or any(
+        is_kernel_gone(o.get("ename")) for _, o in errors
+    )
 
 
 async def _exit_code(run, status: dict | None, watcher: Watcher, allow_errors: bool) -> int:
@@ -531,10 +535,7 @@ async def _exit_code(run, status: dict | None, watcher: Watcher, allow_errors: b
         return EXIT_TIMEOUT
     if result == "ok":
         return EXIT_OK
-    if _kernel_died(status) or any(
-        o.get("ename") in ("DeadKernelError", "KernelDied", "KernelDiedError")
-        for _, o in watcher.errors
-    ):
+    if _kernel_died(status, watcher.errors):
         return EXIT_KERNEL_DIED
     if result == "cancelled":
         return EXIT_CANCELLED

@@ -36,7 +36,7 @@ from urllib.parse import quote
 
 import httpx
 
-from ..execution.writer import EXECUTION_MAP  # the document's root map of queue entries
+from ..contract import EXECUTION_MAP, build_room_id, source_hash
 from .params import inject_parameters as _inject_parameters
 from .servers import ServerInfo, running_servers, server_for_path
 
@@ -137,13 +137,6 @@ RunEvent = CellStarted | Output | InputRequested | CellFinished | RunFinished
 # --------------------------------------------------------------------------------------------
 # Helpers
 # --------------------------------------------------------------------------------------------
-
-
-def source_hash(source: str) -> str:
-    """The ``source_hash`` of the ``cells`` execute dialect (MurmurHash2, seed 0, decimal)."""
-    from ..execution.murmur import source_hash as _impl  # the execution stage's own
-
-    return _impl(source)
 
 
 def output_text(output: dict[str, Any]) -> str:
@@ -439,7 +432,7 @@ class CollabClient:
             else await self.session_for(path)
         )
         collab = await self.collaboration_session(path)
-        room_id = f"json:notebook:{collab['fileId']}"
+        room_id = build_room_id(collab["fileId"])
         nb = Notebook(self, path, room_id, collab.get("sessionId"), session)
         await nb._connect()
         self._notebooks.append(nb)

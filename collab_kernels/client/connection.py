@@ -36,10 +36,11 @@ from pycrdt import (
 from websockets.asyncio.client import connect as ws_connect
 from websockets.exceptions import ConnectionClosed
 
+from ..contract import FILE_TYPES, InvalidRoomId, RoomId, parse_room_id
 from ..rooms import protocol
 
 DOCUMENT_CLASSES = {"notebook": YNotebook, "file": YUnicode}
-FORMATS = {"notebook": "json", "file": "text"}
+FORMATS = FILE_TYPES  # document type -> room id format
 
 
 @dataclass
@@ -55,7 +56,7 @@ class Session:
 
     @property
     def room_id(self) -> str:
-        return f"{self.format}:{self.type}:{self.file_id}"
+        return str(RoomId(self.format, self.type, self.file_id))
 
 
 class SessionError(Exception):
@@ -132,8 +133,10 @@ class RoomConnection:
         self.token = token
         self.headers = headers
         if file_type is None:
-            parts = room_id.split(":")
-            file_type = parts[1] if len(parts) == 3 else "notebook"
+            try:
+                file_type = parse_room_id(room_id).file_type
+            except InvalidRoomId:
+                file_type = "notebook"
         self.file_type = file_type
         self.ydoc = ydoc if ydoc is not None else Doc()
         self.awareness = Awareness(self.ydoc)
