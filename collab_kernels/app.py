@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 from jupyter_server.extension.application import ExtensionApp
-from traitlets import Bool
+from traitlets import Bool, Int
 
+from . import handlers_base
 from ._version import __version__
 from .execution.handlers import default_handlers as execution_handlers
 from .execution.manager import ExecutionManager
@@ -60,6 +61,17 @@ class CollabKernelsApp(ExtensionApp):
         ),
     )
 
+    json_max_depth = Int(
+        handlers_base.DEFAULT_JSON_MAX_DEPTH,
+        min=2,
+        config=True,
+        help=(
+            "Deepest nesting of lists and objects accepted in the JSON body of a request to "
+            "collab_kernels' endpoints; deeper bodies answer 400 (deep bodies would otherwise "
+            "exhaust the recursion limit of the code that reads them)."
+        ),
+    )
+
     def _link_jupyter_server_extension(self, serverapp):
         super()._link_jupyter_server_extension(serverapp)
         if not self.shared_kernel_client:
@@ -106,8 +118,11 @@ class CollabKernelsApp(ExtensionApp):
             session_manager=serverapp.session_manager,
         )
         self.settings.update(
-            collab_room_manager=self.room_manager,
-            collab_execution_manager=self.execution_manager,
+            {
+                handlers_base.ROOM_MANAGER: self.room_manager,
+                handlers_base.EXECUTION_MANAGER: self.execution_manager,
+                handlers_base.JSON_MAX_DEPTH: self.json_max_depth,
+            }
         )
         settings = serverapp.web_app.settings
         if isinstance(serverapp.identity_provider, ClassroomIdentityProvider):

@@ -6,8 +6,9 @@ import json
 from typing import Any
 
 from jupyter_server.auth.decorator import authorized
-from jupyter_server.base.handlers import APIHandler
 from tornado import web
+
+from ..handlers_base import CollabAPIHandler
 
 ACTIVE = ("queued", "running")
 
@@ -52,25 +53,24 @@ def describe_request(request: Any) -> dict[str, Any]:
     }
 
 
-class PresenceHandler(APIHandler):
+class PresenceHandler(CollabAPIHandler):
     auth_resource = "contents"
 
     @web.authenticated
     @authorized("read")
     async def get(self, room_id: str) -> None:
-        room = self.settings["collab_room_manager"].find_room(room_id)
+        room = self.room_manager.find_room(room_id)
         if room is None:
             raise web.HTTPError(404, f"No open document {room_id}")
         clients = sorted((c for c in room.clients if not c.closed), key=lambda c: c.name)
-        execution = self.settings.get("collab_execution_manager")
         requests = (
-            []
-            if execution is None
-            else [
+            [
                 r
-                for r in execution.list_requests(None)
+                for r in self.execution_manager.list_requests(None)
                 if r.document_id == room_id and r.status in ACTIVE
             ]
+            if self.has_execution_manager
+            else []
         )
         self.finish(
             json.dumps(
