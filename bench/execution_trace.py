@@ -273,7 +273,7 @@ async def run(rounds: int, warmup: int) -> None:
             found.append(events[j][0])
         if len(found) != len(milestones):
             continue
-        for a, b, ta, tb in zip(milestones, milestones[1:], found, found[1:]):
+        for a, b, ta, tb in zip(milestones, milestones[1:], found, found[1:], strict=False):
             spans.setdefault(f"{a} -> {b}", []).append((tb - ta) * 1000)
     print("median ms between milestones:")
     total = 0.0

@@ -185,7 +185,7 @@ class Tab:
             data = await self.conn.read_message()
             if data is None:
                 raise RuntimeError("websocket closed")
-            channel, header, parent, _ = v1_parse(data)
+            channel, _header, parent, _ = v1_parse(data)
             if channel == "shell" and msg_id.encode() in parent:
                 return
 

@@ -421,7 +421,7 @@ def plot(results: dict, path: Path) -> None:
     )
     legend: dict = {}
     for ax in axes[0]:
-        for handle, label in zip(*ax.get_legend_handles_labels()):
+        for handle, label in zip(*ax.get_legend_handles_labels(), strict=True):
             legend.setdefault(label, handle)
     fig.legend(
         list(legend.values()),

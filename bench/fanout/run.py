@@ -50,7 +50,7 @@ class Pool:
     ) -> list[dict]:
         n = workers or len(self.conns)
         args = per_worker if isinstance(per_worker, list) else [per_worker] * n
-        for conn, a in zip(self.conns[:n], args):
+        for conn, a in zip(self.conns[:n], args, strict=False):
             conn.send({"op": op, **a})
         out = []
         for conn in self.conns[:n]:
