@@ -68,8 +68,11 @@ async def test_activity_tracking_uses_no_extra_socket(jp_serverapp, start_kernel
     assert names == ["activity"]
 
 
-async def test_interrupt(jp_fetch, start_kernel, open_kernel_ws):
+async def test_interrupt(jp_serverapp, jp_fetch, start_kernel, open_kernel_ws):
     kid = await start_kernel()
+    client = jp_serverapp.kernel_manager.get_shared_client(kid)
+    events = []
+    client.add_lifecycle_listener(events.append)
     tab = await open_kernel_ws(kid, "v1")
     # Interrupt once the code runs: a SIGINT that lands between execute_input and the
     # user's code is caught by ipykernel and ignored.
@@ -79,9 +82,27 @@ async def test_interrupt(jp_fetch, start_kernel, open_kernel_ws):
     )
     response = await jp_fetch("api", "kernels", kid, "interrupt", method="POST", body="")
     assert response.code == 204
+    # lifecycle listeners heard of it before the kernel was interrupted
+    assert events == ["interrupted"]
     reply = await tab.reply(msg_id)
     assert reply["content"]["status"] == "error"
     assert reply["content"]["ename"] == "KeyboardInterrupt"
+
+
+async def test_interrupt_without_notification(jp_serverapp, start_kernel, open_kernel_ws):
+    kid = await start_kernel()
+    km = jp_serverapp.kernel_manager
+    events = []
+    km.get_shared_client(kid).add_lifecycle_listener(events.append)
+    tab = await open_kernel_ws(kid, "v1")
+    msg_id = tab.execute("import time; print('started', flush=True); time.sleep(60)")
+    await tab.wait_for(
+        lambda m: m["msg_type"] == "stream" and m["parent_header"]["msg_id"] == msg_id
+    )
+    await km.interrupt_kernel(kid, notify=False)
+    reply = await tab.reply(msg_id)
+    assert reply["content"]["ename"] == "KeyboardInterrupt"
+    assert events == []
 
 
 async def test_restart_keeps_listeners_and_tabs_on_the_new_kernel(
@@ -126,7 +147,7 @@ async def test_automatic_restart_after_the_kernel_dies(jp_serverapp, start_kerne
     assert status["channel"] == "iopub"
     await asyncio.wait_for(restarted, TIMEOUT)
     await client.wait_ready(TIMEOUT)
-    msg_id, reply = await tab.run("print('alive again')")
+    msg_id, _reply = await tab.run("print('alive again')")
     assert tab.stream_text(msg_id) == "alive again\n"
 
 
@@ -165,12 +186,12 @@ async def test_session_kernel_switch(jp_serverapp, jp_fetch, open_kernel_ws):
     km = jp_serverapp.kernel_manager
     assert isinstance(km.get_kernel(new_kid), SharedClientKernelManager)
     new_tab = await open_kernel_ws(new_kid, "v1", session_id=tab.session_id)
-    msg_id, reply = await new_tab.run("print('x' in dir())")
+    msg_id, _reply = await new_tab.run("print('x' in dir())")
     assert new_tab.stream_text(msg_id) == "False\n"
     # jupyter_server shut the old kernel down: its shared client is closed, the new is not
     assert old_kid not in km
     assert old_client.closed and not km.get_shared_client(new_kid).closed
-    msg_id, reply = await new_tab.run("print('still here')")
+    msg_id, _reply = await new_tab.run("print('still here')")
     assert new_tab.stream_text(msg_id) == "still here\n"
     response = await jp_fetch("api", "sessions", session["id"], method="GET")
     assert json.loads(response.body)["kernel"]["id"] == new_kid

@@ -143,7 +143,7 @@ async def test_request_hook_withholds_outputs_from_the_sending_tab_only(
     # requests the hook does not claim keep their outputs
     plain, _ = await notebook.run("print('plain')")
     assert notebook.stream_text(plain) == "plain\n"
-    assert not client._withheld  # the idle status released the entry
+    assert not client.router.withheld  # the idle status released the entry
 
 
 async def test_failing_and_slow_listeners_do_not_block_tabs(

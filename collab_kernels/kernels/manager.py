@@ -214,6 +214,25 @@ class SharedClientMappingKernelManager(AsyncMappingKernelManager):
             kernel._activity_listener = None
         super().stop_watching_activity(kernel_id)
 
+    # ---------------------------------------------------------------- interrupt
+
+    async def interrupt_kernel(self, kernel_id: str, *, notify: bool = True) -> None:  # type: ignore[override]
+        """Stock interrupt (``POST /api/kernels/{id}/interrupt`` and every other caller).
+
+        Just before the interrupt is delivered, the kernel's shared client fires the
+        ``"interrupted"`` lifecycle event (documents clear their queues there, so the
+        interrupted cell's error does not start the next queued cell). ``notify=False``
+        interrupts without the event (the server's own interrupts, which handle their
+        queues themselves).
+        """
+        kernel = self.get_kernel(kernel_id)
+        client = getattr(kernel, "shared_client", None)
+        if notify and isinstance(client, SharedKernelClient) and not client.closed:
+            ready = getattr(kernel, "ready", None)
+            if ready is None or ready.done():  # a pending kernel refuses interrupts
+                client.fire_lifecycle("interrupted")
+        await super().interrupt_kernel(kernel_id)
+
     # ---------------------------------------------------------------- restart
 
     async def restart_kernel(self, kernel_id: str, now: bool = False) -> Future:  # type:ignore[override]

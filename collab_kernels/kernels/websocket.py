@@ -224,7 +224,7 @@ class SharedClientWebsocketConnection(ZMQChannelsWebsocketConnection):
         allowed = self.multi_kernel_manager.allowed_message_types
         if allowed and msg_type not in allowed:
             self.log.warning(
-                'Received message of type "%s", which is not allowed. Ignoring.' % msg_type
+                'Received message of type "%s", which is not allowed. Ignoring.', msg_type
             )
             return
         try:
