@@ -282,7 +282,7 @@ class RoomConnection:
         self._schedule_check()
 
     def _on_awareness_event(self, topic: str, args: Any) -> None:
-        changes, origin = args
+        _changes, origin = args
         if topic == "update" and origin == "local":
             update = self.awareness.encode_awareness_update([self.awareness.client_id])
             self._send_soon(create_awareness_message(update))
