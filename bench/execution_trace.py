@@ -35,7 +35,7 @@ def install() -> None:
     """Wrap the hot path's functions in the server process (called before it starts)."""
     from collab_kernels.execution import handlers, writer
     from collab_kernels.kernels import client as kclient
-    from collab_kernels.rooms import room as rroom
+    from collab_kernels.rooms import fanout as rroom
 
     def wrap(cls, name, before=None, after=None):
         original = getattr(cls, name)
@@ -117,7 +117,7 @@ def install() -> None:
             after="exec: finish_cell done",
         )
         wrap(
-            rroom.BaseRoom,
+            rroom.Fanout,
             "flush_updates",
             before="room: flush_updates",
             after="room: flush_updates done",
@@ -157,7 +157,7 @@ def install() -> None:
 
         _atexit.register(lambda: profiler.dump_stats(os.environ["CK_PROFILE"]))
     wrap(writer.DocumentWriter, "enqueue", before=lambda self, c, t, *a, **kw: f"doc: {t} buffered")
-    wrap(rroom.BaseRoom, "_flush_updates", before="room: flush")
+    wrap(rroom.Fanout, "_flush_updates", before="room: flush")
     wrap(rroom.RoomClient, "send", before="room: frame queued to client")
 
     original_init = rroom.RoomClient.__init__

@@ -46,9 +46,9 @@ def disk_sources(root, path) -> list[str]:
 
 def crash(room_manager, room) -> None:
     """What a killed server leaves behind: no save, the room simply gone."""
-    room._stop_timers()
+    room.stop_timers()
     room.close()
-    room_manager._forget_room(room)
+    room_manager.forget_room(room)
 
 
 async def edit_and_crash(path, collab_client, room_manager, jp_root_dir):
@@ -99,7 +99,7 @@ async def test_history_of_a_file_changed_meanwhile_is_not_replayed(
     store = room_manager.store
     # the store now holds the file's lineage, tagged with the file's hash
     file_hash, updates = store.load(room.room_id)
-    assert file_hash == room._hash and len(updates) == 1
+    assert file_hash == room.file.hash and len(updates) == 1
     assert not room.unsaved
 
 
@@ -167,7 +167,7 @@ async def test_compaction_every_n_updates_without_saves(
     for i in range(batches):
         source.insert(len(source), "x")
         # each edit reaches the room (and the store) on its own
-        await eventually(lambda: str(room.document.ycells[0]["source"]).count("x") == i + 1)
+        await eventually(lambda n=i + 1: str(room.document.ycells[0]["source"]).count("x") == n)
     room.flush()
     assert room.unsaved  # no save happened
     assert room_manager.store.update_count(room.room_id) < every

@@ -199,7 +199,7 @@ async def test_oversized_frame_closes_only_that_connection(rooms_notebook, colla
     good = await collab_client(path)
     bad = await collab_client(path)
     await bad.send_bytes(protocol.raw_message("x" * (100 * 1024)))
-    code, reason = await bad.wait_closed()
+    code, _reason = await bad.wait_closed()
     assert code == protocol.CLOSE_TOO_BIG
     append_source(good.document, 0, " fine")
     other = await collab_client(path)
@@ -260,10 +260,10 @@ async def test_stalled_client_is_closed_without_slowing_others():
     """A client whose transport never drains is closed once its queue is full."""
     import logging
 
-    from collab_kernels.rooms.room import BaseRoom, RoomClient
+    from collab_kernels.rooms.fanout import Fanout, RoomClient
 
     log = logging.getLogger("test")
-    room = BaseRoom("test-room", log=log, coalesce_window=0)
+    room = Fanout("test-room", log=log, coalesce_window=0)
     never = asyncio.get_event_loop().create_future()  # a write that never completes
     closed = []
     stalled = RoomClient(

@@ -15,7 +15,7 @@ from traitlets.config import Config
 
 from collab_kernels.client.connection import RoomConnection
 from collab_kernels.rooms import protocol
-from collab_kernels.rooms.room import ROOM_EVENT_SCHEMA_ID
+from collab_kernels.rooms.manager import ROOM_EVENT_SCHEMA_ID
 
 
 @pytest.fixture
@@ -41,7 +41,7 @@ def append_source(doc, index: int, text: str) -> None:
 
 def write_out_of_band(root, path, sources_: list[str], ids: list[str]) -> None:
     nb = nbformat.v4.new_notebook()
-    for source, cell_id in zip(sources_, ids):
+    for source, cell_id in zip(sources_, ids, strict=True):
         cell = nbformat.v4.new_code_cell(source)
         cell["id"] = cell_id
         nb.cells.append(cell)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import posixpath
+from typing import Any
 
 from jupyter_core.utils import ensure_async
 from jupyter_server.auth.decorator import authorized, ws_authenticated
@@ -14,11 +15,15 @@ from tornado import web
 from tornado.websocket import WebSocketHandler
 
 from . import protocol
-from .manager import FILE_TYPES, InvalidRoomId, RoomManager, RoomNotFound, parse_room_id
+from .fanout import Fanout, RoomClient
+from .file import FILE_TYPES
+from .manager import InvalidRoomId, RoomManager, RoomNotFound, parse_room_id
 from .protocol import ProtocolError
-from .room import BaseRoom, RoomClient
 
 AUTH_RESOURCE = "contents"
+
+#: Message handlers still running (save requests), kept referenced until done.
+_RUNNING: set[asyncio.Future[None]] = set()
 
 
 def _check_relative_path(path: str) -> str:
@@ -39,10 +44,11 @@ class SessionHandler(APIHandler):
 
     @property
     def room_manager(self) -> RoomManager:
-        return self.settings["collab_room_manager"]
+        manager: RoomManager = self.settings["collab_room_manager"]
+        return manager
 
     @web.authenticated
-    @authorized(action="read", resource=AUTH_RESOURCE)
+    @authorized(action="read", resource=AUTH_RESOURCE)  # type: ignore[untyped-decorator]
     async def put(self, path: str) -> None:
         path = _check_relative_path(path)
         try:
@@ -65,10 +71,11 @@ class SessionHandler(APIHandler):
             )
         cm = self.contents_manager
         try:
-            exists = await ensure_async(cm.file_exists(path))
+            exists = await ensure_async(cm.file_exists(path))  # type: ignore[no-untyped-call]
         except web.HTTPError as e:
             # The contents manager refuses paths outside its root with 404.
-            raise web.HTTPError(403 if e.status_code == 404 else e.status_code, e.log_message)
+            code = 403 if e.status_code == 404 else e.status_code
+            raise web.HTTPError(code, e.log_message) from None
         if not exists:
             raise web.HTTPError(404, f"No such file: {path}")
         fim = self.room_manager.file_id_manager
@@ -99,22 +106,23 @@ class RoomWebsocketHandler(WebSocketMixin, WebSocketHandler, JupyterHandler):
 
     auth_resource = AUTH_RESOURCE
     client: RoomClient | None = None
-    room: BaseRoom | None = None
+    room: Fanout | None = None
     can_write = False
     can_execute = False
 
     @property
     def room_manager(self) -> RoomManager:
-        return self.settings["collab_room_manager"]
+        manager: RoomManager = self.settings["collab_room_manager"]
+        return manager
 
     def set_default_headers(self) -> None:
         """No JupyterHandler default headers on a websocket."""
 
-    def get_compression_options(self):
+    def get_compression_options(self) -> dict[str, Any] | None:
         return self.settings.get("websocket_compression_options", None)
 
     @property
-    def max_message_size(self) -> int:  # type: ignore[override]
+    def max_message_size(self) -> int:
         # Tornado refuses frames beyond this (1009) before buffering them; frames between our
         # limit and this reach on_message, where we close with a log line naming the room.
         return self.room_manager.max_message_size * 2 + 1024
@@ -142,7 +150,7 @@ class RoomWebsocketHandler(WebSocketMixin, WebSocketHandler, JupyterHandler):
         name = getattr(user, "username", None) or str(user)
         return f"{name} ({self.request.remote_ip})"
 
-    async def open(self, room_id: str) -> None:  # type: ignore[override]
+    async def open(self, room_id: str) -> None:
         super().open()
         self.set_nodelay(True)
         manager = self.room_manager
@@ -157,7 +165,7 @@ class RoomWebsocketHandler(WebSocketMixin, WebSocketHandler, JupyterHandler):
         client.user = self.current_user
         client.can_execute = self.can_execute
         if room_id == protocol.GLOBAL_AWARENESS_ROOM:
-            room: BaseRoom = manager.global_awareness
+            room: Fanout = manager.global_awareness
         else:
             try:
                 _fmt, _type, file_id = parse_room_id(room_id)
@@ -165,8 +173,7 @@ class RoomWebsocketHandler(WebSocketMixin, WebSocketHandler, JupyterHandler):
                 self.log.warning("collab_kernels: refusing room websocket: %s", e)
                 self._close_socket(protocol.CLOSE_BAD_REQUEST, "invalid room id")
                 return
-            record = manager._sessions.get(self.session_id or "")
-            if record is None or record.file_id != file_id:
+            if not manager.session_known(self.session_id, file_id):
                 self._close_session("unknown_session")
                 return
             try:
@@ -244,12 +251,15 @@ class RoomWebsocketHandler(WebSocketMixin, WebSocketHandler, JupyterHandler):
             client.close(protocol.CLOSE_SERVER_ERROR, "message could not be handled")
             return
         if result is not None:
-            asyncio.ensure_future(result)
+            task = asyncio.ensure_future(result)
+            _RUNNING.add(task)
+            task.add_done_callback(_RUNNING.discard)
 
     def on_close(self) -> None:
         if self.client is not None:
             self.client.stopped()
-            self.log.debug("collab_kernels: %s left %s", self.client.name, self.room.describe())
+            where = self.room.describe() if self.room is not None else "?"
+            self.log.debug("collab_kernels: %s left %s", self.client.name, where)
         self.client = None
 
 

@@ -6,8 +6,9 @@ import asyncio
 import collections
 import os
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from jupyter_core.utils import ensure_async
@@ -16,16 +17,16 @@ from traitlets import Enum, Float, Int, Unicode
 from traitlets.config import LoggingConfigurable
 
 from . import protocol
-from .room import (
-    FILE_TYPES,
-    ROOM_EVENT_SCHEMA,
-    ROOM_EVENT_SCHEMA_ID,
-    DocumentRoom,
-    GlobalAwarenessRoom,
-)
+from .document import DocumentRoom
+from .fanout import GlobalAwarenessRoom
+from .file import FILE_TYPES
 from .store import SQLiteUpdateStore
 
 CONTENTS_EVENT_SCHEMA_ID = "https://events.jupyter.org/jupyter_server/contents_service/v1"
+
+#: Room events on jupyter_server's event bus (the schema is ``events/rooms.yaml``).
+ROOM_EVENT_SCHEMA_ID = "https://collab-kernels.jupyter.org/rooms/v1"
+ROOM_EVENT_SCHEMA_PATH = Path(__file__).parent / "events" / "rooms.yaml"
 
 
 class RoomNotFound(KeyError):
@@ -55,7 +56,7 @@ def parse_room_id(room_id: str) -> tuple[str, str, str]:
 
 
 class RoomManager(LoggingConfigurable):
-    """All live document rooms of this server.
+    """All live document rooms of this server; the :class:`~.host.RoomHost` of each.
 
     A room is created on first use (a websocket, or server code calling
     :meth:`get_room` / :meth:`get_room_for_path`), loaded through the ContentsManager, saved
@@ -178,14 +179,21 @@ class RoomManager(LoggingConfigurable):
         self._store: SQLiteUpdateStore | None = None
         self._store_error = False
         self.rooms: dict[str, DocumentRoom] = {}
-        self._loading: dict[str, asyncio.Future] = {}
+        self._loading: dict[str, asyncio.Future[DocumentRoom]] = {}
         self._created_callbacks: list[Callable[[DocumentRoom], Any]] = []
         self._freed_callbacks: list[Callable[[DocumentRoom], Any]] = []
         self._sessions: collections.OrderedDict[str, SessionRecord] = collections.OrderedDict()
         self._global_awareness: GlobalAwarenessRoom | None = None
         self._stopping = False
+        self._tasks: set[asyncio.Future[Any]] = set()
         self._events_ready = False
         self._setup_events()
+
+    def _background(self, coro: Coroutine[Any, Any, Any]) -> None:
+        """Run ``coro`` as a task kept alive until it is done."""
+        task = asyncio.ensure_future(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
 
     # --- collaborators -----------------------------------------------------------------------
     @property
@@ -193,6 +201,14 @@ class RoomManager(LoggingConfigurable):
         """jupyter_server_fileid's manager (read lazily: it may initialize after us)."""
         settings = self.web_settings or {}
         return settings.get("file_id_manager")
+
+    def path_for_file_id(self, file_id: str) -> str | None:
+        """The current path of a file id (jupyter_server_fileid follows renames), or None."""
+        fim = self.file_id_manager
+        if fim is None:
+            return None
+        path = fim.get_path(file_id)
+        return path if isinstance(path, str) else None
 
     def _require_fim(self) -> Any:
         fim = self.file_id_manager
@@ -238,7 +254,7 @@ class RoomManager(LoggingConfigurable):
             return
         try:
             if ROOM_EVENT_SCHEMA_ID not in logger.schemas:
-                logger.register_event_schema(ROOM_EVENT_SCHEMA)
+                logger.register_event_schema(ROOM_EVENT_SCHEMA_PATH)
             logger.add_listener(
                 schema_id=CONTENTS_EVENT_SCHEMA_ID, listener=self._on_contents_event
             )
@@ -246,7 +262,7 @@ class RoomManager(LoggingConfigurable):
         except Exception:
             self.log.exception("collab_kernels: could not set up room events")
 
-    def emit_event(self, data: dict[str, Any]) -> None:
+    def emit_room_event(self, data: dict[str, Any]) -> None:
         if self._events_ready:
             try:
                 self.event_logger.emit(schema_id=ROOM_EVENT_SCHEMA_ID, data=data)
@@ -270,7 +286,7 @@ class RoomManager(LoggingConfigurable):
         elif action == "save":
             for room in list(self.rooms.values()):
                 if room.path == path and not room.closed:
-                    asyncio.ensure_future(self._check_quietly(room))
+                    self._background(self._check_quietly(room))
 
     async def _check_quietly(self, room: DocumentRoom) -> None:
         try:
@@ -285,6 +301,11 @@ class RoomManager(LoggingConfigurable):
         while len(self._sessions) > self.max_sessions:
             self._sessions.popitem(last=False)
         return session_id
+
+    def session_known(self, session_id: str | None, file_id: str) -> bool:
+        """Whether the session endpoint handed out ``session_id`` for this file."""
+        record = self._sessions.get(session_id or "")
+        return record is not None and record.file_id == file_id
 
     def check_session(self, session_id: str | None, room: DocumentRoom) -> str | None:
         """None when the client may sync with ``room``, else the 1003 reason.
@@ -303,7 +324,7 @@ class RoomManager(LoggingConfigurable):
             record.room_instance = room.instance_id
         elif record.room_instance != room.instance_id:
             return "version_mismatch"
-        self._sessions.move_to_end(session_id)
+        self._sessions.move_to_end(session_id or "")
         return None
 
     # --- rooms -----------------------------------------------------------------------------
@@ -354,7 +375,7 @@ class RoomManager(LoggingConfigurable):
         path = self._require_fim().get_path(file_id)
         if path is None or not await ensure_async(self.contents_manager.file_exists(path)):
             raise RoomNotFound(room_id)
-        room = DocumentRoom(room_id, file_id=file_id, path=path, file_type=file_type, manager=self)
+        room = DocumentRoom(room_id, file_id=file_id, path=path, file_type=file_type, host=self)
         try:
             await room.load()
         except Exception:
@@ -382,27 +403,37 @@ class RoomManager(LoggingConfigurable):
             )
         return self._global_awareness
 
-    async def _free_room(self, room: DocumentRoom) -> None:
+    def room_idle(self, room: DocumentRoom) -> None:
+        """A room has been idle for ``free_delay``: free it."""
+        self._background(self.free_room(room))
+
+    def room_gone(self, room: DocumentRoom) -> None:
+        """A room closed itself (its file was deleted)."""
+        self.forget_room(room)
+
+    async def free_room(self, room: DocumentRoom) -> None:
+        """Save and close an idle room and forget it (a room that is not idle is kept)."""
         if self.rooms.get(room.room_id) is not room or room.closed:
             return
         if room.unsaved:
             await room.save()
         if not room.idle:
-            room._maybe_free()
+            room.schedule_free()
             return
-        room._stop_timers()
+        room.stop_timers()
         room.close()
-        self._forget_room(room)
+        self.forget_room(room)
         self.log.info("collab_kernels: freed document %s", room.path)
 
-    def _forget_room(self, room: DocumentRoom) -> None:
+    def forget_room(self, room: DocumentRoom) -> None:
+        """Drop a (closed) room from the live rooms and tell the on_room_freed callbacks."""
         if self.rooms.get(room.room_id) is room:
             del self.rooms[room.room_id]
         for callback in list(self._freed_callbacks):
             try:
                 result = callback(room)
                 if asyncio.iscoroutine(result):
-                    asyncio.ensure_future(result)
+                    self._background(result)
             except Exception:
                 self.log.exception(
                     "collab_kernels: on_room_freed callback failed for %s", room.path
@@ -414,7 +445,7 @@ class RoomManager(LoggingConfigurable):
         rooms = list(self.rooms.values())
         await asyncio.gather(*(room.stop() for room in rooms), return_exceptions=True)
         for room in rooms:
-            self._forget_room(room)
+            self.forget_room(room)
         if self._global_awareness is not None:
             self._global_awareness.close()
         if self._store is not None:

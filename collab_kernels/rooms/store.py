@@ -33,11 +33,12 @@ transaction (tens of microseconds); rooms batch the updates of one coalesce wind
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import sqlite3
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 
 SCHEMA_VERSION = 1
 
@@ -80,17 +81,15 @@ class SQLiteUpdateStore:
         self._pending_counts: dict[str, int] = {}
         self.closed = False
 
-    def _transaction(self):
-        db = self._db
-
-        class _Tx:
-            def __enter__(self_inner):
-                db.execute("BEGIN IMMEDIATE")
-
-            def __exit__(self_inner, exc_type, *_):
-                db.execute("ROLLBACK" if exc_type else "COMMIT")
-
-        return _Tx()
+    @contextlib.contextmanager
+    def _transaction(self) -> Iterator[None]:
+        self._db.execute("BEGIN IMMEDIATE")
+        try:
+            yield
+        except BaseException:
+            self._db.execute("ROLLBACK")
+            raise
+        self._db.execute("COMMIT")
 
     # --- reading -----------------------------------------------------------------------------
     def load(self, room_id: str) -> tuple[str | None, list[bytes]] | None:
@@ -110,11 +109,14 @@ class SQLiteUpdateStore:
         self._pending_counts[room_id] = len(updates)
         return file_hash, [bytes(state), *updates]
 
+    def pending_count(self, room_id: str) -> int:
+        """Updates appended since the last compaction, as this process knows them (no query)."""
+        return self._pending_counts.get(room_id, 0)
+
     def update_count(self, room_id: str) -> int:
         """Updates appended since the last compaction."""
-        return self._db.execute(
-            "SELECT COUNT(*) FROM updates WHERE room_id = ?", (room_id,)
-        ).fetchone()[0]
+        row = self._db.execute("SELECT COUNT(*) FROM updates WHERE room_id = ?", (room_id,))
+        return int(row.fetchone()[0])
 
     def stored_bytes(self, room_id: str | None = None) -> int:
         """Bytes of Y data held (one room, or all)."""
@@ -123,7 +125,7 @@ class SQLiteUpdateStore:
         updates = self._db.execute(
             f"SELECT COALESCE(SUM(LENGTH(data)), 0) FROM updates {where}", args
         )
-        return state.fetchone()[0] + updates.fetchone()[0]
+        return int(state.fetchone()[0]) + int(updates.fetchone()[0])
 
     def file_size(self) -> int:
         """Size of the database files on disk (main file and WAL)."""

@@ -1,0 +1,456 @@
+"""A document room: one notebook or text file as a server-owned Y document.
+
+The room is the :class:`~.fanout.Fanout` of its collaborators plus what makes it a document:
+a version counter bumped by every edit that should reach the file (``unsaved``), incoming
+updates checked per connection (read-only clients' edits are dropped), holds that keep it
+alive (running cells), debounced saves, and its lifecycle (freed by its host once idle, closed
+when the file is deleted, saved on server stop). The file itself is ``file.py``'s
+:class:`~.file.RoomFile`; the update store glue is ``history.py``'s
+:class:`~.history.RoomHistory`; the room reaches its manager only through
+:class:`~.host.RoomHost`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import uuid
+from collections.abc import Iterator
+from typing import Any
+
+from jupyter_ydoc import YNotebook, YUnicode
+
+from . import protocol
+from .fanout import EMPTY_UPDATE, Fanout, RoomClient
+from .file import FILE_TYPES, RoomFile, SaveStatus, new_document
+from .history import RoomHistory, reset_execution_state
+from .host import RoomHost
+from .protocol import ProtocolError
+
+
+class RoomHold:
+    """Keeps a room alive until released (also a context manager)."""
+
+    def __init__(self, room: DocumentRoom, reason: str):
+        self.room = room
+        self.reason = reason
+        self.released = False
+
+    def release(self) -> None:
+        if not self.released:
+            self.released = True
+            self.room.release(self)
+
+    def __enter__(self) -> RoomHold:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.release()
+
+    def __repr__(self) -> str:
+        return f"<RoomHold {self.reason!r} on {self.room.path}>"
+
+
+class DocumentRoom(Fanout):
+    """A notebook or text file as a server-owned Y document (see the module docstring)."""
+
+    def __init__(
+        self,
+        room_id: str,
+        *,
+        file_id: str,
+        path: str,
+        file_type: str,
+        host: RoomHost,
+    ):
+        super().__init__(
+            room_id,
+            log=host.log,
+            coalesce_window=host.coalesce_window,
+            awareness_window=host.awareness_window,
+            awareness_renewal_window=host.awareness_renewal_window,
+        )
+        if file_type not in FILE_TYPES:
+            raise ValueError(f"unsupported document type {file_type!r}")
+        self.host = host
+        self.file_id = file_id
+        self.file_type = file_type
+        self.format = FILE_TYPES[file_type][0]
+        self._document: YNotebook | YUnicode = new_document(file_type, self.ydoc)
+        self.file = RoomFile(
+            self,
+            path=path,
+            file_type=file_type,
+            file_id=file_id,
+            contents_manager=host.contents_manager,
+            log=host.log,
+            path_for_file_id=host.path_for_file_id,
+        )
+        #: A fresh id per room object: a browser whose history came from another instance of
+        #: this room (freed and rebuilt, or another server process) must not merge it.
+        self.instance_id = uuid.uuid4().hex
+        self._holds: dict[int, RoomHold] = {}
+        self._version = 0  # bumped by every edit that should reach the file
+        self._saved_version = 0
+        self._server_edit = 0  # >0 while the room edits state itself (not an edit to save)
+        self._save_handle: asyncio.TimerHandle | None = None
+        self._save_first_request: float | None = None
+        self._save_task: asyncio.Future[None] | None = None
+        self._free_handle: asyncio.TimerHandle | None = None
+        self._loaded = False
+        store = host.store
+        #: the update store glue (None when the store is off)
+        self.history: RoomHistory | None = None
+        if store is not None:
+            self.history = RoomHistory(
+                store,
+                room_id=room_id,
+                ydoc=self.ydoc,
+                log=host.log,
+                describe=self.describe,
+                compact_every=lambda: host.update_store_compact_every,
+            )
+        self.persist_before_sync = self.history is not None
+        #: whether this room's Y state was restored from the update store on load
+        self.restored_from_store = False
+
+    def describe(self) -> str:
+        return self.file.path
+
+    def __repr__(self) -> str:
+        return f"<DocumentRoom {self.room_id} {self.path!r}>"
+
+    # --- what the file stage and others read -------------------------------------------------
+    @property
+    def document(self) -> YNotebook | YUnicode:
+        return self._document
+
+    @property
+    def path(self) -> str:
+        """The file's current path (follows renames)."""
+        return self.file.path
+
+    @property
+    def loaded(self) -> bool:
+        return self._loaded
+
+    @property
+    def version(self) -> int:
+        return self._version
+
+    @property
+    def unsaved(self) -> bool:
+        """Whether the room has edits the file does not have yet."""
+        return self._version != self._saved_version
+
+    @property
+    def conflict(self) -> bool:
+        """The file changed on disk while the room had unsaved edits."""
+        return self.file.conflict
+
+    # --- state -----------------------------------------------------------------------------
+    def on_doc_changed(self) -> None:
+        if self._server_edit or not self._loaded:
+            return
+        self._version += 1
+        self.request_save()
+
+    @contextlib.contextmanager
+    def server_edit(self) -> Iterator[None]:
+        self._server_edit += 1
+        try:
+            yield
+        finally:
+            self._server_edit -= 1
+
+    def set_state(self, **values: Any) -> None:
+        """Write the state map as the server (not an edit to save)."""
+        with self.server_edit(), self.ydoc.transaction():
+            for key, value in values.items():
+                if self.document.ystate.get(key) != value:
+                    self.document.ystate[key] = value
+
+    def file_written(self, version: int) -> None:
+        self._saved_version = version
+        values: dict[str, Any] = {"hash": self.file.hash}
+        if version == self._version:
+            values["dirty"] = False
+        self.set_state(**values)
+        if self.history is not None and self._loaded:
+            self.history.checkpoint(self.file.hash)
+
+    def file_event(self, action: str, message: str) -> None:
+        self.host.emit_room_event(
+            {"action": action, "path": self.path, "room_id": self.room_id, "message": message}
+        )
+
+    def set_path(self, new_path: str) -> None:
+        """The file was renamed (through Jupyter, or followed by its file id)."""
+        self.file.set_path(new_path)
+
+    # --- loading ---------------------------------------------------------------------------
+    async def load(self) -> None:
+        """Read the file through the ContentsManager into the (empty) doc.
+
+        With the update store on, a stored history whose file hash matches the file is the
+        same Y lineage as the file plus what happened after its last save: the doc is restored
+        from it (never rebuilt from the file and merged, which would duplicate every cell) and
+        whatever the file misses is saved right away. Otherwise the doc is built from the file
+        and the stored history is replaced by it.
+        """
+        file = self.file
+        async with file.lock:
+            model = await file.read()
+            content = model["content"]
+            restored = self._restore_history(file.hash)
+            if restored:
+                file.saved_content = await file.content_of(content)
+            else:
+                with self.server_edit():
+                    await file.set_document(content)
+                file.saved_content = self.document.get()
+            self.set_state(path=self.path, hash=file.hash, dirty=False, document_id=self.room_id)
+            if self.history is not None:
+                # What load wrote is in the store's squashed state: do not append it again.
+                self.drop_pending_updates()
+                if not restored:
+                    self.history.reset(file.hash)
+            self._loaded = True
+            if restored and self.document.get() != file.saved_content:
+                self.log.warning(
+                    "collab_kernels: %s: the update store holds edits the file does not have "
+                    "(the server stopped before saving them); saving them now",
+                    self.path,
+                )
+                self._version += 1
+                self.request_save(delay=0)
+        file.start_watch(self.host.file_check_interval)
+        self.log.info("collab_kernels: opened document %s (room %s)", self.path, self.room_id)
+
+    def _restore_history(self, file_hash: str | None) -> bool:
+        if self.history is None:
+            return False
+        state = self.history.stored_state(file_hash)
+        if state is None:
+            return False
+        with self.server_edit():
+            self.ydoc.apply_update(state)
+            if self.file_type == "notebook":
+                reset_execution_state(self.ydoc)
+        self.restored_from_store = True
+        return True
+
+    def persist_updates(self, updates: list[bytes]) -> None:
+        if self.history is not None and self._loaded:
+            self.history.append(updates)
+
+    # --- holds and freeing -----------------------------------------------------------------
+    def hold(self, reason: str) -> RoomHold:
+        """Keep the room alive (never freed) until the hold is released."""
+        hold = RoomHold(self, reason)
+        self._holds[id(hold)] = hold
+        self._cancel_free()
+        return hold
+
+    @property
+    def holds(self) -> list[RoomHold]:
+        return list(self._holds.values())
+
+    def release(self, hold: RoomHold) -> None:
+        """Called by :meth:`RoomHold.release`."""
+        self._holds.pop(id(hold), None)
+        self.schedule_free()
+
+    def add_client(self, client: RoomClient) -> None:
+        self._cancel_free()
+        super().add_client(client)
+        if self.conflict:
+            client.send(protocol.raw_message({"type": "conflict"}))
+
+    def on_client_left(self) -> None:
+        self.schedule_free()
+
+    @property
+    def idle(self) -> bool:
+        return not self.clients and not self._holds and not self.unsaved and not self.conflict
+
+    def _cancel_free(self) -> None:
+        if self._free_handle is not None:
+            self._free_handle.cancel()
+            self._free_handle = None
+
+    def schedule_free(self) -> None:
+        """Ask the host to free the room ``free_delay`` after it became idle (saved first)."""
+        if self._closed or not self._loaded:
+            return
+        if not self.clients and not self._holds and self.unsaved and not self.conflict:
+            self.request_save()  # freeing waits for the save
+            return
+        if self.idle and self._free_handle is None:
+            delay = max(self.host.free_delay, 0)
+            self._free_handle = asyncio.get_event_loop().call_later(delay, self._free_now)
+
+    def _free_now(self) -> None:
+        self._free_handle = None
+        if self.idle and not self._closed:
+            self.host.room_idle(self)
+
+    # --- incoming updates --------------------------------------------------------------------
+    def on_update(self, client: RoomClient, update: bytes) -> None:
+        if not client.can_write:
+            client.dropped_updates += 1
+            if client.dropped_updates == 1:
+                self.log.info(
+                    "collab_kernels: dropping edits of read-only %s on %s", client.name, self.path
+                )
+            return
+        if update == EMPTY_UPDATE:
+            return
+        state_before = self.ydoc.get_state()
+        queued = self.pending_update_count
+        try:
+            self.ydoc.apply_update(update)
+        except (KeyboardInterrupt, SystemExit, asyncio.CancelledError):
+            raise
+        except BaseException as e:  # pycrdt raises (or panics) on a corrupt update
+            raise ProtocolError(f"invalid Y update: {e}") from e
+        finally:
+            self._check_update_event(state_before, queued, client)
+
+    def _check_update_event(self, state_before: bytes, queued: int, client: RoomClient) -> None:
+        """Make sure what an incoming update changed reaches the collaborators.
+
+        The room broadcasts the update pycrdt reports for each transaction. For an update
+        whose struct claims a clock beyond its client's known clock (a malformed or forged
+        update), pycrdt 0.14 integrates the struct (its text appears in the document) but
+        reports an empty update: the room's document would differ from every
+        collaborator's, silently and for good. When the state vector moved but nothing
+        but empty updates was reported, the difference from the previous state vector is
+        sent instead.
+        """
+        reported = self.pending_updates_since(queued)
+        if any(u != EMPTY_UPDATE for u in reported):
+            return
+        if self.ydoc.get_state() == state_before:
+            return
+        self.log.warning(
+            "collab_kernels: an update from %s on %s changed the document without a reported "
+            "update (a struct whose clock skips ahead); sending the difference instead",
+            client.name,
+            self.path,
+        )
+        self.replace_pending_updates(queued, self.ydoc.get_update(state_before))
+
+    # --- saving ----------------------------------------------------------------------------
+    def request_save(self, delay: float | None = None) -> None:
+        """Save after ``save_delay`` without further edits (at most ``save_max_delay`` late).
+
+        ``delay`` overrides ``save_delay`` (0: as soon as the event loop is free).
+        """
+        if self._closed or not self._loaded:
+            return
+        loop = asyncio.get_event_loop()
+        now = loop.time()
+        if self._save_first_request is None:
+            self._save_first_request = now
+        delay = max(self.host.save_delay if delay is None else delay, 0)
+        deadline = self._save_first_request + max(self.host.save_max_delay, delay)
+        delay = max(0.0, min(delay, deadline - now))
+        if self._save_handle is not None:
+            self._save_handle.cancel()
+        self._save_handle = loop.call_later(delay, self._autosave)
+
+    def _autosave(self) -> None:
+        self._save_handle = None
+        self._save_first_request = None
+        if self._save_task is not None and not self._save_task.done():
+            # A save is running; save again after it.
+            self._save_task.add_done_callback(lambda _: self.request_save())
+            return
+        self._save_task = asyncio.ensure_future(self._autosave_task())
+
+    async def _autosave_task(self) -> None:
+        try:
+            await self.save()
+        except Exception:
+            self.log.exception("collab_kernels: autosave of %s failed", self.path)
+        self.schedule_free()
+
+    async def save(self, *, force: bool = False) -> SaveStatus:
+        """Write the document to its file (see :meth:`RoomFile.save`)."""
+        return await self.file.save(force=force)
+
+    async def check_disk(self) -> None:
+        """Look for an out-of-band change of the file and handle it."""
+        await self.file.check_disk()
+
+    async def reload(self) -> None:
+        """Apply the file's current content to the doc in place (discards unsaved edits)."""
+        await self.file.reload()
+
+    async def on_save_request(self, client: RoomClient, request_id: int | None) -> None:
+        if not client.can_write:
+            status = "failed"
+        else:
+            try:
+                status = await self.save(force=True)
+            except Exception:
+                self.log.exception("collab_kernels: save of %s failed", self.path)
+                status = "failed"
+            if status == "skipped":
+                # The file already holds the document. The stock frontend reads "skipped" as
+                # "a save is already in progress" and shows an error dialog on Ctrl+S.
+                status = "success"
+        client.send(
+            protocol.raw_message({"type": "save", "responseTo": request_id, "status": status})
+        )
+        self.schedule_free()
+
+    # --- lifecycle -------------------------------------------------------------------------
+    def file_gone(self) -> None:
+        self.file_deleted()
+
+    def file_deleted(self) -> None:
+        """The file is gone: close every client with 4404 and free the room unsaved."""
+        if self._closed:
+            return
+        if self.unsaved:
+            self.log.warning(
+                "collab_kernels: %s was deleted while its document had unsaved edits; "
+                "they are discarded with the file",
+                self.path,
+            )
+        else:
+            self.log.info("collab_kernels: %s was deleted; closing its document", self.path)
+        self.file_event("deleted", "The file was deleted; the document was closed.")
+        self.stop_timers()
+        self.close(protocol.CLOSE_NOT_FOUND, "file deleted")
+        if self.history is not None:
+            self.history.delete()
+        self.host.room_gone(self)
+
+    def stop_timers(self) -> None:
+        """Cancel the pending save, the pending free and the disk watch."""
+        for handle in (self._save_handle, self._free_handle):
+            if handle is not None:
+                handle.cancel()
+        self._save_handle = self._free_handle = None
+        self.file.stop_watch()
+
+    async def stop(
+        self, code: int = protocol.CLOSE_GOING_AWAY, reason: str = "server stopping"
+    ) -> None:
+        """Save what is unsaved, close the clients and stop every timer."""
+        self.stop_timers()
+        if self._loaded and not self._closed and self.unsaved:
+            try:
+                status = await self.save()
+                if status == "failed":
+                    self.log.warning(
+                        "collab_kernels: %s closed with unsaved edits (conflict with the file "
+                        "on disk)",
+                        self.path,
+                    )
+            except Exception:
+                self.log.exception("collab_kernels: final save of %s failed", self.path)
+        self.close(code, reason)

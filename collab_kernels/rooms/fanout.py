@@ -1,0 +1,433 @@
+"""Fan-out: one Y document's collaborators, their bounded send queues, updates and awareness.
+
+Why not ``pycrdt.websocket.YRoom``: it schedules one task per client for every update (80-100 us
+of CPU per update per client, see performance-facts), has no bound on what a stalled client
+buffers, no per-connection write permission and no raw messages (save, conflict). The fan-out
+here is a small replacement built on pycrdt primitives (``Doc``, ``Awareness``, the sync
+message helpers, ``merge_updates``):
+
+- an update committed after a quiet ``coalesce_window`` is sent at once; updates committed
+  during a burst are merged into one Y update per window; either way it is encoded once and
+  put on every client's bounded queue;
+- each client has exactly one writer task draining its queue; a client whose queue overflows
+  is closed (it reconnects and resyncs), so a stalled viewer never slows the others down nor
+  grows server memory;
+- awareness changes are batched per ``awareness_window`` and relayed to every client, the
+  sender included, as one message carrying the latest state of each changed client;
+- awareness *renewals* (a browser re-sends its unchanged state every 15 s) are not relayed one
+  by one, which costs N^2/15 frames per second: they are gathered for
+  ``awareness_renewal_window`` seconds and relayed as one combined message. Browsers drop a
+  remote state they have not heard of for 30 s, so the window stays well under 15 s.
+
+Nothing here knows about files: :class:`Fanout` calls the ``on_*`` hooks, which the document
+room (``document.py``) overrides.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import logging
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from pycrdt import (
+    Awareness,
+    Doc,
+    TransactionEvent,
+    create_awareness_message,
+    create_sync_message,
+    create_update_message,
+    merge_updates,
+)
+
+from . import protocol
+from .protocol import ProtocolError
+
+#: A Y update that changes nothing (no structs, empty delete set).
+EMPTY_UPDATE = b"\x00\x00"
+
+
+class RoomClosed(Exception):
+    """The room was closed (file deleted, server stopping) while something waited on it."""
+
+
+class RoomClient:
+    """One websocket connected to a room.
+
+    ``write(frame)`` sends one binary frame and returns an awaitable that resolves once the
+    transport accepted it; ``close(code, reason)`` closes the websocket. The client owns a
+    bounded queue drained by a single writer task.
+    """
+
+    def __init__(
+        self,
+        *,
+        write: Callable[[bytes], Awaitable[Any] | None],
+        close: Callable[[int, str], None],
+        can_write: bool,
+        name: str,
+        max_queue: int,
+        log: logging.Logger,
+    ):
+        self._write = write
+        self._close = close
+        self.can_write = can_write
+        self.name = name
+        self.max_queue = max_queue
+        self.log = log
+        self.room: Fanout | None = None
+        self.closed = False
+        #: jupyter_server's User of the connection, and what it may do (for presence)
+        self.user: Any = None
+        self.can_execute = False
+        self.awareness_ids: set[int] = set()
+        self.dropped_updates = 0
+        self._queue: collections.deque[bytes] = collections.deque()
+        self._wakeup = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+        self._last_write: asyncio.Future[Any] | None = None
+
+    def start(self) -> None:
+        if self._task is None:
+            self._task = asyncio.ensure_future(self._drain())
+
+    def send(self, frame: bytes) -> None:
+        """Queue a frame; close the client if its queue is full."""
+        if self.closed:
+            return
+        if len(self._queue) >= self.max_queue:
+            where = self.room.describe() if self.room else "?"
+            self.log.warning(
+                "collab_kernels: closing %s on %s: its send queue overflowed (%d frames); "
+                "it will reconnect and resync",
+                self.name,
+                where,
+                len(self._queue),
+            )
+            self.close(protocol.CLOSE_TRY_AGAIN_LATER, "send queue overflow")
+            return
+        if not self._queue and (self._last_write is None or self._last_write.done()):
+            # Nothing queued or in flight: write now rather than one loop iteration later
+            # in the writer task (the end of a cell is on every collaborator's critical path).
+            try:
+                self._track(self._write(frame))
+            except Exception as e:  # the socket went away under us
+                self.log.debug("collab_kernels: writing to %s failed: %s", self.name, e)
+                self.close(protocol.CLOSE_GOING_AWAY, "")
+            return
+        self._queue.append(frame)
+        self._wakeup.set()
+
+    def _track(self, result: Awaitable[Any] | None) -> None:
+        """Remember the last write's future, so the writer task waits for it (back-pressure)."""
+        if result is None:
+            self._last_write = None
+            return
+        future = asyncio.ensure_future(result)
+        future.add_done_callback(lambda f: f.cancelled() or f.exception())
+        self._last_write = future
+
+    async def _drain(self) -> None:
+        try:
+            while not self.closed:
+                if self._last_write is not None and not self._last_write.done():
+                    await self._last_write
+                    continue
+                if not self._queue:
+                    self._wakeup.clear()
+                    await self._wakeup.wait()
+                    continue
+                last = None
+                while self._queue:
+                    last = self._write(self._queue.popleft())
+                self._track(last)
+        except asyncio.CancelledError:
+            raise
+        except Exception as e:  # the socket went away under us
+            self.log.debug("collab_kernels: writer of %s stopped: %s", self.name, e)
+            self.close(protocol.CLOSE_GOING_AWAY, "")
+
+    def close(self, code: int = protocol.CLOSE_GOING_AWAY, reason: str = "") -> None:
+        """Close the websocket and leave the room (idempotent)."""
+        if self.closed:
+            return
+        self.closed = True
+        self._queue.clear()
+        self._wakeup.set()
+        try:
+            self._close(code, reason)
+        except Exception:  # already closed
+            pass
+        if self.room is not None:
+            self.room.remove_client(self)
+
+    def stopped(self) -> None:
+        """Called when the transport closed on its own."""
+        self.close()
+
+
+class Fanout:
+    """Fan-out of y-sync and awareness to a set of clients (see the module docstring)."""
+
+    def __init__(
+        self,
+        room_id: str,
+        *,
+        log: logging.Logger,
+        coalesce_window: float = 0.005,
+        awareness_window: float = 0.05,
+        awareness_renewal_window: float = 5.0,
+    ):
+        self.room_id = room_id
+        self.awareness_renewal_window = awareness_renewal_window
+        self._pending_renewals: set[int] = set()
+        self._renewal_handle: asyncio.Handle | None = None
+        self.log = log
+        self.coalesce_window = coalesce_window
+        self.awareness_window = awareness_window
+        self.ydoc: Doc[Any] = Doc()
+        self.awareness = Awareness(self.ydoc)
+        self.clients: set[RoomClient] = set()
+        self._pending_updates: list[bytes] = []
+        self._last_flush = float("-inf")
+        self._update_handle: asyncio.Handle | None = None
+        self._pending_awareness: set[int] = set()
+        self._awareness_handle: asyncio.Handle | None = None
+        self._closed = False
+        #: set by rooms with an update store: pending updates are stored before a sync answer
+        self.persist_before_sync = False
+        self.awareness.observe(self._on_awareness)
+        self._doc_subscription = self.ydoc.observe(self._on_doc_event)
+
+    # --- descriptions for logs -------------------------------------------------------------
+    def describe(self) -> str:
+        return self.room_id
+
+    # --- hooks (overridden by the document room) ---------------------------------------------
+    def on_client_left(self) -> None:
+        """A client left the room."""
+
+    def on_doc_changed(self) -> None:
+        """A transaction changed the document (called before the update is queued out)."""
+
+    def on_update(self, client: RoomClient, update: bytes) -> None:
+        """A sync step2 or update from a client (the global awareness room has no document)."""
+
+    async def on_save_request(self, client: RoomClient, request_id: int | None) -> None:
+        """A client's ``[2]["save"][id]``: answer it (nothing to save here)."""
+        client.send(
+            protocol.raw_message({"type": "save", "responseTo": request_id, "status": "skipped"})
+        )
+
+    def persist_updates(self, updates: list[bytes]) -> None:
+        """Keep updates before they are broadcast (the update store)."""
+
+    # --- clients ---------------------------------------------------------------------------
+    def add_client(self, client: RoomClient) -> None:
+        if self._closed:
+            client.close(protocol.CLOSE_GOING_AWAY, "room closed")
+            return
+        client.room = self
+        self.clients.add(client)
+        client.start()
+        self._flush_before_sync()
+        client.send(create_sync_message(self.ydoc))
+        ids = [cid for cid in self.awareness.states if cid != self.awareness.client_id]
+        if ids:
+            client.send(create_awareness_message(self.awareness.encode_awareness_update(ids)))
+
+    def remove_client(self, client: RoomClient) -> None:
+        if client not in self.clients:
+            return
+        self.clients.discard(client)
+        gone = [cid for cid in client.awareness_ids if cid in self.awareness.states]
+        if gone:
+            self.awareness.remove_awareness_states(gone, client)
+        self.on_client_left()
+
+    # --- outgoing --------------------------------------------------------------------------
+    def broadcast(self, frame: bytes) -> None:
+        for client in list(self.clients):
+            client.send(frame)
+
+    def broadcast_raw(self, payload: dict[str, Any]) -> None:
+        """Send a raw ``[2][JSON]`` message to every client."""
+        self.broadcast(protocol.raw_message(payload))
+
+    def _on_doc_event(self, event: TransactionEvent) -> None:
+        self.queue_update(event.update)
+
+    def queue_update(self, update: bytes) -> None:
+        """Send ``update`` to every client (coalesced with its neighbours)."""
+        self._pending_updates.append(update)
+        self.on_doc_changed()
+        if self._update_handle is None and not self._closed:
+            # Leading edge: an update after a quiet window goes out at once (with whatever
+            # else this loop iteration commits); during a burst, one merged update per window.
+            loop = asyncio.get_event_loop()
+            wait = self.coalesce_window - (loop.time() - self._last_flush)
+            if wait > 0:
+                self._update_handle = loop.call_later(wait, self._flush_updates)
+            else:
+                self._update_handle = loop.call_soon(self._flush_updates)
+
+    @property
+    def pending_update_count(self) -> int:
+        """Updates committed but not sent yet."""
+        return len(self._pending_updates)
+
+    def replace_pending_updates(self, start: int, update: bytes) -> None:
+        """Replace the updates queued since ``start`` by ``update``."""
+        del self._pending_updates[start:]
+        self.queue_update(update)
+
+    def pending_updates_since(self, start: int) -> list[bytes]:
+        return self._pending_updates[start:]
+
+    def drop_pending_updates(self) -> None:
+        """Forget the queued updates (what they carry is already known elsewhere)."""
+        if self._update_handle is not None:
+            self._update_handle.cancel()
+            self._update_handle = None
+        self._pending_updates = []
+
+    def _flush_updates(self) -> None:
+        self._update_handle = None
+        self._last_flush = asyncio.get_event_loop().time()
+        updates, self._pending_updates = self._pending_updates, []
+        if not updates:
+            return
+        if not self.clients:
+            self.persist_updates(updates)
+            return
+        update = updates[0] if len(updates) == 1 else merge_updates(*updates)
+        self.persist_updates([update])  # stored before anyone can receive it
+        self.broadcast(create_update_message(update))
+
+    def flush_updates(self) -> None:
+        """Send the pending document updates now, without waiting for the coalescing window
+        (a writer that just committed a final state, e.g. the end of a cell)."""
+        if self._update_handle is not None:
+            self._update_handle.cancel()
+            self._update_handle = None
+        if self._pending_updates and not self._closed:
+            self._flush_updates()
+
+    def _flush_before_sync(self) -> None:
+        """Store (and broadcast) pending updates before the full state goes to a client."""
+        if self.persist_before_sync and self._pending_updates:
+            if self._update_handle is not None:
+                self._update_handle.cancel()
+            self._flush_updates()
+
+    def flush(self) -> None:
+        """Send pending updates and awareness now (used before closing)."""
+        if self._update_handle is not None:
+            self._update_handle.cancel()
+            self._flush_updates()
+        if self._awareness_handle is not None:
+            self._awareness_handle.cancel()
+            self._flush_awareness()
+        if self._renewal_handle is not None:
+            self._renewal_handle.cancel()
+            self._flush_renewals()
+
+    # --- awareness -------------------------------------------------------------------------
+    def _on_awareness(self, topic: str, args: tuple[dict[str, Any], Any]) -> None:
+        # pycrdt emits "change" (a state was added, removed or differs) then "update" (any
+        # state received, renewals included) for the same awareness message.
+        changes, _origin = args
+        ids = changes["added"] + changes["updated"] + changes["removed"]
+        ids = [cid for cid in ids if cid != self.awareness.client_id]
+        if not ids or self._closed:
+            return
+        loop = asyncio.get_event_loop()
+        if topic == "change":
+            self._pending_awareness.update(ids)
+            self._pending_renewals.difference_update(ids)
+            if self._awareness_handle is None:
+                if self.awareness_window > 0:
+                    self._awareness_handle = loop.call_later(
+                        self.awareness_window, self._flush_awareness
+                    )
+                else:
+                    self._awareness_handle = loop.call_soon(self._flush_awareness)
+        elif topic == "update":
+            renewed = [cid for cid in ids if cid not in self._pending_awareness]
+            if not renewed:
+                return
+            self._pending_renewals.update(renewed)
+            if self._renewal_handle is None:
+                self._renewal_handle = loop.call_later(
+                    max(self.awareness_renewal_window, self.awareness_window),
+                    self._flush_renewals,
+                )
+
+    def _flush_renewals(self) -> None:
+        self._renewal_handle = None
+        ids = [cid for cid in self._pending_renewals if cid in self.awareness.states]
+        self._pending_renewals = set()
+        if ids and self.clients and not self._closed:
+            update = self.awareness.encode_awareness_update(ids)
+            self.broadcast(create_awareness_message(update))
+
+    def _flush_awareness(self) -> None:
+        self._awareness_handle = None
+        ids, self._pending_awareness = list(self._pending_awareness), set()
+        if ids and self.clients:
+            update = self.awareness.encode_awareness_update(ids)
+            self.broadcast(create_awareness_message(update))
+
+    def apply_awareness(self, client: RoomClient, payload: bytes) -> None:
+        """An awareness update from ``client`` (already validated by the protocol parser)."""
+        client.awareness_ids.update(protocol.awareness_client_ids(payload))
+        self.awareness.apply_awareness_update(payload, client)
+
+    # --- incoming --------------------------------------------------------------------------
+    def handle_message(self, client: RoomClient, data: bytes) -> Awaitable[None] | None:
+        """Apply one incoming frame; raises ProtocolError on a malformed one.
+
+        Returns an awaitable for messages that need I/O (save), else None.
+        """
+        message = protocol.parse_message(data)
+        if message.kind == "step1":
+            self._flush_before_sync()
+            try:
+                update = self.ydoc.get_update(message.payload)
+            except Exception as e:
+                raise ProtocolError(f"invalid state vector: {e}") from e
+            client.send(protocol.sync_step2_message(update))
+        elif message.kind in ("step2", "update"):
+            self.on_update(client, message.payload)
+        elif message.kind == "awareness":
+            self.apply_awareness(client, message.payload)
+        elif message.kind == "save":
+            return self.on_save_request(client, message.request_id)
+        return None
+
+    # --- lifecycle -------------------------------------------------------------------------
+    def close_clients(self, code: int, reason: str) -> None:
+        self.flush()
+        for client in list(self.clients):
+            client.close(code, reason)
+
+    def close(self, code: int = protocol.CLOSE_GOING_AWAY, reason: str = "") -> None:
+        if self._closed:
+            return
+        self.flush()
+        self._closed = True  # first: leaving clients must not schedule saves or frees
+        for client in list(self.clients):
+            client.close(code, reason)
+        try:
+            self.ydoc.unobserve(self._doc_subscription)
+        except Exception:
+            pass
+
+    @property
+    def closed(self) -> bool:
+        return self._closed
+
+
+class GlobalAwarenessRoom(Fanout):
+    """``JupyterLab:globalAwareness``: awareness only (who is online), no document."""

@@ -1,0 +1,368 @@
+"""Where a room meets the disk: load, save, out-of-band changes, conflicts, renames, deletes.
+
+Everything goes through jupyter_server's ContentsManager (``get``, ``save``, ``file_exists``);
+:class:`RoomFile` keeps what the room knows about its file (path, hash, last modification,
+the content it last saved or loaded) and talks to its document through the narrow
+:class:`FileSide` protocol, so it is tested with a fake contents manager and no server.
+
+Out-of-band changes (git checkout, another editor) are found by a periodic check and before
+each save: without unsaved edits the file's content is applied to the document in place (only
+what differs is edited, cells keep their identity); with unsaved edits the room keeps its
+content and reports a conflict (the file is not overwritten until an explicit save).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from contextlib import AbstractContextManager
+from typing import Any, Protocol
+
+from jupyter_core.utils import ensure_async
+from jupyter_ydoc import YNotebook, YUnicode
+from jupyter_ydoc.yunicode import _set_text
+from pycrdt import Doc
+from tornado.web import HTTPError
+
+from . import repair
+
+#: document type -> (room id format, contents manager type, contents manager format)
+FILE_TYPES: dict[str, tuple[str, str, str | None]] = {
+    "notebook": ("json", "notebook", None),
+    "file": ("text", "file", "text"),
+}
+
+SaveStatus = str  # "success" | "skipped" | "failed"
+
+
+def new_document(file_type: str, ydoc: Doc[Any] | None = None) -> YNotebook | YUnicode:
+    """An empty jupyter_ydoc document of ``file_type`` (on ``ydoc`` when given)."""
+    if file_type == "notebook":
+        return YNotebook(ydoc)
+    return YUnicode(ydoc)
+
+
+class FileSide(Protocol):
+    """What the file stage needs from its document room."""
+
+    @property
+    def document(self) -> YNotebook | YUnicode: ...
+    @property
+    def ydoc(self) -> Doc[Any]: ...
+    @property
+    def version(self) -> int: ...
+    @property
+    def unsaved(self) -> bool: ...
+    @property
+    def loaded(self) -> bool: ...
+    @property
+    def closed(self) -> bool: ...
+
+    def server_edit(self) -> AbstractContextManager[None]:
+        """Edits made inside are the server's own (not edits to save)."""
+
+    def set_state(self, **values: Any) -> None:
+        """Write the document's ``state`` map as the server."""
+
+    def file_written(self, version: int) -> None:
+        """The file now holds ``version`` of the document (saved, or reloaded from it)."""
+
+    def broadcast_raw(self, payload: dict[str, Any]) -> None: ...
+
+    def file_event(self, action: str, message: str) -> None:
+        """Tell users (event bus) what happened to the file."""
+
+    def file_gone(self) -> None:
+        """The file was deleted (not moved): close the room."""
+
+
+class RoomFile:
+    """The file behind a document room."""
+
+    def __init__(
+        self,
+        side: FileSide,
+        *,
+        path: str,
+        file_type: str,
+        file_id: str,
+        contents_manager: Any,
+        log: logging.Logger,
+        path_for_file_id: Any,
+    ):
+        if file_type not in FILE_TYPES:
+            raise ValueError(f"unsupported document type {file_type!r}")
+        self.side = side
+        self.path = path
+        self.file_type = file_type
+        self.file_id = file_id
+        self.contents_manager = contents_manager
+        self.log = log
+        self.path_for_file_id = path_for_file_id
+        _fmt, self.cm_type, self.cm_format = FILE_TYPES[file_type]
+        self.hash: str | None = None
+        self.last_modified: Any = None
+        #: ``document.get()`` of the content the file had at the last save or load
+        self.saved_content: Any = None
+        #: the file changed on disk while the room had unsaved edits
+        self.conflict = False
+        self.lock = asyncio.Lock()
+        self._missing_checks = 0
+        self._watch_task: asyncio.Task[None] | None = None
+
+    @property
+    def document(self) -> YNotebook | YUnicode:
+        return self.side.document
+
+    # --- reading -----------------------------------------------------------------------------
+    async def get_model(self, *, content: bool, require_hash: bool = False) -> dict[str, Any]:
+        kwargs: dict[str, Any] = {"content": content, "type": self.cm_type}
+        if self.cm_format and content:
+            kwargs["format"] = self.cm_format
+        if require_hash:
+            kwargs["require_hash"] = True
+        model: dict[str, Any] = await ensure_async(self.contents_manager.get(self.path, **kwargs))
+        return model
+
+    async def set_document(self, content: Any) -> None:
+        """Replace the document's content by a file's (call inside ``server_edit``)."""
+        document = self.document
+        if isinstance(document, YNotebook):
+            await document.aset(content)
+        else:
+            document.set(content)
+
+    async def get_content(self) -> Any:
+        """The document as the contents manager saves it."""
+        document = self.document
+        if isinstance(document, YNotebook):
+            return await document.aget()
+        return document.get()
+
+    async def content_of(self, content: Any) -> Any:
+        """What ``document.get()`` returns for a file's content (for unsaved-edit checks)."""
+        scratch = new_document(self.file_type)
+        if isinstance(scratch, YNotebook):
+            await scratch.aset(content)
+        else:
+            scratch.set(content)
+        return scratch.get()
+
+    async def read(self) -> dict[str, Any]:
+        """Read the file (with its content) and remember its hash and modification time."""
+        model = await self.get_model(content=True, require_hash=True)
+        self.hash = model.get("hash")
+        self.last_modified = model.get("last_modified")
+        return model
+
+    # --- saving ------------------------------------------------------------------------------
+    async def save(self, *, force: bool = False) -> SaveStatus:
+        """Write the document through the ContentsManager.
+
+        Returns ``"success"``, ``"skipped"`` (nothing to write) or ``"failed"`` (the file
+        changed on disk while the room had unsaved edits, or the write failed). ``force`` is
+        an explicit user save: it writes even when the file changed on disk (the user saw the
+        conflict) and when the room has no new edits but the file differs.
+        """
+        side = self.side
+        async with self.lock:
+            if side.closed or not side.loaded:
+                return "skipped"
+            if self.conflict and not force:
+                return "failed"
+            if not force and not side.unsaved:
+                return "skipped"
+            if self.file_type == "notebook":
+                problems = repair.repair_notebook(side.ydoc)
+                if problems:
+                    self.log.warning(
+                        "collab_kernels: repaired %s before saving it: %s",
+                        self.path,
+                        "; ".join(problems),
+                    )
+            version = side.version
+            content = await self.get_content()
+            try:
+                disk: dict[str, Any] | None = await self.get_model(content=False, require_hash=True)
+            except HTTPError as e:
+                if e.status_code != 404:
+                    raise
+                disk = None
+                if not force:
+                    self.log.warning(
+                        "collab_kernels: not saving %s: the file no longer exists", self.path
+                    )
+                    return "failed"
+            disk_changed = disk is not None and disk.get("hash") != self.hash
+            if disk_changed and not force:
+                if content == self.saved_content:
+                    # Only state changed in the room: take the file's new content instead.
+                    await self._reload_locked()
+                    return "skipped"
+                self._enter_conflict(disk)
+                return "failed"
+            if not disk_changed and disk is not None and content == self.saved_content:
+                self._mark_saved(version, self.hash, disk.get("last_modified"))
+                return "skipped"
+            if disk_changed:
+                self.log.warning(
+                    "collab_kernels: %s changed on disk; overwriting it with the room's content "
+                    "on an explicit save",
+                    self.path,
+                )
+                side.file_event("overwritten", "An explicit save overwrote a file changed on disk.")
+            model: dict[str, Any] = {"type": self.cm_type, "content": content}
+            model["format"] = "json" if self.file_type == "notebook" else "text"
+            try:
+                await ensure_async(self.contents_manager.save(model, self.path))
+                after = await self.get_model(content=False, require_hash=True)
+            except Exception as e:
+                self.log.error("collab_kernels: saving %s failed: %s", self.path, e)
+                side.file_event("save_failed", f"Saving failed: {e}")
+                return "failed"
+            self.saved_content = content
+            self.conflict = False
+            self._mark_saved(version, after.get("hash"), after.get("last_modified"))
+            self.log.debug("collab_kernels: saved %s", self.path)
+            return "success"
+
+    def _mark_saved(self, version: int, file_hash: str | None, last_modified: Any) -> None:
+        self.hash = file_hash
+        self.last_modified = last_modified
+        self.side.file_written(version)
+
+    # --- out-of-band changes -----------------------------------------------------------------
+    def start_watch(self, interval: float) -> None:
+        if interval and interval > 0 and self._watch_task is None:
+            self._watch_task = asyncio.ensure_future(self._watch(interval))
+
+    def stop_watch(self) -> None:
+        if self._watch_task is not None:
+            self._watch_task.cancel()
+            self._watch_task = None
+
+    async def _watch(self, interval: float) -> None:
+        while not self.side.closed:
+            await asyncio.sleep(interval)
+            try:
+                await self.check_disk()
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                self.log.exception("collab_kernels: checking %s on disk failed", self.path)
+
+    async def check_disk(self) -> None:
+        """Look for an out-of-band change of the file and handle it."""
+        if self.side.closed or not self.side.loaded:
+            return
+        async with self.lock:
+            try:
+                model = await self.get_model(content=False)
+            except HTTPError as e:
+                if e.status_code != 404:
+                    raise
+                await self._on_missing()
+                return
+            self._missing_checks = 0
+            if model.get("last_modified") == self.last_modified:
+                return
+            model = await self.get_model(content=False, require_hash=True)
+            if model.get("hash") == self.hash:
+                self.last_modified = model.get("last_modified")
+                return
+            if self.side.unsaved:
+                self._enter_conflict(model)
+            else:
+                await self._reload_locked()
+
+    async def reload(self) -> None:
+        """Apply the file's current content to the doc in place (discards unsaved edits)."""
+        async with self.lock:
+            await self._reload_locked()
+
+    async def _reload_locked(self) -> None:
+        side = self.side
+        model = await self.get_model(content=True, require_hash=True)
+        if side.unsaved and self.document.get() != self.saved_content:
+            # Edits arrived while we read the file: keep them, report the conflict.
+            self._enter_conflict(model)
+            return
+        content = model["content"]
+        with side.server_edit():
+            with side.ydoc.transaction():
+                self._apply_in_place(content)
+                self.document.ystate["hash"] = model.get("hash")
+                self.document.ystate["dirty"] = False
+                self.document.ystate["path"] = self.path
+        self.saved_content = self.document.get()
+        self.hash = model.get("hash")
+        self.last_modified = model.get("last_modified")
+        self.conflict = False
+        side.file_written(side.version)
+        self.log.info("collab_kernels: reloaded %s after it changed on disk", self.path)
+        side.file_event("reloaded", "The file changed on disk; the document took its new content.")
+
+    def _apply_in_place(self, content: Any) -> None:
+        """Edit only what differs; unchanged cells keep their identity."""
+        document = self.document
+        if not isinstance(document, YNotebook):
+            document.set(content)
+            return
+        by_id = {}
+        for ycell in document.ycells:
+            cell_id = ycell.get("id")
+            if cell_id is not None and cell_id not in by_id:
+                by_id[cell_id] = ycell
+        for cell in content.get("cells", []):
+            ycell = by_id.get(cell.get("id"))
+            if ycell is None or ycell.get("cell_type") != cell.get("cell_type"):
+                continue
+            source = cell.get("source", "")
+            source = "".join(source) if isinstance(source, list) else source
+            if str(ycell["source"]) != source:
+                # Granular text edit, so YNotebook.set then sees an equal source.
+                _set_text(self.side.ydoc, ycell["source"], source)
+        document.set(content)
+
+    def _enter_conflict(self, disk: dict[str, Any] | None) -> None:
+        first = not self.conflict
+        self.conflict = True
+        if disk is not None:
+            # Do not report the same change of the file twice.
+            self.last_modified = disk.get("last_modified")
+        if not first:
+            return
+        self.log.warning(
+            "collab_kernels: %s changed on disk while the document had unsaved edits; keeping "
+            "the document's content and not overwriting the file (an explicit save will)",
+            self.path,
+        )
+        self.side.broadcast_raw({"type": "conflict"})
+        self.side.file_event(
+            "conflict",
+            "The file changed on disk while the document had unsaved edits; the file was "
+            "not overwritten.",
+        )
+
+    async def _on_missing(self) -> None:
+        new_path = None
+        try:
+            new_path = self.path_for_file_id(self.file_id)
+        except Exception:
+            new_path = None
+        if new_path and new_path != self.path:
+            if await ensure_async(self.contents_manager.file_exists(new_path)):
+                self.set_path(new_path)
+                return
+        self._missing_checks += 1
+        if self._missing_checks >= 2:
+            self.side.file_gone()
+
+    # --- renames -----------------------------------------------------------------------------
+    def set_path(self, new_path: str) -> None:
+        if new_path == self.path:
+            return
+        old, self.path = self.path, new_path
+        self.side.set_state(path=new_path)
+        self.log.info("collab_kernels: document %s is now %s", old, new_path)
+        self.side.file_event("renamed", f"Renamed from {old}.")

@@ -1,0 +1,220 @@
+"""Unit tests of the rooms' pure parts, no server: notebook repair, and the file stage of a
+document room hosted by a fake host over a fake contents manager."""
+
+from __future__ import annotations
+
+import asyncio
+import copy
+import hashlib
+import json
+import logging
+
+import nbformat
+from pycrdt import Array, Doc, Map, Text
+from tornado.web import HTTPError
+
+from collab_kernels.rooms.document import DocumentRoom
+from collab_kernels.rooms.repair import repair_notebook
+
+LOG = logging.getLogger("test_rooms_units")
+
+
+# --- repair --------------------------------------------------------------------------------
+def test_repair_turns_any_y_content_into_a_notebook():
+    ydoc: Doc = Doc()
+    cells = ydoc.get("cells", type=Array)
+    meta = ydoc.get("meta", type=Map)
+    with ydoc.transaction():
+        cells.append(42)  # not a cell
+        cells.append(Map({"cell_type": "weird", "source": "seven"}))
+        cells.append(
+            Map({"cell_type": "code", "source": Text("x"), "id": "c1", "outputs": Array([1])})
+        )
+        cells.append(Map({"cell_type": "markdown", "source": Text("# t"), "outputs": Array()}))
+        meta["nbformat"] = "four"
+    problems = repair_notebook(ydoc)
+    assert problems and any("non-cell" in p for p in problems)
+    assert len(cells) == 3
+    raw, code, markdown = cells[0], cells[1], cells[2]
+    assert raw["cell_type"] == "raw" and str(raw["source"]) == "seven" and raw["id"]
+    assert code["execution_count"] is None and len(code["outputs"]) == 0
+    assert "outputs" not in markdown and "execution_count" not in markdown
+    assert meta["nbformat"] == 4 and isinstance(meta["metadata"], Map)
+    assert repair_notebook(ydoc) == []  # a sound notebook is left alone
+
+
+# --- the file stage, with a fake contents manager -----------------------------------------
+class FakeContentsManager:
+    """The part of jupyter_server's ContentsManager a room uses, in memory."""
+
+    def __init__(self):
+        self.files: dict[str, dict] = {}
+        self.clock = 0
+        self.saves = 0
+
+    def write(self, path: str, content) -> None:
+        """An out-of-band write (another editor)."""
+        self.clock += 1
+        text = json.dumps(content, sort_keys=True)
+        self.files[path] = {
+            "content": copy.deepcopy(content),
+            "last_modified": self.clock,
+            "hash": hashlib.sha256(text.encode()).hexdigest(),
+        }
+
+    def file_exists(self, path: str) -> bool:
+        return path in self.files
+
+    def get(self, path, content=True, type=None, format=None, require_hash=False):
+        if path not in self.files:
+            raise HTTPError(404, f"No such file: {path}")
+        entry = self.files[path]
+        model = {"path": path, "type": type, "last_modified": entry["last_modified"]}
+        if require_hash:
+            model["hash"] = entry["hash"]
+        if content:
+            model["content"] = copy.deepcopy(entry["content"])
+        return model
+
+    def save(self, model, path):
+        self.saves += 1
+        self.write(path, model["content"])
+        return self.get(path, content=False)
+
+
+class FakeHost:
+    """A RoomHost without a server."""
+
+    save_delay = 0.0
+    save_max_delay = 0.0
+    free_delay = 3600.0
+    file_check_interval = 0.0
+    coalesce_window = 0.0
+    awareness_window = 0.0
+    awareness_renewal_window = 1.0
+    update_store_compact_every = 1000
+    store = None
+    log = LOG
+
+    def __init__(self, cm: FakeContentsManager):
+        self.contents_manager = cm
+        self.events: list[dict] = []
+        self.paths: dict[str, str] = {}
+        self.idle: list[DocumentRoom] = []
+        self.gone: list[DocumentRoom] = []
+
+    def path_for_file_id(self, file_id: str) -> str | None:
+        return self.paths.get(file_id)
+
+    def emit_room_event(self, data: dict) -> None:
+        self.events.append(data)
+
+    def room_idle(self, room: DocumentRoom) -> None:
+        self.idle.append(room)
+
+    def room_gone(self, room: DocumentRoom) -> None:
+        self.gone.append(room)
+
+
+def notebook(sources: list[str], ids: list[str]) -> dict:
+    nb = nbformat.v4.new_notebook()
+    for source, cell_id in zip(sources, ids, strict=True):
+        cell = nbformat.v4.new_code_cell(source)
+        cell["id"] = cell_id
+        nb.cells.append(cell)
+    return nbformat.reads(nbformat.writes(nb), as_version=4)  # as a contents manager reads it
+
+
+def sources(room: DocumentRoom) -> list[str]:
+    return [str(c["source"]) for c in room.document.ycells]
+
+
+def disk_sources(cm: FakeContentsManager, path: str) -> list[str]:
+    cells = cm.files[path]["content"]["cells"]
+    return ["".join(c["source"]) for c in cells]
+
+
+async def open_room(
+    cm: FakeContentsManager, path: str = "nb.ipynb"
+) -> tuple[DocumentRoom, FakeHost]:
+    host = FakeHost(cm)
+    host.paths["fid"] = path
+    room = DocumentRoom(
+        "json:notebook:fid", file_id="fid", path=path, file_type="notebook", host=host
+    )
+    await room.load()
+    return room, host
+
+
+async def test_file_stage_loads_saves_and_reloads_in_place():
+    cm = FakeContentsManager()
+    cm.write("nb.ipynb", notebook(["a = 1", "b = 2"], ["c1", "c2"]))
+    room, _host = await open_room(cm)
+    assert sources(room) == ["a = 1", "b = 2"] and not room.unsaved
+    assert room.document.ystate["path"] == "nb.ipynb"
+
+    source = room.document.ycells[0]["source"]
+    source.insert(len(source), "0")
+    assert room.unsaved
+    assert await room.save() == "success"
+    assert disk_sources(cm, "nb.ipynb") == ["a = 10", "b = 2"] and not room.unsaved
+    assert room.document.ystate["dirty"] is False
+    assert await room.save() == "skipped"
+
+    first = room.document.ycells[0]
+    cm.write("nb.ipynb", notebook(["a = 10", "b = 3"], ["c1", "c2"]))
+    await room.check_disk()
+    assert sources(room) == ["a = 10", "b = 3"]
+    assert room.document.ycells[0] == first or str(room.document.ycells[0]["source"]) == "a = 10"
+    assert not room.unsaved
+    room.close()
+
+
+async def test_file_stage_conflict_keeps_the_room_and_an_explicit_save_overwrites():
+    cm = FakeContentsManager()
+    cm.write("nb.ipynb", notebook(["a = 1"], ["c1"]))
+    room, host = await open_room(cm)
+    source = room.document.ycells[0]["source"]
+    source.insert(len(source), "  # room")
+    cm.write("nb.ipynb", notebook(["a = 2"], ["c1"]))
+    await room.check_disk()
+    assert room.conflict and sources(room) == ["a = 1  # room"]
+    assert [e["action"] for e in host.events] == ["conflict"]
+    assert await room.save() == "failed"  # autosave does not overwrite
+    assert await room.save(force=True) == "success"
+    assert disk_sources(cm, "nb.ipynb") == ["a = 1  # room"] and not room.conflict
+    room.close()
+
+
+async def test_file_stage_follows_a_move_and_closes_on_delete():
+    cm = FakeContentsManager()
+    cm.write("nb.ipynb", notebook(["a = 1"], ["c1"]))
+    room, host = await open_room(cm)
+    cm.files["moved.ipynb"] = cm.files.pop("nb.ipynb")
+    host.paths["fid"] = "moved.ipynb"
+    await room.check_disk()
+    assert room.path == "moved.ipynb" and room.document.ystate["path"] == "moved.ipynb"
+    del cm.files["moved.ipynb"]
+    host.paths.pop("fid")
+    await room.check_disk()
+    await room.check_disk()  # missing twice: deleted
+    assert room.closed and host.gone == [room]
+    assert [e["action"] for e in host.events] == ["renamed", "deleted"]
+
+
+async def test_idle_room_asks_its_host_to_free_it():
+    cm = FakeContentsManager()
+    cm.write("nb.ipynb", notebook(["a = 1"], ["c1"]))
+    room, host = await open_room(cm)
+    host.free_delay = 0.0
+    hold = room.hold("running")
+    room.schedule_free()
+    await asyncio.sleep(0.01)
+    assert host.idle == []  # held
+    hold.release()
+    for _ in range(100):
+        if host.idle:
+            break
+        await asyncio.sleep(0.01)
+    assert host.idle == [room]
+    room.close()
