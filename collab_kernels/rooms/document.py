@@ -20,9 +20,10 @@ from typing import Any
 
 from jupyter_ydoc import YNotebook, YUnicode
 
+from ..contract import FILE_TYPES
 from . import protocol
 from .fanout import EMPTY_UPDATE, Fanout, RoomClient
-from .file import FILE_TYPES, RoomFile, SaveStatus, new_document
+from .file import RoomFile, SaveStatus, new_document
 from .history import RoomHistory, reset_execution_state
 from .host import RoomHost
 from .protocol import ProtocolError
@@ -75,7 +76,7 @@ class DocumentRoom(Fanout):
         self.host = host
         self.file_id = file_id
         self.file_type = file_type
-        self.format = FILE_TYPES[file_type][0]
+        self.format = FILE_TYPES[file_type]
         self._document: YNotebook | YUnicode = new_document(file_type, self.ydoc)
         self.file = RoomFile(
             self,

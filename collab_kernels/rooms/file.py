@@ -26,10 +26,11 @@ from tornado.web import HTTPError
 
 from . import repair
 
-#: document type -> (room id format, contents manager type, contents manager format)
-FILE_TYPES: dict[str, tuple[str, str, str | None]] = {
-    "notebook": ("json", "notebook", None),
-    "file": ("text", "file", "text"),
+#: document type -> (contents manager type, contents manager format); the room id format of
+#: each type is the contract's ``FILE_TYPES``
+CONTENTS_TYPES: dict[str, tuple[str, str | None]] = {
+    "notebook": ("notebook", None),
+    "file": ("file", "text"),
 }
 
 SaveStatus = str  # "success" | "skipped" | "failed"
@@ -90,7 +91,7 @@ class RoomFile:
         log: logging.Logger,
         path_for_file_id: Any,
     ):
-        if file_type not in FILE_TYPES:
+        if file_type not in CONTENTS_TYPES:
             raise ValueError(f"unsupported document type {file_type!r}")
         self.side = side
         self.path = path
@@ -99,7 +100,7 @@ class RoomFile:
         self.contents_manager = contents_manager
         self.log = log
         self.path_for_file_id = path_for_file_id
-        _fmt, self.cm_type, self.cm_format = FILE_TYPES[file_type]
+        self.cm_type, self.cm_format = CONTENTS_TYPES[file_type]
         self.hash: str | None = None
         self.last_modified: Any = None
         #: ``document.get()`` of the content the file had at the last save or load

@@ -14,10 +14,10 @@ from jupyter_server.base.websocket import WebSocketMixin
 from tornado import web
 from tornado.websocket import WebSocketHandler
 
+from ..contract import FILE_TYPES, InvalidRoomId, parse_room_id
 from . import protocol
 from .fanout import Fanout, RoomClient
-from .file import FILE_TYPES
-from .manager import InvalidRoomId, RoomManager, RoomNotFound, parse_room_id
+from .manager import RoomManager, RoomNotFound
 from .protocol import ProtocolError
 
 AUTH_RESOURCE = "contents"
@@ -62,7 +62,7 @@ class SessionHandler(APIHandler):
         if (
             not isinstance(file_type, str)
             or file_type not in FILE_TYPES
-            or FILE_TYPES[file_type][0] != fmt
+            or FILE_TYPES[file_type] != fmt
         ):
             raise web.HTTPError(
                 400,
@@ -168,7 +168,7 @@ class RoomWebsocketHandler(WebSocketMixin, WebSocketHandler, JupyterHandler):
             room: Fanout = manager.global_awareness
         else:
             try:
-                _fmt, _type, file_id = parse_room_id(room_id)
+                file_id = parse_room_id(room_id).file_id
             except InvalidRoomId as e:
                 self.log.warning("collab_kernels: refusing room websocket: %s", e)
                 self._close_socket(protocol.CLOSE_BAD_REQUEST, "invalid room id")

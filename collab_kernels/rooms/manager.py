@@ -16,10 +16,10 @@ from traitlets import Any as AnyTrait
 from traitlets import Enum, Float, Int, Unicode
 from traitlets.config import LoggingConfigurable
 
+from ..contract import FILE_TYPES, InvalidRoomId, build_room_id, parse_room_id
 from . import protocol
 from .document import DocumentRoom
 from .fanout import GlobalAwarenessRoom
-from .file import FILE_TYPES
 from .store import SQLiteUpdateStore
 
 CONTENTS_EVENT_SCHEMA_ID = "https://events.jupyter.org/jupyter_server/contents_service/v1"
@@ -33,26 +33,12 @@ class RoomNotFound(KeyError):
     """No file behind that room id (unknown file id, or the file is gone)."""
 
 
-class InvalidRoomId(ValueError):
-    """A room id that is not ``{format}:{type}:{fileId}``."""
-
-
 @dataclass
 class SessionRecord:
     """A ``sessionId`` handed out by the session endpoint, bound to a room instance on use."""
 
     file_id: str
     room_instance: str | None = None
-
-
-def parse_room_id(room_id: str) -> tuple[str, str, str]:
-    parts = room_id.split(":", 2)
-    if len(parts) != 3 or not all(parts):
-        raise InvalidRoomId(f"invalid room id {room_id!r}, expected format:type:fileId")
-    fmt, file_type, file_id = parts
-    if file_type not in FILE_TYPES or FILE_TYPES[file_type][0] != fmt or "/" in file_id:
-        raise InvalidRoomId(f"unsupported room {room_id!r}")
-    return fmt, file_type, file_id
 
 
 class RoomManager(LoggingConfigurable):
@@ -342,7 +328,7 @@ class RoomManager(LoggingConfigurable):
         return room
 
     def room_id_for(self, file_id: str, file_type: str = "notebook") -> str:
-        return f"{FILE_TYPES[file_type][0]}:{file_type}:{file_id}"
+        return build_room_id(file_id, file_type)
 
     async def get_room_for_path(self, path: str, file_type: str = "notebook") -> DocumentRoom:
         """The room of the file at ``path`` (indexed with jupyter_server_fileid)."""
@@ -371,7 +357,7 @@ class RoomManager(LoggingConfigurable):
         return await asyncio.shield(loading)
 
     async def _create_room(self, room_id: str) -> DocumentRoom:
-        _fmt, file_type, file_id = parse_room_id(room_id)
+        _fmt, file_type, file_id = parse_room_id(room_id)  # InvalidRoomId (a ValueError)
         path = self._require_fim().get_path(file_id)
         if path is None or not await ensure_async(self.contents_manager.file_exists(path)):
             raise RoomNotFound(room_id)
