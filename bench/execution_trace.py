@@ -95,18 +95,19 @@ def install() -> None:
         return f"doc: transaction begin ({getattr(fn, '__qualname__', '?').split('.')[-2]})"
 
     wrap(writer.DocumentWriter, "edit", before=edit_label, after="doc: transaction committed")
-    from collab_kernels.execution import link as elink
     from collab_kernels.execution import manager as emanager
+    from collab_kernels.execution import routing as erouting
+    from collab_kernels.execution import runner as erunner
 
     if os.environ.get("CK_TRACE_FINE"):
         wrap(
-            elink.KernelLink,
-            "_on_message",
-            before=lambda self, msg: f"exec: listener got {msg.msg_type}",
+            erouting.Router,
+            "on_kernel_message",
+            before=lambda self, link, msg: f"exec: listener got {msg.msg_type}",
         )
         wrap(
-            emanager.ExecutionManager,
-            "_complete_cell",
+            erunner.Runner,
+            "complete_cell",
             before="exec: complete cell",
             after="exec: complete cell done",
         )
@@ -123,7 +124,7 @@ def install() -> None:
             after="room: flush_updates done",
         )
         wrap(emanager.ExecutionManager, "submit", before="exec: submit", after="exec: submit done")
-        wrap(emanager.ExecutionManager, "_begin_cell", before="exec: begin cell")
+        wrap(erunner.Runner, "begin_cell", before="exec: begin cell")
     if os.environ.get("CK_PROFILE"):
         # cProfile around the handler (prepare included) and the kernel message dispatch.
         import cProfile

@@ -9,6 +9,7 @@ from . import handlers_base
 from ._version import __version__
 from .execution.handlers import default_handlers as execution_handlers
 from .execution.manager import ExecutionManager
+from .execution.sessions import CollabSessionManager
 from .kernels.client import SharedKernelClient
 from .kernels.manager import SharedClientKernelManager, SharedClientMappingKernelManager
 from .kernels.websocket import SharedClientWebsocketConnection
@@ -32,6 +33,7 @@ class CollabKernelsApp(ExtensionApp):
         *ExtensionApp.classes,  # the ServerApp
         RoomManager,
         ExecutionManager,
+        CollabSessionManager,
         SharedClientMappingKernelManager,
         SharedClientKernelManager,
         SharedKernelClient,
@@ -91,6 +93,9 @@ class CollabKernelsApp(ExtensionApp):
             or (isinstance(configured, str) and configured.endswith("AsyncMappingKernelManager"))
         ):
             serverapp.kernel_manager_class = SharedClientMappingKernelManager
+            if serverapp._trait_values.get("session_manager_class") is None:
+                # Sessions report their changes to the execution stage (execution/sessions.py).
+                serverapp.session_manager_class = CollabSessionManager
         else:
             self.log.warning(
                 "collab_kernels: ServerApp.kernel_manager_class is set to %s; documents will "

@@ -7,39 +7,40 @@ cells and answering input, ``write`` for cancelling, ``read`` for status.
 from __future__ import annotations
 
 import json
-from typing import Any
+from collections.abc import Callable
+from typing import Any, TypeVar, cast
 
-from jupyter_server.auth.decorator import authorized
-from jupyter_server.base.handlers import APIHandler
+from jupyter_server.auth.decorator import authorized as _authorized
 from jupyter_server.utils import url_path_join
 from tornado import web
+
+from ..handlers_base import CollabAPIHandler
+from .body import parse_input
+from .requests import ExecutionRequest
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def authorized(action: str) -> Callable[[F], F]:
+    """jupyter_server's ``@authorized(action)``, typed."""
+    return cast(Callable[[F], F], _authorized(action))
+
 
 _kernel = r"(?P<kernel_id>[^/]+)"
 _request = r"(?P<request_id>[^/]+)"
 
 
-class ExecutionAPIHandler(APIHandler):
+class ExecutionAPIHandler(CollabAPIHandler):
     auth_resource = "kernels"
 
-    @property
-    def execution_manager(self) -> Any:
-        manager = self.settings.get("collab_execution_manager")
-        if manager is None:
-            raise web.HTTPError(503, "Server-side execution is not available")
-        return manager
-
-    def body_json(self) -> Any:
-        try:
-            return json.loads(self.request.body or b"{}")
-        except (ValueError, UnicodeDecodeError) as e:
-            raise web.HTTPError(400, f"Invalid JSON in the request body: {e}") from e
-
-    def request_url(self, request: Any) -> str:
-        return url_path_join(
-            self.base_url, "api", "kernels", request.kernel_id, "requests", request.request_id
+    def request_url(self, request: ExecutionRequest) -> str:
+        return str(
+            url_path_join(
+                self.base_url, "api", "kernels", request.kernel_id, "requests", request.request_id
+            )
         )
 
-    def get_request_or_404(self, kernel_id: str | None, request_id: str) -> Any:
+    def get_request_or_404(self, kernel_id: str | None, request_id: str) -> ExecutionRequest:
         request = self.execution_manager.get_request(kernel_id, request_id)
         if request is None:
             raise web.HTTPError(404, f"No execute request {request_id} on kernel {kernel_id}")
@@ -50,10 +51,8 @@ class ExecuteHandler(ExecutionAPIHandler):
     @web.authenticated
     @authorized("execute")
     async def post(self, kernel_id: str) -> None:
-        body = self.body_json()
-        user = self.current_user
-        username = getattr(user, "username", None) if user is not None else None
-        request = await self.execution_manager.submit(kernel_id, body, username=username)
+        body = self.json_body()
+        request = await self.execution_manager.submit(kernel_id, body, username=self.username)
         self.set_status(202)
         self.set_header("Location", self.request_url(request))
         self.finish(json.dumps(request.to_dict()))
@@ -77,7 +76,8 @@ class RequestHandler(ExecutionAPIHandler):
         if not cancelled:
             raise web.HTTPError(
                 409,
-                f"Execute request {request_id} is {request.status}; only a queued one can be cancelled (add ?running=1 to cancel a running one)",
+                f"Execute request {request_id} is {request.status}; only a queued one can be "
+                "cancelled (add ?running=1 to cancel a running one)",
             )
         self.set_status(200)
         self.finish(json.dumps(request.to_dict()))
@@ -103,21 +103,8 @@ class InputHandler(ExecutionAPIHandler):
     @web.authenticated
     @authorized("execute")
     async def post(self, kernel_id: str) -> None:
-        body = self.body_json()
-        if not isinstance(body, dict):
-            raise web.HTTPError(400, "The request body must be a JSON object")
-        document_id, cell_id, value = (
-            body.get("document_id"),
-            body.get("cell_id"),
-            body.get("value"),
-        )
-        if not isinstance(document_id, str) or not isinstance(cell_id, str):
-            raise web.HTTPError(400, "'document_id' and 'cell_id' are required")
-        if not isinstance(value, str):
-            raise web.HTTPError(400, "'value' must be a string")
-        if kernel_id not in self.execution_manager.kernel_manager:
-            raise web.HTTPError(404, f"No such kernel: {kernel_id}")
-        self.execution_manager.inputs.answer(kernel_id, document_id, cell_id, value)
+        spec = parse_input(self.json_body())
+        self.execution_manager.answer_input(kernel_id, spec.document_id, spec.cell_id, spec.value)
         self.set_status(200)
         self.finish(json.dumps({"status": "ok"}))
 

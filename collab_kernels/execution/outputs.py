@@ -219,39 +219,39 @@ class DocumentOutputState:
 # --------------------------------------------------------------------------------------------
 
 
-def find_cell(ycells: Array, cell_id: str) -> Map | None:
+def find_cell(ycells: Array[Any], cell_id: str) -> Map[Any] | None:
     for ycell in ycells:
-        if ycell.get("id") == cell_id:
+        if isinstance(ycell, Map) and ycell.get("id") == cell_id:
             return ycell
     return None
 
 
-def cell_outputs(ycell: Map) -> Array:
+def cell_outputs(ycell: Map[Any]) -> Array[Any]:
     outputs = ycell.get("outputs")
     if not isinstance(outputs, Array):
         outputs = ycell["outputs"] = Array()
     return outputs
 
 
-def clear_outputs(ycell: Map, doc_state: DocumentOutputState) -> None:
+def clear_outputs(ycell: Map[Any], doc_state: DocumentOutputState) -> None:
     outputs = cell_outputs(ycell)
     if len(outputs):
         outputs.clear()
-    cell_id = ycell.get("id")
+    cell_id = str(ycell.get("id"))
     doc_state.displays.forget_cell(cell_id)
     state = doc_state.cell(cell_id)
     state.clear_pending = False
     state.stream_tail = None
 
 
-def start_execution(ycell: Map, doc_state: DocumentOutputState) -> None:
+def start_execution(ycell: Map[Any], doc_state: DocumentOutputState) -> None:
     """At execution start, one transaction: clear outputs, count None, state running."""
     clear_outputs(ycell, doc_state)
     ycell["execution_count"] = None
     ycell["execution_state"] = "running"
 
 
-def finish_execution(ycell: Map, execution_count: int | None) -> None:
+def finish_execution(ycell: Map[Any], execution_count: int | None) -> None:
     """At the end, together: count and idle (browsers flip to idle on a non-null count)."""
     ycell["execution_count"] = execution_count
     ycell["execution_state"] = "idle"
@@ -265,7 +265,7 @@ def _last_line(text: str) -> str:
 _TAIL_CACHE_LIMIT = 1 << 16
 
 
-def _append_stream(outputs: Array, name: str, chunk: str, state: CellOutputState) -> None:
+def _append_stream(outputs: Array[Any], name: str, chunk: str, state: CellOutputState) -> None:
     n = len(outputs)
     last = outputs[n - 1] if n else None
     if last is None or last.get("output_type") != "stream" or last.get("name") != name:
@@ -281,8 +281,8 @@ def _append_stream(outputs: Array, name: str, chunk: str, state: CellOutputState
     length = len(ytext)
     cached = state.stream_tail
     known = cached is not None and cached[0] == n - 1 and cached[1] == length
-    tail: str | None = cached[2] if known else None
-    tail_dirty = (not known) or cached[3]
+    tail: str | None = cached[2] if cached is not None and known else None
+    tail_dirty = cached is None or not known or cached[3]
     chunk_ctrl = needs_resolution(chunk)
     if not chunk_ctrl and not tail_dirty:
         # The common case: plain text after a clean line.
@@ -322,14 +322,14 @@ def _remember_tail(
 
 
 def update_display(
-    ycells: Array, doc_state: DocumentOutputState, display_id: str, content: dict[str, Any]
+    ycells: Array[Any], doc_state: DocumentOutputState, display_id: str, content: dict[str, Any]
 ) -> int:
     """Apply ``update_display_data``: edit every output with ``display_id``, in any cell.
     Returns how many outputs were updated."""
     entries = doc_state.displays.get(display_id)
     if not entries:
         return 0
-    by_cell: dict[str, Map] = {}
+    by_cell: dict[str, Map[Any]] = {}
     wanted = {cell_id for cell_id, _ in entries}
     for ycell in ycells:
         cid = ycell.get("id")
@@ -355,8 +355,8 @@ def update_display(
 
 
 def apply_output_message(
-    ycells: Array,
-    ycell: Map | None,
+    ycells: Array[Any],
+    ycell: Map[Any] | None,
     msg_type: str,
     content: dict[str, Any],
     doc_state: DocumentOutputState,
@@ -374,7 +374,7 @@ def apply_output_message(
         return update_display(ycells, doc_state, display_id, content) > 0
     if ycell is None:
         return False
-    cell_id = ycell.get("id")
+    cell_id = str(ycell.get("id"))
     state = doc_state.cell(cell_id)
     if msg_type == "clear_output":
         if content.get("wait"):

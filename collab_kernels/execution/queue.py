@@ -1,159 +1,58 @@
-"""Execute requests and their bookkeeping: what the REST endpoints report.
+"""The execute queue of one document, and the entries it shows collaborators.
 
-An :class:`ExecutionRequest` is one ``POST /api/kernels/{id}/execute``: one or more cells of one
-document, run as one atomic batch in the document's queue (:class:`DocumentQueue`). Each cell
-is a :class:`CellRun`. Requests are kept in a bounded :class:`RequestRegistry` after they end so
-that clients can poll their outcome.
+A :class:`DocumentQueue` runs its requests in submission order, one at a time, on its own
+task. :func:`queue_entries` turns its state into the entries of the document's execution map
+(cell id -> running/queued, position, pending prompt): a pure function of the queue.
 """
 
 from __future__ import annotations
 
 import asyncio
-import uuid
-from collections import OrderedDict, deque
-from dataclasses import dataclass, field
-from datetime import datetime, timezone
-from typing import Any
+from collections import deque
+from collections.abc import Awaitable, Callable
+from typing import TypedDict
 
-QUEUED, RUNNING, DONE = "queued", "running", "done"
-OK, ERROR, ABORTED, CANCELLED = "ok", "error", "aborted", "cancelled"
-
-
-def utcnow() -> str:
-    return datetime.now(timezone.utc).isoformat()
+from ..contract import ERROR, QUEUED, RUNNING, EntryStatus
+from .ports import Hold, Log
+from .requests import CellRun, ExecutionRequest
 
 
-@dataclass(eq=False)
-class CellRun:
-    """One cell of a request."""
-
-    cell_id: str
-    code: str
-    status: str = QUEUED
-    result: str | None = None
-    execution_count: int | None = None
-    msg_id: str | None = None
-    error: dict[str, Any] | None = None
-    # Set while running: resolved when both the execute_reply and the iopub idle arrived.
-    reply: dict[str, Any] | None = None
-    idle_seen: bool = False
-    finished: asyncio.Future | None = None
-    generation: int = 0  # the shared client's connection count when it was sent
-
-    def to_dict(self) -> dict[str, Any]:
-        data: dict[str, Any] = {
-            "cell_id": self.cell_id,
-            "status": self.status,
-            "execution_count": self.execution_count,
-            "result": self.result,
-        }
-        if self.error:
-            data["error"] = self.error
-        return data
+class PromptEntry(TypedDict):
+    prompt: str
+    password: bool
 
 
-@dataclass(eq=False)
-class ExecutionRequest:
+class QueueEntry(TypedDict, total=False):
+    """An entry of the document's execution map (``EXECUTION_MAP``)."""
+
+    status: EntryStatus
+    request_id: str
     kernel_id: str
-    document_id: str
-    path: str
-    cells: list[CellRun]
-    request_id: str = field(default_factory=lambda: uuid.uuid4().hex)
-    status: str = QUEUED
-    result: str | None = None
-    created: str = field(default_factory=utcnow)
-    started: str | None = None
-    finished: str | None = None
-    username: str | None = None
-    # A pending input() prompt of the running cell: {"cell_id","prompt","password"}.
-    input_request: dict[str, Any] | None = None
-    done: asyncio.Event = field(default_factory=asyncio.Event)
-
-    @property
-    def execution_count(self) -> int | None:
-        counts = [c.execution_count for c in self.cells if c.execution_count is not None]
-        return counts[-1] if counts else None
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "request_id": self.request_id,
-            "kernel_id": self.kernel_id,
-            "document_id": self.document_id,
-            "path": self.path,
-            "status": self.status,
-            "result": self.result,
-            "execution_count": self.execution_count,
-            "cells": [c.to_dict() for c in self.cells],
-            "created": self.created,
-            "started": self.started,
-            "finished": self.finished,
-            "input_request": self.input_request,
-        }
-
-    def mark_running(self) -> None:
-        if self.status == QUEUED:
-            self.status = RUNNING
-            self.started = utcnow()
-
-    def end(self, result: str) -> None:
-        """Finish the request; cells not run get "cancelled" (cancel) or "aborted"."""
-        if self.status == DONE:
-            return
-        for cell in self.cells:
-            if cell.status != DONE:
-                cell.status = DONE
-                cell.result = CANCELLED if result == CANCELLED else ABORTED
-        self.status = DONE
-        self.result = result
-        self.finished = utcnow()
-        self.input_request = None
-        self.done.set()
+    position: int
+    input_request: PromptEntry
 
 
-class RequestRegistry:
-    """Every live request plus the last ``history`` finished ones, by request id."""
+#: cell id -> its entry
+QueueEntries = dict[str, QueueEntry]
 
-    def __init__(self, history: int = 1000):
-        self.history = history
-        self._requests: OrderedDict[str, ExecutionRequest] = OrderedDict()
-
-    def add(self, request: ExecutionRequest) -> None:
-        self._requests[request.request_id] = request
-        self._trim()
-
-    def get(self, request_id: str) -> ExecutionRequest | None:
-        return self._requests.get(request_id)
-
-    def list(self, kernel_id: str | None = None) -> list[ExecutionRequest]:
-        return [r for r in self._requests.values() if kernel_id is None or r.kernel_id == kernel_id]
-
-    def _trim(self) -> None:
-        # Called on every add, so O(1) most of the time: nothing is scanned until there are
-        # more requests than the history keeps plus a slack (a tenth), then the oldest
-        # finished ones are dropped down to exactly ``history``.
-        if len(self._requests) <= self.history + max(self.history // 10, 1):
-            return
-        finished = [rid for rid, r in self._requests.items() if r.status == DONE]
-        excess = len(finished) - self.history
-        for rid in finished[: max(excess, 0)]:
-            del self._requests[rid]
+Runner = Callable[[ExecutionRequest], Awaitable[None]]
 
 
 class DocumentQueue:
     """The execute queue of one document: requests in submission order, one at a time.
 
-    The queue runs through ``runner(request)`` (the manager's coroutine) on its own task; it
-    holds the document's room while anything is queued or running.
+    The queue runs through ``runner(request)`` on its own task; it holds the document's room
+    (``hold``) while anything is queued or running.
     """
 
-    def __init__(self, document_id: str, runner: Any, log: Any):
+    def __init__(self, document_id: str, runner: Runner, log: Log):
         self.document_id = document_id
         self._runner = runner
         self.log = log
         self.pending: deque[ExecutionRequest] = deque()
         self.current: ExecutionRequest | None = None
-        self.task: asyncio.Task | None = None
-        self.hold: Any = None
+        self.task: asyncio.Task[None] | None = None
+        self.hold: Hold | None = None
 
     def __len__(self) -> int:
         return len(self.pending) + (1 if self.current is not None else 0)
@@ -198,6 +97,11 @@ class DocumentQueue:
         self.pending.clear()
         return taken
 
+    def release_if_idle(self) -> None:
+        if not self.busy and self.hold is not None:
+            self.hold.release()
+            self.hold = None
+
     async def _work(self, first: ExecutionRequest | None = None) -> None:
         while first is not None or self.pending:
             request = first if first is not None else self.pending.popleft()
@@ -216,3 +120,35 @@ class DocumentQueue:
                 request.end(ERROR)
             finally:
                 self.current = None
+
+
+def queue_entries(queue: DocumentQueue) -> QueueEntries:
+    """The execution map entries of ``queue``: its running cell (position 0, with its pending
+    prompt), then every queued cell in run order (positions 1..)."""
+    entries: QueueEntries = {}
+    current = queue.current
+    if current is not None:
+        for cell in current.cells:
+            if cell.status != RUNNING:
+                continue
+            entry: QueueEntry = {
+                "status": "running",
+                "request_id": current.request_id,
+                "kernel_id": current.kernel_id,
+                "position": 0,
+            }
+            prompt = current.input_request
+            if prompt is not None and prompt.cell_id == cell.cell_id:
+                entry["input_request"] = {"prompt": prompt.prompt, "password": prompt.password}
+            entries[cell.cell_id] = entry
+    for position, (request, cell) in enumerate(queue.queued_cells(), start=1):
+        entries.setdefault(
+            cell.cell_id,
+            {
+                "status": "queued",
+                "request_id": request.request_id,
+                "kernel_id": request.kernel_id,
+                "position": position,
+            },
+        )
+    return entries

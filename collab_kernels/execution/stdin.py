@@ -19,24 +19,25 @@ on instead of waiting forever.
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from tornado.web import HTTPError
 
+from ..kernels.message import KernelMessage
 from .outputs import error_output
-from .queue import utcnow
-
-if TYPE_CHECKING:  # pragma: no cover
-    from .link import KernelLink, Route
-    from .manager import ExecutionManager
-    from .queue import CellRun, ExecutionRequest
+from .ports import Log
+from .requests import CellRun, ExecutionRequest, InputPrompt
+from .routing import KernelLink, Route
+from .writer import WriterPool
 
 
 @dataclass(eq=False)
 class PendingInput:
     link: KernelLink
     route: Route
+    request: ExecutionRequest
     header: dict[str, Any]
     prompt: str
     password: bool
@@ -44,12 +45,29 @@ class PendingInput:
 
 
 class InputBroker:
-    def __init__(self, manager: ExecutionManager):
-        self.manager = manager
-        # (document_id, cell_id) -> pending prompt
+    """Pending ``input()`` prompts of server-side executions, by (document, cell).
+
+    ``publish(document_id)`` shows a change of prompts to the document's collaborators
+    (the queue entries); ``interrupt(kernel_id)`` stops a kernel whose prompt timed out.
+    """
+
+    def __init__(
+        self,
+        writers: WriterPool,
+        *,
+        timeout: Callable[[], float],
+        publish: Callable[[str], None],
+        interrupt: Callable[[str], Awaitable[None]],
+        log: Log,
+    ):
+        self.writers = writers
+        self.timeout = timeout
+        self.publish = publish
+        self.interrupt = interrupt
+        self.log = log
         self.pending: dict[tuple[str, str], PendingInput] = {}
 
-    def on_input_request(self, link: KernelLink, route: Route, msg: Any) -> None:
+    def on_input_request(self, link: KernelLink, route: Route, msg: KernelMessage) -> None:
         request, run = route.request, route.run
         if request is None or run is None:
             return
@@ -57,6 +75,7 @@ class InputBroker:
         pending = PendingInput(
             link=link,
             route=route,
+            request=request,
             header=dict(msg.header),
             prompt=str(content.get("prompt", "")),
             password=bool(content.get("password", False)),
@@ -66,29 +85,19 @@ class InputBroker:
         if old is not None and old.timer is not None:
             old.timer.cancel()
         self.pending[key] = pending
-        timeout = self.manager.input_timeout
+        timeout = self.timeout()
         if timeout and timeout > 0:
             pending.timer = asyncio.get_event_loop().call_later(
                 timeout, lambda: asyncio.ensure_future(self._timed_out(key, pending))
             )
-        request.input_request = {
-            "cell_id": route.cell_id,
-            "prompt": pending.prompt,
-            "password": pending.password,
-            "requested": utcnow(),
-        }
-        self.manager.log.info(
+        request.input_request = InputPrompt(route.cell_id, pending.prompt, pending.password)
+        self.log.info(
             "collab_kernels: cell %s of %s waits for input (prompt %r)",
             route.cell_id,
             request.path,
             pending.prompt,
         )
-        self._publish(route.document_id)
-
-    def _publish(self, document_id: str) -> None:
-        queue = self.manager.queues.get(document_id)
-        if queue is not None:
-            self.manager._publish_queue(queue)
+        self.publish(route.document_id)
 
     def answer(self, kernel_id: str, document_id: str, cell_id: str, value: str) -> None:
         key = (document_id, cell_id)
@@ -102,27 +111,23 @@ class InputBroker:
         reply = client.session.msg("input_reply", {"value": value}, parent=pending.header)
         client.send("stdin", reply)
         echo = pending.prompt + ("" if pending.password else value) + "\n"
-        self.manager.writer(document_id).enqueue(
-            cell_id, "stream", {"name": "stdout", "text": echo}
-        )
+        self.writers.get(document_id).enqueue(cell_id, "stream", {"name": "stdout", "text": echo})
         self._clear(pending)
 
     def _clear(self, pending: PendingInput) -> None:
-        request = pending.route.request
-        if request is not None:
-            request.input_request = None
-        self._publish(pending.route.document_id)
+        pending.request.input_request = None
+        self.publish(pending.route.document_id)
 
     async def _timed_out(self, key: tuple[str, str], pending: PendingInput) -> None:
         if self.pending.get(key) is not pending:
             return
         del self.pending[key]
-        timeout = self.manager.input_timeout
-        self.manager.log.warning(
+        timeout = self.timeout()
+        self.log.warning(
             "collab_kernels: input() in cell %s of %s got no answer within %ss; interrupting "
             "kernel %s",
             pending.route.cell_id,
-            pending.route.request.path if pending.route.request else pending.route.document_id,
+            pending.request.path,
             timeout,
             pending.link.kernel_id,
         )
@@ -130,16 +135,16 @@ class InputBroker:
             "StdinTimeout",
             f"input() got no answer within {timeout:g} s; the kernel was interrupted.",
         )
-        self.manager.writer(pending.route.document_id).enqueue(
+        self.writers.get(pending.route.document_id).enqueue(
             pending.route.cell_id,
             "error",
             {k: v for k, v in output.items() if k != "output_type"},
         )
         self._clear(pending)
         try:
-            await self.manager.interrupt(pending.link.kernel_id)
+            await self.interrupt(pending.link.kernel_id)
         except Exception:
-            self.manager.log.exception(
+            self.log.exception(
                 "collab_kernels: could not interrupt kernel %s", pending.link.kernel_id
             )
 

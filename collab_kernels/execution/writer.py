@@ -2,24 +2,25 @@
 
 A :class:`DocumentWriter` buffers the output messages routed to its document and applies them
 in one ``with ydoc.transaction()``: the first message of a burst (and a cell's first output)
-is written on the next loop iteration, later ones at most every
-``ExecutionManager.output_batch_interval`` seconds. Each
-transaction is one Y update to every collaborator, and appending to a ``Text`` costs per
-transaction in proportion to its length, so batching is what keeps a chatty cell cheap.
+is written on the next loop iteration, later ones at most every ``batch_interval()`` seconds
+(``ExecutionManager.output_batch_interval``). Each transaction is one Y update to every
+collaborator, and appending to a ``Text`` costs per transaction in proportion to its length,
+so batching is what keeps a chatty cell cheap.
 
 The writer follows its document across room objects: if the room was freed (nobody connected,
 nothing running) and output still arrives (a background thread), the room is recreated and
-the output lands there.
+the output lands there. :class:`WriterPool` holds one writer per document.
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from collections.abc import Callable, Iterable
+from typing import Any, TypeVar, cast
 
-from pycrdt import Map
+from pycrdt import Array, Map, Subscription
 
+from ..contract import EXECUTION_MAP
 from .outputs import (
     DocumentOutputState,
     apply_output_message,
@@ -27,63 +28,89 @@ from .outputs import (
     finish_execution,
     start_execution,
 )
+from .ports import Log, NotebookRoom, RoomSource
+from .queue import QueueEntries, QueueEntry
 
-if TYPE_CHECKING:  # pragma: no cover
-    from .manager import ExecutionManager
+CellMap = Map[Any]
+CellArray = Array[Any]
+#: cell id -> cell Map of a notebook
+CellsById = dict[str, CellMap]
+T = TypeVar("T")
 
-#: Root map of the Y document holding the execution queue and pending input prompts,
-#: cell id -> {"status": "queued"|"running"|"aborted", "request_id", "kernel_id",
-#: "position", "input_request"?}. It is not part of the notebook schema, so it is never saved.
-EXECUTION_MAP = "execution"
+
+def notebook_cells(room: NotebookRoom) -> CellArray:
+    """The ``cells`` array of a notebook room's Y document."""
+    return cast(CellArray, room.ydoc.get("cells", type=Array))
 
 
 class DocumentWriter:
-    def __init__(self, manager: ExecutionManager, document_id: str):
-        self.manager = manager
+    """The output and execution state writes of one document (room id)."""
+
+    def __init__(
+        self,
+        document_id: str,
+        rooms: RoomSource,
+        batch_interval: Callable[[], float],
+        log: Log,
+    ):
         self.document_id = document_id
-        self.room: Any = None
+        self.rooms = rooms
+        self.batch_interval = batch_interval
+        self.log = log
+        self.room: NotebookRoom | None = None
         self.state = DocumentOutputState()
         self.pending: list[tuple[str, str, dict[str, Any]]] = []
         self._handle: asyncio.Handle | None = None
         self._last_flush = 0.0
-        self._loading: asyncio.Future | None = None
-        self.log = manager.log
-        # cell id -> cell Map, dropped whenever the cells array itself changes (see cells_by_id)
-        self._index: dict[str, Map] | None = None
-        self._index_room: Any = None
-        self._index_cells: Any = None
-        self._index_sub: Any = None
+        self._loading: asyncio.Future[None] | None = None
+        # The room's cells array and cell id -> cell Map, dropped whenever the cells array
+        # itself changes (see cells_by_id) or the room object changes.
+        self._cells: CellArray | None = None
+        self._index: CellsById | None = None
+        self._index_room: NotebookRoom | None = None
+        self._index_sub: Subscription | None = None
 
     # --- the room ------------------------------------------------------------------------
-    def _live_room(self) -> Any:
+    def live_room(self) -> NotebookRoom | None:
+        """The document's room if it is open (never loads it)."""
         room = self.room
-        if room is not None and not getattr(room, "closed", False):
+        if room is not None and not room.closed:
             return room
-        room = self.manager.room_manager.find_room(self.document_id)
+        room = self.rooms.find_room(self.document_id)
         if room is not self.room:
-            self.room = room
-            self.state = DocumentOutputState()
+            self._set_room(room)
         return room
 
-    async def get_room(self) -> Any:
-        room = self._live_room()
+    async def get_room(self) -> NotebookRoom:
+        """The document's room, loaded if it was freed."""
+        room = self.live_room()
         if room is not None:
             return room
-        room = await self.manager.room_manager.get_room(self.document_id)
+        room = await self.rooms.get_room(self.document_id)
         if room is not self.room:
-            self.room = room
-            self.state = DocumentOutputState()
+            self._set_room(room)
         return room
 
-    def forget_room(self, room: Any) -> None:
+    def _set_room(self, room: NotebookRoom | None) -> None:
+        self.room = room
+        self.state = DocumentOutputState()
+
+    def forget_room(self, room: NotebookRoom | None) -> None:
+        if room is None:
+            return
         if self.room is room:
-            self.room = None
-            self.state = DocumentOutputState()
+            self._set_room(None)
         if self._index_room is room:
             self._drop_index()
 
     # --- cells by id ---------------------------------------------------------------------
-    def cells_by_id(self, room: Any) -> dict[str, Map]:
+    def cells_array(self, room: NotebookRoom) -> CellArray:
+        if self._index_room is not room or self._cells is None:
+            self.cells_by_id(room)
+        assert self._cells is not None
+        return self._cells
+
+    def cells_by_id(self, room: NotebookRoom) -> CellsById:
         """cell id -> cell ``Map`` of ``room``'s notebook (do not mutate).
 
         Building it reads every cell's id (a few microseconds per cell), and every output
@@ -91,28 +118,25 @@ class DocumentWriter:
         deleted or moved, observed on the array) or the room object changes."""
         if self._index is not None and self._index_room is room:
             return self._index
-        ycells = room.document.ycells
-        if self._index_room is not room:
+        if self._index_room is not room or self._cells is None:
             self._drop_index()
-            try:
-                self._index_sub = ycells.observe(self._cells_changed)
-                self._index_cells = ycells
-                self._index_room = room
-            except Exception:  # pragma: no cover - no observable array: no cache
-                return {ycell.get("id"): ycell for ycell in ycells}
-        self._index = {ycell.get("id"): ycell for ycell in ycells}
+            ycells = notebook_cells(room)
+            self._index_sub = ycells.observe(self._cells_changed)
+            self._cells = ycells
+            self._index_room = room
+        self._index = {str(ycell.get("id")): ycell for ycell in self._cells}
         return self._index
 
-    def _cells_changed(self, _event: Any) -> None:
+    def _cells_changed(self, _event: object) -> None:
         self._index = None
 
     def _drop_index(self) -> None:
-        if self._index_sub is not None:
+        if self._index_sub is not None and self._cells is not None:
             try:
-                self._index_cells.unobserve(self._index_sub)
+                self._cells.unobserve(self._index_sub)
             except Exception:  # the room's document is gone
                 pass
-        self._index = self._index_room = self._index_cells = self._index_sub = None
+        self._index = self._index_room = self._cells = self._index_sub = None
 
     # --- buffered output -----------------------------------------------------------------
     def enqueue(
@@ -123,18 +147,16 @@ class DocumentWriter:
         ``with_end``: the message closes its execution (an ``execute_result``: the kernel
         publishes it as the code ends, then only the reply and the idle status follow, or
         the output of post-execute hooks). It waits for the cell's end transaction, at most
-        ``output_batch_interval``, so that collaborators get the result, the count and
-        idle as one update: a cell never shows its result without its count, and each
-        collaborator decodes one update instead of two.
+        ``batch_interval()``, so that collaborators get the result, the count and idle as
+        one update: a cell never shows its result without its count, and each collaborator
+        decodes one update instead of two.
         """
         self.pending.append((cell_id, msg_type, content))
         if self._handle is not None:
             return
         loop = asyncio.get_event_loop()
-        if with_end:
-            wait = self.manager.output_batch_interval
-        else:
-            wait = self.manager.output_batch_interval - (loop.time() - self._last_flush)
+        interval = self.batch_interval()
+        wait = interval if with_end else interval - (loop.time() - self._last_flush)
         if wait > 0:
             self._handle = loop.call_later(wait, self._flush_soon)
         else:
@@ -144,7 +166,7 @@ class DocumentWriter:
         self._handle = None
         if not self.pending:
             return
-        if self._live_room() is None:
+        if self.live_room() is None:
             if self._loading is None or self._loading.done():
                 self._loading = asyncio.ensure_future(self._load_then_flush())
             return
@@ -164,7 +186,7 @@ class DocumentWriter:
             return
         self.flush()
 
-    def _apply_pending(self, cells: dict[str, Map], ycells: Any) -> None:
+    def _apply_pending(self, cells: CellsById, ycells: CellArray) -> None:
         pending, self.pending = self.pending, []
         for cell_id, msg_type, content in pending:
             ycell = cells.get(cell_id)
@@ -175,7 +197,7 @@ class DocumentWriter:
                     "collab_kernels: could not write a %s output into cell %s of %s",
                     msg_type,
                     cell_id,
-                    getattr(self.room, "path", self.document_id),
+                    self.room.path if self.room is not None else self.document_id,
                 )
 
     def flush(self) -> bool:
@@ -183,25 +205,25 @@ class DocumentWriter:
         if self._handle is not None:
             self._handle.cancel()
             self._handle = None
-        room = self._live_room()
+        room = self.live_room()
         if room is None:
             return False
         if self.pending:
             self.edit(lambda cells, ycells: None)
         return True
 
-    def edit(self, fn: Callable[[dict[str, Map], Any], Any]) -> Any:
+    def edit(self, fn: Callable[[CellsById, CellArray], T]) -> T:
         """Run ``fn(cells_by_id, ycells)`` in one transaction, after the buffered output."""
-        room = self._live_room()
+        room = self.live_room()
         if room is None:
             raise RuntimeError(f"document {self.document_id} is not open")
         if self._handle is not None:
             self._handle.cancel()
             self._handle = None
-        ycells = room.document.ycells
         had_output = bool(self.pending)
         with room.ydoc.transaction():
             cells = self.cells_by_id(room)
+            ycells = self.cells_array(room)
             if had_output:
                 self._apply_pending(cells, ycells)
             result = fn(cells, ycells)
@@ -212,41 +234,38 @@ class DocumentWriter:
         return result
 
     # --- execution state -----------------------------------------------------------------
-    def execution_map(self) -> Map:
-        return self.room.ydoc.get(EXECUTION_MAP, type=Map)
+    def execution_map(self) -> Map[Any]:
+        room = self.live_room()
+        if room is None:
+            raise RuntimeError(f"document {self.document_id} is not open")
+        return cast("Map[Any]", room.ydoc.get(EXECUTION_MAP, type=Map))
 
     def start_cell(
-        self,
-        cell_id: str,
-        queue_entries: dict[str, dict[str, Any]],
-        mark_running: list[str] = (),
+        self, cell_id: str, queue_entries: QueueEntries, mark_running: Iterable[str] = ()
     ) -> None:
         """Start ``cell_id`` (outputs cleared, count null, running) and show the cells of
         ``mark_running`` as queued ([*]), in one transaction."""
 
-        def fn(cells: dict[str, Map], ycells: Any) -> None:
+        def fn(cells: CellsById, ycells: CellArray) -> None:
             ycell = cells.get(cell_id)
             if ycell is not None:
                 start_execution(ycell, self.state)
-            for cid in mark_running:
-                other = cells.get(cid)
-                if other is not None and other.get("execution_state") != "running":
-                    other["execution_state"] = "running"
+            _set_states(cells, mark_running, "running")
             self._write_entries(queue_entries)
 
         self.edit(fn)
-        # A cell's first output starts a burst: written at once, not output_batch_interval
-        # after the previous cell's last output.
+        # A cell's first output starts a burst: written at once, not batch_interval() after
+        # the previous cell's last output.
         self._last_flush = float("-inf")
 
     def finish_cell(
         self,
         cell_id: str,
         execution_count: int | None,
-        queue_entries: dict[str, dict[str, Any]] | None,
+        queue_entries: QueueEntries | None,
         extra_outputs: list[dict[str, Any]] | None = None,
     ) -> None:
-        def fn(cells: dict[str, Map], ycells: Any) -> None:
+        def fn(cells: CellsById, ycells: CellArray) -> None:
             ycell = cells.get(cell_id)
             if ycell is not None:
                 for output in extra_outputs or ():
@@ -261,34 +280,34 @@ class DocumentWriter:
     def send_now(self) -> None:
         """Have the room send what was just committed without waiting for its coalescing
         window: the end of a cell (count and idle) is what every collaborator waits for."""
-        room = self._live_room()
-        flush_updates = getattr(room, "flush_updates", None)
-        if flush_updates is not None:
-            flush_updates()
+        room = self.live_room()
+        if room is not None:
+            room.flush_updates()
 
     def set_queue(
         self,
-        queue_entries: dict[str, dict[str, Any]],
-        idle_cells: list[str] = (),
-        mark_running: list[str] = (),
+        queue_entries: QueueEntries,
+        idle_cells: Iterable[str] = (),
+        mark_running: Iterable[str] = (),
+        aborted: QueueEntries | None = None,
     ) -> None:
-        """Write the queue entries; put ``idle_cells`` back to idle (not run) and show
-        ``mark_running`` as ``[*]`` (queued)."""
+        """Write the queue entries; put ``idle_cells`` back to idle (not run), show
+        ``mark_running`` as ``[*]`` (queued) and mark the cells of ``aborted`` (not run
+        because of an earlier error) with their entries, unless they are queued again."""
 
-        def fn(cells: dict[str, Map], ycells: Any) -> None:
-            for cid in idle_cells:
-                ycell = cells.get(cid)
-                if ycell is not None and ycell.get("execution_state") != "idle":
-                    ycell["execution_state"] = "idle"
-            for cid in mark_running:
-                ycell = cells.get(cid)
-                if ycell is not None and ycell.get("execution_state") != "running":
-                    ycell["execution_state"] = "running"
+        def fn(cells: CellsById, ycells: CellArray) -> None:
+            _set_states(cells, idle_cells, "idle")
+            _set_states(cells, mark_running, "running")
             self._write_entries(queue_entries)
+            if aborted:
+                emap = self.execution_map()
+                for cid, entry in aborted.items():
+                    if cid not in queue_entries:
+                        emap[cid] = dict(entry)
 
         self.edit(fn)
 
-    def _write_entries(self, entries: dict[str, dict[str, Any]]) -> None:
+    def _write_entries(self, entries: QueueEntries) -> None:
         """Make the execution map equal ``entries`` (plus "aborted" marks not overridden)."""
         emap = self.execution_map()
         for cid in list(emap.keys()):
@@ -299,12 +318,12 @@ class DocumentWriter:
                 del emap[cid]
         for cid, entry in entries.items():
             if emap.get(cid) != entry:
-                emap[cid] = entry
+                emap[cid] = dict(entry)
 
     def finish_external(self, cell_id: str, execution_count: int | None) -> None:
         """End of an execution a browser sent over its kernel websocket."""
 
-        def fn(cells: dict[str, Map], ycells: Any) -> None:
+        def fn(cells: CellsById, ycells: CellArray) -> None:
             ycell = cells.get(cell_id)
             if ycell is None:
                 return
@@ -313,5 +332,48 @@ class DocumentWriter:
             elif ycell.get("execution_state") != "idle":
                 ycell["execution_state"] = "idle"
 
-        if self._live_room() is not None:
+        if self.live_room() is not None:
             self.edit(fn)
+
+
+def _set_states(cells: CellsById, cell_ids: Iterable[str], state: str) -> None:
+    for cid in cell_ids:
+        ycell = cells.get(cid)
+        if ycell is not None and ycell.get("execution_state") != state:
+            ycell["execution_state"] = state
+
+
+class WriterPool:
+    """One :class:`DocumentWriter` per document, created on first use."""
+
+    def __init__(self, rooms: RoomSource, batch_interval: Callable[[], float], log: Log):
+        self.rooms = rooms
+        self.batch_interval = batch_interval
+        self.log = log
+        self._writers: dict[str, DocumentWriter] = {}
+
+    def get(self, document_id: str) -> DocumentWriter:
+        writer = self._writers.get(document_id)
+        if writer is None:
+            writer = self._writers[document_id] = DocumentWriter(
+                document_id, self.rooms, self.batch_interval, self.log
+            )
+        return writer
+
+    def find(self, document_id: str) -> DocumentWriter | None:
+        return self._writers.get(document_id)
+
+    def forget_room(self, room: NotebookRoom) -> None:
+        """``room`` was freed or replaced: its writer lets go of it."""
+        writer = self._writers.get(room.room_id)
+        if writer is not None:
+            writer.forget_room(room)
+
+    def room_created(self, room: NotebookRoom) -> None:
+        """A new room object holds the document: the writer drops the old one."""
+        writer = self._writers.get(room.room_id)
+        if writer is not None:
+            writer.forget_room(writer.room)
+
+
+__all__ = ["EXECUTION_MAP", "DocumentWriter", "QueueEntry", "WriterPool", "notebook_cells"]

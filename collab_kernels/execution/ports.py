@@ -1,0 +1,63 @@
+"""What the execution stage needs of the rooms stage: narrow, typed, structural.
+
+The rooms stage's ``RoomManager`` and its document rooms satisfy these Protocols (mypy
+checks it where the manager is handed over); the execution stage never reaches further into
+a room than this.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Mapping
+from typing import Any, Protocol
+
+from pycrdt import Doc
+
+Log = logging.Logger | logging.LoggerAdapter[Any]
+
+
+class Hold(Protocol):
+    """Keeps a room alive (not freed) until released."""
+
+    def release(self) -> None: ...
+
+
+class NotebookRoom(Protocol):
+    """A server-owned document: its Y doc and where it lives."""
+
+    @property
+    def room_id(self) -> str: ...
+
+    @property
+    def path(self) -> str: ...
+
+    @property
+    def file_type(self) -> str: ...
+
+    @property
+    def ydoc(self) -> Doc[Any]: ...
+
+    @property
+    def closed(self) -> bool: ...
+
+    def hold(self, reason: str) -> Hold: ...
+
+    def flush_updates(self) -> None:
+        """Send what was committed to every collaborator now (no coalescing delay)."""
+
+
+class RoomSource(Protocol):
+    """The rooms stage's manager, as the execution stage uses it."""
+
+    @property
+    def rooms(self) -> Mapping[str, NotebookRoom]: ...
+
+    def find_room(self, room_id: str) -> NotebookRoom | None:
+        """The live room, or None; never creates one."""
+
+    async def get_room(self, room_id: str) -> NotebookRoom:
+        """The room, loaded on first use (KeyError/ValueError for an unknown id)."""
+
+    def on_room_created(self, callback: Callable[[NotebookRoom], Any]) -> None: ...
+
+    def on_room_freed(self, callback: Callable[[NotebookRoom], Any]) -> None: ...

@@ -1,0 +1,173 @@
+"""Execute requests and their cells: what ``POST .../execute`` creates and ``GET
+.../requests/{id}`` reports.
+
+An :class:`ExecutionRequest` is one execute call: one or more cells of one document, run as one
+batch in the document's queue. Each cell is a :class:`CellRun`. Finished requests stay in a
+bounded :class:`RequestRegistry` so that clients can poll their outcome.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections import OrderedDict
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from typing import Any, Literal, TypedDict
+
+from ..contract import ABORTED, CANCELLED, DONE, QUEUED, RUNNING, CellResult, RequestStatus
+
+#: Why the rest of a running request will not run (``ExecutionRequest.stop_reason``).
+StopReason = Literal["interrupted", "restarted", "dead", "shutdown"]
+
+
+def utcnow() -> str:
+    return datetime.now(timezone.utc).isoformat()
+
+
+class CellError(TypedDict):
+    ename: str
+    evalue: str
+
+
+@dataclass(eq=False)
+class InputPrompt:
+    """A pending ``input()`` prompt of a request's running cell."""
+
+    cell_id: str
+    prompt: str
+    password: bool
+    requested: str = field(default_factory=utcnow)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "cell_id": self.cell_id,
+            "prompt": self.prompt,
+            "password": self.password,
+            "requested": self.requested,
+        }
+
+
+@dataclass(eq=False)
+class CellRun:
+    """One cell of a request."""
+
+    cell_id: str
+    code: str
+    status: RequestStatus = QUEUED
+    result: CellResult | None = None
+    execution_count: int | None = None
+    msg_id: str | None = None
+    error: CellError | None = None
+    #: Set while running: the cell ends when both the execute_reply and the iopub idle came.
+    reply: dict[str, Any] | None = None
+    idle_seen: bool = False
+    finished: asyncio.Future[None] | None = None
+    #: The shared client's connection count when the cell was sent (restarts bump it).
+    generation: int = 0
+
+    def to_dict(self) -> dict[str, Any]:
+        data: dict[str, Any] = {
+            "cell_id": self.cell_id,
+            "status": self.status,
+            "execution_count": self.execution_count,
+            "result": self.result,
+        }
+        if self.error:
+            data["error"] = dict(self.error)
+        return data
+
+
+@dataclass(eq=False)
+class ExecutionRequest:
+    kernel_id: str
+    document_id: str
+    path: str
+    cells: list[CellRun]
+    request_id: str = field(default_factory=lambda: uuid.uuid4().hex)
+    status: RequestStatus = QUEUED
+    result: CellResult | None = None
+    created: str = field(default_factory=utcnow)
+    started: str | None = None
+    finished: str | None = None
+    username: str | None = None
+    #: ``{"stop_on_error": false}``: an error does not end the request (kernel death does).
+    stop_on_error: bool = True
+    #: ``DELETE ...?running=1`` asked to stop it.
+    cancel_requested: bool = False
+    #: Set when an interrupt or a kernel event stopped the rest of the request.
+    stop_reason: StopReason | None = None
+    input_request: InputPrompt | None = None
+    done: asyncio.Event = field(default_factory=asyncio.Event)
+
+    @property
+    def execution_count(self) -> int | None:
+        counts = [c.execution_count for c in self.cells if c.execution_count is not None]
+        return counts[-1] if counts else None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "request_id": self.request_id,
+            "kernel_id": self.kernel_id,
+            "document_id": self.document_id,
+            "path": self.path,
+            "status": self.status,
+            "result": self.result,
+            "execution_count": self.execution_count,
+            "cells": [c.to_dict() for c in self.cells],
+            "created": self.created,
+            "started": self.started,
+            "finished": self.finished,
+            "input_request": None if self.input_request is None else self.input_request.to_dict(),
+        }
+
+    def mark_running(self) -> None:
+        if self.status == QUEUED:
+            self.status = RUNNING
+            self.started = utcnow()
+
+    def end(self, result: CellResult) -> None:
+        """Finish the request; cells not run get "cancelled" (cancel) or "aborted"."""
+        if self.status == DONE:
+            return
+        for cell in self.cells:
+            if cell.status != DONE:
+                cell.status = DONE
+                cell.result = CANCELLED if result == CANCELLED else ABORTED
+        self.status = DONE
+        self.result = result
+        self.finished = utcnow()
+        self.input_request = None
+        self.done.set()
+
+
+class RequestRegistry:
+    """Every live request plus the last ``history`` finished ones, by request id."""
+
+    def __init__(self, history: int = 1000):
+        self.history = history
+        self._requests: OrderedDict[str, ExecutionRequest] = OrderedDict()
+
+    def add(self, request: ExecutionRequest) -> None:
+        self._requests[request.request_id] = request
+        self._trim()
+
+    def get(self, request_id: str) -> ExecutionRequest | None:
+        return self._requests.get(request_id)
+
+    def list(self, kernel_id: str | None = None) -> list[ExecutionRequest]:
+        return [r for r in self._requests.values() if kernel_id is None or r.kernel_id == kernel_id]
+
+    def __len__(self) -> int:
+        return len(self._requests)
+
+    def _trim(self) -> None:
+        # Called on every add, so O(1) most of the time: nothing is scanned until there are
+        # more requests than the history keeps plus a slack (a tenth), then the oldest
+        # finished ones are dropped down to exactly ``history``.
+        if len(self._requests) <= self.history + max(self.history // 10, 1):
+            return
+        finished = [rid for rid, r in self._requests.items() if r.status == DONE]
+        excess = len(finished) - self.history
+        for rid in finished[: max(excess, 0)]:
+            del self._requests[rid]

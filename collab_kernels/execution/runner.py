@@ -1,0 +1,503 @@
+"""Running requests: where a cell starts and where it ends.
+
+The :class:`Runner` owns the document queues. A request's cells run one after the other:
+each is sent to the kernel and marked running in the document in one transaction
+(:meth:`Runner.begin_cell`), and ends when both its execute_reply and its idle status arrived
+(:meth:`Runner.cell_reply`, :meth:`Runner.cell_idle`: count and idle in one transaction,
+sent to collaborators at once). An error, an interrupt or the kernel going away stops the
+document's queue (the rest is aborted and shown so); the runner keeps the queue entries of
+the document's execution map current.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable, Iterable
+from typing import Any
+
+from ..contract import (
+    ABORTED,
+    CANCELLED,
+    DOCUMENT_GONE,
+    DONE,
+    ERROR,
+    KERNEL_GONE,
+    KERNEL_GONE_ENAMES,
+    KERNEL_GONE_MESSAGES,
+    KERNEL_NOT_READY,
+    OK,
+    QUEUED,
+    RUNNING,
+    CellResult,
+)
+from .outputs import error_output
+from .ports import Log
+from .queue import DocumentQueue, QueueEntries, queue_entries
+from .requests import CellRun, ExecutionRequest, StopReason
+from .routing import KernelLink, Route
+from .stdin import InputBroker
+from .writer import WriterPool
+
+_STOP_EVENTS: dict[str, StopReason] = {
+    "interrupted": "interrupted",
+    "dead": "dead",
+    "restarted": "restarted",
+    "shutdown": "shutdown",
+}
+
+
+class KernelGone(Exception):
+    """The kernel died, restarted or shut down while a cell ran."""
+
+    def __init__(self, event: str):
+        self.event = event
+        super().__init__(event)
+
+
+class Runner:
+    """The document queues and the cells they run."""
+
+    def __init__(
+        self,
+        *,
+        writers: WriterPool,
+        inputs: InputBroker,
+        link_for: Callable[[str], KernelLink | None],
+        drop_link: Callable[[KernelLink], None],
+        interrupt: Callable[[str], Awaitable[None]],
+        allow_stdin: Callable[[], bool],
+        ready_timeout: Callable[[], float],
+        log: Log,
+    ):
+        self.writers = writers
+        self.inputs = inputs
+        self.link_for = link_for
+        self.drop_link = drop_link
+        self.interrupt = interrupt
+        self.allow_stdin = allow_stdin
+        self.ready_timeout = ready_timeout
+        self.log = log
+        self.queues: dict[str, DocumentQueue] = {}
+
+    def queue(self, document_id: str) -> DocumentQueue:
+        queue = self.queues.get(document_id)
+        if queue is None:
+            queue = self.queues[document_id] = DocumentQueue(
+                document_id, self.run_request, self.log
+            )
+        return queue
+
+    # ------------------------------------------------------------------ starting
+
+    def start(self, request: ExecutionRequest, link: KernelLink) -> None:
+        """Queue a validated request (its document's room is live and held)."""
+        queue = self.queue(request.document_id)
+        if queue.submit(request) and link.client.ready:
+            # The document's queue was idle: the execute_request goes to the kernel now,
+            # before the 202 is answered, and the doc gets one transaction (the first cell
+            # starts, the others show [*], the queue entries). A kernel still starting is
+            # waited for by the queue's worker (run_cell).
+            request.mark_running()
+            first, *rest = request.cells
+            self.begin_cell(request, first, queue, mark_running=[c.cell_id for c in rest])
+        else:
+            self.publish(queue, mark_running=[c.cell_id for c in request.cells])
+
+    async def stop(self) -> None:
+        for queue in list(self.queues.values()):
+            for request in queue.take_pending():
+                request.end(CANCELLED)
+            if queue.current is not None:
+                for cell in queue.current.cells:
+                    if cell.finished is not None and not cell.finished.done():
+                        cell.finished.set_exception(KernelGone("shutdown"))
+        for queue in list(self.queues.values()):
+            if queue.task is not None and not queue.task.done():
+                try:
+                    await asyncio.wait_for(asyncio.shield(queue.task), 5)
+                except Exception:
+                    queue.task.cancel()
+
+    # ------------------------------------------------------------------ running
+
+    async def run_request(self, request: ExecutionRequest) -> None:
+        queue = self.queue(request.document_id)
+        try:
+            if request.status == DONE:
+                return
+            request.mark_running()
+            failed = False
+            for cell in request.cells:
+                if cell.status not in (QUEUED, RUNNING):  # RUNNING: started by start()
+                    continue
+                ok = await self.run_cell(request, cell, queue)
+                if request.cancel_requested:
+                    break
+                if not ok:
+                    failed = True
+                    gone = cell.error is not None and cell.error["ename"] in KERNEL_GONE_ENAMES
+                    if not request.stop_on_error and not gone:
+                        continue
+                    break
+            if request.cancel_requested:
+                request.end(CANCELLED)
+                self.publish(queue, idle_cells=[c.cell_id for c in request.cells])
+            elif (
+                failed
+                and not request.stop_on_error
+                and all(c.status == DONE for c in request.cells)
+            ):
+                request.end(ERROR)
+                self.publish(queue)
+            elif failed:
+                # An error stops the rest of the document's queue: those cells are not run.
+                rest = queue.take_pending()
+                self.mark_aborted(queue, [request], ERROR)
+                if rest:
+                    self.mark_aborted(queue, rest, ABORTED)
+            else:
+                aborted = any(c.result == ABORTED for c in request.cells)
+                request.end(ABORTED if aborted else OK)
+                self.publish(queue)
+        finally:
+            if not queue.pending:
+                # Release after the worker's current request is cleared.
+                asyncio.get_event_loop().call_soon(queue.release_if_idle)
+
+    async def kernel_ready(self, request: ExecutionRequest, cell: CellRun) -> bool:
+        """Wait for a kernel that is still starting (or restarting) to be ready.
+
+        Ready means every socket of its shared client is connected: a cell sent earlier
+        would run, but an ``input()`` in it could prompt nobody (see
+        ``SharedKernelClient.wait_ready``).
+        """
+        link = self.link_for(request.kernel_id)
+        if link is None or link.client.ready:
+            return True
+        timeout = self.ready_timeout()
+        self.log.info(
+            "collab_kernels: cell %s of %s waits for kernel %s to start",
+            cell.cell_id,
+            request.path,
+            request.kernel_id,
+        )
+        try:
+            await link.client.wait_ready(timeout)
+        except (asyncio.TimeoutError, TimeoutError, asyncio.CancelledError, RuntimeError) as e:
+            task = asyncio.current_task()
+            if isinstance(e, asyncio.CancelledError) and task is not None and task.cancelling():
+                raise
+            cell.status, cell.result = DONE, ERROR
+            cell.error = {
+                "ename": KERNEL_NOT_READY,
+                "evalue": f"Kernel {request.kernel_id} did not become ready within {timeout:g} s",
+            }
+            return False
+        return True
+
+    def begin_cell(
+        self,
+        request: ExecutionRequest,
+        cell: CellRun,
+        queue: DocumentQueue,
+        mark_running: Iterable[str] = (),
+    ) -> None:
+        """Send the cell's execute_request, then mark it running in the doc (one transaction).
+
+        Synchronous: the kernel's first message can only be handled on a later loop
+        iteration, after the start transaction (outputs cleared, count null) is committed.
+        The document's room must be live and the kernel linked.
+        """
+        writer = self.writers.get(request.document_id)
+        link = self.link_for(request.kernel_id)
+        if link is None:
+            raise RuntimeError(f"kernel {request.kernel_id} is not linked")
+        client = link.client
+        content = {
+            "code": cell.code,
+            "silent": False,
+            "store_history": True,
+            "user_expressions": {},
+            "allow_stdin": self.allow_stdin(),
+            "stop_on_error": True,
+        }
+        msg = client.session.msg(
+            "execute_request",
+            content,
+            metadata={"cellId": cell.cell_id, "documentId": request.document_id},
+        )
+        cell.msg_id = msg["header"]["msg_id"]
+        cell.generation = link.generation
+        finished: asyncio.Future[None] = asyncio.get_event_loop().create_future()
+        cell.finished = finished
+        cell.status = RUNNING
+        link.routes.add(
+            cell.msg_id, Route(request.document_id, cell.cell_id, run=cell, request=request)
+        )
+        try:
+            client.send("shell", msg, owner=link.listener)
+        except Exception as e:
+            finished.set_exception(KernelGone("dead"))
+            self.log.warning(
+                "collab_kernels: could not send to kernel %s: %s", request.kernel_id, e
+            )
+        try:
+            writer.start_cell(cell.cell_id, queue_entries(queue), mark_running=mark_running)
+        except Exception:
+            self.log.exception(
+                "collab_kernels: could not mark cell %s of %s running", cell.cell_id, request.path
+            )
+
+    async def run_cell(
+        self, request: ExecutionRequest, cell: CellRun, queue: DocumentQueue
+    ) -> bool:
+        writer = self.writers.get(request.document_id)
+        if cell.status == QUEUED:
+            if self.link_for(request.kernel_id) is None:
+                cell.status, cell.result = DONE, ERROR
+                cell.error = {
+                    "ename": KERNEL_GONE,
+                    "evalue": f"Kernel {request.kernel_id} is gone",
+                }
+                return False
+            try:
+                await writer.get_room()
+            except Exception as e:
+                cell.status, cell.result = DONE, ERROR
+                cell.error = {"ename": DOCUMENT_GONE, "evalue": str(e)}
+                return False
+            if not await self.kernel_ready(request, cell):
+                return False
+            self.begin_cell(request, cell, queue)
+        # else: started by start() already (the queue was idle)
+        assert cell.finished is not None
+        try:
+            await cell.finished
+        except KernelGone as gone:
+            ename, evalue = KERNEL_GONE_MESSAGES.get(gone.event, KERNEL_GONE_MESSAGES["dead"])
+            cell.error = {"ename": ename, "evalue": evalue}
+            cell.result = ERROR
+            self.complete_cell(request, cell, queue, [error_output(ename, evalue)])
+        except asyncio.CancelledError:
+            self.inputs.cancel(request, cell)
+            raise
+        else:
+            # Normally completed already, as the last message arrived (cell_idle/cell_reply).
+            self.complete_cell(request, cell, queue)
+        return cell.result == OK
+
+    def complete_cell(
+        self,
+        request: ExecutionRequest,
+        cell: CellRun,
+        queue: DocumentQueue,
+        extra: list[dict[str, Any]] | None = None,
+    ) -> None:
+        """The cell's end: its result, then count and idle in one transaction, sent to the
+        collaborators at once. Idempotent (the cell is DONE afterwards)."""
+        if cell.status == DONE:
+            return
+        self.inputs.cancel(request, cell)
+        reply = cell.reply or {}
+        if cell.result is None:
+            status = reply.get("status")
+            cell.result = OK if status == "ok" else (ABORTED if status == "aborted" else ERROR)
+            if status == "error":
+                cell.error = {
+                    "ename": str(reply.get("ename", "")),
+                    "evalue": str(reply.get("evalue", "")),
+                }
+        if cell.execution_count is None:
+            cell.execution_count = reply.get("execution_count")
+        cell.status = DONE
+        try:
+            self.writers.get(request.document_id).finish_cell(
+                cell.cell_id,
+                cell.execution_count if cell.result != ERROR or reply else None,
+                queue_entries(queue),
+                extra_outputs=extra,
+            )
+        except Exception:
+            self.log.exception(
+                "collab_kernels: could not finish cell %s of %s", cell.cell_id, request.path
+            )
+
+    # ------------------------------------------------------------------ kernel messages (RunEvents)
+
+    def cell_reply(self, route: Route, content: dict[str, Any]) -> None:
+        run = route.run
+        if run is None:
+            return
+        run.reply = content
+        if run.execution_count is None:
+            run.execution_count = content.get("execution_count")
+        self._maybe_finish(route)
+
+    def cell_idle(self, route: Route) -> None:
+        if route.run is not None:
+            route.run.idle_seen = True
+            self._maybe_finish(route)
+
+    def _maybe_finish(self, route: Route) -> None:
+        """Both the execute_reply and the idle status arrived: the cell ends now, in this
+        callback (not one loop iteration later in the request's task), and the task is woken
+        to go on with the queue."""
+        run = route.run
+        if run is None or run.reply is None or not run.idle_seen or run.finished is None:
+            return
+        if run.finished.done():
+            return
+        request = route.request
+        if request is not None and run.status == RUNNING:
+            self.complete_cell(request, run, self.queue(request.document_id))
+        run.finished.set_result(None)
+
+    def kernel_event(self, link: KernelLink, event: str) -> None:
+        """A lifecycle event of the kernel: an interrupt stops its documents' queues (the
+        interrupted cell ends with its KeyboardInterrupt); death, restart and shutdown also
+        fail the cells that were running."""
+        reason = _STOP_EVENTS.get(event)
+        if reason is None:
+            return
+        if reason == "interrupted":
+            self.clear_kernel_queues(link.kernel_id, reason=reason)
+            return
+        kernel_id = link.kernel_id
+        generation = link.generation
+        victims: list[asyncio.Future[None]] = []
+        for queue in list(self.queues.values()):
+            current = queue.current
+            if current is None or current.kernel_id != kernel_id:
+                continue
+            for cell in current.cells:
+                if cell.finished is None or cell.finished.done():
+                    continue
+                # A "restarted" event may arrive after cells were already sent to the new
+                # kernel process: only what went to the previous process is lost.
+                if reason == "restarted" and cell.generation >= generation:
+                    continue
+                victims.append(cell.finished)
+        if reason != "restarted" or victims:
+            self.log.info(
+                "collab_kernels: kernel %s %s; failing %d running cell(s)",
+                kernel_id,
+                event,
+                len(victims),
+            )
+            self.clear_kernel_queues(kernel_id, reason=reason)
+        for finished in victims:
+            finished.set_exception(KernelGone(event))
+        if reason == "shutdown":
+            self.drop_link(link)
+
+    # ------------------------------------------------------------------ stopping the queue
+
+    def clear_kernel_queues(self, kernel_id: str, *, reason: StopReason) -> int:
+        """Abort everything queued (not running) on ``kernel_id``, in every document."""
+        count = 0
+        for queue in list(self.queues.values()):
+            aborted: list[ExecutionRequest] = []
+            for request in list(queue.pending):
+                if request.kernel_id == kernel_id:
+                    queue.remove(request)
+                    aborted.append(request)
+            current = queue.current
+            if current is not None and current.kernel_id == kernel_id:
+                # The running request's cells after the running one will not run either.
+                current.stop_reason = reason
+                for cell in current.cells:
+                    if cell.status == QUEUED:
+                        cell.status, cell.result = DONE, ABORTED
+                        count += 1
+                self.publish(
+                    queue, idle_cells=[c.cell_id for c in current.cells if c.result == ABORTED]
+                )
+            if aborted:
+                count += sum(len(r.cells) for r in aborted)
+                self.mark_aborted(queue, aborted, ABORTED)
+            queue.release_if_idle()
+        if count:
+            self.log.info(
+                "collab_kernels: kernel %s %s: %d queued cell(s) will not run",
+                kernel_id,
+                reason,
+                count,
+            )
+        return count
+
+    def cancel(self, request: ExecutionRequest) -> bool:
+        """Cancel a queued request; False if it already runs or ended."""
+        queue = self.queues.get(request.document_id)
+        if request.status != QUEUED or queue is None or not queue.remove(request):
+            return False
+        request.end(CANCELLED)
+        self.publish(queue, idle_cells=[c.cell_id for c in request.cells])
+        queue.release_if_idle()
+        return True
+
+    async def cancel_running(self, request: ExecutionRequest) -> bool:
+        """Cancel a running request: its queued cells are dropped, the running cell is
+        interrupted, and the request ends "cancelled". Other requests of the document keep
+        their place."""
+        queue = self.queues.get(request.document_id)
+        if request.status != RUNNING or queue is None:
+            return False
+        request.cancel_requested = True
+        dropped = []
+        for cell in request.cells:
+            if cell.status == QUEUED:
+                cell.status, cell.result = DONE, CANCELLED
+                dropped.append(cell.cell_id)
+        self.publish(queue, idle_cells=dropped)
+        if any(c.status == RUNNING for c in request.cells):
+            await self.interrupt(request.kernel_id)
+        return True
+
+    # ------------------------------------------------------------------ the queue in the doc
+
+    def publish_document(self, document_id: str) -> None:
+        """Show the document's queue (and pending prompts) to its collaborators."""
+        queue = self.queues.get(document_id)
+        if queue is not None:
+            self.publish(queue)
+
+    def publish(
+        self,
+        queue: DocumentQueue,
+        idle_cells: Iterable[str] = (),
+        mark_running: Iterable[str] = (),
+        aborted: QueueEntries | None = None,
+    ) -> None:
+        writer = self.writers.get(queue.document_id)
+        if writer.live_room() is None:
+            return
+        entries = queue_entries(queue)
+        # A cell still queued in another request stays [*].
+        idle = [cid for cid in idle_cells if cid not in entries]
+        try:
+            writer.set_queue(entries, idle_cells=idle, mark_running=mark_running, aborted=aborted)
+        except Exception:
+            self.log.exception(
+                "collab_kernels: could not publish the queue of %s", queue.document_id
+            )
+
+    def mark_aborted(
+        self, queue: DocumentQueue, requests: list[ExecutionRequest], result: CellResult
+    ) -> None:
+        """End ``requests`` with ``result``; their cells not run go back to idle, marked
+        "aborted" in the execution map (unless cancelled)."""
+        cells: list[str] = []
+        for request in requests:
+            cells.extend(c.cell_id for c in request.cells if c.status != DONE)
+            request.end(result)
+        aborted: QueueEntries = {}
+        if result != CANCELLED:
+            for request in requests:
+                for cell in request.cells:
+                    if cell.result == ABORTED:
+                        aborted[cell.cell_id] = {
+                            "status": "aborted",
+                            "request_id": request.request_id,
+                            "kernel_id": request.kernel_id,
+                        }
+        self.publish(queue, idle_cells=cells, aborted=aborted)
