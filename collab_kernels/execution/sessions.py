@@ -23,11 +23,21 @@ ChangeListener = Callable[[], Awaitable[None] | None]
 
 
 class CollabSessionManager(SessionManager):
-    """jupyter_server's session manager, reporting every create, update and delete."""
+    """jupyter_server's session manager, reporting every create, update and delete, with one
+    session per notebook path.
+
+    ``POST /api/sessions`` checks whether the path has a session, then creates one: two
+    people opening a notebook at the same moment would both create one, each with its own
+    kernel, and the shared document would belong to two kernels. Creating a notebook's
+    session is serialized per path here; a creation that finds a session made meanwhile
+    returns that one.
+    """
 
     def __init__(self, *args: Any, **kwargs: Any):
         super().__init__(*args, **kwargs)  # type: ignore[no-untyped-call]  # upstream untyped
         self._change_listeners: list[ChangeListener] = []
+        #: path -> (lock, number of creations holding or waiting for it)
+        self._creating: dict[str, tuple[asyncio.Lock, int]] = {}
 
     def add_change_listener(self, callback: ChangeListener) -> None:
         """``callback()`` after each session change (awaited if it returns an awaitable)."""
@@ -54,11 +64,45 @@ class CollabSessionManager(SessionManager):
         kernel_name: Any = None,
         kernel_id: str | None = None,
     ) -> dict[str, Any]:
-        model: dict[str, Any] = await super().create_session(
-            path=path, name=name, type=type, kernel_name=kernel_name, kernel_id=kernel_id
-        )
+        if path is None or type != "notebook":
+            model: dict[str, Any] = await super().create_session(
+                path=path, name=name, type=type, kernel_name=kernel_name, kernel_id=kernel_id
+            )
+        else:
+            lock, users = self._creating.get(path, (asyncio.Lock(), 0))
+            self._creating[path] = (lock, users + 1)
+            try:
+                async with lock:
+                    existing = await self._session_of(path)
+                    if existing is not None:
+                        self.log.info(
+                            "collab_kernels: %s has a session already (opened by someone "
+                            "else meanwhile); sharing its kernel %s",
+                            path,
+                            (existing.get("kernel") or {}).get("id"),
+                        )
+                        return existing
+                    model = await super().create_session(
+                        path=path,
+                        name=name,
+                        type=type,
+                        kernel_name=kernel_name,
+                        kernel_id=kernel_id,
+                    )
+            finally:
+                lock, users = self._creating[path]
+                if users > 1:
+                    self._creating[path] = (lock, users - 1)
+                else:
+                    del self._creating[path]
         await self._changed()
         return model
+
+    async def _session_of(self, path: str) -> dict[str, Any] | None:
+        if not await self.session_exists(path):  # type: ignore[no-untyped-call]
+            return None
+        session: dict[str, Any] = await self.get_session(path=path)  # type: ignore[no-untyped-call]
+        return session
 
     async def update_session(self, session_id: str, **kwargs: Any) -> None:
         await super().update_session(session_id, **kwargs)  # type: ignore[no-untyped-call]
