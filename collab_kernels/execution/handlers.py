@@ -33,6 +33,16 @@ _request = r"(?P<request_id>[^/]+)"
 class ExecutionAPIHandler(CollabAPIHandler):
     auth_resource = "kernels"
 
+    def limited_json_body(self, limit: int, trait: str) -> Any:
+        """The JSON body, 413 if it is larger than ``limit`` bytes (the trait ``trait``)."""
+        size = len(self.request.body or b"")
+        if size > limit:
+            raise web.HTTPError(
+                413,
+                f"The request body has {size} bytes; ExecutionManager.{trait} allows {limit}",
+            )
+        return self.json_body()
+
     def request_url(self, request: ExecutionRequest) -> str:
         return str(
             url_path_join(
@@ -51,7 +61,8 @@ class ExecuteHandler(ExecutionAPIHandler):
     @web.authenticated
     @authorized("execute")
     async def post(self, kernel_id: str) -> None:
-        body = self.json_body()
+        manager = self.execution_manager
+        body = self.limited_json_body(manager.max_execute_body_bytes, "max_execute_body_bytes")
         request = await self.execution_manager.submit(kernel_id, body, username=self.username)
         self.set_status(202)
         self.set_header("Location", self.request_url(request))
@@ -103,7 +114,10 @@ class InputHandler(ExecutionAPIHandler):
     @web.authenticated
     @authorized("execute")
     async def post(self, kernel_id: str) -> None:
-        spec = parse_input(self.json_body())
+        manager = self.execution_manager
+        spec = parse_input(
+            self.limited_json_body(manager.max_input_body_bytes, "max_input_body_bytes")
+        )
         self.execution_manager.answer_input(kernel_id, spec.document_id, spec.cell_id, spec.value)
         self.set_status(200)
         self.finish(json.dumps({"status": "ok"}))

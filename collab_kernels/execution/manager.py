@@ -95,12 +95,33 @@ class ExecutionManager(LoggingConfigurable):
         ),
     )
 
+    max_execute_body_bytes = Integer(
+        4 << 20,
+        min=1024,
+        config=True,
+        help=(
+            "Largest body (bytes) of POST /api/kernels/{id}/execute; larger ones answer 413. "
+            "The cell dialects are small; this bounds the code of the {'code': ...} dialect."
+        ),
+    )
+
+    max_input_body_bytes = Integer(
+        1 << 20,
+        min=1024,
+        config=True,
+        help=(
+            "Largest body (bytes) of POST /api/kernels/{id}/input (the answer to an input() "
+            "prompt); larger ones answer 413."
+        ),
+    )
+
     request_history = Integer(
         1000,
         config=True,
         help=(
             "Finished execute requests kept for GET /api/kernels/{id}/requests/{request_id} "
-            "(the oldest are dropped in batches: up to a tenth more may be kept meanwhile)."
+            "(the oldest are dropped in batches: up to a tenth more may be kept meanwhile). "
+            "They keep no code: a cell's code is dropped once it is sent to the kernel."
         ),
     )
 

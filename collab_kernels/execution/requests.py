@@ -53,6 +53,7 @@ class CellRun:
     """One cell of a request."""
 
     cell_id: str
+    #: The code to send; emptied once it is sent (the request history keeps no code).
     code: str
     status: RequestStatus = QUEUED
     result: CellResult | None = None
@@ -134,6 +135,7 @@ class ExecutionRequest:
             if cell.status != DONE:
                 cell.status = DONE
                 cell.result = CANCELLED if result == CANCELLED else ABORTED
+            cell.code = ""
         self.status = DONE
         self.result = result
         self.finished = utcnow()

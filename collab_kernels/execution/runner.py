@@ -226,6 +226,7 @@ class Runner:
             content,
             metadata={"cellId": cell.cell_id, "documentId": request.document_id},
         )
+        cell.code = ""  # sent: the request history keeps no code
         cell.msg_id = msg["header"]["msg_id"]
         cell.generation = link.generation
         finished: asyncio.Future[None] = asyncio.get_event_loop().create_future()
