@@ -36,6 +36,22 @@ CONTENTS_TYPES: dict[str, tuple[str, str | None]] = {
 SaveStatus = str  # "success" | "skipped" | "failed"
 
 
+async def is_refused_hidden(contents_manager: Any, path: str) -> bool:
+    """Whether ``path`` is hidden and the contents manager does not serve hidden files.
+
+    The contents manager's own rule (``allow_hidden``, ``is_hidden``): a room or session for
+    such a file answers as if it did not exist, as ``/api/contents`` does.
+    """
+    if getattr(contents_manager, "allow_hidden", False):
+        return False
+    try:
+        return bool(await ensure_async(contents_manager.is_hidden(path)))
+    except NotImplementedError:  # a contents manager without the notion: dot files
+        return any(part.startswith(".") for part in path.split("/"))
+    except HTTPError:
+        return True
+
+
 def new_document(file_type: str, ydoc: Doc[Any] | None = None) -> YNotebook | YUnicode:
     """An empty jupyter_ydoc document of ``file_type`` (on ``ydoc`` when given)."""
     if file_type == "notebook":

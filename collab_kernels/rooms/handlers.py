@@ -17,6 +17,7 @@ from tornado.websocket import WebSocketHandler
 from ..contract import FILE_TYPES, InvalidRoomId, parse_room_id
 from . import protocol
 from .fanout import Fanout, RoomClient
+from .file import is_refused_hidden
 from .manager import RoomManager, RoomNotFound
 from .protocol import ProtocolError
 
@@ -76,7 +77,8 @@ class SessionHandler(APIHandler):
             # The contents manager refuses paths outside its root with 404.
             code = 403 if e.status_code == 404 else e.status_code
             raise web.HTTPError(code, e.log_message) from None
-        if not exists:
+        if not exists or await is_refused_hidden(cm, path):
+            # A hidden file the contents manager does not serve does not exist for the client.
             raise web.HTTPError(404, f"No such file: {path}")
         fim = self.room_manager.file_id_manager
         if fim is None:

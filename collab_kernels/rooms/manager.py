@@ -20,6 +20,7 @@ from ..contract import FILE_TYPES, InvalidRoomId, build_room_id, parse_room_id
 from . import protocol
 from .document import DocumentRoom
 from .fanout import GlobalAwarenessRoom
+from .file import is_refused_hidden
 from .store import SQLiteUpdateStore
 
 CONTENTS_EVENT_SCHEMA_ID = "https://events.jupyter.org/jupyter_server/contents_service/v1"
@@ -335,7 +336,8 @@ class RoomManager(LoggingConfigurable):
         if file_type not in FILE_TYPES:
             raise InvalidRoomId(f"unsupported document type {file_type!r}")
         path = path.strip("/")
-        if not await ensure_async(self.contents_manager.file_exists(path)):
+        cm = self.contents_manager
+        if not await ensure_async(cm.file_exists(path)) or await is_refused_hidden(cm, path):
             raise RoomNotFound(path)
         file_id = self._require_fim().index(path)
         if file_id is None:
@@ -359,7 +361,12 @@ class RoomManager(LoggingConfigurable):
     async def _create_room(self, room_id: str) -> DocumentRoom:
         _fmt, file_type, file_id = parse_room_id(room_id)  # InvalidRoomId (a ValueError)
         path = self._require_fim().get_path(file_id)
-        if path is None or not await ensure_async(self.contents_manager.file_exists(path)):
+        cm = self.contents_manager
+        if (
+            path is None
+            or not await ensure_async(cm.file_exists(path))
+            or await is_refused_hidden(cm, path)
+        ):
             raise RoomNotFound(room_id)
         room = DocumentRoom(room_id, file_id=file_id, path=path, file_type=file_type, host=self)
         try:
