@@ -3,12 +3,15 @@ poisoned Y updates. Real server, real websockets, two users (owner token and vie
 
 from __future__ import annotations
 
+import json
 import logging
 
 import pytest
 from fixtures_rooms import (
+    VIEWER_TOKEN,
     ReadOnlyViewerAuthorizer,
     ViewerIdentityProvider,
+    eventually,
     read_notebook,
 )
 from traitlets.config import Config
@@ -72,3 +75,112 @@ async def test_hidden_files_do_not_exist_for_sessions_and_rooms(
     rooms_notebook("visible.ipynb")
     session = await open_session(collab_base_url, "visible.ipynb", token=collab_token)
     assert session.status in (200, 201)
+
+
+# --- 6: awareness ----------------------------------------------------------------------------
+def awareness_frame(entries: list[tuple[int, int, dict]]) -> bytes:
+    """An awareness message setting ``(client id, clock, state)`` entries."""
+    from pycrdt import create_awareness_message
+
+    from collab_kernels.rooms import protocol
+
+    update = protocol.encode_awareness_entries(
+        [
+            protocol.AwarenessEntry(cid, clock, json.dumps(state).encode())
+            for cid, clock, state in entries
+        ]
+    )
+    return create_awareness_message(update)
+
+
+async def presence(jp_fetch, room_id: str) -> dict:
+    response = await jp_fetch("api", "collaboration", "room", room_id, "presence")
+    return json.loads(response.body)
+
+
+async def test_a_connection_cannot_speak_for_another_connections_awareness_id(
+    rooms_notebook, collab_client, jp_fetch
+):
+    path = rooms_notebook("spoof.ipynb")
+    alice = await collab_client(path)
+    bob = await collab_client(path)
+    mallory = await collab_client(path, token=VIEWER_TOKEN)
+    alice.set_awareness({"user": {"name": "alice"}})
+    alice_id = alice.awareness.client_id
+    await bob.wait_for(lambda _d: bob.awareness.states.get(alice_id, {}).get("user"))
+
+    # mallory claims alice's id (with a newer clock), then publishes her own state
+    await mallory.send_bytes(awareness_frame([(alice_id, 10_000, {"user": {"name": "mallory"}})]))
+    mallory.set_awareness({"user": {"name": "mallory"}})
+    mallory_id = mallory.awareness.client_id
+    await bob.wait_for(lambda _d: mallory_id in bob.awareness.states)
+    assert bob.awareness.states[alice_id]["user"] == {"name": "alice"}
+    who = await presence(jp_fetch, alice.room_id)
+    by_name = {c["username"]: c["awareness"] for c in who["clients"]}
+    assert by_name["viewer"] == [{"user": {"name": "mallory"}}]
+
+    # when mallory leaves, alice stays present
+    await mallory.close()
+    await bob.wait_for(lambda _d: mallory_id not in bob.awareness.states)
+    assert bob.awareness.states[alice_id]["user"] == {"name": "alice"}
+
+
+async def test_oversized_awareness_state_is_refused_and_not_relayed(
+    rooms_notebook, collab_client, jp_fetch
+):
+    path = rooms_notebook("big-awareness.ipynb")
+    bob = await collab_client(path)
+    mallory = await collab_client(path, token=VIEWER_TOKEN)
+    big_id, small_id = 900_001, 900_002
+    await mallory.send_bytes(
+        awareness_frame([(big_id, 1, {"user": {"name": "m"}, "junk": "x" * 4096})])
+    )
+    await mallory.send_bytes(awareness_frame([(small_id, 1, {"user": {"name": "m2"}})]))
+    await bob.wait_for(lambda _d: small_id in bob.awareness.states)  # both were handled
+    assert big_id not in bob.awareness.states
+    who = await presence(jp_fetch, bob.room_id)
+    states = [s for c in who["clients"] for s in c["awareness"]]
+    assert {"user": {"name": "m2"}} in states
+    assert all("junk" not in s for s in states)
+
+
+# --- 7: output held per connection is bounded in bytes ---------------------------------------
+async def test_a_reader_that_stops_reading_is_dropped_by_bytes_and_resyncs(
+    rooms_notebook, collab_client, collab_base_url, room_manager
+):
+    from tornado.httpclient import HTTPRequest
+    from tornado.websocket import websocket_connect
+
+    from collab_kernels.rooms import protocol
+
+    path = rooms_notebook("flood.ipynb", ["print('x')"])
+    alice = await collab_client(path)
+    room = room_manager.find_room(alice.room_id)
+    # a viewer whose websocket never reads (tornado's client stops reading once one message
+    # waits unread): everything the room sends it piles up in the server
+    session = await open_session(collab_base_url, path, token=VIEWER_TOKEN)
+    url = (
+        collab_base_url.replace("http", "ws", 1)
+        + f"api/collaboration/room/{session.room_id}?sessionId={session.session_id}"
+    )
+    stalled = await websocket_connect(
+        HTTPRequest(url, headers={"Authorization": f"token {VIEWER_TOKEN}"})
+    )
+    await eventually(lambda: len(room.clients) == 2)
+    chunk = "y" * (512 * 1024)
+    source = alice.document.ycells[0]["source"]
+    for _ in range(64):  # 32 MB of output: far more than the 1 MB allowed to wait
+        source.insert(len(source), chunk)
+        size = len(str(source))
+        # the room has it (and sent it on) before the next one
+        await eventually(lambda n=size: len(str(room.document.ycells[0]["source"])) == n)
+        if len(room.clients) == 1:
+            break
+    await eventually(lambda: len(room.clients) == 1)  # only alice is left
+    while await stalled.read_message() is not None:  # what was buffered, then the close
+        pass
+    assert stalled.close_code == protocol.CLOSE_TRY_AGAIN_LATER
+    # the viewer reconnects and resyncs to the full document
+    viewer = await collab_client(path, token=VIEWER_TOKEN)
+    expected = str(alice.document.ycells[0]["source"])
+    await viewer.wait_for(lambda doc: str(doc.ycells[0]["source"]) == expected)

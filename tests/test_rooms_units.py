@@ -93,6 +93,10 @@ class FakeHost:
     awareness_window = 0.0
     awareness_renewal_window = 1.0
     update_store_compact_every = 1000
+    max_awareness_state_size = 1024
+    max_awareness_ids = 4
+    max_update_size = 1024 * 1024
+    max_update_depth = 16
     store = None
     log = LOG
 

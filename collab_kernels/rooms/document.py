@@ -70,6 +70,8 @@ class DocumentRoom(Fanout):
             coalesce_window=host.coalesce_window,
             awareness_window=host.awareness_window,
             awareness_renewal_window=host.awareness_renewal_window,
+            max_awareness_state_size=host.max_awareness_state_size,
+            max_awareness_ids=host.max_awareness_ids,
         )
         if file_type not in FILE_TYPES:
             raise ValueError(f"unsupported document type {file_type!r}")

@@ -69,8 +69,13 @@ class RoomClient:
         name: str,
         max_queue: int,
         log: logging.Logger,
+        max_bytes: int = 0,
     ):
         self._write = write
+        #: bytes that may wait for this client (queued or not yet taken by the socket); 0: any
+        self.max_bytes = max_bytes
+        self._queued_bytes = 0
+        self._inflight_bytes = 0
         self._close = close
         self.can_write = can_write
         self.name = name
@@ -83,6 +88,7 @@ class RoomClient:
         self.can_execute = False
         self.awareness_ids: set[int] = set()
         self.dropped_updates = 0
+        self.refused_awareness = 0
         self._queue: collections.deque[bytes] = collections.deque()
         self._wakeup = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
@@ -96,14 +102,18 @@ class RoomClient:
         """Queue a frame; close the client if its queue is full."""
         if self.closed:
             return
-        if len(self._queue) >= self.max_queue:
+        pending = self.pending_bytes
+        if len(self._queue) >= self.max_queue or (
+            self.max_bytes and pending and pending + len(frame) > self.max_bytes
+        ):
             where = self.room.describe() if self.room else "?"
             self.log.warning(
-                "collab_kernels: closing %s on %s: its send queue overflowed (%d frames); "
+                "collab_kernels: closing %s on %s: it fell behind (%d frames, %d bytes waiting); "
                 "it will reconnect and resync",
                 self.name,
                 where,
                 len(self._queue),
+                pending,
             )
             self.close(protocol.CLOSE_TRY_AGAIN_LATER, "send queue overflow")
             return
@@ -111,19 +121,31 @@ class RoomClient:
             # Nothing queued or in flight: write now rather than one loop iteration later
             # in the writer task (the end of a cell is on every collaborator's critical path).
             try:
-                self._track(self._write(frame))
+                self._track(self._write(frame), len(frame))
             except Exception as e:  # the socket went away under us
                 self.log.debug("collab_kernels: writing to %s failed: %s", self.name, e)
                 self.close(protocol.CLOSE_GOING_AWAY, "")
             return
         self._queue.append(frame)
+        self._queued_bytes += len(frame)
         self._wakeup.set()
 
-    def _track(self, result: Awaitable[Any] | None) -> None:
-        """Remember the last write's future, so the writer task waits for it (back-pressure)."""
+    @property
+    def pending_bytes(self) -> int:
+        """Bytes queued for this client plus those its socket has not taken yet."""
+        inflight = self._inflight_bytes
+        if self._last_write is None or self._last_write.done():
+            inflight = 0
+        return self._queued_bytes + inflight
+
+    def _track(self, result: Awaitable[Any] | None, size: int) -> None:
+        """Remember the last write's future, so the writer task waits for it (back-pressure);
+        ``size`` bytes stay pending until it resolves."""
         if result is None:
             self._last_write = None
+            self._inflight_bytes = 0
             return
+        self._inflight_bytes = size
         future = asyncio.ensure_future(result)
         future.add_done_callback(lambda f: f.cancelled() or f.exception())
         self._last_write = future
@@ -139,9 +161,11 @@ class RoomClient:
                     await self._wakeup.wait()
                     continue
                 last = None
+                size = self._queued_bytes
+                self._queued_bytes = 0
                 while self._queue:
                     last = self._write(self._queue.popleft())
-                self._track(last)
+                self._track(last, size)
         except asyncio.CancelledError:
             raise
         except Exception as e:  # the socket went away under us
@@ -154,6 +178,7 @@ class RoomClient:
             return
         self.closed = True
         self._queue.clear()
+        self._queued_bytes = self._inflight_bytes = 0
         self._wakeup.set()
         try:
             self._close(code, reason)
@@ -167,6 +192,12 @@ class RoomClient:
         self.close()
 
 
+def same_user(a: RoomClient, b: RoomClient) -> bool:
+    """Whether two connections belong to the same (named) user."""
+    name_a = getattr(a.user, "username", None)
+    return name_a is not None and name_a == getattr(b.user, "username", None)
+
+
 class Fanout:
     """Fan-out of y-sync and awareness to a set of clients (see the module docstring)."""
 
@@ -178,8 +209,14 @@ class Fanout:
         coalesce_window: float = 0.005,
         awareness_window: float = 0.05,
         awareness_renewal_window: float = 5.0,
+        max_awareness_state_size: int = 64 * 1024,
+        max_awareness_ids: int = 16,
     ):
         self.room_id = room_id
+        self.max_awareness_state_size = max_awareness_state_size
+        self.max_awareness_ids = max_awareness_ids
+        #: client id -> the connection that introduced it
+        self._awareness_owners: dict[int, RoomClient] = {}
         self.awareness_renewal_window = awareness_renewal_window
         self._pending_renewals: set[int] = set()
         self._renewal_handle: asyncio.Handle | None = None
@@ -241,6 +278,9 @@ class Fanout:
         if client not in self.clients:
             return
         self.clients.discard(client)
+        for cid in client.awareness_ids:
+            if self._awareness_owners.get(cid) is client:
+                del self._awareness_owners[cid]
         gone = [cid for cid in client.awareness_ids if cid in self.awareness.states]
         if gone:
             self.awareness.remove_awareness_states(gone, client)
@@ -380,9 +420,57 @@ class Fanout:
             self.broadcast(create_awareness_message(update))
 
     def apply_awareness(self, client: RoomClient, payload: bytes) -> None:
-        """An awareness update from ``client`` (already validated by the protocol parser)."""
-        client.awareness_ids.update(protocol.awareness_client_ids(payload))
+        """An awareness update from ``client`` (already validated by the protocol parser).
+
+        A connection may only set states for the client ids it introduced (the first
+        connection to publish an id owns it until it leaves; another connection of the same
+        user takes it over, as a reconnecting tab does), at most ``max_awareness_ids`` of
+        them, each state at most ``max_awareness_state_size`` bytes. Refused entries are
+        neither applied nor relayed, so presence never sees them.
+        """
+        entries = protocol.awareness_entries(payload)
+        allowed = [entry for entry in entries if self._awareness_allowed(client, entry)]
+        if not allowed:
+            return
+        if len(allowed) != len(entries):
+            payload = protocol.encode_awareness_entries(allowed)
         self.awareness.apply_awareness_update(payload, client)
+
+    def _awareness_allowed(self, client: RoomClient, entry: protocol.AwarenessEntry) -> bool:
+        cid = entry.client_id
+        owner = self._awareness_owners.get(cid)
+        if cid == self.awareness.client_id:
+            return self._refuse_awareness(client, cid, "the server's own client id")
+        if owner is not None and owner is not client:
+            if not same_user(owner, client):
+                return self._refuse_awareness(client, cid, "a client id of another connection")
+        if self.max_awareness_state_size and len(entry.state) > self.max_awareness_state_size:
+            return self._refuse_awareness(
+                client,
+                cid,
+                f"a state of {len(entry.state)} bytes (max_awareness_state_size is "
+                f"{self.max_awareness_state_size})",
+            )
+        if owner is not client:
+            if self.max_awareness_ids and len(client.awareness_ids) >= self.max_awareness_ids:
+                return self._refuse_awareness(client, cid, "more client ids than allowed")
+            if owner is not None:  # the same user's newer connection takes it over
+                owner.awareness_ids.discard(cid)
+            self._awareness_owners[cid] = client
+            client.awareness_ids.add(cid)
+        return True
+
+    def _refuse_awareness(self, client: RoomClient, cid: int, why: str) -> bool:
+        client.refused_awareness += 1
+        if client.refused_awareness == 1:
+            self.log.warning(
+                "collab_kernels: refusing awareness from %s on %s for client id %d: %s",
+                client.name,
+                self.describe(),
+                cid,
+                why,
+            )
+        return False
 
     # --- incoming --------------------------------------------------------------------------
     def handle_message(self, client: RoomClient, data: bytes) -> Awaitable[None] | None:

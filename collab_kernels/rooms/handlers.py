@@ -162,6 +162,7 @@ class RoomWebsocketHandler(WebSocketMixin, WebSocketHandler, JupyterHandler):
             can_write=self.can_write,
             name=self._user_name(),
             max_queue=manager.client_queue_size,
+            max_bytes=manager.client_queue_bytes,
             log=self.log,
         )
         client.user = self.current_user

@@ -125,6 +125,54 @@ class RoomManager(LoggingConfigurable):
             "behind is disconnected (it reconnects and resyncs)."
         ),
     )
+    client_queue_bytes = Int(
+        32 * 1024 * 1024,
+        config=True,
+        help=(
+            "Bytes a room client may have waiting to be sent (queued, or handed to a socket "
+            "that has not taken them yet). A client that falls further behind (a viewer that "
+            "stopped reading during a flood of output) is disconnected with code 1013 and "
+            "resyncs when it reconnects; a single larger frame is still sent to a client that "
+            "has nothing pending. 0 = no byte limit (client_queue_size still applies)."
+        ),
+    )
+    max_awareness_state_size = Int(
+        64 * 1024,
+        config=True,
+        help=(
+            "Largest awareness state in bytes (one client's JSON: name, cursor, selection) a "
+            "connection may publish; a larger one is refused, never relayed nor shown by "
+            "presence. 0 = no limit."
+        ),
+    )
+    max_awareness_ids = Int(
+        16,
+        config=True,
+        help=(
+            "Awareness client ids one connection may introduce (a browser tab uses one). A "
+            "connection may only set the states of ids it introduced. 0 = no limit."
+        ),
+    )
+    max_update_size = Int(
+        32 * 1024 * 1024,
+        config=True,
+        help=(
+            "Largest Y update in bytes a room client may send in one message; a larger one "
+            "closes that connection with code 1009 and changes nothing. 0 = no limit "
+            "(max_message_size still applies)."
+        ),
+    )
+    max_update_depth = Int(
+        64,
+        config=True,
+        help=(
+            "Deepest nesting a Y update may give the document, counted separately for shared "
+            "types (maps, arrays, texts inside each other) and for JSON values (lists and "
+            "objects inside a value). A deeper update closes its connection with code 1007 and "
+            "changes nothing, so no document can be made unsaveable by nesting (jupyter_ydoc "
+            "and nbformat recurse over it). 0 = no limit."
+        ),
+    )
     max_sessions = Int(
         100_000,
         config=True,
@@ -393,6 +441,8 @@ class RoomManager(LoggingConfigurable):
                 coalesce_window=self.coalesce_window,
                 awareness_window=self.awareness_window,
                 awareness_renewal_window=self.awareness_renewal_window,
+                max_awareness_state_size=self.max_awareness_state_size,
+                max_awareness_ids=self.max_awareness_ids,
             )
         return self._global_awareness
 

@@ -136,6 +136,38 @@ def _check_awareness(payload: bytes) -> None:
             raise ProtocolError("awareness state is not JSON") from e
 
 
+@dataclass(frozen=True)
+class AwarenessEntry:
+    """One client's state in an awareness update (``state`` is its JSON text, as bytes)."""
+
+    client_id: int
+    clock: int
+    state: bytes
+
+
+def awareness_entries(payload: bytes) -> list[AwarenessEntry]:
+    """The entries of an (already validated) awareness update."""
+    entries = []
+    count, pos = _read_var_uint(payload, 0)
+    for _ in range(count):
+        client_id, pos = _read_var_uint(payload, pos)
+        clock, pos = _read_var_uint(payload, pos)
+        state, pos = _read_var_bytes(payload, pos)
+        entries.append(AwarenessEntry(client_id, clock, state))
+    return entries
+
+
+def encode_awareness_entries(entries: list[AwarenessEntry]) -> bytes:
+    """An awareness update carrying ``entries``."""
+    parts = [write_var_uint(len(entries))]
+    for entry in entries:
+        parts.append(write_var_uint(entry.client_id))
+        parts.append(write_var_uint(entry.clock))
+        parts.append(write_var_uint(len(entry.state)))
+        parts.append(entry.state)
+    return b"".join(parts)
+
+
 def awareness_client_ids(payload: bytes) -> list[int]:
     """The client ids an (already validated) awareness update talks about."""
     decoder = Decoder(payload)
