@@ -15,6 +15,7 @@ pytest_plugins = [
     "fixtures_execution",
     "fixtures_client",
     "fixtures_reliability",
+    "fixtures_gateway",
 ]
 
 
