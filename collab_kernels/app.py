@@ -11,6 +11,11 @@ from .execution.handlers import default_handlers as execution_handlers
 from .execution.manager import ExecutionManager
 from .execution.sessions import CollabSessionManager
 from .kernels.client import SharedKernelClient
+from .kernels.gateway import (
+    CollabGatewayKernelManager,
+    CollabGatewayMappingKernelManager,
+    GatewayKernelClient,
+)
 from .kernels.manager import SharedClientKernelManager, SharedClientMappingKernelManager
 from .kernels.websocket import SharedClientWebsocketConnection
 from .rooms.handlers import default_handlers as room_handlers
@@ -37,6 +42,9 @@ class CollabKernelsApp(ExtensionApp):
         SharedClientMappingKernelManager,
         SharedClientKernelManager,
         SharedKernelClient,
+        CollabGatewayMappingKernelManager,
+        CollabGatewayKernelManager,
+        GatewayKernelClient,
         SharedClientWebsocketConnection,
         RoleAuthorizer,
         ClassroomIdentityProvider,

@@ -37,12 +37,7 @@ from jupyter_client.jsonutil import json_default
 from jupyter_client.session import DELIM
 from jupyter_server.gateway.gateway_client import GatewayClient
 from jupyter_server.gateway.managers import GatewayKernelManager, GatewayMappingKernelManager
-from jupyter_server.services.kernels.connection.base import (
-    deserialize_binary_message,
-    deserialize_msg_from_ws_v1,
-    serialize_binary_message,
-    serialize_msg_to_ws_v1,
-)
+from jupyter_server.services.kernels.connection import base as _wire
 from jupyter_server.utils import url_path_join
 from tornado import web
 from tornado.escape import url_escape
@@ -53,6 +48,12 @@ from traitlets import CaselessStrEnum, Float, Instance, Integer, Type, Unicode, 
 from .client import REQUEST_CHANNELS, KernelMessage, Listener, SharedKernelClient
 from .manager import SharedClientMappingKernelManager
 from .websocket import V1_PROTOCOL, v1_frame_is_sane
+
+# jupyter_server's wire helpers, typed
+_from_v1 = t.cast(t.Callable[[bytes], tuple[str, list[bytes]]], _wire.deserialize_msg_from_ws_v1)
+_to_v1 = t.cast(t.Callable[[list[bytes], str], bytes], _wire.serialize_msg_to_ws_v1)
+_from_binary = t.cast(t.Callable[[bytes], dict[str, t.Any]], _wire.deserialize_binary_message)
+_to_binary = t.cast(t.Callable[[dict[str, t.Any]], bytes], _wire.serialize_binary_message)
 
 #: The namespace of the websocket session ids this server presents to a gateway.
 SESSION_NAMESPACE = uuid.UUID("5f3c2b1e-8d4a-4c36-9a57-6f0e4b7d2c19")
@@ -255,7 +256,7 @@ class GatewayKernelClient(SharedKernelClient):
     async def _open(self) -> WebSocketClientConnection:
         """One websocket connection to the gateway, with the gateway client's arguments."""
         gw = GatewayClient.instance()
-        kwargs = gw.load_connection_args()
+        kwargs = gw.load_connection_args()  # type: ignore[no-untyped-call]
         request = HTTPRequest(self.websocket_url(), **kwargs)
         subprotocols = [V1_PROTOCOL] if self.websocket_protocol == "auto" else None
         conn = await websocket_connect(
@@ -348,14 +349,14 @@ class GatewayKernelClient(SharedKernelClient):
         if self.protocol == V1_PROTOCOL:
             if not v1_frame_is_sane(data):
                 raise ValueError("bad v1 frame")
-            channel, parts = deserialize_msg_from_ws_v1(data)
+            channel, parts = _from_v1(t.cast(bytes, data))
             raw = [b"", *parts]
         else:
             if isinstance(data, bytes):
-                parsed = deserialize_binary_message(data)
+                parsed = _from_binary(data)
             else:
                 parsed = json.loads(data)
-            channel = parsed.get("channel")
+            channel = str(parsed.get("channel"))
             pack = self.session.pack
             raw = [
                 b"",
@@ -371,7 +372,7 @@ class GatewayKernelClient(SharedKernelClient):
 
     def _encode(self, channel: str, parts: list[bytes]) -> tuple[str | bytes, bool]:
         if self.protocol == V1_PROTOCOL:
-            return serialize_msg_to_ws_v1(parts, channel), True
+            return _to_v1(parts, channel), True
         unpack = self.session.unpack
         msg: dict[str, t.Any] = {
             "header": unpack(parts[0]),
@@ -382,7 +383,7 @@ class GatewayKernelClient(SharedKernelClient):
         }
         if len(parts) > 4:
             msg["buffers"] = parts[4:]
-            return serialize_binary_message(msg), True
+            return _to_binary(msg), True
         return json.dumps(msg, default=json_default), False
 
     # ------------------------------------------------------------------ sending
@@ -540,7 +541,7 @@ class CollabGatewayKernelManager(GatewayKernelManager):
         client.kernel_id = kernel_id
         return t.cast(GatewayKernelClient, client)
 
-    async def start_kernel(self, **kwargs: t.Any) -> None:
+    async def start_kernel(self, **kwargs: t.Any) -> None:  # type: ignore[override]
         await super().start_kernel(**kwargs)
         if not self.has_kernel:
             raise web.HTTPError(404, f"Kernel {kwargs.get('kernel_id')} not found on the gateway")
@@ -551,7 +552,7 @@ class CollabGatewayKernelManager(GatewayKernelManager):
             self.shared_client = self._new_client()
         self.shared_client.connect()
 
-    async def restart_kernel(self, **kw: t.Any) -> None:
+    async def restart_kernel(self, **kw: t.Any) -> None:  # type: ignore[override]
         client = self.shared_client
         if isinstance(client, GatewayKernelClient):
             client._restarting = True
@@ -564,7 +565,9 @@ class CollabGatewayKernelManager(GatewayKernelManager):
                     client.reconnect()
                     client.fire_lifecycle("restarted")
 
-    async def shutdown_kernel(self, now: bool = False, restart: bool = False) -> None:
+    async def shutdown_kernel(  # type: ignore[override]
+        self, now: bool = False, restart: bool = False
+    ) -> None:
         client = self.shared_client
         if client is not None and not restart and not client.closed:
             client.close()
@@ -580,12 +583,12 @@ class CollabGatewayKernelManager(GatewayKernelManager):
         mkm = self.parent
         counts = getattr(mkm, "_kernel_connections", None)
         ours = counts.get(self.kernel_id) if counts is not None else None
-        result = await super().refresh_model(model)
+        result = await super().refresh_model(model)  # type: ignore[no-untyped-call]
         if counts is not None and self.kernel_id is not None:
             counts[self.kernel_id] = ours or 0
         if isinstance(result, dict):
             result = dict(result, connections=ours or 0)
-            self.kernel = result
+            self.kernel = result  # type: ignore[assignment]
         return result
 
 
@@ -619,15 +622,17 @@ class CollabGatewayMappingKernelManager(
     async def start_kernel(  # type: ignore[override]
         self, *, kernel_id: str | None = None, path: str | None = None, **kwargs: t.Any
     ) -> str:
-        kid: str = await super().start_kernel(kernel_id=kernel_id, path=path, **kwargs)
+        kid: str = await super().start_kernel(  # type: ignore[no-untyped-call]
+            kernel_id=kernel_id, path=path, **kwargs
+        )
         self._kernel_connections.setdefault(kid, 0)
         self.start_watching_activity(kid)
         return kid
 
     async def restart_kernel(self, kernel_id: str, now: bool = False, **kwargs: t.Any) -> t.Any:  # type: ignore[override]
         """Restart over REST, then wait for the new process to answer on the shared client."""
-        self._check_kernel_id(kernel_id)
-        km = self.get_kernel(kernel_id)
+        self._check_kernel_id(kernel_id)  # type: ignore[no-untyped-call]
+        km: t.Any = self.get_kernel(kernel_id)
         km.execution_state = "starting"
         await km.restart_kernel(now=now, **kwargs)
         client = km.shared_client
@@ -640,7 +645,7 @@ class CollabGatewayMappingKernelManager(
 
     def remove_kernel(self, kernel_id: str) -> t.Any:
         self._kernel_connections.pop(kernel_id, None)
-        km = super().remove_kernel(kernel_id)
+        km = super().remove_kernel(kernel_id)  # type: ignore[no-untyped-call]
         client = getattr(km, "shared_client", None)
         if client is not None and not client.closed:
             client.close()
@@ -648,13 +653,13 @@ class CollabGatewayMappingKernelManager(
         return km
 
     async def kernel_model(self, kernel_id: str) -> t.Any:
-        model = await super().kernel_model(kernel_id)
+        model = await super().kernel_model(kernel_id)  # type: ignore[no-untyped-call]
         if isinstance(model, dict):
             model = dict(model, connections=self._kernel_connections.get(kernel_id, 0))
         return model
 
-    async def list_kernels(self, **kwargs: t.Any) -> list[dict[str, t.Any]]:  # type: ignore[override]
-        models = await super().list_kernels(**kwargs)
+    async def list_kernels(self, **kwargs: t.Any) -> list[dict[str, t.Any]]:
+        models = await super().list_kernels(**kwargs)  # type: ignore[no-untyped-call]
         return [dict(m, connections=self._kernel_connections.get(m["id"], 0)) for m in models]
 
 
