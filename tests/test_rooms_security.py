@@ -14,9 +14,11 @@ from fixtures_rooms import (
     eventually,
     read_notebook,
 )
+from pycrdt import Array, Doc, Map, create_update_message
 from traitlets.config import Config
 
 from collab_kernels.client.connection import SessionError, open_session
+from collab_kernels.rooms import protocol
 from collab_kernels.rooms.manager import RoomNotFound
 
 
@@ -81,8 +83,6 @@ async def test_hidden_files_do_not_exist_for_sessions_and_rooms(
 def awareness_frame(entries: list[tuple[int, int, dict]]) -> bytes:
     """An awareness message setting ``(client id, clock, state)`` entries."""
     from pycrdt import create_awareness_message
-
-    from collab_kernels.rooms import protocol
 
     update = protocol.encode_awareness_entries(
         [
@@ -151,8 +151,6 @@ async def test_a_reader_that_stops_reading_is_dropped_by_bytes_and_resyncs(
     from tornado.httpclient import HTTPRequest
     from tornado.websocket import websocket_connect
 
-    from collab_kernels.rooms import protocol
-
     path = rooms_notebook("flood.ipynb", ["print('x')"])
     alice = await collab_client(path)
     room = room_manager.find_room(alice.room_id)
@@ -184,3 +182,61 @@ async def test_a_reader_that_stops_reading_is_dropped_by_bytes_and_resyncs(
     viewer = await collab_client(path, token=VIEWER_TOKEN)
     expected = str(alice.document.ycells[0]["source"])
     await viewer.wait_for(lambda doc: str(doc.ycells[0]["source"]) == expected)
+
+
+# --- 4: poisoned documents ------------------------------------------------------------------
+def nested_maps(metadata, depth: int) -> None:
+    cursor = metadata
+    for _ in range(depth):
+        cursor["a"] = Map()
+        cursor = cursor["a"]
+
+
+def nested_value(metadata, depth: int) -> None:
+    value: dict = {}
+    cursor = value
+    for _ in range(depth):
+        cursor["a"] = {}
+        cursor = cursor["a"]
+    metadata["evil"] = value
+
+
+@pytest.mark.parametrize("poison", [nested_maps, nested_value])
+async def test_deeply_nested_update_is_refused_and_saves_keep_working(
+    poison, rooms_notebook, collab_client, jp_root_dir, caplog
+):
+    path = rooms_notebook("poison.ipynb", ["a = 1"])
+    mallory = await collab_client(path)
+    bob = await collab_client(path)
+    # an update nesting 2000 levels inside the first cell's metadata
+    scratch: Doc = Doc()
+    scratch.apply_update(mallory.ydoc.get_update())
+    before = scratch.get_state()
+    with scratch.transaction():
+        poison(scratch.get("cells", type=Array)[0]["metadata"], 2000)
+    await mallory.send_bytes(create_update_message(scratch.get_update(before)))
+    code, _reason = await mallory.wait_closed()
+    assert code == protocol.CLOSE_INVALID_PAYLOAD
+    # honest edits still reach the file; the poison reached nobody
+    source = bob.document.ycells[0]["source"]
+    source.insert(len(source), "  # bob")
+    await eventually(lambda: disk_sources(jp_root_dir, path) == ["a = 1  # bob"])
+    metadata = bob.document.ycells[0]["metadata"]
+    assert "a" not in metadata and "evil" not in metadata
+    assert "max_update_depth" in caplog.text
+    assert server_errors(caplog) == []
+
+
+async def test_update_over_max_update_size_is_refused(rooms_notebook, collab_client, room_manager):
+    path = rooms_notebook("big-update.ipynb", ["a = 1"])
+    room_manager.max_update_size = 10_000
+    try:
+        mallory = await collab_client(path)
+        source = mallory.document.ycells[0]["source"]
+        source.insert(len(source), "x" * 20_000)
+        code, _reason = await mallory.wait_closed()
+        assert code == protocol.CLOSE_TOO_BIG
+        room = room_manager.find_room(mallory.room_id)
+        assert str(room.document.ycells[0]["source"]) == "a = 1"
+    finally:
+        room_manager.max_update_size = 32 * 1024 * 1024

@@ -10,11 +10,17 @@ import json
 import logging
 
 import nbformat
+import pytest
+from jupyter_ydoc import YNotebook
 from pycrdt import Array, Doc, Map, Text
 from tornado.web import HTTPError
 
 from collab_kernels.rooms.document import DocumentRoom
+from collab_kernels.rooms.fanout import RoomClient
+from collab_kernels.rooms.limits import UpdateTooDeep, inspect_update, notebook_roots, type_depth
+from collab_kernels.rooms.protocol import ProtocolError
 from collab_kernels.rooms.repair import repair_notebook
+from collab_kernels.rooms.store import SQLiteUpdateStore
 
 LOG = logging.getLogger("test_rooms_units")
 
@@ -222,3 +228,104 @@ async def test_idle_room_asks_its_host_to_free_it():
         await asyncio.sleep(0.01)
     assert host.idle == [room]
     room.close()
+
+
+# --- update limits ---------------------------------------------------------------------------
+def notebook_doc() -> tuple[Doc, list[bytes]]:
+    ydoc: Doc = Doc()
+    updates: list[bytes] = []
+    ydoc.observe(lambda event: updates.append(event.update))
+    nb = YNotebook(ydoc)
+    cell = nbformat.v4.new_code_cell("print(1)\n😀")
+    cell.outputs = [nbformat.v4.new_output("stream", text="hi")]
+    cell.metadata = {"tags": ["a"], "x": {"y": [1, {"z": 2.5}]}, "n": None, "i": -(2**40)}
+    content = nbformat.v4.new_notebook()
+    content.cells = [cell, nbformat.v4.new_markdown_cell("# t")]
+    nb.set(content)
+    source = nb.ycells[0]["source"]
+    source.insert(3, "abc")
+    del source[0:2]
+    return ydoc, updates
+
+
+def test_inspect_update_measures_real_notebook_updates():
+    ydoc, updates = notebook_doc()
+    shapes = [inspect_update(u, max_depth=8) for u in updates]
+    assert shapes[0].creates_types and shapes[0].type_depth == 4  # cell/outputs/output/text
+    assert shapes[0].value_depth == 3  # metadata x -> y -> {z}
+    assert not any(s.creates_types for s in shapes[1:])
+    assert type_depth(notebook_roots(ydoc), 64) == 4
+
+
+def test_inspect_update_refuses_deep_nesting_and_malformed_bytes():
+    ydoc, _ = notebook_doc()
+    before = ydoc.get_state()
+    with ydoc.transaction():
+        cursor = ydoc.get("cells", type=Array)[0]["metadata"]
+        for _ in range(100):
+            cursor["a"] = Map()
+            cursor = cursor["a"]
+    deep = ydoc.get_update(before)
+    assert inspect_update(deep).type_depth >= 100
+    with pytest.raises(UpdateTooDeep):
+        inspect_update(deep, max_depth=64)
+    with pytest.raises(ProtocolError):
+        inspect_update(deep[: len(deep) // 2])
+
+
+async def test_room_refuses_types_hung_below_existing_deep_ones():
+    """Each update nests a little; the room measures the result, not the update alone."""
+    cm = FakeContentsManager()
+    cm.write("nb.ipynb", notebook(["a = 1"], ["c1"]))
+    room, host = await open_room(cm)  # max_update_depth = 16
+    client = RoomClient(
+        write=lambda frame: None,
+        close=lambda code, reason: None,
+        can_write=True,
+        name="mallory",
+        max_queue=100,
+        log=LOG,
+    )
+    mirror: Doc = Doc()
+    mirror.apply_update(room.ydoc.get_update())
+    refused = None
+    for step in range(20):
+        before = mirror.get_state()
+        cursor = mirror.get("cells", type=Array)[0]["metadata"]
+        while "a" in cursor:
+            cursor = cursor["a"]
+        cursor["a"] = Map()
+        try:
+            room.on_update(client, mirror.get_update(before))
+        except UpdateTooDeep:
+            refused = step
+            break
+    assert refused is not None and refused < 16
+    assert type_depth(notebook_roots(room.ydoc), 64) <= host.max_update_depth
+    room.close()
+
+
+async def test_unreadable_stored_history_falls_back_to_the_file(tmp_path):
+    """A history that cannot be turned back into a notebook never blocks opening it."""
+    cm = FakeContentsManager()
+    cm.write("nb.ipynb", notebook(["a = 1"], ["c1"]))
+    store = SQLiteUpdateStore(str(tmp_path / "updates.sqlite"))
+    poisoned: Doc = Doc()
+    YNotebook(poisoned).set(notebook(["a = 1"], ["c1"]))
+    with poisoned.transaction():
+        cursor = poisoned.get("cells", type=Array)[0]["metadata"]
+        for _ in range(3000):  # deeper than jupyter_ydoc's recursion can read back
+            cursor["a"] = Map()
+            cursor = cursor["a"]
+    store.reset("json:notebook:fid", cm.files["nb.ipynb"]["hash"], poisoned.get_update())
+    host = FakeHost(cm)
+    host.store = store
+    host.paths["fid"] = "nb.ipynb"
+    room = DocumentRoom(
+        "json:notebook:fid", file_id="fid", path="nb.ipynb", file_type="notebook", host=host
+    )
+    await room.load()
+    assert not room.restored_from_store and sources(room) == ["a = 1"]
+    assert "a" not in room.document.ycells[0]["metadata"]
+    room.close()
+    store.close()

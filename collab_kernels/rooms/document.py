@@ -19,14 +19,15 @@ from collections.abc import Iterator
 from typing import Any
 
 from jupyter_ydoc import YNotebook, YUnicode
+from pycrdt import Doc
 
 from ..contract import FILE_TYPES
-from . import protocol
+from . import limits, protocol
 from .fanout import EMPTY_UPDATE, Fanout, RoomClient
 from .file import RoomFile, SaveStatus, new_document
 from .history import RoomHistory, reset_execution_state
 from .host import RoomHost
-from .protocol import ProtocolError
+from .protocol import MessageTooBig, ProtocolError
 
 
 class RoomHold:
@@ -236,6 +237,19 @@ class DocumentRoom(Fanout):
         state = self.history.stored_state(file_hash)
         if state is None:
             return False
+        try:  # a history that cannot be read back into a document is not restored
+            scratch: Doc[Any] = Doc()
+            scratch.apply_update(state)
+            new_document(self.file_type, scratch).get()
+        except Exception as e:
+            self.log.error(
+                "collab_kernels: the stored history of %s cannot be read back into a document "
+                "(%s: %s); rebuilding the document from the file",
+                self.path,
+                type(e).__name__,
+                e,
+            )
+            return False
         with self.server_edit():
             self.ydoc.apply_update(state)
             if self.file_type == "notebook":
@@ -309,6 +323,7 @@ class DocumentRoom(Fanout):
             return
         if update == EMPTY_UPDATE:
             return
+        self._check_update_limits(update)
         state_before = self.ydoc.get_state()
         queued = self.pending_update_count
         try:
@@ -319,6 +334,32 @@ class DocumentRoom(Fanout):
             raise ProtocolError(f"invalid Y update: {e}") from e
         finally:
             self._check_update_event(state_before, queued, client)
+
+    def _check_update_limits(self, update: bytes) -> None:
+        """Refuse an update over ``max_update_size`` bytes or nesting deeper than
+        ``max_update_depth`` (see ``limits.py``), before it changes anything."""
+        max_size = self.host.max_update_size
+        if max_size and len(update) > max_size:
+            raise MessageTooBig(
+                f"a Y update of {len(update)} bytes (max_update_size is {max_size})"
+            )
+        max_depth = self.host.max_update_depth
+        shape = limits.inspect_update(update, max_depth=max_depth)
+        if not (max_depth and shape.creates_types and self.file_type == "notebook"):
+            return
+        # New types may hang below existing ones: measure the result on a scratch copy.
+        scratch: Doc[Any] = Doc()
+        try:
+            scratch.apply_update(self.ydoc.get_update())
+            scratch.apply_update(update)
+        except (KeyboardInterrupt, SystemExit, asyncio.CancelledError):
+            raise
+        except BaseException as e:
+            raise ProtocolError(f"invalid Y update: {e}") from e
+        if limits.type_depth(limits.notebook_roots(scratch), max_depth) > max_depth:
+            raise limits.UpdateTooDeep(
+                f"the update nests types deeper than max_update_depth ({max_depth})"
+            )
 
     def _check_update_event(self, state_before: bytes, queued: int, client: RoomClient) -> None:
         """Make sure what an incoming update changed reaches the collaborators.

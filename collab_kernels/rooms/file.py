@@ -189,16 +189,28 @@ class RoomFile:
                 return "failed"
             if not force and not side.unsaved:
                 return "skipped"
-            if self.file_type == "notebook":
-                problems = repair.repair_notebook(side.ydoc)
-                if problems:
-                    self.log.warning(
-                        "collab_kernels: repaired %s before saving it: %s",
-                        self.path,
-                        "; ".join(problems),
-                    )
             version = side.version
-            content = await self.get_content()
+            try:
+                if self.file_type == "notebook":
+                    problems = repair.repair_notebook(side.ydoc)
+                    if problems:
+                        self.log.warning(
+                            "collab_kernels: repaired %s before saving it: %s",
+                            self.path,
+                            "; ".join(problems),
+                        )
+                    version = side.version
+                content = await self.get_content()
+            except Exception as e:  # RecursionError and what else a document may raise
+                self.log.error(
+                    "collab_kernels: cannot save %s: the document cannot be turned into file "
+                    "content (%s: %s)",
+                    self.path,
+                    type(e).__name__,
+                    e,
+                )
+                side.file_event("save_failed", f"Saving failed: {type(e).__name__}: {e}")
+                return "failed"
             try:
                 disk: dict[str, Any] | None = await self.get_model(content=False, require_hash=True)
             except HTTPError as e:

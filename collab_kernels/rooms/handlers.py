@@ -238,12 +238,13 @@ class RoomWebsocketHandler(WebSocketMixin, WebSocketHandler, JupyterHandler):
             result = room.handle_message(client, message)  # type: ignore[arg-type]
         except ProtocolError as e:
             self.log.warning(
-                "collab_kernels: closing %s on %s: malformed message (%s)",
+                "collab_kernels: closing %s on %s: malformed or refused message (%s)",
                 client.name,
                 room.describe(),
                 e,
             )
-            client.close(protocol.CLOSE_INVALID_PAYLOAD, "malformed message")
+            too_big = e.close_code == protocol.CLOSE_TOO_BIG
+            client.close(e.close_code, "message too big" if too_big else "malformed message")
             return
         except Exception:
             self.log.exception(

@@ -47,7 +47,16 @@ GLOBAL_AWARENESS_ROOM = "JupyterLab:globalAwareness"
 
 
 class ProtocolError(ValueError):
-    """A frame that does not follow the y-websocket protocol."""
+    """A frame that does not follow the y-websocket protocol (or is refused)."""
+
+    #: the close code of the connection that sent it
+    close_code = CLOSE_INVALID_PAYLOAD
+
+
+class MessageTooBig(ProtocolError):
+    """A message over a size limit."""
+
+    close_code = CLOSE_TOO_BIG
 
 
 @dataclass(frozen=True)
