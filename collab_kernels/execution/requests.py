@@ -112,6 +112,7 @@ class ExecutionRequest:
             "kernel_id": self.kernel_id,
             "document_id": self.document_id,
             "path": self.path,
+            "username": self.username,
             "status": self.status,
             "result": self.result,
             "execution_count": self.execution_count,

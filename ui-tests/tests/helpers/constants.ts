@@ -9,6 +9,9 @@ export const SCREENSHOT_DIR = path.join(REPORT_DIR, 'screenshots');
 /** Port of the server Playwright's webServer starts for the whole run. */
 export const PORT = Number(process.env.CK_UI_PORT || 8890);
 export const BASE_URL = `http://127.0.0.1:${PORT}`;
+/** Port of the server with the companion extension (project "companion"). */
+export const COMPANION_PORT = Number(process.env.CK_UI_COMPANION_PORT || 8892);
+export const COMPANION_BASE_URL = `http://127.0.0.1:${COMPANION_PORT}`;
 /** Port of the server that the restart scenario starts and kills itself. */
 export const RESTART_PORT = Number(process.env.CK_UI_RESTART_PORT || 8891);
 

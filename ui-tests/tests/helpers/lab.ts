@@ -151,6 +151,8 @@ export class Lab {
 
 export const test = base.extend<{ lab: Lab }>({
   lab: async ({ browser, baseURL }, use, testInfo) => {
+    // notebookOnDisk() and friends read the files of this project's server.
+    process.env.CK_UI_CURRENT_ROOT = String(testInfo.project.metadata.root || process.env.CK_UI_ROOT || '');
     const lab = new Lab(browser, testInfo, baseURL!);
     await use(lab);
     await lab.finish();

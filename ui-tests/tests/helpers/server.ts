@@ -77,7 +77,7 @@ export class Api {
 }
 
 /** The folder the server serves (root_dir) inside a start-lab.sh state folder. */
-export function notebooksDir(root: string = process.env.CK_UI_ROOT || ''): string {
+export function notebooksDir(root: string = process.env.CK_UI_CURRENT_ROOT || process.env.CK_UI_ROOT || ''): string {
   if (!root) {
     throw new Error('CK_UI_ROOT is not set: run the tests through playwright.config.ts');
   }
