@@ -20,6 +20,7 @@ import { IEditorTracker } from '@jupyterlab/fileeditor';
 import { INotebookTracker, NotebookPanel } from '@jupyterlab/notebook';
 import { ServerConnection } from '@jupyterlab/services';
 import { ISettingRegistry } from '@jupyterlab/settingregistry';
+import { MessageLoop } from '@lumino/messaging';
 import { PanelLayout, Widget } from '@lumino/widgets';
 
 import {
@@ -209,7 +210,10 @@ class RunQueueWidget extends Widget {
   render(runs: RunInfo[]): void {
     this.node.textContent = '';
     if (!runs.length) {
-      this.hide();
+      if (!this.isHidden) {
+        this.hide();
+        this.refit();
+      }
       return;
     }
     const now = Date.now();
@@ -236,6 +240,28 @@ class RunQueueWidget extends Widget {
       this.node.appendChild(row);
     }
     this.show();
+    this.refit();
+  }
+
+  /** The notebook panel lays out its header by its children's minimum heights. */
+  private refit(): void {
+    let content = 0;
+    for (const child of Array.from(this.node.children)) {
+      content += (child as HTMLElement).offsetHeight;
+    }
+    // 8 px: the padding and the border of .ck-RunQueue.
+    const height = this.isHidden ? 0 : Math.min(content + 9, 160);
+    if (this.node.style.minHeight !== `${height}px`) {
+      this.node.style.minHeight = `${height}px`;
+      let widget: Widget | null = this.parent;
+      while (widget) {
+        MessageLoop.sendMessage(widget, Widget.Msg.FitRequest);
+        if (widget === this.companion.panel) {
+          break;
+        }
+        widget = widget.parent;
+      }
+    }
   }
 }
 

@@ -9,7 +9,7 @@ const CODE = [
   '6 * 7'
 ].join('\n');
 
-test('b. run a cell in A: output in A and B, B shows [*] while it runs', async ({ lab }) => {
+test('b. run a cell in A: output in A and B, B shows [*] while it runs @both', async ({ lab }) => {
   const docPath = await lab.newNotebook('b-run', [CODE, 'after = True']);
   const alice = await lab.open('alice', docPath);
   const bob = await lab.open('bob', docPath);

@@ -2,7 +2,7 @@
 import { expect, fileEditor, test, typeAtEnd } from './helpers/lab';
 import { readOnDisk } from './helpers/server';
 
-test('h. a .py file edited by two contexts', async ({ lab }) => {
+test('h. a .py file edited by two contexts @both', async ({ lab }) => {
   const docPath = await lab.newTextFile('h-text', 'py', 'def greet():\n    return "hi"\n');
   const alice = await lab.open('alice', docPath);
   const bob = await lab.open('bob', docPath);
