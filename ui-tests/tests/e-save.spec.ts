@@ -2,7 +2,7 @@
 import { cellEditor, expect, saveWithCtrlS, test, typeAtEnd } from './helpers/lab';
 import { joinText, notebookOnDisk } from './helpers/server';
 
-test('e. Ctrl+S saves without a file-changed dialog; the file on disk has the content @both', async ({ lab }) => {
+test('e. Ctrl+S saves without a file-changed dialog; the file on disk has the content', async ({ lab }) => {
   const docPath = await lab.newNotebook('e-save', ['a = 1']);
   const alice = await lab.open('alice', docPath);
   await expect(cellEditor(alice, 0)).toHaveText('a = 1');
