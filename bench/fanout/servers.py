@@ -278,10 +278,36 @@ class Server:
         raise NotImplementedError
 
 
+def _main_checkout_venv() -> Path:
+    """This tree's .venv, or in a git worktree the main checkout's."""
+    if (REPO / ".venv").exists():
+        return REPO / ".venv"
+    try:
+        common = subprocess.run(
+            ["git", "rev-parse", "--path-format=absolute", "--git-common-dir"],
+            cwd=REPO,
+            capture_output=True,
+            text=True,
+            timeout=10,
+        ).stdout.strip()
+    except (OSError, subprocess.TimeoutExpired):
+        common = ""
+    main = Path(common).parent / ".venv" if common else REPO / ".venv"
+    return main if main.exists() else REPO / ".venv"
+
+
 @dataclass
 class Ours(Server):
     key = "ours"
     label = "collab_kernels"
+    # A git worktree has no .venv of its own: use the main checkout's (its editable install
+    # points there, so PYTHONPATH below makes this tree's collab_kernels win).
+    venv: Path = field(default=_main_checkout_venv())
+
+    def env(self) -> dict[str, str]:
+        env = super().env()
+        env["PYTHONPATH"] = str(REPO)  # the collab_kernels of the tree this benchmark runs from
+        return env
 
     def execute(self, kernel_id, room_id, cell_id, code):
         return self.http.post(

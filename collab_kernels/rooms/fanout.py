@@ -7,8 +7,9 @@ here is a small replacement built on pycrdt primitives (``Doc``, ``Awareness``, 
 message helpers, ``merge_updates``):
 
 - an update committed after a quiet ``coalesce_window`` is sent at once; updates committed
-  during a burst are merged into one Y update per window; either way it is encoded once and
-  put on every client's bounded queue;
+  during a burst are merged into one Y update per window; either way it becomes one
+  :class:`~.frames.Frame` whose wire bytes are built once and written to every client
+  (``frames.py`` says why tornado's ``write_message`` is not used for that);
 - each client has exactly one writer task draining its queue; a client whose queue overflows
   is closed (it reconnects and resyncs), so a stalled viewer never slows the others down nor
   grows server memory;
@@ -42,6 +43,7 @@ from pycrdt import (
 )
 
 from . import protocol
+from .frames import Frame
 from .protocol import ProtocolError
 
 #: A Y update that changes nothing (no structs, empty delete set).
@@ -55,15 +57,16 @@ class RoomClosed(Exception):
 class RoomClient:
     """One websocket connected to a room.
 
-    ``write(frame)`` sends one binary frame and returns an awaitable that resolves once the
-    transport accepted it; ``close(code, reason)`` closes the websocket. The client owns a
-    bounded queue drained by a single writer task.
+    ``write(frame)`` sends one :class:`~.frames.Frame` (the same object goes to every client of
+    a broadcast; ``frames.WebsocketWriter`` writes its shared wire bytes) and returns an
+    awaitable that resolves once the transport accepted it; ``close(code, reason)`` closes the
+    websocket. The client owns a bounded queue drained by a single writer task.
     """
 
     def __init__(
         self,
         *,
-        write: Callable[[bytes], Awaitable[Any] | None],
+        write: Callable[[Frame], Awaitable[Any] | None],
         close: Callable[[int, str], None],
         can_write: bool,
         name: str,
@@ -89,7 +92,7 @@ class RoomClient:
         self.awareness_ids: set[int] = set()
         self.dropped_updates = 0
         self.refused_awareness = 0
-        self._queue: collections.deque[bytes] = collections.deque()
+        self._queue: collections.deque[Frame] = collections.deque()
         self._wakeup = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self._last_write: asyncio.Future[Any] | None = None
@@ -98,10 +101,11 @@ class RoomClient:
         if self._task is None:
             self._task = asyncio.ensure_future(self._drain())
 
-    def send(self, frame: bytes) -> None:
+    def send(self, data: bytes | Frame) -> None:
         """Queue a frame; close the client if its queue is full."""
         if self.closed:
             return
+        frame = Frame.of(data)
         pending = self.pending_bytes
         if len(self._queue) >= self.max_queue or (
             self.max_bytes and pending and pending + len(frame) > self.max_bytes
@@ -140,13 +144,21 @@ class RoomClient:
 
     def _track(self, result: Awaitable[Any] | None, size: int) -> None:
         """Remember the last write's future, so the writer task waits for it (back-pressure);
-        ``size`` bytes stay pending until it resolves."""
+        ``size`` bytes stay pending until it resolves. A write the socket already took (the
+        usual case) leaves nothing to track; one that already failed raises."""
         if result is None:
             self._last_write = None
             self._inflight_bytes = 0
             return
-        self._inflight_bytes = size
         future = asyncio.ensure_future(result)
+        if future.done():
+            self._last_write = None
+            self._inflight_bytes = 0
+            error = None if future.cancelled() else future.exception()
+            if error is not None:
+                raise error
+            return
+        self._inflight_bytes = size
         future.add_done_callback(lambda f: f.cancelled() or f.exception())
         self._last_write = future
 
@@ -287,7 +299,9 @@ class Fanout:
         self.on_client_left()
 
     # --- outgoing --------------------------------------------------------------------------
-    def broadcast(self, frame: bytes) -> None:
+    def broadcast(self, data: bytes | Frame) -> None:
+        """Send one message to every client: one :class:`Frame`, its wire bytes built once."""
+        frame = Frame.of(data)
         for client in list(self.clients):
             client.send(frame)
 

@@ -18,6 +18,7 @@ from ..contract import FILE_TYPES, InvalidRoomId, parse_room_id
 from . import protocol
 from .fanout import Fanout, RoomClient
 from .file import is_refused_hidden
+from .frames import WebsocketWriter
 from .manager import RoomManager, RoomNotFound
 from .protocol import ProtocolError
 
@@ -157,7 +158,7 @@ class RoomWebsocketHandler(WebSocketMixin, WebSocketHandler, JupyterHandler):
         self.set_nodelay(True)
         manager = self.room_manager
         client = RoomClient(
-            write=lambda frame: self.write_message(frame, binary=True),
+            write=WebsocketWriter(self),  # shared frame bytes unless compressed
             close=self._close_socket,
             can_write=self.can_write,
             name=self._user_name(),

@@ -1,0 +1,208 @@
+"""Fan-out to many watchers (#19.1): each update's websocket frame is built once and the same
+bytes go to every connection; per-connection back-pressure and byte bounds still hold.
+
+Real server, real websockets: the watchers are raw y-websocket clients (``websockets``) that
+keep every message the server sends them, so the test can compare them byte for byte.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+from urllib.parse import urlencode
+
+import pytest
+from fixtures_rooms import eventually
+from pycrdt import Array, Doc, Map, Text, create_sync_message, handle_sync_message
+from tornado.httpclient import HTTPRequest
+from tornado.websocket import websocket_connect
+from traitlets.config import Config
+from websockets.asyncio.client import connect as ws_connect
+
+from collab_kernels.client.connection import open_session
+from collab_kernels.rooms import frames, protocol
+
+QUEUE_BYTES = 1024 * 1024
+
+
+@pytest.fixture
+def jp_server_config():
+    return Config(
+        {
+            "ServerApp": {
+                "jpserver_extensions": {"collab_kernels": True, "jupyter_server_fileid": True},
+                # compression allowed: a connection that asks for it gets permessage-deflate
+                "websocket_compression_options": {},
+            },
+            "RoomManager": {"client_queue_bytes": QUEUE_BYTES},
+        }
+    )
+
+
+@pytest.fixture
+def encoded(monkeypatch):
+    """Every payload the server encoded into a shared websocket frame, in order."""
+    payloads: list[bytes] = []
+    original = frames.encode_binary_frame
+
+    def spy(payload: bytes) -> bytes:
+        payloads.append(payload)
+        return original(payload)
+
+    monkeypatch.setattr(frames, "encode_binary_frame", spy)
+    return payloads
+
+
+class Watcher:
+    """A y-websocket client that keeps every document update the server broadcast to it."""
+
+    def __init__(self, url: str, token: str, compression: str | None = None):
+        self.url, self.token, self.compression = url, token, compression
+        self.doc: Doc = Doc()
+        self.updates: list[bytes] = []  # whole messages of type sync/update, as received
+        self.synced = asyncio.Event()
+        self.changed = asyncio.Event()
+        self.ws = None
+        self.task: asyncio.Task | None = None
+
+    async def start(self) -> Watcher:
+        self.ws = await ws_connect(
+            self.url,
+            additional_headers={"Authorization": f"token {self.token}"},
+            compression=self.compression,
+            max_size=None,
+        )
+        await self.ws.send(create_sync_message(self.doc))
+        self.task = asyncio.ensure_future(self._read())
+        await asyncio.wait_for(self.synced.wait(), 30)
+        return self
+
+    async def _read(self) -> None:
+        async for message in self.ws:
+            if not isinstance(message, bytes) or message[0] != protocol.MESSAGE_SYNC:
+                continue
+            if message[1] == protocol.SYNC_UPDATE:
+                self.updates.append(message)
+            reply = handle_sync_message(message[1:], self.doc)
+            if reply is not None:
+                await self.ws.send(reply)
+            if message[1] == 1:  # the server's sync step 2: we have the document
+                self.synced.set()
+            self.changed.set()
+
+    def source(self) -> str:
+        cells = self.doc.get("cells", type=Array)
+        if not len(cells):
+            return ""
+        cell = cells[0]
+        assert isinstance(cell, Map)
+        source = cell["source"]
+        return str(source) if isinstance(source, Text) else ""
+
+    async def wait_for_source(self, expected: str) -> None:
+        while self.source() != expected:
+            self.changed.clear()
+            await asyncio.wait_for(self.changed.wait(), 30)
+
+    @property
+    def negotiated(self) -> list[str]:
+        return [ext.name for ext in self.ws.protocol.extensions]
+
+    async def close(self) -> None:
+        await self.ws.close()
+        if self.task is not None:
+            await asyncio.gather(self.task, return_exceptions=True)
+
+
+@pytest.fixture
+def watchers(collab_base_url, collab_token, jp_asyncio_loop):
+    opened: list[Watcher] = []
+
+    async def open_watchers(path: str, count: int, compression: str | None = None):
+        session = await open_session(collab_base_url, path, token=collab_token)
+        query = urlencode({"sessionId": session.session_id})
+        url = (
+            collab_base_url.replace("http", "ws", 1)
+            + f"api/collaboration/room/{session.room_id}?{query}"
+        )
+        new = [Watcher(url, collab_token, compression) for _ in range(count)]
+        opened.extend(new)
+        await asyncio.gather(*(w.start() for w in new))
+        return new
+
+    yield open_watchers
+
+    async def close_all():
+        await asyncio.gather(*(w.close() for w in opened), return_exceptions=True)
+
+    jp_asyncio_loop.run_until_complete(close_all())
+
+
+async def test_many_watchers_receive_the_same_frame_bytes(
+    rooms_notebook, collab_client, watchers, room_manager, encoded
+):
+    path = rooms_notebook("watched.ipynb", [""])
+    alice = await collab_client(path)
+    plain = await watchers(path, 24)
+    (deflate,) = await watchers(path, 1, compression="deflate")
+    assert deflate.negotiated == ["permessage-deflate"]
+    assert all(w.negotiated == [] for w in plain)
+    room = room_manager.find_room(alice.room_id)
+    assert len(room.clients) == 26
+    encoded.clear()
+
+    source = alice.document.ycells[0]["source"]
+    for i in range(40):
+        source.insert(len(source), f"line {i}\n")
+        await asyncio.sleep(0)  # let some transactions go out one by one, others merged
+    expected = str(source)
+    await asyncio.gather(*(w.wait_for_source(expected) for w in plain + [deflate]))
+
+    # every watcher saw the same update messages, byte for byte, in the same order,
+    # compressed or not (the deflate one's are decompressed by its client)
+    reference = plain[0].updates
+    assert reference
+    for w in plain[1:] + [deflate]:
+        assert w.updates == reference
+    # ...and each of them was framed once for all the uncompressed watchers, not once each
+    counts = collections.Counter(encoded)
+    assert all(counts[update] == 1 for update in reference), counts.most_common(3)
+
+
+async def test_slow_reader_among_many_watchers_is_dropped_with_1013(
+    rooms_notebook, collab_client, watchers, room_manager, collab_base_url, collab_token
+):
+    path = rooms_notebook("flooded.ipynb", [""])
+    alice = await collab_client(path)
+    readers = await watchers(path, 6)
+    room = room_manager.find_room(alice.room_id)
+    # a viewer whose websocket never reads (tornado's client stops reading once one message
+    # waits unread): what the room sends it piles up in the server
+    session = await open_session(collab_base_url, path, token=collab_token)
+    url = (
+        collab_base_url.replace("http", "ws", 1)
+        + f"api/collaboration/room/{session.room_id}?sessionId={session.session_id}"
+    )
+    stalled = await websocket_connect(
+        HTTPRequest(url, headers={"Authorization": f"token {collab_token}"})
+    )
+    await eventually(lambda: len(room.clients) == 8)
+    source = alice.document.ycells[0]["source"]
+    chunk = "z" * (512 * 1024)
+    for _ in range(64):  # up to 32 MB: far beyond the 1 MB allowed to wait for one client
+        source.insert(len(source), chunk)
+        size = len(source)
+        # every reader has it before the next one: they keep up, the stalled one does not
+        await asyncio.gather(*(r.wait_for_source("z" * size) for r in readers))
+        if len(room.clients) == 7:
+            break
+    await eventually(lambda: len(room.clients) == 7)  # alice and the six readers are left
+    while await stalled.read_message() is not None:  # what was buffered, then the close
+        pass
+    assert stalled.close_code == protocol.CLOSE_TRY_AGAIN_LATER
+    reference = readers[0].updates
+    assert all(r.updates == reference for r in readers[1:])
+    assert all(r.source() == str(source) for r in readers)
+    # the dropped viewer reconnects and resyncs to the whole document
+    (again,) = await watchers(path, 1)
+    assert again.source() == str(source)
