@@ -18,6 +18,7 @@ from .kernels.gateway import (
 )
 from .kernels.manager import SharedClientKernelManager, SharedClientMappingKernelManager
 from .kernels.websocket import SharedClientWebsocketConnection
+from .layer import KernelLayer, select_kernel_layer, verify_kernel_layer
 from .rooms.handlers import default_handlers as room_handlers
 from .rooms.manager import RoomManager
 from .teaching.auth import ClassroomIdentityProvider, RoleAuthorizer, hide_server_token
@@ -82,39 +83,25 @@ class CollabKernelsApp(ExtensionApp):
         ),
     )
 
+    #: The kernel layer in force (see collab_kernels/layer.py): "shared", "gateway",
+    #: "foreign" or "off".
+    kernel_layer: KernelLayer = "off"
+
     def _link_jupyter_server_extension(self, serverapp):
         super()._link_jupyter_server_extension(serverapp)
-        if not self.shared_kernel_client:
-            return
-        # Runs before ServerApp.init_configurables: choose the kernel layer classes unless
-        # the user configured their own on purpose.
-        from jupyter_server.services.kernels.kernelmanager import AsyncMappingKernelManager
-
-        # Do not read serverapp.kernel_manager_class here: its default needs
-        # ServerApp.gateway_config, which does not exist yet at link time.
-        configured = serverapp._trait_values.get("kernel_manager_class")
-        if configured is None and serverapp.config.get("GatewayClient", {}).get("url"):
-            configured = "gateway"
-        if (
-            configured is None
-            or configured is AsyncMappingKernelManager
-            or (isinstance(configured, str) and configured.endswith("AsyncMappingKernelManager"))
-        ):
-            serverapp.kernel_manager_class = SharedClientMappingKernelManager
-            if serverapp._trait_values.get("session_manager_class") is None:
-                # Sessions report their changes to the execution stage (execution/sessions.py).
-                serverapp.session_manager_class = CollabSessionManager
-        else:
-            self.log.warning(
-                "collab_kernels: ServerApp.kernel_manager_class is set to %s; documents will "
-                "not receive kernel output unless it derives from %s",
-                configured,
-                SharedClientMappingKernelManager.__name__,
-            )
-        serverapp.kernel_websocket_connection_class = SharedClientWebsocketConnection
+        # Runs before ServerApp.init_configurables creates the managers. (The server's log:
+        # this extension's own logger is not set up yet at link time.) With the shared
+        # layer, sessions report their changes to the execution stage (execution/sessions.py).
+        self.kernel_layer = select_kernel_layer(
+            serverapp,
+            serverapp.log,
+            enabled=self.shared_kernel_client,
+            shared_classes={"session_manager_class": CollabSessionManager},
+        )
 
     def initialize_settings(self):
         serverapp = self.serverapp
+        self.kernel_layer = verify_kernel_layer(serverapp, serverapp.log, self.kernel_layer)
         self.room_manager = RoomManager(
             parent=self,
             log=self.log,
@@ -141,7 +128,8 @@ class CollabKernelsApp(ExtensionApp):
         if isinstance(serverapp.identity_provider, ClassroomIdentityProvider):
             settings["page_config_hook"] = hide_server_token(settings.get("page_config_hook"))
         page_config = settings.setdefault("page_config_data", {})
-        page_config["serverSideExecution"] = "true" if self.server_side_execution else "false"
+        server_side = self.server_side_execution and self.kernel_layer == "shared"
+        page_config["serverSideExecution"] = "true" if server_side else "false"
 
     def initialize_handlers(self):
         self.handlers.extend(room_handlers)
@@ -149,8 +137,13 @@ class CollabKernelsApp(ExtensionApp):
         self.handlers.extend(teaching_handlers)
 
     async def stop_extension(self):
-        await self.execution_manager.stop()
-        await self.room_manager.stop()
+        # (the server may have failed before initialize_settings created them)
+        execution_manager = getattr(self, "execution_manager", None)
+        if execution_manager is not None:
+            await execution_manager.stop()
+        room_manager = getattr(self, "room_manager", None)
+        if room_manager is not None:
+            await room_manager.stop()
 
 
 main = launch_new_instance = CollabKernelsApp.launch_instance

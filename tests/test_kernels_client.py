@@ -161,7 +161,7 @@ async def test_ready_needs_the_status_of_its_own_request(scripted):
     ipykernel 7 greets a new subscriber with iopub_welcome, possibly after the statuses of
     a request it answered before the subscription reached it. The activity tracker
     turns "starting" into "idle" on the first status, so ready waits for one."""
-    km, kernel, client = await scripted()
+    _km, kernel, client = await scripted()
     statuses: list[str] = []
     client.add_listener(
         lambda m: statuses.append(m.content["execution_state"]), msg_types=["status"]

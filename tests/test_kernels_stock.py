@@ -22,11 +22,16 @@ async def test_execution_state_last_activity_and_connections(
     jp_serverapp, start_kernel, open_kernel_ws, kernel_model, tmp_path
 ):
     kid = await start_kernel()
-    await wait_until(lambda: jp_serverapp.kernel_manager.get_kernel(kid).execution_state == "idle")
+    km = jp_serverapp.kernel_manager
+    await km.get_shared_client(kid).wait_ready(TIMEOUT)
+    # as with stock jupyter_server, a kernel nobody connected to is still "starting"
+    # (the shared client's own kernel_info requests do not count)
     model = await kernel_model(kid)
-    assert model["execution_state"] == "idle"
+    assert model["execution_state"] == "starting"
     assert model["connections"] == 0
     tab_a = await open_kernel_ws(kid, "v1")
+    # a websocket opening nudges it (stock): idle
+    await wait_until(lambda: km.get_kernel(kid).execution_state == "idle")
     tab_b = await open_kernel_ws(kid, "legacy")
     assert (await kernel_model(kid))["connections"] == 2
     before = (await kernel_model(kid))["last_activity"]

@@ -114,7 +114,7 @@ async def test_reconnect_buffer_replays_messages_missed_while_away(
     assert back.stream_text(msg_id) == "while you were away\n"
     # a different session does not get someone else's buffer
     other = await open_kernel_ws(kid, "legacy")
-    own, _ = await other.run("1")
+    _own, _ = await other.run("1")
     assert other.children(msg_id) == []
 
 
@@ -132,7 +132,7 @@ async def test_request_hook_withholds_outputs_from_the_sending_tab_only(
     client.add_request_hook(hook)
     notebook = await open_kernel_ws(kid, "v1")
     console = await open_kernel_ws(kid, "legacy")
-    msg_id, reply = await notebook.run("print('into the document'); 1 + 1", cellId="cell-1")
+    msg_id, _reply = await notebook.run("print('into the document'); 1 + 1", cellId="cell-1")
     await console.idle(msg_id)
     assert ("execute_request", f"websocket:{kid}:{notebook.session_id}") in seen
     kinds = {m["msg_type"] for m in notebook.children(msg_id)}

@@ -141,6 +141,10 @@ class SharedKernelClient(LoggingConfigurable):
         self._ready: asyncio.Future[None] | None = None
         self._iopub_seen: asyncio.Future[None] | None = None
         self._nudge_ids: set[str] = set()
+        self._startup_ids: set[str] = set()
+        self._held: list[
+            tuple[str, dict[str, t.Any] | None, list[bytes] | None, Listener]
+        ] = []  # websocket requests sent while restarting
         self._nudge_task: asyncio.Future[None] | None = None
         self._closed = False
         self.connect_count = 0
@@ -215,6 +219,7 @@ class SharedKernelClient(LoggingConfigurable):
         if self._closed:
             return
         self._closed = True
+        self._held = []
         self._close_streams()
         if self._ready is not None and not self._ready.done():
             self._ready.cancel()
@@ -225,6 +230,12 @@ class SharedKernelClient(LoggingConfigurable):
             raise RuntimeError(f"Kernel {self.kernel_id}: shared client is not connected")
         await asyncio.wait_for(asyncio.shield(self._ready), timeout)
         return self.kernel_info
+
+    def is_startup_nudge(self, msg_id: str | None) -> bool:
+        """Whether ``msg_id`` is one of the kernel_info requests that connected us to a newly
+        started kernel. Activity tracking ignores their statuses: with stock
+        jupyter_server a kernel nobody connected to yet stays "starting"."""
+        return msg_id is not None and msg_id in self._startup_ids
 
     @property
     def ready(self) -> bool:
@@ -251,6 +262,8 @@ class SharedKernelClient(LoggingConfigurable):
                 attempt += 1
                 msg = self.session.msg("kernel_info_request")
                 self._nudge_ids.add(msg["header"]["msg_id"])
+                if self.connect_count == 1:
+                    self._startup_ids.add(msg["header"]["msg_id"])
                 fut = self._expect_reply(msg)
                 self.send("shell", msg, owner=self._internal)
                 try:
@@ -271,6 +284,7 @@ class SharedKernelClient(LoggingConfigurable):
                 await self._wait_handshakes()
                 if not ready.done():
                     ready.set_result(None)
+                self._release_held()
                 self.log.debug("Kernel %s: shared client ready", self.kernel_id)
                 return
             self.log.warning(
@@ -281,6 +295,7 @@ class SharedKernelClient(LoggingConfigurable):
             if not ready.done():
                 ready.set_exception(TimeoutError(f"Kernel {self.kernel_id} did not answer"))
                 ready.exception()  # mark retrieved: callers re-raise through wait_ready
+            self._release_held()  # (the kernel may still answer them)
         except asyncio.CancelledError:
             pass
 
@@ -523,11 +538,37 @@ class SharedKernelClient(LoggingConfigurable):
                 msg.pop("channel")
             if claimed:
                 self.router.withhold(parsed["header"]["msg_id"], owner)
+        if not self.ready and self.connect_count > 1 and not self._closed:
+            # Restarting: the new process may not have our iopub subscription yet, and a
+            # request answered before it would lose its outputs. Held until ready.
+            self._held.append((channel, msg, frames, owner))
+            return
+        self._send_request(channel, msg, frames, owner)
+
+    def _send_request(
+        self,
+        channel: str,
+        msg: dict[str, t.Any] | None,
+        frames: list[bytes] | None,
+        owner: Listener,
+    ) -> None:
         if frames is not None:
             self.send_raw(channel, frames, owner=owner)
         else:
             assert msg is not None
             self.send(channel, msg, owner=owner)
+
+    def _release_held(self) -> None:
+        held, self._held = self._held, []
+        for channel, msg, frames, owner in held:
+            if owner.closed:
+                continue
+            try:
+                self._send_request(channel, msg, frames, owner)
+            except Exception:
+                self.log.warning(
+                    "Kernel %s: could not send a held request", self.kernel_id, exc_info=True
+                )
 
     def is_withheld(self, msg_id: str) -> bool:
         return self.router.is_withheld(msg_id)

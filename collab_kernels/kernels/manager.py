@@ -13,13 +13,13 @@ import asyncio
 import os
 import typing as t
 from collections import deque
+from datetime import datetime
 
 from jupyter_server._tz import utcnow
 from jupyter_server.services.kernels.kernelmanager import (
     AsyncMappingKernelManager,
     ServerKernelManager,
 )
-from tornado.concurrent import Future
 from traitlets import Bool, Instance, Integer, Type, default
 
 from .client import CHANNELS, KernelMessage, Listener, SharedKernelClient
@@ -53,6 +53,13 @@ class SharedClientKernelManager(ServerKernelManager):
 
     shared_client = Instance(SharedKernelClient, allow_none=True)
 
+    @default("last_activity")
+    def _default_last_activity(self) -> datetime:
+        # The kernel is listed (GET /api/kernels) from the moment it is registered, which can
+        # be a loop iteration before the mapping manager sets last_activity: without a
+        # default, reading it raised a TraitError and the listing answered 500.
+        return utcnow()
+
     def _transport_configured(self) -> bool:
         for section in ("KernelManager", "ServerKernelManager", type(self).__name__):
             if "transport" in self.config.get(section, {}):
@@ -65,7 +72,12 @@ class SharedClientKernelManager(ServerKernelManager):
             return
         if self.shell_port or self.iopub_port:  # ports chosen already: keep them
             return
-        spec = self.kernel_spec
+        try:
+            spec = self.kernel_spec
+        except Exception:
+            # An unknown kernel name: the start itself reports it, inside jupyter_client's
+            # pending-state wrapper (NoSuchKernel -> 501 "kernel not available" on sessions).
+            return
         provisioner = (spec.metadata if spec else {}).get("kernel_provisioner", {})
         if provisioner.get("provisioner_name", "local-provisioner") != "local-provisioner":
             return
@@ -157,6 +169,10 @@ class SharedClientMappingKernelManager(AsyncMappingKernelManager):
         ),
     )
 
+    def __init__(self, **kwargs: t.Any) -> None:
+        super().__init__(**kwargs)
+        self._restart_waiters: set[asyncio.Future[None]] = set()
+
     @default("kernel_manager_class")
     def _default_kernel_manager_class(self) -> str:
         return "collab_kernels.kernels.manager.SharedClientKernelManager"
@@ -188,6 +204,8 @@ class SharedClientMappingKernelManager(AsyncMappingKernelManager):
         kernel.last_activity = utcnow()
 
         def record_activity(msg: KernelMessage) -> None:
+            if client.is_startup_nudge(msg.parent_msg_id):
+                return
             parent_msg_type = msg.parent_header.get("msg_type") if msg.parent_header else None
             if (
                 self.track_message_type(msg.msg_type)
@@ -235,26 +253,55 @@ class SharedClientMappingKernelManager(AsyncMappingKernelManager):
 
     # ---------------------------------------------------------------- restart
 
-    async def restart_kernel(self, kernel_id: str, now: bool = False) -> Future:  # type:ignore[override]
-        """Restart, then wait for the new process to answer on the shared client.
+    async def restart_kernel(  # type: ignore[override]
+        self, kernel_id: str, now: bool = False
+    ) -> asyncio.Future[dict[str, t.Any]]:
+        """Restart; return once the new process runs and the shared client is connected to it.
 
-        Returns a resolved Future (stock returns one that resolves on the kernel_info
-        reply); the listeners, activity tracking included, survive the restart.
+        As stock: the returned Future resolves when the new process answers kernel_info
+        (here: when the shared client is ready, with the kernel_info content), or fails with
+        ``TimeoutError`` after ``kernel_info_timeout`` or ``RuntimeError`` when the kernel
+        died or was shut down meanwhile. ``POST /api/kernels/{id}/restart`` answers without
+        waiting for it (docs/reliability.md). The listeners, activity tracking included,
+        survive the restart; requests sent meanwhile wait in ZMQ's queue for the new process.
         """
         self._check_kernel_id(kernel_id)
         kernel = self.get_kernel(kernel_id)
         client = getattr(kernel, "shared_client", None)
-        if client is None:
-            return await super().restart_kernel(kernel_id, now=now)
+        if not isinstance(client, SharedKernelClient):
+            result: asyncio.Future[dict[str, t.Any]] = await super().restart_kernel(
+                kernel_id, now=now
+            )
+            return result
         await self.pinned_superclass._async_restart_kernel(self, kernel_id, now=now)
         kernel.execution_state = "starting"
-        future: Future = Future()
-        try:
-            await client.wait_ready(timeout=self.kernel_info_timeout)
-        except (asyncio.TimeoutError, TimeoutError, asyncio.CancelledError):
-            self.log.warning("Timeout waiting for kernel_info_reply: %s", kernel_id)
-        future.set_result(client.kernel_info)
+        future: asyncio.Future[dict[str, t.Any]] = asyncio.get_running_loop().create_future()
+        waiter = asyncio.ensure_future(self._answered(kernel_id, client, future))
+        self._restart_waiters.add(waiter)
+        waiter.add_done_callback(self._restart_waiters.discard)
         return future
+
+    async def _answered(
+        self,
+        kernel_id: str,
+        client: SharedKernelClient,
+        future: asyncio.Future[dict[str, t.Any]],
+    ) -> None:
+        try:
+            info = await client.wait_ready(timeout=self.kernel_info_timeout)
+        except (asyncio.TimeoutError, TimeoutError):
+            self.log.warning("Timeout waiting for kernel_info_reply: %s", kernel_id)
+            error: Exception = TimeoutError("Timeout waiting for restart")
+        except asyncio.CancelledError:
+            self.log.warning("Restarting kernel failed: %s", kernel_id)
+            error = RuntimeError("Restart failed")
+        else:
+            if not future.done():
+                future.set_result(info)
+            return
+        if not future.done():
+            future.set_exception(error)
+            future.exception()  # nobody has to await it (REST does not): no "never retrieved"
 
     # ---------------------------------------------------------------- offline buffer
 

@@ -141,9 +141,20 @@ class SharedClientWebsocketConnection(ZMQChannelsWebsocketConnection):
         mkm.add_restart_callback(self.kernel_id, self.on_kernel_restarted)
         mkm.add_restart_callback(self.kernel_id, self.on_restart_failed, "dead")
         ZMQChannelsWebsocketConnection._open_sockets.add(self)
+        self._nudge_kernel(client)
         done: asyncio.Future[None] = asyncio.get_event_loop().create_future()
         done.set_result(None)
         return done
+
+    def _nudge_kernel(self, client: SharedKernelClient) -> None:
+        """Stock nudges the kernel with a kernel_info request on every websocket open (unless
+        busy); its status turns a new kernel's execution_state from "starting" to "idle"."""
+        if getattr(self.kernel_manager, "execution_state", None) == "busy":
+            return
+        request = asyncio.ensure_future(
+            client.request("kernel_info_request", timeout=self.kernel_info_timeout)
+        )
+        request.add_done_callback(lambda f: f.cancelled() or f.exception())
 
     # ---------------------------------------------------------------- close
 
