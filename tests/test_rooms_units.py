@@ -93,6 +93,8 @@ class FakeHost:
 
     save_delay = 0.0
     save_max_delay = 0.0
+    save_retry_delay = 0.01
+    save_retry_max_delay = 0.05
     free_delay = 3600.0
     file_check_interval = 0.0
     coalesce_window = 0.0

@@ -101,6 +101,8 @@ class DocumentRoom(Fanout):
         self._save_first_request: float | None = None
         self._save_task: asyncio.Future[None] | None = None
         self._free_handle: asyncio.TimerHandle | None = None
+        self._retry_handle: asyncio.TimerHandle | None = None
+        self._save_failures = 0
         self._loaded = False
         store = host.store
         #: the update store glue (None when the store is off)
@@ -301,7 +303,8 @@ class DocumentRoom(Fanout):
         if self._closed or not self._loaded:
             return
         if not self.clients and not self._holds and self.unsaved and not self.conflict:
-            self.request_save()  # freeing waits for the save
+            if self._retry_handle is None:
+                self.request_save()  # freeing waits for the save
             return
         if self.idle and self._free_handle is None:
             delay = max(self.host.free_delay, 0)
@@ -415,10 +418,58 @@ class DocumentRoom(Fanout):
 
     async def _autosave_task(self) -> None:
         try:
-            await self.save()
-        except Exception:
+            status = await self.save()
+        except Exception as e:
             self.log.exception("collab_kernels: autosave of %s failed", self.path)
+            status = self.file.failed_with(e)
+        self._after_autosave(status)
         self.schedule_free()
+
+    def _after_autosave(self, status: SaveStatus) -> None:
+        """A failed write is retried with backoff (no new edit needed) and shown: the state
+        stays dirty, collaborators get a raw ``save_failed`` message; the first save that
+        works again says so."""
+        if self._closed:
+            return
+        if status == "failed" and self.file.failure_retryable and self.unsaved:
+            self._save_failures += 1
+            base = max(self.host.save_retry_delay, 0.01)
+            delay = min(
+                base * 2 ** (self._save_failures - 1), max(self.host.save_retry_max_delay, base)
+            )
+            self.set_state(dirty=True)
+            reason = self.file.failure or "unknown error"
+            self.broadcast_raw(
+                {"type": "save_failed", "path": self.path, "reason": reason, "retry_in": delay}
+            )
+            self.log.warning(
+                "collab_kernels: %s is not saved (attempt %d: %s); retrying in %.1f s",
+                self.path,
+                self._save_failures,
+                reason,
+                delay,
+            )
+            if self._retry_handle is not None:
+                self._retry_handle.cancel()
+            self._retry_handle = asyncio.get_event_loop().call_later(delay, self._retry_save)
+        elif status != "failed" and self._save_failures:
+            self.log.info(
+                "collab_kernels: %s is saved again after %d failed attempts",
+                self.path,
+                self._save_failures,
+            )
+            self._save_failures = 0
+            self.broadcast_raw({"type": "save_recovered", "path": self.path})
+            self.file_event("saved", "The document is saved again after failed saves.")
+
+    def _retry_save(self) -> None:
+        self._retry_handle = None
+        self.request_save(delay=0)
+
+    @property
+    def save_failing(self) -> bool:
+        """The last autosave failed and a retry is scheduled."""
+        return self._save_failures > 0
 
     async def save(self, *, force: bool = False) -> SaveStatus:
         """Write the document to its file (see :meth:`RoomFile.save`)."""
@@ -438,16 +489,23 @@ class DocumentRoom(Fanout):
         else:
             try:
                 status = await self.save(force=True)
-            except Exception:
+            except Exception as e:
                 self.log.exception("collab_kernels: save of %s failed", self.path)
-                status = "failed"
+                status = self.file.failed_with(e)
             if status == "skipped":
                 # The file already holds the document. The stock frontend reads "skipped" as
                 # "a save is already in progress" and shows an error dialog on Ctrl+S.
                 status = "success"
-        client.send(
-            protocol.raw_message({"type": "save", "responseTo": request_id, "status": status})
-        )
+        answer: dict[str, Any] = {"type": "save", "responseTo": request_id, "status": status}
+        if status == "failed":
+            answer["reason"] = (
+                self.file.failure if client.can_write else "this connection may not write"
+            ) or "unknown error"
+        client.send(protocol.raw_message(answer))
+        if status == "failed" and client.can_write and self.file.failure_retryable:
+            self._after_autosave(status)  # retried like an autosave
+        elif status == "success":
+            self._after_autosave(status)
         self.schedule_free()
 
     # --- lifecycle -------------------------------------------------------------------------
@@ -475,10 +533,10 @@ class DocumentRoom(Fanout):
 
     def stop_timers(self) -> None:
         """Cancel the pending save, the pending free and the disk watch."""
-        for handle in (self._save_handle, self._free_handle):
+        for handle in (self._save_handle, self._free_handle, self._retry_handle):
             if handle is not None:
                 handle.cancel()
-        self._save_handle = self._free_handle = None
+        self._save_handle = self._free_handle = self._retry_handle = None
         self.file.stop_watch()
 
     async def stop(

@@ -123,6 +123,9 @@ class RoomFile:
         self.saved_content: Any = None
         #: the file changed on disk while the room had unsaved edits
         self.conflict = False
+        #: why the last save failed, and whether retrying it may help (a write error)
+        self.failure: str | None = None
+        self.failure_retryable = False
         self.lock = asyncio.Lock()
         self._missing_checks = 0
         self._watch_task: asyncio.Task[None] | None = None
@@ -177,16 +180,34 @@ class RoomFile:
         """Write the document through the ContentsManager.
 
         Returns ``"success"``, ``"skipped"`` (nothing to write) or ``"failed"`` (the file
-        changed on disk while the room had unsaved edits, or the write failed). ``force`` is
-        an explicit user save: it writes even when the file changed on disk (the user saw the
-        conflict) and when the room has no new edits but the file differs.
+        changed on disk while the room had unsaved edits, or the write failed; ``failure``
+        says why). ``force`` is an explicit user save: it writes even when the file changed
+        on disk (the user saw the conflict) and when the room has no new edits but the file
+        differs.
         """
+        status = await self._save(force=force)
+        if status != "failed":
+            self.failure = None
+            self.failure_retryable = False
+        return status
+
+    def failed_with(self, error: Exception) -> SaveStatus:
+        """Record an unexpected error of a save (reading the file's model failed)."""
+        reason = getattr(error, "log_message", None) or str(error) or type(error).__name__
+        return self._failed(reason, retryable=True)
+
+    def _failed(self, reason: str, *, retryable: bool) -> SaveStatus:
+        self.failure = reason
+        self.failure_retryable = retryable
+        return "failed"
+
+    async def _save(self, *, force: bool) -> SaveStatus:
         side = self.side
         async with self.lock:
             if side.closed or not side.loaded:
                 return "skipped"
             if self.conflict and not force:
-                return "failed"
+                return self._failed("the file changed on disk (conflict)", retryable=False)
             if not force and not side.unsaved:
                 return "skipped"
             version = side.version
@@ -209,8 +230,9 @@ class RoomFile:
                     type(e).__name__,
                     e,
                 )
-                side.file_event("save_failed", f"Saving failed: {type(e).__name__}: {e}")
-                return "failed"
+                reason = f"{type(e).__name__}: {e}"
+                side.file_event("save_failed", f"Saving failed: {reason}")
+                return self._failed(reason, retryable=True)
             try:
                 disk: dict[str, Any] | None = await self.get_model(content=False, require_hash=True)
             except HTTPError as e:
@@ -221,7 +243,7 @@ class RoomFile:
                     self.log.warning(
                         "collab_kernels: not saving %s: the file no longer exists", self.path
                     )
-                    return "failed"
+                    return self._failed("the file no longer exists", retryable=False)
             disk_changed = disk is not None and disk.get("hash") != self.hash
             if disk_changed and not force:
                 if content == self.saved_content:
@@ -229,7 +251,7 @@ class RoomFile:
                     await self._reload_locked()
                     return "skipped"
                 self._enter_conflict(disk)
-                return "failed"
+                return self._failed("the file changed on disk (conflict)", retryable=False)
             if not disk_changed and disk is not None and content == self.saved_content:
                 self._mark_saved(version, self.hash, disk.get("last_modified"))
                 return "skipped"
@@ -246,9 +268,10 @@ class RoomFile:
                 await ensure_async(self.contents_manager.save(model, self.path))
                 after = await self.get_model(content=False, require_hash=True)
             except Exception as e:
-                self.log.error("collab_kernels: saving %s failed: %s", self.path, e)
-                side.file_event("save_failed", f"Saving failed: {e}")
-                return "failed"
+                reason = getattr(e, "log_message", None) or str(e) or type(e).__name__
+                self.log.error("collab_kernels: saving %s failed: %s", self.path, reason)
+                side.file_event("save_failed", f"Saving failed: {reason}")
+                return self._failed(reason, retryable=True)
             self.saved_content = content
             self.conflict = False
             self._mark_saved(version, after.get("hash"), after.get("last_modified"))

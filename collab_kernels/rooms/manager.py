@@ -68,6 +68,21 @@ class RoomManager(LoggingConfigurable):
             "postpone a save."
         ),
     )
+    save_retry_delay = Float(
+        1.0,
+        config=True,
+        help=(
+            "Seconds before a failed save (read-only file, disk full, contents manager error) "
+            "is tried again, without waiting for a new edit; the delay doubles after each "
+            "failure up to save_retry_max_delay. Meanwhile the document's state stays dirty "
+            "and collaborators get a raw save_failed message with the reason."
+        ),
+    )
+    save_retry_max_delay = Float(
+        60.0,
+        config=True,
+        help="Upper bound in seconds of the delay between retries of a failing save.",
+    )
     free_delay = Float(
         60.0,
         config=True,
