@@ -49,7 +49,9 @@ def describe_request(request: Any) -> dict[str, Any]:
         "status": request.status,
         "running_cell": running[0] if running else None,
         "cells": [c.cell_id for c in request.cells if c.status in ACTIVE],
-        "input_request": request.input_request,
+        "input_request": (
+            request.input_request.to_dict() if request.input_request is not None else None
+        ),
     }
 
 
