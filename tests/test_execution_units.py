@@ -15,6 +15,7 @@ from collab_kernels.execution.requests import (
     InputPrompt,
     RequestRegistry,
 )
+from collab_kernels.execution.results import OutputCollector
 from collab_kernels.execution.routing import Route, RouteTable
 
 DOC = "json:notebook:abc"
@@ -83,7 +84,7 @@ async def test_queue_entries_show_running_prompt_and_positions():
     async def runner(request: ExecutionRequest) -> None:
         pass
 
-    queue = DocumentQueue(DOC, runner, logging.getLogger("test"))
+    queue = DocumentQueue(DOC, DOC, runner, logging.getLogger("test"))
     first, second = request_of("a", "b"), request_of("c")
     queue.current = first
     queue.pending.append(second)
@@ -122,3 +123,45 @@ def test_route_table_forgets_oldest_first():
     assert table.get("m0") is None and table.get(None) is None
     route = table.get("m4")
     assert route is not None and route.cell_id == "c4"
+
+
+def test_code_alone_is_a_scratch_execution_and_half_metadata_is_400():
+    spec = parse_execute({"code": "1 + 1"})
+    assert (spec.document_id, spec.cells, spec.code) == (None, (), "1 + 1")
+    assert parse_execute({"code": "x", "metadata": {}}).document_id is None
+    with pytest.raises(HTTPError) as info:
+        parse_execute({"code": "x", "metadata": {"cell_id": "c"}})
+    assert info.value.status_code == 400 and "go together" in info.value.log_message
+
+
+def test_the_nbmodel_input_body_answers_the_kernels_prompt():
+    spec = parse_input({"input": "bob"})
+    assert (spec.document_id, spec.cell_id, spec.value) == (None, None, "bob")
+    with pytest.raises(HTTPError):
+        parse_input({"input": 3})
+
+
+def test_collector_merges_streams_clears_and_updates_displays():
+    collector = OutputCollector(limit=1 << 20)
+    collector.add("stream", {"name": "stdout", "text": "10%\r"})
+    collector.add("stream", {"name": "stdout", "text": "100%\n"})
+    collector.add("display_data", {"data": {"text/plain": "a"}, "transient": {"display_id": "d"}})
+    collector.add(
+        "update_display_data", {"data": {"text/plain": "b"}, "transient": {"display_id": "d"}}
+    )
+    assert collector.outputs == [
+        {"output_type": "stream", "name": "stdout", "text": "100%\n"},
+        {"output_type": "display_data", "data": {"text/plain": "b"}, "metadata": {}},
+    ]
+    collector.add("clear_output", {"wait": True})
+    assert len(collector.outputs) == 2
+    collector.add("error", {"ename": "E", "evalue": "v", "traceback": []})
+    assert [o["output_type"] for o in collector.outputs] == ["error"]
+
+
+def test_collector_keeps_at_most_its_limit():
+    collector = OutputCollector(limit=100)
+    for _ in range(10):
+        collector.add("stream", {"name": "stdout", "text": "x" * 30})
+    assert collector.size <= 100 and collector.truncated
+    assert "not kept" in collector.outputs[-1]["text"]

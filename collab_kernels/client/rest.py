@@ -242,7 +242,10 @@ class RestClient:
         raise RunNotFound(f"no run {run_id!r} on {self.server.url}")
 
     async def run_status(self, kernel_id: str, run_id: str) -> RunRecord:
-        record = await self.request_object("GET", "api", "kernels", kernel_id, "requests", run_id)
+        # 202 while it runs, 300 while it waits for input, 200 when done (nbmodel protocol)
+        record = await self.request_object(
+            "GET", "api", "kernels", kernel_id, "requests", run_id, ok=(200, 202, 300)
+        )
         return cast(RunRecord, record)
 
     async def cancel_run(self, kernel_id: str, run_id: str) -> RunRecord:

@@ -6,10 +6,12 @@ dialects (see the frontend contract), all parsed into one :class:`ExecuteSpec`:
 - stock docprovider and jupyverse: ``{"cell_id", "document_id"}``;
 - jupyter-server-documents: ``{"document_id", "cells": [{"cell_id", "source_hash"}]}``
   (plus our ``"stop_on_error": false``);
-- jupyter-server-nbmodel: ``{"code", "metadata": {"cell_id", "document_id"}}``.
+- jupyter-server-nbmodel: ``{"code", "metadata": {"cell_id", "document_id"}}``, or ``{"code"}``
+  alone (a scratch execution: no document; its outputs are returned in the request status).
 
-``POST /api/kernels/{id}/input`` takes ``{"document_id", "cell_id", "value"}``
-(:class:`InputSpec`). Every problem raises ``tornado.web.HTTPError`` with a message.
+``POST /api/kernels/{id}/input`` takes ``{"document_id", "cell_id", "value"}`` or the nbmodel
+form ``{"input"}`` (the kernel's one pending prompt) (:class:`InputSpec`). Every problem raises
+``tornado.web.HTTPError`` with a message.
 """
 
 from __future__ import annotations
@@ -31,10 +33,11 @@ class CellSpec:
 
 @dataclass(frozen=True)
 class ExecuteSpec:
-    """What to run: cells of one document, in order."""
+    """What to run: cells of one document, in order; or code alone (``document_id`` None,
+    no cells: a scratch execution)."""
 
     dialect: Dialect
-    document_id: str
+    document_id: str | None
     cells: tuple[CellSpec, ...]
     #: The ``code`` dialect's code, run in place of the cell's source.
     code: str | None = None
@@ -44,8 +47,11 @@ class ExecuteSpec:
 
 @dataclass(frozen=True)
 class InputSpec:
-    document_id: str
-    cell_id: str
+    """An answer: to the prompt of a document's cell, or (both None) to the kernel's one
+    pending prompt."""
+
+    document_id: str | None
+    cell_id: str | None
     value: str
 
 
@@ -71,9 +77,13 @@ def parse_execute(body: Any) -> ExecuteSpec:
             raise HTTPError(400, "'code' must be a string and 'metadata' an object")
         document_id = metadata.get("document_id")
         cell_id = metadata.get("cell_id")
+        if not document_id and not cell_id:
+            return ExecuteSpec(dialect="code", document_id=None, cells=(), code=code)
         if not document_id or not cell_id:
             raise HTTPError(
-                400, "metadata.cell_id and metadata.document_id are required with 'code'"
+                400,
+                "metadata.cell_id and metadata.document_id go together with 'code' "
+                "(neither: a scratch execution, not written to any document)",
             )
         return ExecuteSpec(
             dialect="code",
@@ -116,6 +126,11 @@ def _document_id(value: Any) -> str:
 def parse_input(body: Any) -> InputSpec:
     """The answer to an ``input()`` prompt."""
     body = _object(body)
+    if "input" in body and "value" not in body:
+        answer = body.get("input")
+        if not isinstance(answer, str):
+            raise HTTPError(400, "'input' must be a string")
+        return InputSpec(None, None, answer)
     document_id, cell_id, value = body.get("document_id"), body.get("cell_id"), body.get("value")
     if not isinstance(document_id, str) or not isinstance(cell_id, str):
         raise HTTPError(400, "'document_id' and 'cell_id' are required")

@@ -14,6 +14,7 @@ from jupyter_server.auth.decorator import authorized as _authorized
 from jupyter_server.utils import url_path_join
 from tornado import web
 
+from ..contract import DONE
 from ..handlers_base import CollabAPIHandler
 from .body import parse_input
 from .requests import ExecutionRequest
@@ -69,12 +70,37 @@ class ExecuteHandler(ExecutionAPIHandler):
         self.finish(json.dumps(request.to_dict()))
 
 
+def status_view(request: ExecutionRequest) -> tuple[int, dict[str, Any]]:
+    """The HTTP status and body of ``GET .../requests/{uid}``, in the nbmodel protocol:
+    202 while queued or running, 300 while its code waits for ``input()``
+    (``input_request``), 200 when done, with ``execution_count`` and, for ``{"code"}``
+    executions, ``outputs`` (nbformat outputs as a JSON string, as jupyter-server-nbmodel
+    sends them). The request's own fields come alongside."""
+    body = request.to_dict()
+    if request.input_request is not None:
+        return 300, body
+    if request.status != DONE:
+        return 202, body
+    outputs = request.outputs
+    if request.outputs_dropped:
+        body["outputs_dropped"] = True
+    elif outputs is not None:
+        body["outputs"] = json.dumps(outputs)
+    return 200, body
+
+
 class RequestHandler(ExecutionAPIHandler):
     @web.authenticated
     @authorized("read")
     async def get(self, kernel_id: str, request_id: str) -> None:
         request = self.get_request_or_404(kernel_id, request_id)
-        self.finish(json.dumps(request.to_dict()))
+        code, body = status_view(request)
+        self.set_status(code)
+        if code == 300:
+            self.set_header(
+                "Location", url_path_join(self.base_url, "api", "kernels", kernel_id, "input")
+            )
+        self.finish(json.dumps(body))
 
     @web.authenticated
     @authorized("execute")

@@ -28,9 +28,10 @@ from traitlets.config import LoggingConfigurable
 from ..contract import source_hash
 from ..kernels.manager import SharedClientMappingKernelManager
 from ..rooms.manager import RoomManager
-from .body import parse_execute
+from .body import ExecuteSpec, parse_execute
 from .ports import Log, NotebookRoom, RoomSource
 from .requests import CellRun, ExecutionRequest, RequestRegistry, StopReason
+from .results import OutputCollector
 from .routing import KernelLink, LinkPool, Router
 from .runner import Runner
 from .sessions import SessionIndex
@@ -125,6 +126,19 @@ class ExecutionManager(LoggingConfigurable):
         ),
     )
 
+    max_result_output_bytes = Integer(
+        64 << 20,
+        min=1024,
+        config=True,
+        help=(
+            "Bytes of outputs kept for the status of {'code'} executions (the nbmodel "
+            "protocol returns their outputs in GET /api/kernels/{id}/requests/{uid}), over "
+            "all finished requests: beyond, the oldest lose theirs ('outputs_dropped'), and "
+            "one execution keeps at most this much (then a note says output was not kept). "
+            "Outputs of cells always go to their document in full."
+        ),
+    )
+
     route_table_size = Integer(
         10000,
         config=True,
@@ -147,7 +161,7 @@ class ExecutionManager(LoggingConfigurable):
     def __init__(self, **kwargs: Any):
         super().__init__(**kwargs)
         rooms: RoomSource = self.room_manager
-        self.requests = RequestRegistry(self.request_history)
+        self.requests = RequestRegistry(self.request_history, self.max_result_output_bytes)
         self.writers = WriterPool(rooms, lambda: self.output_batch_interval, self.log)
         self.sessions = SessionIndex(self.session_manager, self.log, self._sessions_changed)
         self.inputs = InputBroker(
@@ -278,7 +292,55 @@ class ExecutionManager(LoggingConfigurable):
         if kernel_id not in self.kernel_manager:
             raise HTTPError(404, f"No such kernel: {kernel_id}")
         spec = parse_execute(body)
-        room = await self._room_for(spec.document_id)
+        link = self.link_for(kernel_id)
+        room: NotebookRoom | None = None
+        if spec.document_id is None:
+            # A scratch execution (the nbmodel protocol's code alone): no document.
+            if link is None:
+                raise self._no_shared_client(kernel_id)
+            runs = [CellRun(cell_id="", code=spec.code or "", outputs=self._collector())]
+        else:
+            room = await self._room_for(spec.document_id)
+            await self._check_session(room, kernel_id)
+            if link is None:
+                raise self._no_shared_client(kernel_id)
+            runs = self._document_runs(spec, room)
+        request = ExecutionRequest(
+            kernel_id=kernel_id,
+            document_id=spec.document_id,
+            path=room.path if room is not None else None,
+            cells=runs,
+            username=username,
+            stop_on_error=spec.stop_on_error,
+        )
+        self.requests.add(request)
+        queue = self.runner.queue(request)
+        if queue.hold is None and room is not None:
+            queue.hold = room.hold(f"execution queue ({len(runs)} cell(s))")
+        self.runner.start(request, link)
+        if debug_logged(self.log):
+            self.log.debug(
+                "collab_kernels: %s queued %d cell(s) of %s on kernel %s (request %s)",
+                username or "a user",
+                len(runs),
+                request.path or "no document",
+                kernel_id,
+                request.request_id,
+            )
+        return request
+
+    def _no_shared_client(self, kernel_id: str) -> HTTPError:
+        return HTTPError(
+            503,
+            f"Kernel {kernel_id} has no shared client: server-side execution needs "
+            "CollabKernelsApp.shared_kernel_client",
+        )
+
+    def _collector(self) -> OutputCollector:
+        return OutputCollector(self.max_result_output_bytes)
+
+    async def _check_session(self, room: NotebookRoom, kernel_id: str) -> None:
+        """The document must be a notebook whose session (if any) uses ``kernel_id``."""
         if room.file_type != "notebook":
             raise HTTPError(400, f"Document {room.path} is not a notebook")
         # The index follows session changes as they happen; re-read it only for a path it
@@ -293,15 +355,10 @@ class ExecutionManager(LoggingConfigurable):
                 f"Document {room.path} belongs to kernel {session_kernel}, not {kernel_id} "
                 "(its session points to another kernel)",
             )
-        link = self.link_for(kernel_id)
-        if link is None:
-            raise HTTPError(
-                503,
-                f"Kernel {kernel_id} has no shared client: server-side execution needs "
-                "CollabKernelsApp.shared_kernel_client",
-            )
 
-        cells_by_id = self.writers.get(spec.document_id).cells_by_id(room)
+    def _document_runs(self, spec: ExecuteSpec, room: NotebookRoom) -> list[CellRun]:
+        """The cells of ``spec`` in ``room``'s notebook (404/400/409 for bad ones)."""
+        cells_by_id = self.writers.get(room.room_id).cells_by_id(room)
         runs: list[CellRun] = []
         for cell_spec in spec.cells:
             cell_id = cell_spec.cell_id
@@ -320,33 +377,12 @@ class ExecutionManager(LoggingConfigurable):
                     f"Cell {cell_id} of {room.path} changed: its source no longer matches "
                     f"source_hash {expected}",
                 )
-            runs.append(
-                CellRun(cell_id=cell_id, code=spec.code if spec.code is not None else source)
-            )
-
-        request = ExecutionRequest(
-            kernel_id=kernel_id,
-            document_id=spec.document_id,
-            path=room.path,
-            cells=runs,
-            username=username,
-            stop_on_error=spec.stop_on_error,
-        )
-        self.requests.add(request)
-        queue = self.runner.queue(spec.document_id)
-        if queue.hold is None:
-            queue.hold = room.hold(f"execution queue ({len(runs)} cell(s))")
-        self.runner.start(request, link)
-        if debug_logged(self.log):
-            self.log.debug(
-                "collab_kernels: %s queued %d cell(s) of %s on kernel %s (request %s)",
-                username or "a user",
-                len(runs),
-                room.path,
-                kernel_id,
-                request.request_id,
-            )
-        return request
+            if spec.code is not None:
+                # The nbmodel dialect: its client reads the outputs from the request status.
+                runs.append(CellRun(cell_id, spec.code, outputs=self._collector()))
+            else:
+                runs.append(CellRun(cell_id, source))
+        return runs
 
     def cancel(self, request: ExecutionRequest) -> bool:
         """Cancel a queued request; False if it already runs or ended."""
@@ -358,8 +394,11 @@ class ExecutionManager(LoggingConfigurable):
         request ends "cancelled". Other requests of the document keep their place."""
         return await self.runner.cancel_running(request)
 
-    def answer_input(self, kernel_id: str, document_id: str, cell_id: str, value: str) -> None:
-        """Answer a pending ``input()`` prompt (409 if that cell is not waiting)."""
+    def answer_input(
+        self, kernel_id: str, document_id: str | None, cell_id: str | None, value: str
+    ) -> None:
+        """Answer a pending ``input()`` prompt (409 if that cell is not waiting); with no
+        document and cell, the kernel's one pending prompt."""
         if kernel_id not in self.kernel_manager:
             raise HTTPError(404, f"No such kernel: {kernel_id}")
         self.inputs.answer(kernel_id, document_id, cell_id, value)

@@ -45,7 +45,9 @@ class DocumentQueue:
     (``hold``) while anything is queued or running.
     """
 
-    def __init__(self, document_id: str, runner: Runner, log: Log):
+    def __init__(self, key: str, document_id: str | None, runner: Runner, log: Log):
+        #: the request's ``queue_key``: its document, or its kernel's scratch executions
+        self.key = key
         self.document_id = document_id
         self._runner = runner
         self.log = log

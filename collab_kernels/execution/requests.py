@@ -16,6 +16,7 @@ from datetime import datetime, timezone
 from typing import Any, Literal, TypedDict
 
 from ..contract import ABORTED, CANCELLED, DONE, QUEUED, RUNNING, CellResult, RequestStatus
+from .results import OutputCollector
 
 #: Why the rest of a running request will not run (``ExecutionRequest.stop_reason``).
 StopReason = Literal["interrupted", "restarted", "dead", "shutdown"]
@@ -50,7 +51,7 @@ class InputPrompt:
 
 @dataclass(eq=False)
 class CellRun:
-    """One cell of a request."""
+    """One cell of a request (for a scratch execution: its code, ``cell_id`` empty)."""
 
     cell_id: str
     #: The code to send; emptied once it is sent (the request history keeps no code).
@@ -66,6 +67,9 @@ class CellRun:
     finished: asyncio.Future[None] | None = None
     #: The shared client's connection count when the cell was sent (restarts bump it).
     generation: int = 0
+    #: Its outputs as nbformat JSON, for ``{"code"}`` executions (the nbmodel protocol
+    #: returns them in the request status); None when they only go to the document.
+    outputs: OutputCollector | None = None
 
     def to_dict(self) -> dict[str, Any]:
         data: dict[str, Any] = {
@@ -82,8 +86,9 @@ class CellRun:
 @dataclass(eq=False)
 class ExecutionRequest:
     kernel_id: str
-    document_id: str
-    path: str
+    #: The room id of the cells' document; None for a scratch execution (code alone).
+    document_id: str | None
+    path: str | None
     cells: list[CellRun]
     request_id: str = field(default_factory=lambda: uuid.uuid4().hex)
     status: RequestStatus = QUEUED
@@ -99,7 +104,32 @@ class ExecutionRequest:
     #: Set when an interrupt or a kernel event stopped the rest of the request.
     stop_reason: StopReason | None = None
     input_request: InputPrompt | None = None
+    #: The collected outputs were forgotten (the registry's output budget).
+    outputs_dropped: bool = False
     done: asyncio.Event = field(default_factory=asyncio.Event)
+
+    @property
+    def queue_key(self) -> str:
+        """The queue it runs in: its document's, or its kernel's scratch queue."""
+        return self.document_id if self.document_id is not None else f"scratch:{self.kernel_id}"
+
+    @property
+    def outputs(self) -> list[dict[str, Any]] | None:
+        """The collected outputs of its cells (None if none were collected)."""
+        collectors = [c.outputs for c in self.cells if c.outputs is not None]
+        if not collectors:
+            return None
+        return [output for collector in collectors for output in collector.outputs]
+
+    def drop_outputs(self) -> int:
+        """Forget the collected outputs; how many bytes they held."""
+        freed = 0
+        for cell in self.cells:
+            if cell.outputs is not None:
+                freed += cell.outputs.size
+                cell.outputs.outputs.clear()
+                cell.outputs.size = 0
+        return freed
 
     @property
     def execution_count(self) -> int | None:
@@ -107,7 +137,9 @@ class ExecutionRequest:
         return counts[-1] if counts else None
 
     def to_dict(self) -> dict[str, Any]:
-        return {
+        """The request's view; ``input_request`` only while a prompt waits (clients of the
+        nbmodel protocol test whether the key is there)."""
+        data: dict[str, Any] = {
             "request_id": self.request_id,
             "kernel_id": self.kernel_id,
             "document_id": self.document_id,
@@ -120,8 +152,10 @@ class ExecutionRequest:
             "created": self.created,
             "started": self.started,
             "finished": self.finished,
-            "input_request": None if self.input_request is None else self.input_request.to_dict(),
         }
+        if self.input_request is not None:
+            data["input_request"] = self.input_request.to_dict()
+        return data
 
     def mark_running(self) -> None:
         if self.status == QUEUED:
@@ -145,15 +179,33 @@ class ExecutionRequest:
 
 
 class RequestRegistry:
-    """Every live request plus the last ``history`` finished ones, by request id."""
+    """Every live request plus the last ``history`` finished ones, by request id.
 
-    def __init__(self, history: int = 1000):
+    Collected outputs of finished requests are kept up to ``output_budget`` bytes in all;
+    beyond, the oldest finished requests lose theirs (``outputs_dropped``)."""
+
+    def __init__(self, history: int = 1000, output_budget: int = 64 << 20):
         self.history = history
+        self.output_budget = output_budget
         self._requests: OrderedDict[str, ExecutionRequest] = OrderedDict()
+        self._collecting = 0  # requests added that collect outputs (0: nothing to trim)
 
     def add(self, request: ExecutionRequest) -> None:
         self._requests[request.request_id] = request
         self._trim()
+        if any(c.outputs is not None for c in request.cells):
+            self._collecting += 1
+        if self._collecting:
+            self.trim_outputs()
+
+    def trim_outputs(self) -> None:
+        held = [r for r in self._requests.values() if r.status == DONE and not r.outputs_dropped]
+        total = sum(c.outputs.size for r in held for c in r.cells if c.outputs is not None)
+        for request in held:
+            if total <= self.output_budget:
+                break
+            total -= request.drop_outputs()
+            request.outputs_dropped = True
 
     def get(self, request_id: str) -> ExecutionRequest | None:
         return self._requests.get(request_id)

@@ -35,9 +35,10 @@ from .writer import WriterPool, notebook_cells
 
 @dataclass(eq=False)
 class Route:
-    """Where the output of one execute request goes."""
+    """Where the output of one execute request goes: a cell of a document (``document_id``
+    None for a scratch execution), and the run's collected outputs if it has them."""
 
-    document_id: str
+    document_id: str | None
     cell_id: str
     run: CellRun | None = None  # a server-owned execution
     request: ExecutionRequest | None = None
@@ -238,9 +239,13 @@ class Router:
         channel, msg_type = msg.channel, msg.msg_type
         if channel == "iopub":
             if msg_type in OUTPUT_MSG_TYPES:
-                self.writers.get(route.document_id).enqueue(
-                    route.cell_id, msg_type, msg.content, with_end=msg_type == "execute_result"
-                )
+                run = route.run
+                if run is not None and run.outputs is not None:
+                    run.outputs.add(msg_type, msg.content)
+                if route.document_id is not None:
+                    self.writers.get(route.document_id).enqueue(
+                        route.cell_id, msg_type, msg.content, with_end=msg_type == "execute_result"
+                    )
             elif msg_type == "execute_input":
                 count = msg.content.get("execution_count")
                 route.execution_count = count
@@ -249,7 +254,7 @@ class Router:
             elif msg_type == "status" and msg.content.get("execution_state") == "idle":
                 if route.run is not None:
                     self.runs.cell_idle(route)
-                elif route.external:
+                elif route.external and route.document_id is not None:
                     try:
                         self.writers.get(route.document_id).finish_external(
                             route.cell_id, route.execution_count

@@ -79,11 +79,13 @@ class Runner:
         self.log = log
         self.queues: dict[str, DocumentQueue] = {}
 
-    def queue(self, document_id: str) -> DocumentQueue:
-        queue = self.queues.get(document_id)
+    def queue(self, request: ExecutionRequest) -> DocumentQueue:
+        """The queue of the request's document (or of its kernel's scratch executions)."""
+        key = request.queue_key
+        queue = self.queues.get(key)
         if queue is None:
-            queue = self.queues[document_id] = DocumentQueue(
-                document_id, self.run_request, self.log
+            queue = self.queues[key] = DocumentQueue(
+                key, request.document_id, self.run_request, self.log
             )
         return queue
 
@@ -91,7 +93,7 @@ class Runner:
 
     def start(self, request: ExecutionRequest, link: KernelLink) -> None:
         """Queue a validated request (its document's room is live and held)."""
-        queue = self.queue(request.document_id)
+        queue = self.queue(request)
         if queue.submit(request) and link.client.ready:
             # The document's queue was idle: the execute_request goes to the kernel now,
             # before the 202 is answered, and the doc gets one transaction (the first cell
@@ -121,7 +123,7 @@ class Runner:
     # ------------------------------------------------------------------ running
 
     async def run_request(self, request: ExecutionRequest) -> None:
-        queue = self.queue(request.document_id)
+        queue = self.queue(request)
         try:
             if request.status == DONE:
                 return
@@ -208,7 +210,6 @@ class Runner:
         iteration, after the start transaction (outputs cleared, count null) is committed.
         The document's room must be live and the kernel linked.
         """
-        writer = self.writers.get(request.document_id)
         link = self.link_for(request.kernel_id)
         if link is None:
             raise RuntimeError(f"kernel {request.kernel_id} is not linked")
@@ -242,8 +243,12 @@ class Runner:
             self.log.warning(
                 "collab_kernels: could not send to kernel %s: %s", request.kernel_id, e
             )
+        if request.document_id is None:
+            return
         try:
-            writer.start_cell(cell.cell_id, queue_entries(queue), mark_running=mark_running)
+            self.writers.get(request.document_id).start_cell(
+                cell.cell_id, queue_entries(queue), mark_running=mark_running
+            )
         except Exception:
             self.log.exception(
                 "collab_kernels: could not mark cell %s of %s running", cell.cell_id, request.path
@@ -252,7 +257,6 @@ class Runner:
     async def run_cell(
         self, request: ExecutionRequest, cell: CellRun, queue: DocumentQueue
     ) -> bool:
-        writer = self.writers.get(request.document_id)
         if cell.status == QUEUED:
             if self.link_for(request.kernel_id) is None:
                 cell.status, cell.result = DONE, ERROR
@@ -262,7 +266,8 @@ class Runner:
                 }
                 return False
             try:
-                await writer.get_room()
+                if request.document_id is not None:
+                    await self.writers.get(request.document_id).get_room()
             except Exception as e:
                 cell.status, cell.result = DONE, ERROR
                 cell.error = {"ename": DOCUMENT_GONE, "evalue": str(e)}
@@ -311,6 +316,11 @@ class Runner:
         if cell.execution_count is None:
             cell.execution_count = reply.get("execution_count")
         cell.status = DONE
+        if cell.outputs is not None:
+            for output in extra or ():
+                cell.outputs.add_output(output)
+        if request.document_id is None:
+            return
         try:
             self.writers.get(request.document_id).finish_cell(
                 cell.cell_id,
@@ -350,7 +360,7 @@ class Runner:
             return
         request = route.request
         if request is not None and run.status == RUNNING:
-            self.complete_cell(request, run, self.queue(request.document_id))
+            self.complete_cell(request, run, self.queue(request))
         run.finished.set_result(None)
 
     def kernel_event(self, link: KernelLink, event: str) -> None:
@@ -428,7 +438,7 @@ class Runner:
 
     def cancel(self, request: ExecutionRequest) -> bool:
         """Cancel a queued request; False if it already runs or ended."""
-        queue = self.queues.get(request.document_id)
+        queue = self.queues.get(request.queue_key)
         if request.status != QUEUED or queue is None or not queue.remove(request):
             return False
         request.end(CANCELLED)
@@ -440,7 +450,7 @@ class Runner:
         """Cancel a running request: its queued cells are dropped, the running cell is
         interrupted, and the request ends "cancelled". Other requests of the document keep
         their place."""
-        queue = self.queues.get(request.document_id)
+        queue = self.queues.get(request.queue_key)
         if request.status != RUNNING or queue is None:
             return False
         request.cancel_requested = True
@@ -469,6 +479,8 @@ class Runner:
         mark_running: Iterable[str] = (),
         aborted: QueueEntries | None = None,
     ) -> None:
+        if queue.document_id is None:
+            return
         writer = self.writers.get(queue.document_id)
         if writer.live_room() is None:
             return

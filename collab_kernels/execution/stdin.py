@@ -80,7 +80,7 @@ class InputBroker:
             prompt=str(content.get("prompt", "")),
             password=bool(content.get("password", False)),
         )
-        key = (route.document_id, route.cell_id)
+        key = (request.queue_key, route.cell_id)
         old = self.pending.pop(key, None)
         if old is not None and old.timer is not None:
             old.timer.cancel()
@@ -97,10 +97,27 @@ class InputBroker:
             request.path,
             pending.prompt,
         )
-        self.publish(route.document_id)
+        if route.document_id is not None:
+            self.publish(route.document_id)
 
-    def answer(self, kernel_id: str, document_id: str, cell_id: str, value: str) -> None:
-        key = (document_id, cell_id)
+    def answer(
+        self, kernel_id: str, document_id: str | None, cell_id: str | None, value: str
+    ) -> None:
+        """Answer the prompt of ``cell_id`` of ``document_id``; with both None, the kernel's
+        one pending prompt (the nbmodel protocol's ``{"input"}``)."""
+        if document_id is None or cell_id is None:
+            keys = [k for k, p in self.pending.items() if p.link.kernel_id == kernel_id]
+            if len(keys) != 1:
+                raise HTTPError(
+                    409,
+                    f"Kernel {kernel_id} has {len(keys)} pending input prompts; answer one "
+                    "with {document_id, cell_id, value}"
+                    if keys
+                    else f"No execution on kernel {kernel_id} is waiting for input",
+                )
+            key = keys[0]
+        else:
+            key = (document_id, cell_id)
         pending = self.pending.get(key)
         if pending is None or pending.link.kernel_id != kernel_id:
             raise HTTPError(409, f"Cell {cell_id} is not waiting for input on kernel {kernel_id}")
@@ -110,13 +127,25 @@ class InputBroker:
         client = pending.link.client
         reply = client.session.msg("input_reply", {"value": value}, parent=pending.header)
         client.send("stdin", reply)
-        echo = pending.prompt + ("" if pending.password else value) + "\n"
-        self.writers.get(document_id).enqueue(cell_id, "stream", {"name": "stdout", "text": echo})
+        echo = {
+            "name": "stdout",
+            "text": pending.prompt + ("" if pending.password else value) + "\n",
+        }
+        self._write(pending, "stream", echo)
         self._clear(pending)
+
+    def _write(self, pending: PendingInput, msg_type: str, content: dict[str, Any]) -> None:
+        """An output the server adds to the prompting cell (its document, its result)."""
+        run, route = pending.route.run, pending.route
+        if run is not None and run.outputs is not None:
+            run.outputs.add(msg_type, content)
+        if route.document_id is not None:
+            self.writers.get(route.document_id).enqueue(route.cell_id, msg_type, content)
 
     def _clear(self, pending: PendingInput) -> None:
         pending.request.input_request = None
-        self.publish(pending.route.document_id)
+        if pending.route.document_id is not None:
+            self.publish(pending.route.document_id)
 
     async def _timed_out(self, key: tuple[str, str], pending: PendingInput) -> None:
         if self.pending.get(key) is not pending:
@@ -135,11 +164,7 @@ class InputBroker:
             "StdinTimeout",
             f"input() got no answer within {timeout:g} s; the kernel was interrupted.",
         )
-        self.writers.get(pending.route.document_id).enqueue(
-            pending.route.cell_id,
-            "error",
-            {k: v for k, v in output.items() if k != "output_type"},
-        )
+        self._write(pending, "error", {k: v for k, v in output.items() if k != "output_type"})
         self._clear(pending)
         try:
             await self.interrupt(pending.link.kernel_id)
@@ -149,7 +174,7 @@ class InputBroker:
             )
 
     def cancel(self, request: ExecutionRequest, run: CellRun) -> None:
-        key = (request.document_id, run.cell_id)
+        key = (request.queue_key, run.cell_id)
         pending = self.pending.get(key)
         if pending is not None and pending.route.run is run:
             del self.pending[key]

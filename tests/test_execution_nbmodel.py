@@ -1,0 +1,134 @@
+"""The jupyter-server-nbmodel protocol: request status codes, outputs in the status, input, and
+scratch executions (code alone, not tied to any document)."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+
+from fixtures_execution import TIMEOUT, cell_py
+
+from collab_kernels.execution.manager import ExecutionManager
+
+
+def gate(flag, body: str) -> str:
+    return (
+        f"import os, time\nwhile not os.path.exists({str(flag)!r}):\n    time.sleep(0.02)\n{body}"
+    )
+
+
+async def post_code(api, kernel_id, code, metadata=None):
+    body = {"code": code} if metadata is None else {"code": code, "metadata": metadata}
+    status, data, headers = await api("POST", "api", "kernels", kernel_id, "execute", body=body)
+    assert status == 202, data
+    location = headers["Location"]
+    return data["request_id"], location[location.index("api/") :].split("/")
+
+
+async def test_status_codes_and_outputs_of_a_cell_execution(
+    notebook_session, api, collab_client, wait_request, execution_manager, tmp_path
+):
+    flag = tmp_path / "go"
+    nb = await notebook_session(["pass"])
+    cid = nb.cell_ids[0]
+    alice = await collab_client(nb.path)
+    rid, location = await post_code(
+        api,
+        nb.kernel_id,
+        gate(flag, "print('hello')\n6 * 7"),
+        {"cell_id": cid, "document_id": nb.room_id},
+    )
+    status, body, _ = await api("GET", *location)
+    assert status == 202, body
+    assert "input_request" not in body and body["status"] in ("queued", "running")
+    flag.write_text("")
+    await wait_request(rid)
+    status, body, _ = await api("GET", *location)
+    assert status == 200, body
+    assert "input_request" not in body
+    assert body["status"] == "done" and body["result"] == "ok" and body["execution_count"] == 1
+    outputs = json.loads(body["outputs"])
+    assert outputs[0] == {"output_type": "stream", "name": "stdout", "text": "hello\n"}
+    assert outputs[1]["output_type"] == "execute_result"
+    assert outputs[1]["data"]["text/plain"] == "42"
+    # The cell of the document got the same outputs.
+    await alice.wait_for(lambda d: cell_py(d, cid).get("execution_count") == 1, TIMEOUT)
+    assert cell_py(alice.document, cid)["outputs"][1]["data"]["text/plain"] == "42"
+
+
+async def test_input_is_300_and_answered_the_nbmodel_way(notebook_session, api, wait_request):
+    nb = await notebook_session(["pass"])
+    rid, location = await post_code(
+        api,
+        nb.kernel_id,
+        "name = input('name? ')\nprint('hello', name)",
+        {"cell_id": nb.cell_ids[0], "document_id": nb.room_id},
+    )
+    request_done = asyncio.ensure_future(wait_request(rid))
+    # Wait for the prompt: the status turns 300 (an event of the kernel, not a timer).
+    prompt = None
+    while prompt is None:
+        status, body, headers = await api("GET", *location)
+        assert status in (202, 300), body
+        if status == 300:
+            prompt = body["input_request"]
+        else:
+            await asyncio.wait([request_done], timeout=0.05)
+    assert prompt["prompt"] == "name? " and prompt["password"] is False
+    assert headers["Location"].endswith(f"/api/kernels/{nb.kernel_id}/input")
+    status, data, _ = await api(
+        "POST", "api", "kernels", nb.kernel_id, "input", body={"input": "bob"}
+    )
+    assert status == 200, data
+    result = await request_done
+    assert result["result"] == "ok"
+    status, body, _ = await api("GET", *location)
+    assert status == 200 and "input_request" not in body
+    assert "hello bob\n" in "".join(o.get("text", "") for o in json.loads(body["outputs"]))
+
+
+async def test_scratch_execution_runs_on_the_kernel_and_touches_no_document(
+    notebook_session, api, collab_client, wait_request
+):
+    nb = await notebook_session(["x = 1"])
+    alice = await collab_client(nb.path)
+    before = cell_py(alice.document, nb.cell_ids[0])
+    rid, location = await post_code(api, nb.kernel_id, "import sys\nprint(sys.version_info[0])")
+    result = await wait_request(rid)
+    assert result["result"] == "ok" and result["document_id"] is None and result["path"] is None
+    status, body, _ = await api("GET", *location)
+    assert status == 200
+    assert json.loads(body["outputs"]) == [
+        {"output_type": "stream", "name": "stdout", "text": "3\n"}
+    ]
+    assert body["execution_count"] == 1
+    # An error is a result too, with its error output.
+    rid, location = await post_code(api, nb.kernel_id, "1 / 0")
+    result = await wait_request(rid)
+    assert result["result"] == "error"
+    status, body, _ = await api("GET", *location)
+    assert status == 200
+    (error,) = json.loads(body["outputs"])
+    assert error["output_type"] == "error" and error["ename"] == "ZeroDivisionError"
+    # The notebook on the same kernel did not change (and got no execution entries).
+    assert cell_py(alice.document, nb.cell_ids[0]) == before
+
+
+async def test_outputs_kept_for_status_are_bounded(
+    notebook_session, api, wait_request, execution_manager: ExecutionManager
+):
+    nb = await notebook_session(["pass"])
+    registry = execution_manager.requests
+    old_budget = registry.output_budget
+    registry.output_budget = 4096
+    try:
+        first, first_location = await post_code(api, nb.kernel_id, "print('a' * 3000)")
+        await wait_request(first)
+        second, _ = await post_code(api, nb.kernel_id, "print('b' * 3000)")
+        await wait_request(second)
+        third, _ = await post_code(api, nb.kernel_id, "print('c')")  # trims the oldest
+        await wait_request(third)
+        status, body, _ = await api("GET", *first_location)
+        assert status == 200 and "outputs" not in body and body["outputs_dropped"] is True
+    finally:
+        registry.output_budget = old_budget
