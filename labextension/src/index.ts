@@ -686,6 +686,66 @@ class Companion {
     }
   }
 
+  /**
+   * The docprovider answers the server's "conflict" message with a modal "Edit Conflict"
+   * dialog whose focused button catches the next keystrokes. Dismiss it at once and say the
+   * same thing in a notification, with a reload as its action.
+   */
+  watchDialogs(): void {
+    const observer = new MutationObserver(records => {
+      if (!this.settings.roomNotifications) {
+        return;
+      }
+      for (const record of records) {
+        for (const node of Array.from(record.addedNodes)) {
+          if (node instanceof HTMLElement && node.classList.contains('jp-Dialog')) {
+            this.convertDialog(node);
+          }
+        }
+      }
+    });
+    observer.observe(document.body, { childList: true });
+  }
+
+  private convertDialog(dialog: HTMLElement): void {
+    const title = dialog.querySelector('.jp-Dialog-header')?.textContent?.trim() || '';
+    if (!title) {
+      // The dialog renders its content right after it is attached: look again then.
+      const observer = new MutationObserver(() => {
+        if (dialog.querySelector('.jp-Dialog-header')?.textContent?.trim()) {
+          observer.disconnect();
+          this.convertDialog(dialog);
+        }
+      });
+      observer.observe(dialog, { childList: true, subtree: true, characterData: true });
+      window.setTimeout(() => observer.disconnect(), 5000);
+      return;
+    }
+    if (/^File Save Error/.test(title)) {
+      // JupyterLab's error dialog of a failed save: one "Ok" button.
+      const body = dialog.querySelector('.jp-Dialog-body')?.textContent?.trim() || '';
+      const ok = dialog.querySelector<HTMLButtonElement>('.jp-Dialog-footer button');
+      if (ok) {
+        ok.click();
+        Notification.error(`${title}: ${body}`, { autoClose: false });
+      }
+      return;
+    }
+    if (title !== 'Edit Conflict') {
+      return;
+    }
+    const body = dialog.querySelector('.jp-Dialog-body')?.textContent?.trim() || '';
+    const dismiss = Array.from(dialog.querySelectorAll('button')).find(b => b.textContent?.trim() === 'Dismiss');
+    if (!dismiss) {
+      return;
+    }
+    dismiss.click();
+    Notification.warning(`Edit conflict: ${body}`, {
+      autoClose: false,
+      actions: [{ label: 'Reload', caption: 'Reload the page: the document as the server has it', callback: () => window.location.reload() }]
+    });
+  }
+
   private isOpenHere(path: string): boolean {
     const clean = path.replace(/^\/+/, '');
     for (const nb of this.notebooks) {
@@ -737,6 +797,7 @@ const plugin: JupyterFrontEndPlugin<void> = {
         : 'edit'
       : 'view';
     app.serviceManager.events.stream.connect((_, event) => companion.onServerEvent(event));
+    companion.watchDialogs();
     if (settingRegistry) {
       try {
         const settings = await settingRegistry.load(PLUGIN_ID);

@@ -62,11 +62,19 @@ export class Lab {
    * Opens `docPath` in a new browser context logged in as `user`, in a workspace of its
    * own (contexts sharing the default workspace would reopen each other's tabs).
    */
-  async open(user: UserName, docPath: string, label: string = user): Promise<Page> {
+  async open(
+    user: UserName,
+    docPath: string,
+    label: string = user,
+    setup?: (context: BrowserContext) => Promise<void>
+  ): Promise<Page> {
     const context = await this.browser.newContext({
       baseURL: this.baseURL,
       viewport: { width: 1280, height: 800 }
     });
+    if (setup) {
+      await setup(context);
+    }
     const page = await context.newPage();
     page.on('console', msg => {
       if (['error', 'warning', 'debug'].includes(msg.type()) || /provider|session|reload/i.test(msg.text())) {
