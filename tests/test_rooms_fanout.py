@@ -156,13 +156,13 @@ async def test_many_watchers_receive_the_same_frame_bytes(
         source.insert(len(source), f"line {i}\n")
         await asyncio.sleep(0)  # let some transactions go out one by one, others merged
     expected = str(source)
-    await asyncio.gather(*(w.wait_for_source(expected) for w in plain + [deflate]))
+    await asyncio.gather(*(w.wait_for_source(expected) for w in [*plain, deflate]))
 
     # every watcher saw the same update messages, byte for byte, in the same order,
     # compressed or not (the deflate one's are decompressed by its client)
     reference = plain[0].updates
     assert reference
-    for w in plain[1:] + [deflate]:
+    for w in [*plain[1:], deflate]:
         assert w.updates == reference
     # ...and each of them was framed once for all the uncompressed watchers, not once each
     counts = collections.Counter(encoded)
@@ -206,3 +206,48 @@ async def test_slow_reader_among_many_watchers_is_dropped_with_1013(
     # the dropped viewer reconnects and resyncs to the whole document
     (again,) = await watchers(path, 1)
     assert again.source() == str(source)
+
+
+@pytest.mark.parametrize("share", [0.0, 0.1])
+async def test_big_room_broadcasts_within_its_cpu_share(share, monkeypatch):
+    """During a burst, a room whose last broadcast took t seconds of CPU waits t*(1/share-1)
+    before the next one (a cell's end is still sent at once); share 0 only coalesces."""
+    import logging
+
+    from pycrdt import Text
+
+    from collab_kernels.rooms import fanout
+    from collab_kernels.rooms.fanout import Fanout, RoomClient
+
+    cpu = [0.0]  # the room's thread CPU clock: each broadcast "costs" 1 s
+    monkeypatch.setattr(fanout.time, "thread_time", lambda: cpu[0])
+    log = logging.getLogger("test")
+    room = Fanout("burst", log=log, coalesce_window=0, fanout_cpu_share=share)
+    received: list[bytes] = []
+
+    def write(frame: frames.Frame) -> None:
+        received.append(frame.payload)
+        cpu[0] += 1.0
+
+    client = RoomClient(
+        write=write,
+        close=lambda code, reason: None,
+        can_write=True,
+        name="c",
+        max_queue=10,
+        log=log,
+    )
+    room.add_client(client)
+    text = room.ydoc.get("t", type=Text)
+    text += "a"  # after a quiet period: out at once
+    await asyncio.sleep(0)
+    assert room.pending_update_count == 0
+    sent = len(received)
+    text += "b"  # in the burst: waits 9 s with share 0.1
+    for _ in range(10):
+        await asyncio.sleep(0)  # loop iterations, not time: nothing is due yet
+    if share:
+        assert room.pending_update_count == 1 and len(received) == sent
+        room.flush_updates()  # e.g. the end of a cell
+    assert room.pending_update_count == 0 and len(received) == sent + 1
+    room.close()

@@ -98,6 +98,7 @@ class FakeHost:
     free_delay = 3600.0
     file_check_interval = 0.0
     coalesce_window = 0.0
+    fanout_cpu_share = 0.0
     awareness_window = 0.0
     awareness_renewal_window = 1.0
     update_store_compact_every = 1000

@@ -69,6 +69,7 @@ class DocumentRoom(Fanout):
             room_id,
             log=host.log,
             coalesce_window=host.coalesce_window,
+            fanout_cpu_share=host.fanout_cpu_share,
             awareness_window=host.awareness_window,
             awareness_renewal_window=host.awareness_renewal_window,
             max_awareness_state_size=host.max_awareness_state_size,

@@ -109,6 +109,18 @@ class RoomManager(LoggingConfigurable):
             "reaches each client. 0 merges only updates of the same event-loop iteration."
         ),
     )
+    fanout_cpu_share = Float(
+        0.1,
+        config=True,
+        help=(
+            "Largest share of one CPU core a room's document broadcasts may take during a "
+            "burst of updates. Sending an update costs server CPU per connected client (about "
+            "12 us each); after a broadcast that took t seconds of CPU, the next merged update "
+            "waits at least t * (1 / share - 1) seconds (with 1000 viewers: about ten updates "
+            "a second). Rooms with few clients are limited by coalesce_window only; the end of "
+            "a cell is always sent at once. 0 or 1 = no limit."
+        ),
+    )
     awareness_window = Float(
         0.05,
         config=True,
@@ -454,6 +466,7 @@ class RoomManager(LoggingConfigurable):
                 protocol.GLOBAL_AWARENESS_ROOM,
                 log=self.log,
                 coalesce_window=self.coalesce_window,
+                fanout_cpu_share=self.fanout_cpu_share,
                 awareness_window=self.awareness_window,
                 awareness_renewal_window=self.awareness_renewal_window,
                 max_awareness_state_size=self.max_awareness_state_size,
