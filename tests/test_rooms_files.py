@@ -9,6 +9,7 @@ import nbformat
 import pytest
 from fixtures_rooms import eventually, read_notebook
 from jupyter_server.serverapp import ServerApp
+from pycrdt import Text
 from tornado.httpserver import HTTPServer
 from tornado.testing import bind_unused_port
 from traitlets.config import Config
@@ -87,33 +88,35 @@ async def test_out_of_band_change_is_applied_in_place(rooms_notebook, collab_cli
     assert disk_sources(jp_root_dir, path) == ["a = 1", "b = 20", "c = 3"]
 
 
-async def test_conflict_keeps_room_content_and_file(
-    rooms_notebook, collab_client, jp_root_dir, room_manager, jp_serverapp
+async def test_text_file_conflict_keeps_room_content_and_file(
+    rooms_text, collab_client, jp_root_dir, room_manager, jp_serverapp
 ):
+    """Text files are not merged: the room keeps its content, an explicit save overwrites.
+    (Notebooks are merged by cell: tests/test_rooms_nothing_lost.py.)"""
     events = room_events(jp_serverapp)
     room_manager.save_delay = 30  # keep the room's edit unsaved
-    path = rooms_notebook("conflict.ipynb", ["x = 1"])
-    conn = await collab_client(path)
-    ids = [cell["id"] for cell in conn.document.ycells]
+    path = rooms_text("conflict.txt", "x = 1\n")
+    conn = await collab_client(path, "file")
     room = room_manager.find_room(conn.room_id)
-    append_source(conn.document, 0, "  # mine")
+    text = conn.ydoc.get("source", type=Text)
+    text.insert(len(text), "# mine\n")
     await eventually(lambda: room.unsaved)
 
-    write_out_of_band(jp_root_dir, path, ["x = 2  # theirs"], ids)
+    (jp_root_dir / path).write_text("x = 2  # theirs\n")
     message = await conn.wait_for_raw("conflict")
     assert message == {"type": "conflict"}
 
     # the room keeps the user's edit, the file keeps the other change
-    assert sources(room.document) == ["x = 1  # mine"]
-    assert disk_sources(jp_root_dir, path) == ["x = 2  # theirs"]
+    assert room.document.get() == "x = 1\n# mine\n"
+    assert (jp_root_dir / path).read_text() == "x = 2  # theirs\n"
     assert await room.save() == "failed"  # an autosave never overwrites it
-    assert disk_sources(jp_root_dir, path) == ["x = 2  # theirs"]
+    assert (jp_root_dir / path).read_text() == "x = 2  # theirs\n"
     await eventually(lambda: any(e["action"] == "conflict" for e in events))
     assert room_manager.find_room(conn.room_id) is room  # never freed with unsaved edits
 
     # an explicit save (the user saw the dialog) writes the room's content
     assert await conn.save() == "success"
-    assert disk_sources(jp_root_dir, path) == ["x = 1  # mine"]
+    assert (jp_root_dir / path).read_text() == "x = 1\n# mine\n"
     await eventually(lambda: any(e["action"] == "overwritten" for e in events))
 
 

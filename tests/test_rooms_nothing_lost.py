@@ -4,7 +4,9 @@ room has unsaved edits are merged by cell. Real server, real files."""
 from __future__ import annotations
 
 import errno
+import json
 
+import nbformat
 import pytest
 from fixtures_rooms import eventually, read_notebook
 from jupyter_server.services.contents.largefilemanager import AsyncLargeFileManager
@@ -83,3 +85,66 @@ async def test_failed_save_is_shown_and_retried_without_a_new_edit(
     await eventually(lambda: disk_sources(jp_root_dir, path) == ["a = 1  # alice"])
     await bob.wait_for(lambda doc: doc.ystate.get("dirty") is False)
     await bob.wait_for_raw("save_recovered")
+
+
+# --- 2: out-of-band change with unsaved edits: merged by cell ---------------------------------
+def write_out_of_band(root, path, cells: list[tuple[str, str]]) -> None:
+    nb = nbformat.v4.new_notebook()
+    for cell_id, source in cells:
+        cell = nbformat.v4.new_code_cell(source)
+        cell["id"] = cell_id
+        nb.cells.append(cell)
+    (root / path).write_text(nbformat.writes(nb))
+
+
+async def test_out_of_band_change_is_merged_with_unsaved_edits_by_cell(
+    rooms_notebook, collab_client, room_manager, jp_root_dir
+):
+    room_manager.save_delay = 30  # the room's edit stays unsaved
+    path = rooms_notebook("merge.ipynb", ["a = 1", "b = 2", "c = 3"])
+    alice = await collab_client(path)
+    bob = await collab_client(path)
+    a, b, _c = [cell["id"] for cell in alice.document.ycells]
+    room = room_manager.find_room(alice.room_id)
+    append(alice.document, 0, "  # alice")
+    await eventually(lambda: room.unsaved)
+    # git checkout: cell b changed, c deleted, a new cell d
+    write_out_of_band(jp_root_dir, path, [(a, "a = 1"), (b, "b = 20"), ("d", "d = 4")])
+    merged = await bob.wait_for_raw("merged")
+    assert merged["conflicts"] == [] and merged["checkpoint"] is None
+    expected = ["a = 1  # alice", "b = 20", "d = 4"]
+    await bob.wait_for(lambda doc: [str(c["source"]) for c in doc.ycells] == expected)
+    await eventually(lambda: disk_sources(jp_root_dir, path) == expected)  # merge saved
+    assert "conflict" not in [m.get("type") for m in bob.raw_messages + alice.raw_messages]
+    assert not room.unsaved
+    # saved and idle: the room is freed once everyone left
+    await alice.close()
+    await bob.close()
+    await eventually(lambda: room_manager.find_room(room.room_id) is None)
+
+
+async def test_cell_changed_on_both_sides_keeps_the_rooms_and_checkpoints_the_disks(
+    rooms_notebook, collab_client, room_manager, jp_root_dir, jp_fetch
+):
+    room_manager.save_delay = 30
+    path = rooms_notebook("both.ipynb", ["x = 1", "y = 1"])
+    alice = await collab_client(path)
+    x, y = [cell["id"] for cell in alice.document.ycells]
+    room = room_manager.find_room(alice.room_id)
+    append(alice.document, 0, "  # mine")
+    await eventually(lambda: room.unsaved)
+    write_out_of_band(jp_root_dir, path, [(x, "x = 2  # theirs"), (y, "y = 2")])
+    merged = await alice.wait_for_raw("merged")
+    assert merged["conflicts"] == [x] and merged["checkpoint"]
+    expected = ["x = 1  # mine", "y = 2"]
+    await eventually(lambda: disk_sources(jp_root_dir, path) == expected)
+    assert [str(c["source"]) for c in room.document.ycells] == expected
+    # the disk's version of the conflicting cell is in the contents manager's checkpoint
+    listed = json.loads((await jp_fetch("api", "contents", path, "checkpoints")).body)
+    assert merged["checkpoint"] in [c["id"] for c in listed]
+    checkpoint = jp_root_dir / ".ipynb_checkpoints" / "both-checkpoint.ipynb"
+    assert disk_sources(jp_root_dir, str(checkpoint.relative_to(jp_root_dir))) == [
+        "x = 2  # theirs",
+        "y = 2",
+    ]
+    assert "conflict" not in [m.get("type") for m in alice.raw_messages]

@@ -18,6 +18,7 @@ from tornado.web import HTTPError
 from collab_kernels.rooms.document import DocumentRoom
 from collab_kernels.rooms.fanout import RoomClient
 from collab_kernels.rooms.limits import UpdateTooDeep, inspect_update, notebook_roots, type_depth
+from collab_kernels.rooms.merge import merge_notebooks
 from collab_kernels.rooms.protocol import ProtocolError
 from collab_kernels.rooms.repair import repair_notebook
 from collab_kernels.rooms.store import SQLiteUpdateStore
@@ -57,6 +58,7 @@ class FakeContentsManager:
         self.files: dict[str, dict] = {}
         self.clock = 0
         self.saves = 0
+        self.checkpoints: dict[str, dict] = {}
 
     def write(self, path: str, content) -> None:
         """An out-of-band write (another editor)."""
@@ -81,6 +83,10 @@ class FakeContentsManager:
         if content:
             model["content"] = copy.deepcopy(entry["content"])
         return model
+
+    def create_checkpoint(self, path):
+        self.checkpoints[path] = copy.deepcopy(self.files[path])
+        return {"id": "checkpoint", "last_modified": self.clock}
 
     def save(self, model, path):
         self.saves += 1
@@ -183,19 +189,22 @@ async def test_file_stage_loads_saves_and_reloads_in_place():
     room.close()
 
 
-async def test_file_stage_conflict_keeps_the_room_and_an_explicit_save_overwrites():
+async def test_file_stage_merges_an_out_of_band_change_with_unsaved_edits():
     cm = FakeContentsManager()
-    cm.write("nb.ipynb", notebook(["a = 1"], ["c1"]))
+    cm.write("nb.ipynb", notebook(["a = 1", "b = 1"], ["c1", "c2"]))
     room, host = await open_room(cm)
     source = room.document.ycells[0]["source"]
     source.insert(len(source), "  # room")
-    cm.write("nb.ipynb", notebook(["a = 2"], ["c1"]))
+    cm.write("nb.ipynb", notebook(["a = 2", "b = 2"], ["c1", "c2"]))
     await room.check_disk()
-    assert room.conflict and sources(room) == ["a = 1  # room"]
-    assert [e["action"] for e in host.events] == ["conflict"]
-    assert await room.save() == "failed"  # autosave does not overwrite
-    assert await room.save(force=True) == "success"
-    assert disk_sources(cm, "nb.ipynb") == ["a = 1  # room"] and not room.conflict
+    # c1 changed on both sides: the room's kept, the disk's in the checkpoint; c2 from disk
+    assert not room.conflict and sources(room) == ["a = 1  # room", "b = 2"]
+    assert disk_sources(cm, "nb.ipynb") == ["a = 1  # room", "b = 2"] and not room.unsaved
+    assert [c["source"] for c in cm.checkpoints["nb.ipynb"]["content"]["cells"]] == [
+        "a = 2",
+        "b = 2",
+    ]
+    assert [e["action"] for e in host.events] == ["merged"]
     room.close()
 
 
@@ -332,3 +341,59 @@ async def test_unreadable_stored_history_falls_back_to_the_file(tmp_path):
     assert "a" not in room.document.ycells[0]["metadata"]
     room.close()
     store.close()
+
+
+# --- three-way merge -------------------------------------------------------------------------
+def nb(*cells: tuple[str, str], metadata: dict | None = None) -> dict:
+    return {
+        "nbformat": 4,
+        "nbformat_minor": 5,
+        "metadata": metadata or {},
+        "cells": [
+            {
+                "id": i,
+                "cell_type": "code",
+                "source": s,
+                "metadata": {},
+                "outputs": [],
+                "execution_count": None,
+            }
+            for i, s in cells
+        ],
+    }
+
+
+def merged_sources(result) -> list[tuple[str, str]]:
+    return [(c["id"], c["source"]) for c in result.content["cells"]]
+
+
+def test_merge_takes_each_side_changes_inserts_and_deletes():
+    base = nb(("a", "1"), ("b", "2"), ("c", "3"), ("d", "4"))
+    room = nb(("a", "1 room"), ("b", "2"), ("c", "3"), ("r", "new in room"), ("d", "4"))
+    disk = nb(("a", "1"), ("b", "2 disk"), ("d", "4"), ("x", "new on disk"))  # c deleted
+    result = merge_notebooks(base, room, disk)
+    assert merged_sources(result) == [
+        ("a", "1 room"),
+        ("b", "2 disk"),
+        ("r", "new in room"),
+        ("d", "4"),
+        ("x", "new on disk"),
+    ]
+    assert result.conflicts == [] and result.from_disk
+
+
+def test_merge_conflict_keeps_the_room_and_edits_beat_deletes():
+    base = nb(("a", "1"), ("b", "2"), metadata={"k": 1})
+    room = nb(("a", "1 room"), metadata={"k": 2})  # b deleted in the room
+    disk = nb(("a", "1 disk"), ("b", "2 disk"), metadata={"k": 3})  # b edited on disk
+    result = merge_notebooks(base, room, disk)
+    assert merged_sources(result) == [("a", "1 room"), ("b", "2 disk")]
+    assert result.conflicts == ["a", "metadata"]
+    assert result.content["metadata"] == {"k": 2}
+
+
+def test_merge_follows_the_side_that_moved_cells():
+    base = nb(("a", "1"), ("b", "2"), ("c", "3"))
+    room = nb(("a", "1"), ("b", "2 room"), ("c", "3"))
+    disk = nb(("c", "3"), ("a", "1"), ("b", "2"))  # moved on disk
+    assert [c for c, _ in merged_sources(merge_notebooks(base, room, disk))] == ["c", "a", "b"]

@@ -7,8 +7,10 @@ the content it last saved or loaded) and talks to its document through the narro
 
 Out-of-band changes (git checkout, another editor) are found by a periodic check and before
 each save: without unsaved edits the file's content is applied to the document in place (only
-what differs is edited, cells keep their identity); with unsaved edits the room keeps its
-content and reports a conflict (the file is not overwritten until an explicit save).
+what differs is edited, cells keep their identity); with unsaved edits a notebook is merged by
+cell id (``merge.py``; cells changed on both sides keep the room's version, the file's is kept
+as a checkpoint) and the result saved, a text file keeps the room's content and reports a
+conflict (the file is not overwritten until an explicit save).
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ from pycrdt import Doc
 from tornado.web import HTTPError
 
 from . import repair
+from .merge import merge_notebooks
 
 #: document type -> (contents manager type, contents manager format); the room id format of
 #: each type is the contract's ``FILE_TYPES``
@@ -250,6 +253,8 @@ class RoomFile:
                     # Only state changed in the room: take the file's new content instead.
                     await self._reload_locked()
                     return "skipped"
+                if self.file_type == "notebook":
+                    return await self._merge_locked()
                 self._enter_conflict(disk)
                 return self._failed("the file changed on disk (conflict)", retryable=False)
             if not disk_changed and disk is not None and content == self.saved_content:
@@ -262,21 +267,84 @@ class RoomFile:
                     self.path,
                 )
                 side.file_event("overwritten", "An explicit save overwrote a file changed on disk.")
-            model: dict[str, Any] = {"type": self.cm_type, "content": content}
-            model["format"] = "json" if self.file_type == "notebook" else "text"
+            return await self._write_locked(content, version)
+
+    async def _write_locked(self, content: Any, version: int) -> SaveStatus:
+        """Write ``content`` (``version`` of the document) to the file."""
+        model: dict[str, Any] = {"type": self.cm_type, "content": content}
+        model["format"] = "json" if self.file_type == "notebook" else "text"
+        try:
+            await ensure_async(self.contents_manager.save(model, self.path))
+            after = await self.get_model(content=False, require_hash=True)
+        except Exception as e:
+            reason = getattr(e, "log_message", None) or str(e) or type(e).__name__
+            self.log.error("collab_kernels: saving %s failed: %s", self.path, reason)
+            self.side.file_event("save_failed", f"Saving failed: {reason}")
+            return self._failed(reason, retryable=True)
+        self.saved_content = content
+        self.conflict = False
+        self._mark_saved(version, after.get("hash"), after.get("last_modified"))
+        self.log.debug("collab_kernels: saved %s", self.path)
+        return "success"
+
+    def _notebook_now(self) -> dict[str, Any]:
+        content = self.document.get()
+        assert isinstance(content, dict)
+        return content
+
+    async def _merge_locked(self) -> SaveStatus:
+        """The file changed on disk while the room has unsaved edits: merge both by cell id
+        against the last content the room saved or loaded, apply the result in place and
+        save it. Cells changed on both sides keep the room's version; the file's version is
+        kept first as the contents manager's checkpoint, and the merge is announced."""
+        side = self.side
+        model = await self.get_model(content=True, require_hash=True)
+        disk = await self.content_of(model["content"])
+        checkpoint: str | None = None
+        result = merge_notebooks(self.saved_content, self._notebook_now(), disk)
+        if result.conflicts:
             try:
-                await ensure_async(self.contents_manager.save(model, self.path))
-                after = await self.get_model(content=False, require_hash=True)
+                created = await ensure_async(self.contents_manager.create_checkpoint(self.path))
+                checkpoint = created.get("id") if isinstance(created, dict) else None
             except Exception as e:
-                reason = getattr(e, "log_message", None) or str(e) or type(e).__name__
-                self.log.error("collab_kernels: saving %s failed: %s", self.path, reason)
-                side.file_event("save_failed", f"Saving failed: {reason}")
-                return self._failed(reason, retryable=True)
-            self.saved_content = content
-            self.conflict = False
-            self._mark_saved(version, after.get("hash"), after.get("last_modified"))
-            self.log.debug("collab_kernels: saved %s", self.path)
-            return "success"
+                self.log.error(
+                    "collab_kernels: could not keep the file's version of %s as a checkpoint "
+                    "before merging: %s",
+                    self.path,
+                    e,
+                )
+            # the document may have changed while the checkpoint was written
+            result = merge_notebooks(self.saved_content, self._notebook_now(), disk)
+        # the file holds the disk's version now; the merge is what the room will save
+        self.hash = model.get("hash")
+        self.last_modified = model.get("last_modified")
+        self.saved_content = disk
+        if result.from_disk:
+            with side.server_edit(), side.ydoc.transaction():
+                self._apply_in_place(result.content)
+        conflicts = list(result.conflicts)
+        if conflicts:
+            message = (
+                f"The file changed on disk while the document had unsaved edits; both were "
+                f"merged. {len(conflicts)} cell(s) changed on both sides kept this document's "
+                f"version; the file's version is kept as checkpoint {checkpoint!r}."
+            )
+            self.log.warning("collab_kernels: %s: %s (%s)", self.path, message, conflicts)
+        else:
+            message = (
+                "The file changed on disk while the document had unsaved edits; both were merged."
+            )
+            self.log.info("collab_kernels: %s: %s", self.path, message)
+        side.broadcast_raw(
+            {
+                "type": "merged",
+                "path": self.path,
+                "conflicts": conflicts,
+                "checkpoint": checkpoint,
+            }
+        )
+        side.file_event("merged", message)
+        return await self._write_locked(await self.get_content(), side.version)
 
     def _mark_saved(self, version: int, file_hash: str | None, last_modified: Any) -> None:
         self.hash = file_hash
@@ -322,10 +390,12 @@ class RoomFile:
             if model.get("hash") == self.hash:
                 self.last_modified = model.get("last_modified")
                 return
-            if self.side.unsaved:
-                self._enter_conflict(model)
-            else:
+            if not self.side.unsaved:
                 await self._reload_locked()
+            elif self.file_type == "notebook":
+                await self._merge_locked()
+            else:
+                self._enter_conflict(model)
 
     async def reload(self) -> None:
         """Apply the file's current content to the doc in place (discards unsaved edits)."""
@@ -336,8 +406,11 @@ class RoomFile:
         side = self.side
         model = await self.get_model(content=True, require_hash=True)
         if side.unsaved and self.document.get() != self.saved_content:
-            # Edits arrived while we read the file: keep them, report the conflict.
-            self._enter_conflict(model)
+            # Edits arrived while we read the file: keep them.
+            if self.file_type == "notebook":
+                await self._merge_locked()
+            else:
+                self._enter_conflict(model)
             return
         content = model["content"]
         with side.server_edit():
