@@ -24,10 +24,11 @@ from pycrdt import Doc
 from ..contract import FILE_TYPES
 from . import limits, protocol
 from .fanout import EMPTY_UPDATE, Fanout, RoomClient
-from .file import RoomFile, SaveStatus, new_document
+from .file import RoomFile, new_document
 from .history import RoomHistory, reset_execution_state
 from .host import RoomHost
-from .protocol import MessageTooBig, ProtocolError
+from .protocol import ProtocolError
+from .saving import SaveSchedule, SaveStatus
 
 
 class RoomHold:
@@ -98,12 +99,8 @@ class DocumentRoom(Fanout):
         self._version = 0  # bumped by every edit that should reach the file
         self._saved_version = 0
         self._server_edit = 0  # >0 while the room edits state itself (not an edit to save)
-        self._save_handle: asyncio.TimerHandle | None = None
-        self._save_first_request: float | None = None
-        self._save_task: asyncio.Future[None] | None = None
+        self.saving = SaveSchedule(self, host, host.log)
         self._free_handle: asyncio.TimerHandle | None = None
-        self._retry_handle: asyncio.TimerHandle | None = None
-        self._save_failures = 0
         self._loaded = False
         store = host.store
         #: the update store glue (None when the store is off)
@@ -304,7 +301,7 @@ class DocumentRoom(Fanout):
         if self._closed or not self._loaded:
             return
         if not self.clients and not self._holds and self.unsaved and not self.conflict:
-            if self._retry_handle is None:
+            if not self.saving.retry_pending:
                 self.request_save()  # freeing waits for the save
             return
         if self.idle and self._free_handle is None:
@@ -327,7 +324,13 @@ class DocumentRoom(Fanout):
             return
         if update == EMPTY_UPDATE:
             return
-        self._check_update_limits(update)
+        limits.check_update(
+            self.ydoc,
+            update,
+            max_size=self.host.max_update_size,
+            max_depth=self.host.max_update_depth,
+            notebook=self.file_type == "notebook",
+        )
         state_before = self.ydoc.get_state()
         queued = self.pending_update_count
         try:
@@ -338,32 +341,6 @@ class DocumentRoom(Fanout):
             raise ProtocolError(f"invalid Y update: {e}") from e
         finally:
             self._check_update_event(state_before, queued, client)
-
-    def _check_update_limits(self, update: bytes) -> None:
-        """Refuse an update over ``max_update_size`` bytes or nesting deeper than
-        ``max_update_depth`` (see ``limits.py``), before it changes anything."""
-        max_size = self.host.max_update_size
-        if max_size and len(update) > max_size:
-            raise MessageTooBig(
-                f"a Y update of {len(update)} bytes (max_update_size is {max_size})"
-            )
-        max_depth = self.host.max_update_depth
-        shape = limits.inspect_update(update, max_depth=max_depth)
-        if not (max_depth and shape.creates_types and self.file_type == "notebook"):
-            return
-        # New types may hang below existing ones: measure the result on a scratch copy.
-        scratch: Doc[Any] = Doc()
-        try:
-            scratch.apply_update(self.ydoc.get_update())
-            scratch.apply_update(update)
-        except (KeyboardInterrupt, SystemExit, asyncio.CancelledError):
-            raise
-        except BaseException as e:
-            raise ProtocolError(f"invalid Y update: {e}") from e
-        if limits.type_depth(limits.notebook_roots(scratch), max_depth) > max_depth:
-            raise limits.UpdateTooDeep(
-                f"the update nests types deeper than max_update_depth ({max_depth})"
-            )
 
     def _check_update_event(self, state_before: bytes, queued: int, client: RoomClient) -> None:
         """Make sure what an incoming update changed reaches the collaborators.
@@ -391,86 +368,23 @@ class DocumentRoom(Fanout):
 
     # --- saving ----------------------------------------------------------------------------
     def request_save(self, delay: float | None = None) -> None:
-        """Save after ``save_delay`` without further edits (at most ``save_max_delay`` late).
-
-        ``delay`` overrides ``save_delay`` (0: as soon as the event loop is free).
-        """
-        if self._closed or not self._loaded:
-            return
-        loop = asyncio.get_event_loop()
-        now = loop.time()
-        if self._save_first_request is None:
-            self._save_first_request = now
-        delay = max(self.host.save_delay if delay is None else delay, 0)
-        deadline = self._save_first_request + max(self.host.save_max_delay, delay)
-        delay = max(0.0, min(delay, deadline - now))
-        if self._save_handle is not None:
-            self._save_handle.cancel()
-        self._save_handle = loop.call_later(delay, self._autosave)
-
-    def _autosave(self) -> None:
-        self._save_handle = None
-        self._save_first_request = None
-        if self._save_task is not None and not self._save_task.done():
-            # A save is running; save again after it.
-            self._save_task.add_done_callback(lambda _: self.request_save())
-            return
-        self._save_task = asyncio.ensure_future(self._autosave_task())
-
-    async def _autosave_task(self) -> None:
-        try:
-            status = await self.save()
-        except Exception as e:
-            self.log.exception("collab_kernels: autosave of %s failed", self.path)
-            status = self.file.failed_with(e)
-        self._after_autosave(status)
-        self.schedule_free()
-
-    def _after_autosave(self, status: SaveStatus) -> None:
-        """A failed write is retried with backoff (no new edit needed) and shown: the state
-        stays dirty, collaborators get a raw ``save_failed`` message; the first save that
-        works again says so."""
-        if self._closed:
-            return
-        if status == "failed" and self.file.failure_retryable and self.unsaved:
-            self._save_failures += 1
-            base = max(self.host.save_retry_delay, 0.01)
-            delay = min(
-                base * 2 ** (self._save_failures - 1), max(self.host.save_retry_max_delay, base)
-            )
-            self.set_state(dirty=True)
-            reason = self.file.failure or "unknown error"
-            self.broadcast_raw(
-                {"type": "save_failed", "path": self.path, "reason": reason, "retry_in": delay}
-            )
-            self.log.warning(
-                "collab_kernels: %s is not saved (attempt %d: %s); retrying in %.1f s",
-                self.path,
-                self._save_failures,
-                reason,
-                delay,
-            )
-            if self._retry_handle is not None:
-                self._retry_handle.cancel()
-            self._retry_handle = asyncio.get_event_loop().call_later(delay, self._retry_save)
-        elif status != "failed" and self._save_failures:
-            self.log.info(
-                "collab_kernels: %s is saved again after %d failed attempts",
-                self.path,
-                self._save_failures,
-            )
-            self._save_failures = 0
-            self.broadcast_raw({"type": "save_recovered", "path": self.path})
-            self.file_event("saved", "The document is saved again after failed saves.")
-
-    def _retry_save(self) -> None:
-        self._retry_handle = None
-        self.request_save(delay=0)
+        """Save after ``save_delay`` without further edits (see ``saving.py``)."""
+        self.saving.request(delay)
 
     @property
     def save_failing(self) -> bool:
-        """The last autosave failed and a retry is scheduled."""
-        return self._save_failures > 0
+        """The last save failed and a retry is scheduled."""
+        return self.saving.failures > 0
+
+    @property
+    def active(self) -> bool:
+        return self._loaded and not self._closed
+
+    def failure(self) -> tuple[str | None, bool]:
+        return self.file.failure, self.file.failure_retryable
+
+    def saved_or_failed(self) -> None:
+        self.schedule_free()
 
     async def save(self, *, force: bool = False) -> SaveStatus:
         """Write the document to its file (see :meth:`RoomFile.save`)."""
@@ -503,10 +417,8 @@ class DocumentRoom(Fanout):
                 self.file.failure if client.can_write else "this connection may not write"
             ) or "unknown error"
         client.send(protocol.raw_message(answer))
-        if status == "failed" and client.can_write and self.file.failure_retryable:
-            self._after_autosave(status)  # retried like an autosave
-        elif status == "success":
-            self._after_autosave(status)
+        if client.can_write:
+            self.saving.ended(status)  # a failed write is retried like an autosave
         self.schedule_free()
 
     # --- lifecycle -------------------------------------------------------------------------
@@ -534,10 +446,10 @@ class DocumentRoom(Fanout):
 
     def stop_timers(self) -> None:
         """Cancel the pending save, the pending free and the disk watch."""
-        for handle in (self._save_handle, self._free_handle, self._retry_handle):
-            if handle is not None:
-                handle.cancel()
-        self._save_handle = self._free_handle = self._retry_handle = None
+        if self._free_handle is not None:
+            self._free_handle.cancel()
+            self._free_handle = None
+        self.saving.stop()
         self.file.stop_watch()
 
     async def stop(

@@ -16,9 +16,9 @@ message helpers, ``merge_updates``):
   90 ms of coalescing at 0.1), so a room with 1000 viewers gets about ten merged updates a
   second instead of one per output transaction; ``flush_updates`` (a cell's end) still goes
   out at once;
-- each client has exactly one writer task draining its queue; a client whose queue overflows
-  is closed (it reconnects and resyncs), so a stalled viewer never slows the others down nor
-  grows server memory;
+- each client (``clients.py``) has exactly one writer task draining its queue; a client whose
+  queue overflows is closed (it reconnects and resyncs), so a stalled viewer never slows the
+  others down nor grows server memory;
 - awareness changes are batched per ``awareness_window`` and relayed to every client, the
   sender included, as one message carrying the latest state of each changed client;
 - awareness *renewals* (a browser re-sends its unchanged state every 15 s) are not relayed one
@@ -33,10 +33,9 @@ room (``document.py``) overrides.
 from __future__ import annotations
 
 import asyncio
-import collections
 import logging
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable
 from typing import Any
 
 from pycrdt import (
@@ -50,171 +49,14 @@ from pycrdt import (
 )
 
 from . import protocol
+from .clients import RoomClient, RoomClosed, same_user
 from .frames import Frame
 from .protocol import ProtocolError
 
+__all__ = ["EMPTY_UPDATE", "Fanout", "GlobalAwarenessRoom", "RoomClient", "RoomClosed"]
+
 #: A Y update that changes nothing (no structs, empty delete set).
 EMPTY_UPDATE = b"\x00\x00"
-
-
-class RoomClosed(Exception):
-    """The room was closed (file deleted, server stopping) while something waited on it."""
-
-
-class RoomClient:
-    """One websocket connected to a room.
-
-    ``write(frame)`` sends one :class:`~.frames.Frame` (the same object goes to every client of
-    a broadcast; ``frames.WebsocketWriter`` writes its shared wire bytes) and returns an
-    awaitable that resolves once the transport accepted it; ``close(code, reason)`` closes the
-    websocket. The client owns a bounded queue drained by a single writer task.
-    """
-
-    def __init__(
-        self,
-        *,
-        write: Callable[[Frame], Awaitable[Any] | None],
-        close: Callable[[int, str], None],
-        can_write: bool,
-        name: str,
-        max_queue: int,
-        log: logging.Logger,
-        max_bytes: int = 0,
-    ):
-        self._write = write
-        #: bytes that may wait for this client (queued or not yet taken by the socket); 0: any
-        self.max_bytes = max_bytes
-        self._queued_bytes = 0
-        self._inflight_bytes = 0
-        self._close = close
-        self.can_write = can_write
-        self.name = name
-        self.max_queue = max_queue
-        self.log = log
-        self.room: Fanout | None = None
-        self.closed = False
-        #: jupyter_server's User of the connection, and what it may do (for presence)
-        self.user: Any = None
-        self.can_execute = False
-        self.awareness_ids: set[int] = set()
-        self.dropped_updates = 0
-        self.refused_awareness = 0
-        self._queue: collections.deque[Frame] = collections.deque()
-        self._wakeup = asyncio.Event()
-        self._task: asyncio.Task[None] | None = None
-        self._last_write: asyncio.Future[Any] | None = None
-
-    def start(self) -> None:
-        if self._task is None:
-            self._task = asyncio.ensure_future(self._drain())
-
-    def send(self, data: bytes | Frame) -> None:
-        """Queue a frame; close the client if its queue is full."""
-        if self.closed:
-            return
-        frame = Frame.of(data)
-        pending = self.pending_bytes
-        if len(self._queue) >= self.max_queue or (
-            self.max_bytes and pending and pending + len(frame) > self.max_bytes
-        ):
-            where = self.room.describe() if self.room else "?"
-            self.log.warning(
-                "collab_kernels: closing %s on %s: it fell behind (%d frames, %d bytes waiting); "
-                "it will reconnect and resync",
-                self.name,
-                where,
-                len(self._queue),
-                pending,
-            )
-            self.close(protocol.CLOSE_TRY_AGAIN_LATER, "send queue overflow")
-            return
-        if not self._queue and (self._last_write is None or self._last_write.done()):
-            # Nothing queued or in flight: write now rather than one loop iteration later
-            # in the writer task (the end of a cell is on every collaborator's critical path).
-            try:
-                self._track(self._write(frame), len(frame))
-            except Exception as e:  # the socket went away under us
-                self.log.debug("collab_kernels: writing to %s failed: %s", self.name, e)
-                self.close(protocol.CLOSE_GOING_AWAY, "")
-            return
-        self._queue.append(frame)
-        self._queued_bytes += len(frame)
-        self._wakeup.set()
-
-    @property
-    def pending_bytes(self) -> int:
-        """Bytes queued for this client plus those its socket has not taken yet."""
-        inflight = self._inflight_bytes
-        if self._last_write is None or self._last_write.done():
-            inflight = 0
-        return self._queued_bytes + inflight
-
-    def _track(self, result: Awaitable[Any] | None, size: int) -> None:
-        """Remember the last write's future, so the writer task waits for it (back-pressure);
-        ``size`` bytes stay pending until it resolves. A write the socket already took (the
-        usual case) leaves nothing to track; one that already failed raises."""
-        if result is None:
-            self._last_write = None
-            self._inflight_bytes = 0
-            return
-        future = asyncio.ensure_future(result)
-        if future.done():
-            self._last_write = None
-            self._inflight_bytes = 0
-            error = None if future.cancelled() else future.exception()
-            if error is not None:
-                raise error
-            return
-        self._inflight_bytes = size
-        future.add_done_callback(lambda f: f.cancelled() or f.exception())
-        self._last_write = future
-
-    async def _drain(self) -> None:
-        try:
-            while not self.closed:
-                if self._last_write is not None and not self._last_write.done():
-                    await self._last_write
-                    continue
-                if not self._queue:
-                    self._wakeup.clear()
-                    await self._wakeup.wait()
-                    continue
-                last = None
-                size = self._queued_bytes
-                self._queued_bytes = 0
-                while self._queue:
-                    last = self._write(self._queue.popleft())
-                self._track(last, size)
-        except asyncio.CancelledError:
-            raise
-        except Exception as e:  # the socket went away under us
-            self.log.debug("collab_kernels: writer of %s stopped: %s", self.name, e)
-            self.close(protocol.CLOSE_GOING_AWAY, "")
-
-    def close(self, code: int = protocol.CLOSE_GOING_AWAY, reason: str = "") -> None:
-        """Close the websocket and leave the room (idempotent)."""
-        if self.closed:
-            return
-        self.closed = True
-        self._queue.clear()
-        self._queued_bytes = self._inflight_bytes = 0
-        self._wakeup.set()
-        try:
-            self._close(code, reason)
-        except Exception:  # already closed
-            pass
-        if self.room is not None:
-            self.room.remove_client(self)
-
-    def stopped(self) -> None:
-        """Called when the transport closed on its own."""
-        self.close()
-
-
-def same_user(a: RoomClient, b: RoomClient) -> bool:
-    """Whether two connections belong to the same (named) user."""
-    name_a = getattr(a.user, "username", None)
-    return name_a is not None and name_a == getattr(b.user, "username", None)
 
 
 class Fanout:

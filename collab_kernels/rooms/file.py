@@ -28,6 +28,7 @@ from tornado.web import HTTPError
 
 from . import repair
 from .merge import merge_notebooks
+from .saving import SaveStatus
 
 #: document type -> (contents manager type, contents manager format); the room id format of
 #: each type is the contract's ``FILE_TYPES``
@@ -35,8 +36,6 @@ CONTENTS_TYPES: dict[str, tuple[str, str | None]] = {
     "notebook": ("notebook", None),
     "file": ("file", "text"),
 }
-
-SaveStatus = str  # "success" | "skipped" | "failed"
 
 
 async def is_refused_hidden(contents_manager: Any, path: str) -> bool:

@@ -26,7 +26,7 @@ from typing import Any
 
 from pycrdt import Array, Doc, Map, Text
 
-from .protocol import ProtocolError
+from .protocol import MessageTooBig, ProtocolError
 
 # content kinds of an item (info & 0x1F)
 _GC, _DELETED, _JSON, _BINARY, _STRING, _EMBED, _FORMAT, _TYPE, _ANY, _DOC, _SKIP = range(11)
@@ -279,3 +279,28 @@ def type_depth(roots: Iterable[Any], limit: int) -> int:
 def notebook_roots(ydoc: Doc[Any]) -> list[Any]:
     """The root types of a notebook document that jupyter_ydoc reads."""
     return [ydoc.get("cells", type=Array), ydoc.get("meta", type=Map)]
+
+
+def check_update(
+    ydoc: Doc[Any], update: bytes, *, max_size: int, max_depth: int, notebook: bool
+) -> None:
+    """Refuse an update for ``ydoc`` over ``max_size`` bytes (:class:`MessageTooBig`) or
+    nesting deeper than ``max_depth`` (:class:`UpdateTooDeep`), before it changes anything.
+
+    An update that creates shared types may hang them below existing ones: for a notebook it
+    is applied to a scratch copy of the document first and the result is measured."""
+    if max_size and len(update) > max_size:
+        raise MessageTooBig(f"a Y update of {len(update)} bytes (max_update_size is {max_size})")
+    shape = inspect_update(update, max_depth=max_depth)
+    if not (max_depth and shape.creates_types and notebook):
+        return
+    scratch: Doc[Any] = Doc()
+    try:
+        scratch.apply_update(ydoc.get_update())
+        scratch.apply_update(update)
+    except (KeyboardInterrupt, SystemExit):
+        raise
+    except BaseException as e:  # pycrdt raises (or panics) on a corrupt update
+        raise ProtocolError(f"invalid Y update: {e}") from e
+    if type_depth(notebook_roots(scratch), max_depth) > max_depth:
+        raise UpdateTooDeep(f"the update nests types deeper than max_update_depth ({max_depth})")

@@ -3,11 +3,8 @@
 from __future__ import annotations
 
 import asyncio
-import collections
 import os
-import uuid
 from collections.abc import Callable, Coroutine
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +18,7 @@ from . import protocol
 from .document import DocumentRoom
 from .fanout import GlobalAwarenessRoom
 from .file import is_refused_hidden
+from .sessions import Sessions
 from .store import SQLiteUpdateStore
 
 CONTENTS_EVENT_SCHEMA_ID = "https://events.jupyter.org/jupyter_server/contents_service/v1"
@@ -32,14 +30,6 @@ ROOM_EVENT_SCHEMA_PATH = Path(__file__).parent / "events" / "rooms.yaml"
 
 class RoomNotFound(KeyError):
     """No file behind that room id (unknown file id, or the file is gone)."""
-
-
-@dataclass
-class SessionRecord:
-    """A ``sessionId`` handed out by the session endpoint, bound to a room instance on use."""
-
-    file_id: str
-    room_instance: str | None = None
 
 
 class RoomManager(LoggingConfigurable):
@@ -244,7 +234,7 @@ class RoomManager(LoggingConfigurable):
         self._loading: dict[str, asyncio.Future[DocumentRoom]] = {}
         self._created_callbacks: list[Callable[[DocumentRoom], Any]] = []
         self._freed_callbacks: list[Callable[[DocumentRoom], Any]] = []
-        self._sessions: collections.OrderedDict[str, SessionRecord] = collections.OrderedDict()
+        self.sessions = Sessions()
         self._global_awareness: GlobalAwarenessRoom | None = None
         self._stopping = False
         self._tasks: set[asyncio.Future[Any]] = set()
@@ -358,36 +348,16 @@ class RoomManager(LoggingConfigurable):
 
     # --- sessions --------------------------------------------------------------------------
     def new_session(self, file_id: str) -> str:
-        session_id = uuid.uuid4().hex
-        self._sessions[session_id] = SessionRecord(file_id)
-        while len(self._sessions) > self.max_sessions:
-            self._sessions.popitem(last=False)
-        return session_id
+        """A fresh ``sessionId`` for a client about to open the room of ``file_id``."""
+        return self.sessions.new(file_id, limit=self.max_sessions)
 
     def session_known(self, session_id: str | None, file_id: str) -> bool:
         """Whether the session endpoint handed out ``session_id`` for this file."""
-        record = self._sessions.get(session_id or "")
-        return record is not None and record.file_id == file_id
+        return self.sessions.known(session_id, file_id)
 
     def check_session(self, session_id: str | None, room: DocumentRoom) -> str | None:
-        """None when the client may sync with ``room``, else the 1003 reason.
-
-        A session is bound to the first room instance it syncs with; its Y history then only
-        matches that instance. After a server restart (unknown session) or when the room was
-        freed and rebuilt from the file (another instance), merging that history would
-        duplicate every cell, so the client must reload instead.
-        """
-        record = self._sessions.get(session_id or "")
-        if record is None:
-            return "unknown_session"
-        if record.file_id != room.file_id:
-            return "unknown_session"
-        if record.room_instance is None:
-            record.room_instance = room.instance_id
-        elif record.room_instance != room.instance_id:
-            return "version_mismatch"
-        self._sessions.move_to_end(session_id or "")
-        return None
+        """None when the client may sync with ``room``, else the 1003 reason (sessions.py)."""
+        return self.sessions.check(session_id, room.file_id, room.instance_id)
 
     # --- rooms -----------------------------------------------------------------------------
     def on_room_created(self, callback: Callable[[DocumentRoom], Any]) -> None:
