@@ -6,7 +6,9 @@ managers, and checked again once they exist (``verify_kernel_layer``):
 - ``"gateway"``: kernels run on a gateway (``GatewayClient.url`` from config, the command
   line's ``--gateway-url`` or ``JUPYTER_GATEWAY_URL``). jupyter_server's gateway classes stay
   (kernel manager, session manager, websocket connection); documents are not kernel
-  listeners there.
+  listeners there. Unless the configured kernel manager is a gateway manager with shared
+  clients (``kernels/gateway.py``: a subclass of both managers): then ``"shared"``, with our
+  kernel websocket.
 - ``"shared"``: ``SharedClientMappingKernelManager`` and ``SharedClientWebsocketConnection``.
   Chosen when ``ServerApp.kernel_manager_class`` is not configured, is configured to ours (or
   a subclass), or to jupyter_server's default spelled out (``AsyncMappingKernelManager``, of
@@ -93,6 +95,19 @@ def select_kernel_layer(
         from jupyter_server.gateway.connections import GatewayWebSocketConnection
         from jupyter_server.gateway.managers import GatewayMappingKernelManager
 
+        if _is_ours(manager, SharedClientMappingKernelManager) and _is_ours(
+            manager, GatewayMappingKernelManager
+        ):
+            # A gateway kernel manager with shared clients (kernels/gateway.py).
+            log.info(
+                "collab_kernels: kernels run on the gateway at %s, each with one shared "
+                "client (%s)",
+                url,
+                t.cast(type, manager).__name__,
+            )
+            if websocket is None or websocket is GatewayWebSocketConnection:
+                _write(serverapp, kernel_websocket_connection_class=SharedClientWebsocketConnection)
+            return "shared"
         restore: dict[str, type] = {}
         if _is_ours(manager, SharedClientMappingKernelManager):
             restore["kernel_manager_class"] = GatewayMappingKernelManager
@@ -156,6 +171,10 @@ def verify_kernel_layer(serverapp: t.Any, log: Log, chosen: KernelLayer) -> Kern
     """
     if chosen == "off":
         return chosen
+    if chosen == "shared" and isinstance(
+        serverapp.kernel_manager, SharedClientMappingKernelManager
+    ):
+        return "shared"
     if getattr(serverapp, "gateway_config", None) is not None and (
         serverapp.gateway_config.gateway_enabled
     ):
