@@ -549,6 +549,7 @@ class Companion {
   notebooks = new Set<NotebookCompanion>();
   private watcher = new RunWatcher(DEFAULTS.notifyRunSeconds);
   private pollTimer: number | null = null;
+  private failedSaves = new Map<string, string>();
   private soonTimer: number | null = null;
 
   constructor(
@@ -610,7 +611,9 @@ class Companion {
     const run = event.key === 'Enter' && (event.shiftKey || event.ctrlKey || event.altKey || event.metaKey);
     const editKey = !inEditor && !event.ctrlKey && !event.metaKey && !event.altKey && EDITING_KEYS.has(event.key);
     const paste = (event.ctrlKey || event.metaKey) && (event.key === 'v' || event.key === 'x');
-    if (run || editKey || (!inEditor && paste)) {
+    // Split cell (Ctrl+Shift+-) works on read-only editors too.
+    const split = event.ctrlKey && event.shiftKey && (event.key === '-' || event.key === '_');
+    if (run || editKey || split || (!inEditor && paste)) {
       event.preventDefault();
       event.stopPropagation();
       if (run) {
@@ -674,6 +677,25 @@ class Companion {
     }
     const notice = roomEventNotice(data);
     if (!notice) {
+      return;
+    }
+    // Autosave retries with backoff: one notification per document, updated, not one per try.
+    const key = data.path || '';
+    const failing = this.failedSaves.get(key);
+    if (data.action === 'save_failed') {
+      if (failing && Notification.manager.has(failing)) {
+        Notification.update({ id: failing, message: notice.text, type: 'error', autoClose: false });
+      } else {
+        this.failedSaves.set(key, Notification.error(notice.text, { autoClose: false }));
+      }
+      return;
+    }
+    if (data.action === 'saved') {
+      if (failing) {
+        Notification.dismiss(failing);
+        this.failedSaves.delete(key);
+      }
+      Notification.success(notice.text, { autoClose: 8000 });
       return;
     }
     const options = { autoClose: notice.kind === 'error' ? false : 10000 } as const;

@@ -205,7 +205,9 @@ export interface RoomEvent {
 }
 
 /** How a room event is shown: its notification kind and text, or null to show nothing. */
-export function roomEventNotice(event: RoomEvent): { kind: 'error' | 'warning' | 'info'; text: string } | null {
+export function roomEventNotice(
+  event: RoomEvent
+): { kind: 'error' | 'warning' | 'info' | 'success'; text: string } | null {
   const name = (event.path || '').split('/').pop() || 'a document';
   const message = event.message || event.action;
   switch (event.action) {
@@ -214,6 +216,9 @@ export function roomEventNotice(event: RoomEvent): { kind: 'error' | 'warning' |
     case 'conflict':
     case 'overwritten':
       return { kind: 'warning', text: `${name}: ${message}` };
+    case 'saved':
+      // Only sent when a document is saved again after failed saves.
+      return { kind: 'success', text: `${name}: ${message}` };
     case 'reloaded':
     case 'renamed':
     case 'deleted':
