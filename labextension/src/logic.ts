@@ -216,6 +216,10 @@ export function roomEventNotice(
     case 'conflict':
     case 'overwritten':
       return { kind: 'warning', text: `${name}: ${message}` };
+    case 'merged':
+      // A three-way merge of the file's and the document's changes; cells changed on both
+      // sides kept the document's version (the message names the checkpoint).
+      return { kind: /both sides/.test(message) ? 'warning' : 'info', text: `${name}: ${message}` };
     case 'saved':
       // Only sent when a document is saved again after failed saves.
       return { kind: 'success', text: `${name}: ${message}` };

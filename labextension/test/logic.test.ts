@@ -156,5 +156,10 @@ test('roomEventNotice: failed saves are errors, reloads are news, unknown action
   assert.equal(roomEventNotice({ action: 'reloaded', path: 'b.ipynb', message: 'x' })?.kind, 'info');
   assert.equal(roomEventNotice({ action: 'conflict', path: 'b.ipynb', message: 'x' })?.kind, 'warning');
   assert.equal(roomEventNotice({ action: 'saved', path: 'b.ipynb', message: 'saved again' })?.kind, 'success');
+  assert.equal(roomEventNotice({ action: 'merged', path: 'b.ipynb', message: 'both were merged.' })?.kind, 'info');
+  assert.equal(
+    roomEventNotice({ action: 'merged', path: 'b.ipynb', message: '2 cell(s) changed on both sides kept ...' })?.kind,
+    'warning'
+  );
   assert.equal(roomEventNotice({ action: 'opened' }), null);
 });
