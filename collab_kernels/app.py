@@ -20,7 +20,7 @@ from .kernels.manager import SharedClientKernelManager, SharedClientMappingKerne
 from .kernels.websocket import SharedClientWebsocketConnection
 from .layer import KernelLayer, select_kernel_layer, verify_kernel_layer
 from .rooms.handlers import default_handlers as room_handlers
-from .rooms.manager import RoomManager
+from .rooms.manager import RoomManager, prefer_local_file_ids
 from .teaching.auth import ClassroomIdentityProvider, RoleAuthorizer, hide_server_token
 from .teaching.handlers import default_handlers as teaching_handlers
 
@@ -89,6 +89,7 @@ class CollabKernelsApp(ExtensionApp):
 
     def _link_jupyter_server_extension(self, serverapp):
         super()._link_jupyter_server_extension(serverapp)
+        prefer_local_file_ids(serverapp)  # rooms follow files moved outside Jupyter
         # Runs before ServerApp.init_configurables creates the managers. (The server's log:
         # this extension's own logger is not set up yet at link time.) With the shared
         # layer, sessions report their changes to the execution stage (execution/sessions.py).

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import errno
 import json
+import os
 
 import nbformat
 import pytest
@@ -148,3 +149,25 @@ async def test_cell_changed_on_both_sides_keeps_the_rooms_and_checkpoints_the_di
         "y = 2",
     ]
     assert "conflict" not in [m.get("type") for m in alice.raw_messages]
+
+
+# --- 3: a move outside Jupyter is followed as a rename ------------------------------------
+async def test_file_moved_outside_jupyter_keeps_its_room_and_edits(
+    rooms_notebook, collab_client, room_manager, jp_root_dir
+):
+    room_manager.save_delay = 30  # an edit waiting for its save when the file is moved
+    path = rooms_notebook("before.ipynb", ["a = 1"])
+    alice = await collab_client(path)
+    room = room_manager.find_room(alice.room_id)
+    append(alice.document, 0, "  # unsaved")
+    await eventually(lambda: room.unsaved)
+    (jp_root_dir / "moved").mkdir()
+    os.rename(jp_root_dir / path, jp_root_dir / "moved" / "after.ipynb")  # mv, not Jupyter
+    await alice.wait_for(lambda doc: doc.ystate.get("path") == "moved/after.ipynb")
+    assert not alice.closed.done() and room_manager.find_room(alice.room_id) is room
+    # the edit made before the move, and one after it, land in the moved file
+    room_manager.save_delay = 0.05
+    append(alice.document, 0, "!")
+    expected = ["a = 1  # unsaved!"]
+    await eventually(lambda: disk_sources(jp_root_dir, "moved/after.ipynb") == expected)
+    assert not (jp_root_dir / path).exists()

@@ -425,6 +425,10 @@ class DocumentRoom(Fanout):
     def file_gone(self) -> None:
         self.file_deleted()
 
+    def file_moved(self) -> None:
+        if self.unsaved:  # a save that found no file at the old path: it goes to the new one
+            self.request_save()
+
     def file_deleted(self) -> None:
         """The file is gone: close every client with 4404 and free the room unsaved."""
         if self._closed:

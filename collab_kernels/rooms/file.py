@@ -46,8 +46,11 @@ async def is_refused_hidden(contents_manager: Any, path: str) -> bool:
     """
     if getattr(contents_manager, "allow_hidden", False):
         return False
+    is_hidden = getattr(contents_manager, "is_hidden", None)
     try:
-        return bool(await ensure_async(contents_manager.is_hidden(path)))
+        if is_hidden is None:
+            raise NotImplementedError
+        return bool(await ensure_async(is_hidden(path)))
     except NotImplementedError:  # a contents manager without the notion: dot files
         return any(part.startswith(".") for part in path.split("/"))
     except HTTPError:
@@ -90,6 +93,9 @@ class FileSide(Protocol):
 
     def file_event(self, action: str, message: str) -> None:
         """Tell users (event bus) what happened to the file."""
+
+    def file_moved(self) -> None:
+        """The file has a new path (renamed in Jupyter or moved outside it)."""
 
     def file_gone(self) -> None:
         """The file was deleted (not moved): close the room."""
@@ -241,7 +247,9 @@ class RoomFile:
                 if e.status_code != 404:
                     raise
                 disk = None
-                if not force:
+                if await self.follow_move():  # moved: save to where it is now
+                    disk = await self.get_model(content=False, require_hash=True)
+                elif not force:
                     self.log.warning(
                         "collab_kernels: not saving %s: the file no longer exists", self.path
                     )
@@ -468,16 +476,26 @@ class RoomFile:
             "not overwritten.",
         )
 
-    async def _on_missing(self) -> None:
-        new_path = None
+    async def follow_move(self) -> bool:
+        """The file is not at its path: if its file id says where it went (jupyter_server_fileid
+        follows moves made outside Jupyter, e.g. ``mv`` or ``git mv``), follow it."""
         try:
             new_path = self.path_for_file_id(self.file_id)
         except Exception:
             new_path = None
-        if new_path and new_path != self.path:
-            if await ensure_async(self.contents_manager.file_exists(new_path)):
-                self.set_path(new_path)
-                return
+        if not new_path or new_path == self.path:
+            return False
+        cm = self.contents_manager
+        if not await ensure_async(cm.file_exists(new_path)) or await is_refused_hidden(
+            cm, new_path
+        ):
+            return False
+        self.set_path(new_path)
+        return True
+
+    async def _on_missing(self) -> None:
+        if await self.follow_move():
+            return
         self._missing_checks += 1
         if self._missing_checks >= 2:
             self.side.file_gone()
@@ -490,3 +508,4 @@ class RoomFile:
         self.side.set_state(path=new_path)
         self.log.info("collab_kernels: document %s is now %s", old, new_path)
         self.side.file_event("renamed", f"Renamed from {old}.")
+        self.side.file_moved()

@@ -32,6 +32,29 @@ class RoomNotFound(KeyError):
     """No file behind that room id (unknown file id, or the file is gone)."""
 
 
+def prefer_local_file_ids(serverapp: Any) -> bool:
+    """Make jupyter_server_fileid follow files moved outside Jupyter (call at link time).
+
+    Its default ``ArbitraryFileIdManager`` only knows moves made through Jupyter; for a local
+    contents manager its ``LocalFileIdManager`` also finds a file that was ``mv``-ed or
+    ``git mv``-ed (by inode), so the file's room follows it instead of closing as deleted.
+    An explicit ``FileIdExtension.file_id_manager_class`` is kept. Returns whether it was set.
+    """
+    config = serverapp.config
+    if "file_id_manager_class" in config.get("FileIdExtension", {}):
+        return False
+    try:
+        from jupyter_server.services.contents.fileio import FileManagerMixin
+        from jupyter_server_fileid.manager import LocalFileIdManager
+    except ImportError:  # pragma: no cover - jupyter_server_fileid is a dependency
+        return False
+    contents_class = serverapp.contents_manager_class
+    if not (isinstance(contents_class, type) and issubclass(contents_class, FileManagerMixin)):
+        return False
+    config.FileIdExtension.file_id_manager_class = LocalFileIdManager
+    return True
+
+
 class RoomManager(LoggingConfigurable):
     """All live document rooms of this server; the :class:`~.host.RoomHost` of each.
 
