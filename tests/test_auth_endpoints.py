@@ -193,7 +193,8 @@ async def test_cookie_requests_need_the_xsrf_token(make_world, collab_base_url, 
                 cookies=cookies,
                 headers={"Referer": collab_base_url},
             )
-            assert r.status_code == 200, (url, r.status_code, r.text)
+            # 2xx: a request's status answers 202 while it runs (the nbmodel protocol)
+            assert 200 <= r.status_code < 300, (url, r.status_code, r.text)
 
 
 def ws_url(base_url: str, path: str) -> str:
