@@ -25,10 +25,11 @@ from tornado.web import HTTPError
 from traitlets import Bool, Float, Instance, Integer
 from traitlets.config import LoggingConfigurable
 
-from ..contract import source_hash
+from ..contract import KERNEL_GONE, source_hash
 from ..kernels.manager import SharedClientMappingKernelManager
 from ..rooms.manager import RoomManager
 from .body import ExecuteSpec, parse_execute
+from .outputs import error_output
 from .ports import Log, NotebookRoom, RoomSource
 from .requests import CellRun, ExecutionRequest, RequestRegistry, StopReason
 from .results import OutputCollector
@@ -84,6 +85,19 @@ class ExecutionManager(LoggingConfigurable):
             "(POST /api/kernels/{id}/input). Then the cell gets an error output saying so and "
             "the kernel is interrupted, instead of blocking the document's queue forever. "
             "0 waits forever."
+        ),
+    )
+
+    trust_outputs = Bool(
+        True,
+        config=True,
+        help=(
+            "Show the outputs of server-side executions trusted (widgets, JavaScript, HTML "
+            "render), as JupyterLab shows the outputs of a cell its own user runs: the cell gets "
+            "metadata.trusted (the notebook is then signed when saved and loads trusted), and a "
+            "cell not trusted yet is re-inserted in place when it starts, because a frontend "
+            "decides trust when it creates a cell (a collaborator typing in that very cell at "
+            "that moment loses its focus). False leaves trust to 'Trust Notebook'."
         ),
     )
 
@@ -162,7 +176,9 @@ class ExecutionManager(LoggingConfigurable):
         super().__init__(**kwargs)
         rooms: RoomSource = self.room_manager
         self.requests = RequestRegistry(self.request_history, self.max_result_output_bytes)
-        self.writers = WriterPool(rooms, lambda: self.output_batch_interval, self.log)
+        self.writers = WriterPool(
+            rooms, lambda: self.output_batch_interval, self.log, lambda: self.trust_outputs
+        )
         self.sessions = SessionIndex(self.session_manager, self.log, self._sessions_changed)
         self.inputs = InputBroker(
             self.writers,
@@ -290,7 +306,12 @@ class ExecutionManager(LoggingConfigurable):
         if not isinstance(body, dict):
             raise HTTPError(400, "The request body must be a JSON object")
         if kernel_id not in self.kernel_manager:
-            raise HTTPError(404, f"No such kernel: {kernel_id}")
+            message = (
+                f"Kernel {kernel_id} is not running (it was shut down, or never existed): "
+                "start or select a kernel for this notebook, then run the cell again"
+            )
+            await self._show_kernel_gone(body, message)
+            raise HTTPError(404, f"No such kernel: {message}")
         spec = parse_execute(body)
         link = self.link_for(kernel_id)
         room: NotebookRoom | None = None
@@ -328,6 +349,26 @@ class ExecutionManager(LoggingConfigurable):
                 request.request_id,
             )
         return request
+
+    async def _show_kernel_gone(self, body: dict[str, Any], message: str) -> None:
+        """Someone ran a cell on a kernel that is gone (a browser whose session still
+        points to a kernel shut down elsewhere): the cell shows why nothing ran."""
+        try:
+            spec = parse_execute(body)
+        except HTTPError:
+            return
+        if spec.document_id is None or not spec.cells:
+            return
+        try:
+            room = await self._room_for(spec.document_id)
+        except HTTPError:
+            return
+        if room.file_type != "notebook":
+            return
+        writer = self.writers.get(room.room_id)
+        output = error_output(KERNEL_GONE, message)
+        for cell_spec in spec.cells:
+            writer.show_error(cell_spec.cell_id, output)
 
     def _no_shared_client(self, kernel_id: str) -> HTTPError:
         return HTTPError(

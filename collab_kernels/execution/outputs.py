@@ -16,7 +16,10 @@ Rules (see docs/architecture.md and the frontend contract):
 - ``transient`` is never stored; its ``display_id`` goes into :class:`DisplayIndex`, which
   ``update_display_data`` uses to edit every output with that id, in any cell of the notebook.
 - ``clear_output(wait=True)`` clears just before the next output of the cell.
-- Nested types are edited in place, never replaced wholesale.
+- Nested types are edited in place, never replaced wholesale, with one exception: the
+  frontend re-renders an output only when the outputs array changes (not when a key of an
+  output Map does), and appends what is inserted. So ``update_display_data`` replaces the
+  updated output and re-inserts the (small) outputs after it, keeping everyone's order.
 """
 
 from __future__ import annotations
@@ -251,6 +254,55 @@ def start_execution(ycell: Map[Any], doc_state: DocumentOutputState) -> None:
     ycell["execution_state"] = "running"
 
 
+def clear_execution(ycell: Map[Any], doc_state: DocumentOutputState) -> None:
+    """What JupyterLab does for a cell with no code: outputs cleared, no count, idle."""
+    clear_outputs(ycell, doc_state)
+    if ycell.get("execution_count") is not None:
+        ycell["execution_count"] = None
+    if ycell.get("execution_state") != "idle":
+        ycell["execution_state"] = "idle"
+
+
+def is_trusted(ycell: Map[Any]) -> bool:
+    metadata = ycell.get("metadata")
+    return isinstance(metadata, Map) and metadata.get("trusted") is True
+
+
+def mark_trusted(ycell: Map[Any]) -> None:
+    """``metadata.trusted = true``, as JupyterLab writes it into a cell its user runs: the
+    contents manager signs the notebook on save when every code cell is trusted (or has only
+    safe output), and a notebook that loads signed is trusted."""
+    metadata = ycell.get("metadata")
+    if not isinstance(metadata, Map):
+        ycell["metadata"] = Map({"trusted": True})
+    elif metadata.get("trusted") is not True:
+        metadata["trusted"] = True
+
+
+def renew_cell(ycells: Array[Any], ycell: Map[Any]) -> Map[Any]:
+    """Replace ``ycell`` by a copy of itself (same id, source, metadata; no outputs).
+
+    A frontend decides whether a cell's outputs are trusted when it creates the cell's model
+    (from ``metadata.trusted``), and never again for a change that comes from elsewhere: a
+    copy inserted in its place is a new model, created trusted. Returns the new cell."""
+    cell_id = ycell.get("id")
+    index = next(i for i, c in enumerate(ycells) if isinstance(c, Map) and c.get("id") == cell_id)
+    fields: dict[str, Any] = {}
+    for key, value in ycell.items():
+        if isinstance(value, Text):
+            fields[key] = Text(str(value))
+        elif isinstance(value, Array):
+            fields[key] = Array()
+        elif isinstance(value, Map):
+            fields[key] = Map(value.to_py() or {})
+        else:
+            fields[key] = value
+    copy: Map[Any] = Map(fields)
+    del ycells[index]
+    ycells.insert(index, copy)
+    return copy
+
+
 def finish_execution(ycell: Map[Any], execution_count: int | None) -> None:
     """At the end, together: count and idle (browsers flip to idle on a non-null count)."""
     ycell["execution_count"] = execution_count
@@ -348,10 +400,49 @@ def update_display(
         youtput = outputs[index]
         if youtput.get("output_type") not in ("display_data", "execute_result"):
             continue
-        youtput["data"] = data
-        youtput["metadata"] = metadata
+        _replace_output(outputs, index, data, metadata)
         updated += 1
     return updated
+
+
+#: Outputs after an updated display are re-inserted with it up to this many characters of
+#: text; beyond, the display is edited in place (collaborators see it on their next load).
+REINSERT_LIMIT = 1 << 18
+
+
+def _replace_output(
+    outputs: Array[Any], index: int, data: dict[str, Any], metadata: dict[str, Any]
+) -> None:
+    """Give output ``index`` new data, so that every frontend re-renders it: the output and
+    those after it are replaced by copies (frontends apply an inserted output at the end)."""
+    tail = [outputs[j] for j in range(index + 1, len(outputs))]
+    if sum(_text_size(o) for o in tail) > REINSERT_LIMIT:
+        youtput = outputs[index]
+        youtput["data"] = data
+        youtput["metadata"] = metadata
+        return
+    updated = {key: _plain(value) for key, value in outputs[index].items()}
+    updated["data"] = data
+    updated["metadata"] = metadata
+    copies = [Map(updated), *(Map({k: _plain(v) for k, v in o.items()}) for o in tail)]
+    del outputs[index:]
+    outputs.extend(copies)
+
+
+def _plain(value: Any) -> Any:
+    """A value of an output Map, fit to be put into a new Map (a Text is copied)."""
+    if isinstance(value, Text):
+        return Text(str(value))
+    if isinstance(value, (Map, Array)):
+        return value.to_py()
+    return value
+
+
+def _text_size(youtput: Any) -> int:
+    if not isinstance(youtput, Map):
+        return 0
+    text = youtput.get("text")
+    return len(text) if isinstance(text, (Text, str)) else 0
 
 
 def apply_output_message(

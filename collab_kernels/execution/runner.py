@@ -210,6 +210,9 @@ class Runner:
         iteration, after the start transaction (outputs cleared, count null) is committed.
         The document's room must be live and the kernel linked.
         """
+        if not cell.code.strip() and request.document_id is not None:
+            self._skip_empty(request, cell, queue)
+            return
         link = self.link_for(request.kernel_id)
         if link is None:
             raise RuntimeError(f"kernel {request.kernel_id} is not linked")
@@ -252,6 +255,22 @@ class Runner:
         except Exception:
             self.log.exception(
                 "collab_kernels: could not mark cell %s of %s running", cell.cell_id, request.path
+            )
+
+    def _skip_empty(self, request: ExecutionRequest, cell: CellRun, queue: DocumentQueue) -> None:
+        """A cell with no code is not sent to the kernel: it ends at once, without a count
+        (JupyterLab leaves it ``[ ]``)."""
+        finished: asyncio.Future[None] = asyncio.get_event_loop().create_future()
+        finished.set_result(None)
+        cell.finished = finished
+        cell.status, cell.result = DONE, OK
+        if request.document_id is None:
+            return
+        try:
+            self.writers.get(request.document_id).clear_cell(cell.cell_id, queue_entries(queue))
+        except Exception:
+            self.log.exception(
+                "collab_kernels: could not clear cell %s of %s", cell.cell_id, request.path
             )
 
     async def run_cell(
