@@ -16,7 +16,7 @@ LABEXT_SOURCES := $(wildcard labextension/src/*.ts labextension/style/* labexten
 LABEXT_NPM := labextension/node_modules/.package-lock.json
 LABEXT_DEST := $(VENV)/share/jupyter/labextensions/collab-kernels-labextension
 
-.PHONY: lab test test-python test-labextension test-ui bench docs install labextension clean
+.PHONY: lab test test-python test-labextension test-ui bench docs install labextension eg-venv clean
 
 $(STAMP): pyproject.toml | $(LABEXT_BUILT)
 	@echo "==> creating the virtual environment $(VENV) with $$($(PYTHON) --version 2>&1)"
@@ -51,6 +51,19 @@ test-labextension: $(LABEXT_NPM)
 
 install: $(STAMP)
 
+# Enterprise Gateway pins jupyter_server<2 and jupyter_client<7: its own environment, for the
+# smoke test tests/test_gateway_enterprise.py (docs/gateway.md).
+EG_VENV := .venvs/enterprise-gateway
+EG_STAMP := $(EG_VENV)/.installed
+$(EG_STAMP):
+	@echo "==> Enterprise Gateway 3.3 in its own environment $(EG_VENV) (for its smoke test)"
+	$(PYTHON) -m venv $(EG_VENV)
+	$(EG_VENV)/bin/python -m pip install --progress-bar off "jupyter-enterprise-gateway==3.3.0" \
+		"jupyter-client>=6.1.12,<7" "pyzmq>=24,<25" "ipykernel>=6.29,<6.30"
+	touch $(EG_STAMP)
+
+eg-venv: $(EG_STAMP)
+
 # jupyter refuses to run as root without --allow-root (containers, CI machines)
 ALLOW_ROOT := $(if $(filter 0,$(shell id -u)),--allow-root,)
 
@@ -68,7 +81,7 @@ lab: $(STAMP) $(LABEXT_BUILT)
 
 test: test-python test-labextension
 
-test-python: $(STAMP)
+test-python: $(STAMP) $(EG_STAMP)
 	$(BIN)/python -m pytest
 
 # Browser tests (ui-tests/): real JupyterLab in Debian's headless Chromium, see README.

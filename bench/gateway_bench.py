@@ -234,13 +234,17 @@ async def run(args: argparse.Namespace) -> dict:
             try:
                 await server.wait_up()
                 out: dict = {"latency": await latency_figure(server, stock, args.executions)}
+                print(f"{name}: latency {out['latency']}", file=sys.stderr)
                 if name != "local":
                     out["gateway_connections_10_tabs"] = await gateway_connections_figure(
                         server, gateway, stock
                     )
                 if not stock:
                     for n in (1, 20):
-                        out[f"throughput_{n}"] = await throughput_figure(server, n, args.prints)
+                        out[f"throughput_{n}"] = await asyncio.wait_for(
+                            throughput_figure(server, n, args.prints), 300
+                        )
+                        print(f"{name}: {n} tab(s) {out[f'throughput_{n}']}", file=sys.stderr)
                 results["variants"][name] = out
                 print(f"{name}: done", file=sys.stderr)
             finally:

@@ -38,8 +38,10 @@ def _free_port() -> int:
 class KernelGateway:
     """A running Kernel Gateway process and its log."""
 
-    def __init__(self, root: Path, token: str = GATEWAY_TOKEN):
+    def __init__(self, root: Path, token: str = GATEWAY_TOKEN, enterprise: str | None = None):
         self.root = root
+        #: the python of an Enterprise Gateway environment, or None for Kernel Gateway
+        self.enterprise = enterprise
         self.token = token
         self.port = _free_port()
         self.url = f"http://127.0.0.1:{self.port}"
@@ -54,8 +56,21 @@ class KernelGateway:
         env = dict(os.environ)
         env["JUPYTER_RUNTIME_DIR"] = str(runtime)
         env.pop("JUPYTER_GATEWAY_URL", None)
-        self.proc = subprocess.Popen(
-            [
+        if self.enterprise:
+            for key in ("PYTHONPATH", "JUPYTER_PATH", "JUPYTER_CONFIG_DIR", "JUPYTER_DATA_DIR"):
+                env.pop(key, None)
+            env["EG_LIST_KERNELS"] = "True"
+            env["KERNEL_USERNAME"] = "collab-test"
+            argv = [
+                self.enterprise,
+                "-m",
+                "enterprise_gateway",
+                "--EnterpriseGatewayApp.ip=127.0.0.1",
+                f"--EnterpriseGatewayApp.port={self.port}",
+                f"--EnterpriseGatewayApp.auth_token={self.token}",
+            ]
+        else:
+            argv = [
                 sys.executable,
                 "-m",
                 "kernel_gateway",
@@ -66,7 +81,9 @@ class KernelGateway:
                 # the Jupyter server's one websocket carries every tab and document: rate
                 # limits belong there (it applies them per tab), not on the gateway
                 "--ZMQChannelsWebsocketConnection.limit_rate=False",
-            ],
+            ]
+        self.proc = subprocess.Popen(
+            argv,
             cwd=str(self.root),
             env=env,
             stdin=subprocess.DEVNULL,
