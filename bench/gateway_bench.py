@@ -43,7 +43,6 @@ from tornado.websocket import websocket_connect
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
 GATEWAY_TOKEN = uuid.uuid4().hex
-COLLAB_GATEWAY = "collab_kernels.kernels.gateway.CollabGatewayMappingKernelManager"
 
 
 class Gateway:
@@ -104,7 +103,7 @@ def variants(gateway: Gateway) -> dict[str, list[str]]:
     remote = [f"--GatewayClient.url={gateway.url}", f"--GatewayClient.auth_token={GATEWAY_TOKEN}"]
     return {
         "local": [],
-        "gateway": [*remote, f"--ServerApp.kernel_manager_class={COLLAB_GATEWAY}"],
+        "gateway": remote,
         "gateway stock": [*remote, "--CollabKernelsApp.shared_kernel_client=False"],
     }
 

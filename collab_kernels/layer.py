@@ -3,12 +3,14 @@
 Chosen when collab_kernels is linked, before ``ServerApp.init_configurables`` creates the
 managers, and checked again once they exist (``verify_kernel_layer``):
 
-- ``"gateway"``: kernels run on a gateway (``GatewayClient.url`` from config, the command
-  line's ``--gateway-url`` or ``JUPYTER_GATEWAY_URL``). jupyter_server's gateway classes stay
-  (kernel manager, session manager, websocket connection); documents are not kernel
-  listeners there. Unless the configured kernel manager is a gateway manager with shared
-  clients (``kernels/gateway.py``: a subclass of both managers): then ``"shared"``, with our
-  kernel websocket.
+- kernels run on a gateway (``GatewayClient.url`` from config, the command line's
+  ``--gateway-url`` or ``JUPYTER_GATEWAY_URL``): ``"shared"`` with the gateway kernel manager
+  with shared clients (``kernels/gateway.py``: a subclass of both managers), our kernel
+  websocket and session manager, when the kernel manager is not configured, is configured
+  to jupyter_server's gateway default, to ours (its gateway variant is used) or to a
+  subclass of the gateway variant. ``"gateway"`` for any other configured kernel manager:
+  jupyter_server's gateway classes stay (kernel manager, session manager, websocket
+  connection) and documents are not kernel listeners there.
 - ``"shared"``: ``SharedClientMappingKernelManager`` and ``SharedClientWebsocketConnection``.
   Chosen when ``ServerApp.kernel_manager_class`` is not configured, is configured to ours (or
   a subclass), or to jupyter_server's default spelled out (``AsyncMappingKernelManager``, of
@@ -95,6 +97,15 @@ def select_kernel_layer(
         from jupyter_server.gateway.connections import GatewayWebSocketConnection
         from jupyter_server.gateway.managers import GatewayMappingKernelManager
 
+        from .kernels.gateway import CollabGatewayMappingKernelManager
+
+        install_gw: dict[str, type] = {}
+        local_ours = _is_ours(manager, SharedClientMappingKernelManager) and not _is_ours(
+            manager, GatewayMappingKernelManager
+        )
+        if manager is None or manager is GatewayMappingKernelManager or local_ours:
+            # (our local manager cannot reach a gateway: its gateway variant is meant)
+            manager = install_gw["kernel_manager_class"] = CollabGatewayMappingKernelManager
         if _is_ours(manager, SharedClientMappingKernelManager) and _is_ours(
             manager, GatewayMappingKernelManager
         ):
@@ -106,17 +117,20 @@ def select_kernel_layer(
                 t.cast(type, manager).__name__,
             )
             if websocket is None or websocket is GatewayWebSocketConnection:
-                _write(serverapp, kernel_websocket_connection_class=SharedClientWebsocketConnection)
+                install_gw["kernel_websocket_connection_class"] = SharedClientWebsocketConnection
+            for name, cls in (shared_classes or {}).items():
+                if _configured(serverapp, name) is None:
+                    install_gw[name] = cls
+            _write(serverapp, **install_gw)
             return "shared"
         restore: dict[str, type] = {}
-        if _is_ours(manager, SharedClientMappingKernelManager):
-            restore["kernel_manager_class"] = GatewayMappingKernelManager
         if _is_ours(websocket, SharedClientWebsocketConnection):
             restore["kernel_websocket_connection_class"] = GatewayWebSocketConnection
         if restore:
             log.warning(
-                "collab_kernels: its kernel classes cannot talk to a gateway; using "
-                "jupyter_server's %s instead",
+                "collab_kernels: its kernel websocket needs its kernel manager; with %s "
+                "using jupyter_server's %s instead",
+                t.cast(type, manager).__name__,
                 ", ".join(cls.__name__ for cls in restore.values()),
             )
             _write(serverapp, **restore)

@@ -193,9 +193,6 @@ def gateway_server_config(kernel_gateway: KernelGateway) -> Config:
         {
             "ServerApp": {
                 "jpserver_extensions": {"collab_kernels": True, "jupyter_server_fileid": True},
-                "kernel_manager_class": (
-                    "collab_kernels.kernels.gateway.CollabGatewayMappingKernelManager"
-                ),
             },
             "GatewayClient": gateway_config(kernel_gateway),
         }

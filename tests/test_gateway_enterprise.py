@@ -44,9 +44,6 @@ def jp_server_config(kernel_gateway, monkeypatch):
         {
             "ServerApp": {
                 "jpserver_extensions": {"collab_kernels": True, "jupyter_server_fileid": True},
-                "kernel_manager_class": (
-                    "collab_kernels.kernels.gateway.CollabGatewayMappingKernelManager"
-                ),
             },
             "GatewayClient": gateway_config(kernel_gateway),
         }

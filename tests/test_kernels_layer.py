@@ -1,5 +1,6 @@
 """Which kernel layer a real server ends up with (collab_kernels/layer.py): gateway
-deployments keep jupyter_server's gateway classes whichever way the gateway is configured,
+deployments get the gateway kernel manager with shared clients whichever way the gateway is
+configured (jupyter_server's gateway classes stay only for a configured gateway manager),
 configured kernel manager classes are respected deliberately, and a server that failed to
 start stops cleanly (issue #20, points 2 to 4)."""
 
@@ -10,6 +11,7 @@ import socket
 
 import pytest
 from jupyter_server.gateway.gateway_client import GatewayClient
+from jupyter_server.gateway.managers import GatewayMappingKernelManager
 from jupyter_server.services.contents.largefilemanager import AsyncLargeFileManager
 from jupyter_server.services.kernels.connection.channels import ZMQChannelsWebsocketConnection
 from jupyter_server.services.kernels.kernelmanager import AsyncMappingKernelManager
@@ -120,12 +122,17 @@ def fresh_gateway_client():
     GatewayClient.clear_instance()
 
 
+class UsersOwnGatewayManager(GatewayMappingKernelManager):
+    """A gateway kernel manager class a user configures on purpose."""
+
+
 @pytest.mark.parametrize("how", ["env", "config", "command line", "config with our classes"])
-async def test_any_gateway_configuration_keeps_the_gateway_classes(
+async def test_any_gateway_configuration_selects_the_shared_gateway_layer(
     how, start_server, closed_port_url, fresh_gateway_client, monkeypatch, server_log
 ):
-    from jupyter_server.gateway.connections import GatewayWebSocketConnection
-    from jupyter_server.gateway.managers import GatewayMappingKernelManager, GatewaySessionManager
+    """(#18.2) Gateway mode from any source: each gateway kernel gets a shared client."""
+    from collab_kernels.execution.sessions import CollabSessionManager
+    from collab_kernels.kernels.gateway import CollabGatewayMappingKernelManager
 
     config = _base_config()
     argv: list[str] = []
@@ -140,7 +147,26 @@ async def test_any_gateway_configuration_keeps_the_gateway_classes(
             config.ServerApp.kernel_websocket_connection_class = WEBSOCKET
     app = start_server(config, argv)
     assert app.gateway_config.gateway_enabled
-    assert type(app.kernel_manager) is GatewayMappingKernelManager
+    assert type(app.kernel_manager) is CollabGatewayMappingKernelManager
+    assert type(app.session_manager) is CollabSessionManager
+    websocket = app.web_app.settings["kernel_websocket_connection_class"]
+    assert websocket is SharedClientWebsocketConnection
+    assert _collab_app(app).kernel_layer == "shared"
+    notes = [m for m in server_log if "each with one shared client" in m]
+    assert len(notes) == 1 and closed_port_url in notes[0]
+    assert app.web_app.settings["page_config_data"]["serverSideExecution"] == "true"
+
+
+async def test_a_configured_gateway_manager_keeps_the_gateway_classes(
+    start_server, closed_port_url, fresh_gateway_client, server_log
+):
+    from jupyter_server.gateway.connections import GatewayWebSocketConnection
+    from jupyter_server.gateway.managers import GatewaySessionManager
+
+    config = _base_config(kernel_manager_class=UsersOwnGatewayManager)
+    config.GatewayClient.url = closed_port_url
+    app = start_server(config)
+    assert type(app.kernel_manager) is UsersOwnGatewayManager
     assert type(app.session_manager) is GatewaySessionManager
     websocket = app.web_app.settings["kernel_websocket_connection_class"]
     assert websocket is GatewayWebSocketConnection
