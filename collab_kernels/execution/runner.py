@@ -28,11 +28,11 @@ from ..contract import (
     OK,
     QUEUED,
     RUNNING,
-    CellResult,
 )
 from .outputs import error_output
 from .ports import Log
-from .queue import DocumentQueue, QueueEntries, queue_entries
+from .queue import DocumentQueue, queue_entries
+from .queue_view import QueueView
 from .requests import CellRun, ExecutionRequest, StopReason
 from .routing import KernelLink, Route
 from .stdin import InputBroker
@@ -78,6 +78,7 @@ class Runner:
         self.ready_timeout = ready_timeout
         self.log = log
         self.queues: dict[str, DocumentQueue] = {}
+        self.view = QueueView(writers, log)
 
     def queue(self, request: ExecutionRequest) -> DocumentQueue:
         """The queue of the request's document (or of its kernel's scratch executions)."""
@@ -103,7 +104,7 @@ class Runner:
             first, *rest = request.cells
             self.begin_cell(request, first, queue, mark_running=[c.cell_id for c in rest])
         else:
-            self.publish(queue, mark_running=[c.cell_id for c in request.cells])
+            self.view.publish(queue, mark_running=[c.cell_id for c in request.cells])
 
     async def stop(self) -> None:
         for queue in list(self.queues.values()):
@@ -143,24 +144,24 @@ class Runner:
                     break
             if request.cancel_requested:
                 request.end(CANCELLED)
-                self.publish(queue, idle_cells=[c.cell_id for c in request.cells])
+                self.view.publish(queue, idle_cells=[c.cell_id for c in request.cells])
             elif (
                 failed
                 and not request.stop_on_error
                 and all(c.status == DONE for c in request.cells)
             ):
                 request.end(ERROR)
-                self.publish(queue)
+                self.view.publish(queue)
             elif failed:
                 # An error stops the rest of the document's queue: those cells are not run.
                 rest = queue.take_pending()
-                self.mark_aborted(queue, [request], ERROR)
+                self.view.mark_aborted(queue, [request], ERROR)
                 if rest:
-                    self.mark_aborted(queue, rest, ABORTED)
+                    self.view.mark_aborted(queue, rest, ABORTED)
             else:
                 aborted = any(c.result == ABORTED for c in request.cells)
                 request.end(ABORTED if aborted else OK)
-                self.publish(queue)
+                self.view.publish(queue)
         finally:
             if not queue.pending:
                 # Release after the worker's current request is cleared.
@@ -439,12 +440,12 @@ class Runner:
                     if cell.status == QUEUED:
                         cell.status, cell.result = DONE, ABORTED
                         count += 1
-                self.publish(
+                self.view.publish(
                     queue, idle_cells=[c.cell_id for c in current.cells if c.result == ABORTED]
                 )
             if aborted:
                 count += sum(len(r.cells) for r in aborted)
-                self.mark_aborted(queue, aborted, ABORTED)
+                self.view.mark_aborted(queue, aborted, ABORTED)
             queue.release_if_idle()
         if count:
             self.log.info(
@@ -461,7 +462,7 @@ class Runner:
         if request.status != QUEUED or queue is None or not queue.remove(request):
             return False
         request.end(CANCELLED)
-        self.publish(queue, idle_cells=[c.cell_id for c in request.cells])
+        self.view.publish(queue, idle_cells=[c.cell_id for c in request.cells])
         queue.release_if_idle()
         return True
 
@@ -478,7 +479,7 @@ class Runner:
             if cell.status == QUEUED:
                 cell.status, cell.result = DONE, CANCELLED
                 dropped.append(cell.cell_id)
-        self.publish(queue, idle_cells=dropped)
+        self.view.publish(queue, idle_cells=dropped)
         if any(c.status == RUNNING for c in request.cells):
             await self.interrupt(request.kernel_id)
         return True
@@ -489,47 +490,4 @@ class Runner:
         """Show the document's queue (and pending prompts) to its collaborators."""
         queue = self.queues.get(document_id)
         if queue is not None:
-            self.publish(queue)
-
-    def publish(
-        self,
-        queue: DocumentQueue,
-        idle_cells: Iterable[str] = (),
-        mark_running: Iterable[str] = (),
-        aborted: QueueEntries | None = None,
-    ) -> None:
-        if queue.document_id is None:
-            return
-        writer = self.writers.get(queue.document_id)
-        if writer.live_room() is None:
-            return
-        entries = queue_entries(queue)
-        # A cell still queued in another request stays [*].
-        idle = [cid for cid in idle_cells if cid not in entries]
-        try:
-            writer.set_queue(entries, idle_cells=idle, mark_running=mark_running, aborted=aborted)
-        except Exception:
-            self.log.exception(
-                "collab_kernels: could not publish the queue of %s", queue.document_id
-            )
-
-    def mark_aborted(
-        self, queue: DocumentQueue, requests: list[ExecutionRequest], result: CellResult
-    ) -> None:
-        """End ``requests`` with ``result``; their cells not run go back to idle, marked
-        "aborted" in the execution map (unless cancelled)."""
-        cells: list[str] = []
-        for request in requests:
-            cells.extend(c.cell_id for c in request.cells if c.status != DONE)
-            request.end(result)
-        aborted: QueueEntries = {}
-        if result != CANCELLED:
-            for request in requests:
-                for cell in request.cells:
-                    if cell.result == ABORTED:
-                        aborted[cell.cell_id] = {
-                            "status": "aborted",
-                            "request_id": request.request_id,
-                            "kernel_id": request.kernel_id,
-                        }
-        self.publish(queue, idle_cells=cells, aborted=aborted)
+            self.view.publish(queue)
