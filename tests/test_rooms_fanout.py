@@ -251,3 +251,58 @@ async def test_big_room_broadcasts_within_its_cpu_share(share, monkeypatch):
         room.flush_updates()  # e.g. the end of a cell
     assert room.pending_update_count == 0 and len(received) == sent + 1
     room.close()
+
+
+async def test_joiners_see_every_awareness_state_from_one_snapshot():
+    """A joining client gets all known presence states; the snapshot is encoded once per
+    awareness broadcast (not per join), and a change made after it was encoded still reaches
+    a client that joined in between."""
+    import logging
+
+    from pycrdt import Awareness, create_awareness_message
+
+    from collab_kernels.rooms.fanout import Fanout, RoomClient
+
+    log = logging.getLogger("test")
+    room = Fanout("presence", log=log, coalesce_window=0, awareness_window=0)
+    inbox: dict[str, list[frames.Frame]] = collections.defaultdict(list)
+
+    def join(name: str) -> RoomClient:
+        client = RoomClient(
+            write=inbox[name].append,
+            close=lambda code, reason: None,
+            can_write=True,
+            name=name,
+            max_queue=100,
+            log=log,
+        )
+        room.add_client(client)
+        return client
+
+    def seen(name: str) -> dict[int, dict]:
+        view = Awareness(Doc())
+        for frame in inbox[name]:
+            message = protocol.parse_message(frame.payload)
+            if message.kind == "awareness":
+                view.apply_awareness_update(message.payload, "server")
+        return {cid: state for cid, state in view.states.items() if state}
+
+    ada_tab = Awareness(Doc())
+    ada = join("ada")
+
+    def ada_says(state: dict) -> None:
+        ada_tab.set_local_state(state)
+        update = ada_tab.encode_awareness_update([ada_tab.client_id])
+        room.handle_message(ada, create_awareness_message(update))
+
+    ada_says({"user": {"name": "Ada"}, "cell": 1})
+    await asyncio.sleep(0)  # the change is relayed
+    join("bob")
+    join("cy")
+    assert inbox["bob"][-1] is inbox["cy"][-1]  # the same snapshot frame, encoded once
+    ada_says({"user": {"name": "Ada"}, "cell": 2})  # pending when dee joins
+    join("dee")
+    await asyncio.sleep(0)
+    for name in ("bob", "cy", "dee"):
+        assert seen(name) == {ada_tab.client_id: {"user": {"name": "Ada"}, "cell": 2}}
+    room.close()

@@ -19,8 +19,10 @@ message helpers, ``merge_updates``):
 - each client (``clients.py``) has exactly one writer task draining its queue; a client whose
   queue overflows is closed (it reconnects and resyncs), so a stalled viewer never slows the
   others down nor grows server memory;
-- awareness changes are batched per ``awareness_window`` and relayed to every client, the
-  sender included, as one message carrying the latest state of each changed client;
+- awareness changes are batched per ``awareness_window`` (longer in a big room, by the same
+  ``fanout_cpu_share`` rule) and relayed to every client, the sender included, as one
+  message carrying the latest state of each changed client; a joining client gets every
+  known state from a snapshot encoded once per awareness broadcast, not once per join;
 - awareness *renewals* (a browser re-sends its unchanged state every 15 s) are not relayed one
   by one, which costs N^2/15 frames per second: they are gathered for
   ``awareness_renewal_window`` seconds and relayed as one combined message. Browsers drop a
@@ -97,6 +99,10 @@ class Fanout:
         self._update_handle: asyncio.Handle | None = None
         self._pending_awareness: set[int] = set()
         self._awareness_handle: asyncio.Handle | None = None
+        self._snapshot: Frame | None = None
+        self._snapshot_stale = True
+        #: thread CPU seconds the last awareness broadcast took
+        self._last_awareness_cpu = 0.0
         self._closed = False
         #: set by rooms with an update store: pending updates are stored before a sync answer
         self.persist_before_sync = False
@@ -136,9 +142,24 @@ class Fanout:
         client.start()
         self._flush_before_sync()
         client.send(create_sync_message(self.ydoc))
-        ids = [cid for cid in self.awareness.states if cid != self.awareness.client_id]
-        if ids:
-            client.send(create_awareness_message(self.awareness.encode_awareness_update(ids)))
+        snapshot = self._awareness_snapshot()
+        if snapshot is not None:
+            client.send(snapshot)
+
+    def _awareness_snapshot(self) -> Frame | None:
+        """Every known awareness state, for a joining client: encoded once per awareness
+        broadcast, not once per join (5000 viewers joining would otherwise encode 12.5
+        million states). What changed since it was encoded is pending and reaches the
+        joiner with the next broadcast, since it is a client by then."""
+        if self._snapshot_stale:
+            self._snapshot_stale = False
+            ids = [cid for cid in self.awareness.states if cid != self.awareness.client_id]
+            self._snapshot = (
+                Frame(create_awareness_message(self.awareness.encode_awareness_update(ids)))
+                if ids
+                else None
+            )
+        return self._snapshot
 
     def remove_client(self, client: RoomClient) -> None:
         if client not in self.clients:
@@ -174,15 +195,19 @@ class Fanout:
             # Leading edge: an update after a quiet window goes out at once (with whatever
             # else this loop iteration commits); during a burst, one merged update per window.
             loop = asyncio.get_event_loop()
-            wait = self.coalesce_window
-            if 0 < self.fanout_cpu_share < 1:
-                spacing = self._last_broadcast_cpu * (1 / self.fanout_cpu_share - 1)
-                wait = max(wait, spacing)
+            wait = max(self.coalesce_window, self._spacing(self._last_broadcast_cpu))
             wait -= loop.time() - self._last_flush
             if wait > 0:
                 self._update_handle = loop.call_later(wait, self._flush_updates)
             else:
                 self._update_handle = loop.call_soon(self._flush_updates)
+
+    def _spacing(self, cpu: float) -> float:
+        """Seconds to wait after a broadcast that took ``cpu`` seconds of CPU, so that
+        broadcasts take at most ``fanout_cpu_share`` of a core (0 when unlimited)."""
+        if 0 < self.fanout_cpu_share < 1:
+            return cpu * (1 / self.fanout_cpu_share - 1)
+        return 0.0
 
     @property
     def pending_update_count(self) -> int:
@@ -261,10 +286,9 @@ class Fanout:
             self._pending_awareness.update(ids)
             self._pending_renewals.difference_update(ids)
             if self._awareness_handle is None:
-                if self.awareness_window > 0:
-                    self._awareness_handle = loop.call_later(
-                        self.awareness_window, self._flush_awareness
-                    )
+                wait = max(self.awareness_window, self._spacing(self._last_awareness_cpu))
+                if wait > 0:
+                    self._awareness_handle = loop.call_later(wait, self._flush_awareness)
                 else:
                     self._awareness_handle = loop.call_soon(self._flush_awareness)
         elif topic == "update":
@@ -280,18 +304,24 @@ class Fanout:
 
     def _flush_renewals(self) -> None:
         self._renewal_handle = None
+        self._snapshot_stale = True
         ids = [cid for cid in self._pending_renewals if cid in self.awareness.states]
         self._pending_renewals = set()
         if ids and self.clients and not self._closed:
-            update = self.awareness.encode_awareness_update(ids)
-            self.broadcast(create_awareness_message(update))
+            self._broadcast_awareness(ids)
 
     def _flush_awareness(self) -> None:
         self._awareness_handle = None
+        self._snapshot_stale = True
         ids, self._pending_awareness = list(self._pending_awareness), set()
         if ids and self.clients:
-            update = self.awareness.encode_awareness_update(ids)
-            self.broadcast(create_awareness_message(update))
+            self._broadcast_awareness(ids)
+
+    def _broadcast_awareness(self, ids: list[int]) -> None:
+        started = time.thread_time()
+        update = self.awareness.encode_awareness_update(ids)
+        self.broadcast(create_awareness_message(update))
+        self._last_awareness_cpu = time.thread_time() - started
 
     def apply_awareness(self, client: RoomClient, payload: bytes) -> None:
         """An awareness update from ``client`` (already validated by the protocol parser).
