@@ -57,7 +57,7 @@ def gateway_url(serverapp: t.Any) -> str | None:
     environment the server's own instance will.
     """
     existing = getattr(serverapp, "gateway_config", None)
-    client = existing if isinstance(existing, GatewayClient) else GatewayClient(parent=serverapp)  # type: ignore[no-untyped-call]
+    client = existing if isinstance(existing, GatewayClient) else GatewayClient(parent=serverapp)
     return client.url if client.gateway_enabled else None
 
 

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import asyncio
 import inspect
-import time
 import typing as t
 import uuid
 from functools import partial
@@ -33,7 +32,9 @@ from .message import (
     REQUEST_CHANNELS,
     KernelMessage,
     LifecycleEvent,
+    unpack_request,
 )
+from .readiness import Readiness
 from .routing import Router
 from .sockets import ConnectionInfo, KernelSockets
 
@@ -131,21 +132,18 @@ class SharedKernelClient(LoggingConfigurable):
         # ``km.client()`` presents the manager's (see sockets.py, ROUTER_HANDOVER).
         self.session: Session = kernel_manager.session.clone()
         self.session.session = f"collab-kernels-{uuid.uuid4().hex}"
-        self.kernel_info: dict[str, t.Any] = {}
         self.router = Router(self)
         self._request_hooks: list[RequestHook] = []
         self._lifecycle: list[LifecycleCallback] = []
         self._waiters: dict[str, asyncio.Future[KernelMessage]] = {}
         self._internal = Listener(self, self._on_internal_reply, name="shared client")
         self._sockets: KernelSockets | None = None
-        self._ready: asyncio.Future[None] | None = None
-        self._iopub_seen: asyncio.Future[None] | None = None
-        self._nudge_ids: set[str] = set()
-        self._startup_ids: set[str] = set()
-        self._held: list[
-            tuple[str, dict[str, t.Any] | None, list[bytes] | None, Listener]
-        ] = []  # websocket requests sent while restarting
-        self._nudge_task: asyncio.Future[None] | None = None
+        self.readiness = Readiness(
+            send_kernel_info=self._send_kernel_info, log=self.log, kernel_id=lambda: self.kernel_id
+        )
+        # websocket requests sent while restarting, sent once ready
+        self._held: list[tuple[str, dict[str, t.Any] | None, list[bytes] | None, Listener]] = []
+        self.readiness.on_ready(self._release_held)
         self._closed = False
         self.connect_count = 0
 
@@ -173,12 +171,6 @@ class SharedKernelClient(LoggingConfigurable):
         if self.streams:
             return
         self._closed = False
-        loop = asyncio.get_event_loop()
-        if self._ready is None or self._ready.done():
-            # (a reconnect while not ready yet keeps the future its waiters hold)
-            self._ready = loop.create_future()
-        self._iopub_seen = loop.create_future()
-        self._nudge_ids = set()
         self.connect_count += 1
         self._sockets = KernelSockets(
             self.kernel_manager,
@@ -194,12 +186,16 @@ class SharedKernelClient(LoggingConfigurable):
             self.kernel_id,
             self.kernel_manager.transport,
         )
-        self._nudge_task = asyncio.ensure_future(self._nudge(self._ready))
+        parent = getattr(self.kernel_manager, "parent", None)
+        self.readiness.start(
+            self._sockets,
+            first=self.connect_count == 1,
+            timeout=float(getattr(parent, "kernel_info_timeout", 60) or 60),
+            handshake_timeout=self.handshake_timeout,
+        )
 
     def _close_streams(self) -> None:
-        if self._nudge_task is not None:
-            self._nudge_task.cancel()
-            self._nudge_task = None
+        self.readiness.stop()
         if self._sockets is not None:
             self._sockets.close()
             self._sockets = None
@@ -221,105 +217,37 @@ class SharedKernelClient(LoggingConfigurable):
         self._closed = True
         self._held = []
         self._close_streams()
-        if self._ready is not None and not self._ready.done():
-            self._ready.cancel()
+        self.readiness.cancel()
 
     async def wait_ready(self, timeout: float | None = None) -> dict[str, t.Any]:
-        """Wait until the kernel answered a kernel_info_request and iopub delivers."""
-        if self._ready is None:
-            raise RuntimeError(f"Kernel {self.kernel_id}: shared client is not connected")
-        await asyncio.wait_for(asyncio.shield(self._ready), timeout)
+        """Wait until the kernel answered, iopub delivers and every socket is connected
+        (see readiness.py); returns the kernel_info reply content."""
+        await self.readiness.wait(timeout)
         return self.kernel_info
+
+    @property
+    def kernel_info(self) -> dict[str, t.Any]:
+        return self.readiness.kernel_info
+
+    @kernel_info.setter
+    def kernel_info(self, value: dict[str, t.Any]) -> None:
+        self.readiness.kernel_info = value
 
     def is_startup_nudge(self, msg_id: str | None) -> bool:
         """Whether ``msg_id`` is one of the kernel_info requests that connected us to a newly
         started kernel. Activity tracking ignores their statuses: with stock
         jupyter_server a kernel nobody connected to yet stays "starting"."""
-        return msg_id is not None and msg_id in self._startup_ids
+        return self.readiness.is_startup_nudge(msg_id)
 
     @property
     def ready(self) -> bool:
-        return self._ready is not None and self._ready.done() and not self._ready.cancelled()
+        return self.readiness.ready
 
-    async def _nudge(self, ready: asyncio.Future[None]) -> None:
-        """Send kernel_info_requests until one is answered and its status arrived on iopub.
-
-        The status (the kernel publishes busy/idle around each kernel_info_request) proves
-        our SUB subscription is established, and that consumers such as the activity
-        tracker saw one: the first status after a start turns ``execution_state`` from
-        "starting" to "idle". Any other iopub message is not enough: ipykernel 7 greets
-        each new subscriber with ``iopub_welcome``, which can come after the statuses of
-        a request the kernel answered before our subscription reached it.
-        """
-        parent = getattr(self.kernel_manager, "parent", None)
-        timeout = float(getattr(parent, "kernel_info_timeout", 60) or 60)
-        deadline = time.monotonic() + timeout
-        attempt = 0
-        iopub_seen = self._iopub_seen
-        assert iopub_seen is not None
-        try:
-            while time.monotonic() < deadline:
-                attempt += 1
-                msg = self.session.msg("kernel_info_request")
-                self._nudge_ids.add(msg["header"]["msg_id"])
-                if self.connect_count == 1:
-                    self._startup_ids.add(msg["header"]["msg_id"])
-                fut = self._expect_reply(msg)
-                self.send("shell", msg, owner=self._internal)
-                try:
-                    reply = await asyncio.wait_for(asyncio.shield(fut), 1.0)
-                except asyncio.TimeoutError:
-                    if attempt % 10 == 0:
-                        self.log.warning(
-                            "Kernel %s: no kernel_info reply after %d attempts",
-                            self.kernel_id,
-                            attempt,
-                        )
-                    continue
-                self.kernel_info = reply.content
-                try:
-                    await asyncio.wait_for(asyncio.shield(iopub_seen), 1.0)
-                except asyncio.TimeoutError:
-                    continue
-                await self._wait_handshakes()
-                if not ready.done():
-                    ready.set_result(None)
-                self._release_held()
-                self.log.debug("Kernel %s: shared client ready", self.kernel_id)
-                return
-            self.log.warning(
-                "Kernel %s: shared client got no kernel_info reply within %ss",
-                self.kernel_id,
-                timeout,
-            )
-            if not ready.done():
-                ready.set_exception(TimeoutError(f"Kernel {self.kernel_id} did not answer"))
-                ready.exception()  # mark retrieved: callers re-raise through wait_ready
-            self._release_held()  # (the kernel may still answer them)
-        except asyncio.CancelledError:
-            pass
-
-    async def _wait_handshakes(self) -> None:
-        """Wait for the sockets nothing answers on (stdin, control) to finish connecting.
-
-        The kernel answered on shell, so it has bound all its sockets: the others connect
-        on their next retry. Bounded, in case a kernel does not serve a channel.
-        """
-        sockets = self._sockets
-        if sockets is None or sockets.handshakes.done():
-            return
-        try:
-            await asyncio.wait_for(asyncio.shield(sockets.handshakes), self.handshake_timeout)
-        except asyncio.TimeoutError:
-            missing = sockets.missing()
-            self.log.warning(
-                "Kernel %s: no connection on %s after %ss; input() prompts may be lost",
-                self.kernel_id,
-                ", ".join(missing),
-                self.handshake_timeout,
-            )
-            for channel in missing:
-                sockets.stop_monitor(channel)
+    def _send_kernel_info(self) -> tuple[str, asyncio.Future[KernelMessage]]:
+        msg = self.session.msg("kernel_info_request")
+        fut = self._expect_reply(msg)
+        self.send("shell", msg, owner=self._internal)
+        return msg["header"]["msg_id"], fut
 
     def _expect_reply(self, msg: dict[str, t.Any]) -> asyncio.Future[KernelMessage]:
         fut: asyncio.Future[KernelMessage] = asyncio.get_event_loop().create_future()
@@ -484,35 +412,6 @@ class SharedKernelClient(LoggingConfigurable):
         """
         stream.flush(zmq.POLLOUT)
 
-    def _parse_frames(self, channel: str, frames: list[bytes]) -> dict[str, t.Any]:
-        header = self.session.unpack(frames[0])
-        return {
-            "header": header,
-            "parent_header": self.session.unpack(frames[1]),
-            "metadata": self.session.unpack(frames[2]),
-            "content": self.session.unpack(frames[3]),
-            "buffers": list(frames[4:]),
-            "msg_id": header.get("msg_id"),
-            "msg_type": header.get("msg_type"),
-            "channel": channel,
-        }
-
-    def _run_request_hooks(self, parsed: dict[str, t.Any], origin: str) -> bool:
-        claimed = False
-        for hook in list(self._request_hooks):
-            try:
-                if hook(parsed, origin):
-                    claimed = True
-            except Exception:
-                self.log.exception(
-                    "Kernel %s: request hook %r failed on %s from %s",
-                    self.kernel_id,
-                    hook,
-                    parsed["header"].get("msg_type"),
-                    origin,
-                )
-        return claimed
-
     def forward_request(
         self,
         channel: str,
@@ -529,16 +428,18 @@ class SharedKernelClient(LoggingConfigurable):
         if self._request_hooks:
             if msg is None:
                 assert frames is not None
-                parsed = self._parse_frames(channel, frames)
+                parsed = unpack_request(self.session, channel, frames)
             else:
                 parsed = msg
                 parsed.setdefault("channel", channel)
-            claimed = self._run_request_hooks(parsed, origin)
+            claimed = self.router.run_request_hooks(
+                self._request_hooks, parsed, origin, self.log, self.kernel_id
+            )
             if msg is not None and "channel" in msg:
                 msg.pop("channel")
             if claimed:
                 self.router.withhold(parsed["header"]["msg_id"], owner)
-        if not self.ready and self.connect_count > 1 and not self._closed:
+        if self._sockets is not None and self.connect_count > 1 and not self.readiness.ready:
             # Restarting: the new process may not have our iopub subscription yet, and a
             # request answered before it would lose its outputs. Held until ready.
             self._held.append((channel, msg, frames, owner))
@@ -593,16 +494,8 @@ class SharedKernelClient(LoggingConfigurable):
         self.dispatch(msg)
 
     def dispatch(self, msg: KernelMessage) -> None:
-        iopub_seen = self._iopub_seen
-        if (
-            msg.channel == "iopub"
-            and iopub_seen is not None
-            and not iopub_seen.done()
-            and msg.msg_type == "status"
-            and msg.parent_msg_id in self._nudge_ids
-        ):
-            iopub_seen.set_result(None)
-            self._nudge_ids.clear()
+        if msg.channel == "iopub":
+            self.readiness.observe_iopub(msg)
         self.router.dispatch(msg)
 
 

@@ -101,7 +101,7 @@ class SharedClientKernelManager(ServerKernelManager):
         self.transport = "ipc"
         self.ip = path
 
-    async def start_kernel(self, *args: t.Any, **kwargs: t.Any) -> t.Any:
+    async def start_kernel(self, *args: t.Any, **kwargs: t.Any) -> t.Any:  # type: ignore[override]
         self._choose_transport()
         result = await super().start_kernel(*args, **kwargs)
         if self.shared_client is None:
@@ -112,7 +112,7 @@ class SharedClientKernelManager(ServerKernelManager):
         self.add_restart_callback(self._on_restarter_dead, "dead")
         return result
 
-    async def restart_kernel(self, now: bool = False, newports: bool = False, **kw: t.Any) -> t.Any:
+    async def restart_kernel(self, now: bool = False, newports: bool = False, **kw: t.Any) -> t.Any:  # type: ignore[override]
         """Restart (manual or automatic) and reconnect the shared client to the new process."""
         try:
             result = await super().restart_kernel(now=now, newports=newports, **kw)
@@ -123,7 +123,7 @@ class SharedClientKernelManager(ServerKernelManager):
                 client.fire_lifecycle("restarted")
         return result
 
-    async def shutdown_kernel(self, now: bool = False, restart: bool = False) -> t.Any:
+    async def shutdown_kernel(self, now: bool = False, restart: bool = False) -> t.Any:  # type: ignore[override]
         client = self.shared_client
         if client is not None and not restart and not client.closed:
             client.close()
@@ -170,7 +170,7 @@ class SharedClientMappingKernelManager(AsyncMappingKernelManager):
     )
 
     def __init__(self, **kwargs: t.Any) -> None:
-        super().__init__(**kwargs)
+        super().__init__(**kwargs)  # type: ignore[no-untyped-call]
         self._restart_waiters: set[asyncio.Future[None]] = set()
 
     @default("kernel_manager_class")
@@ -179,11 +179,11 @@ class SharedClientMappingKernelManager(AsyncMappingKernelManager):
 
     def get_shared_client(self, kernel_id: str) -> SharedKernelClient:
         """The shared client of a running kernel (404 if the kernel does not exist)."""
-        self._check_kernel_id(kernel_id)
+        self._check_kernel_id(kernel_id)  # type: ignore[no-untyped-call]
         client = getattr(self.get_kernel(kernel_id), "shared_client", None)
         if client is None:
             raise RuntimeError(f"Kernel {kernel_id} has no shared client")
-        return client
+        return t.cast(SharedKernelClient, client)
 
     # ---------------------------------------------------------------- activity
 
@@ -198,7 +198,8 @@ class SharedClientMappingKernelManager(AsyncMappingKernelManager):
         kernel = self._kernels[kernel_id]
         client = getattr(kernel, "shared_client", None)
         if client is None:
-            return super().start_watching_activity(kernel_id)
+            super().start_watching_activity(kernel_id)  # type: ignore[no-untyped-call]
+            return
         self.stop_watching_activity(kernel_id)
         kernel.reason = ""
         kernel.last_activity = utcnow()
@@ -208,14 +209,14 @@ class SharedClientMappingKernelManager(AsyncMappingKernelManager):
                 return
             parent_msg_type = msg.parent_header.get("msg_type") if msg.parent_header else None
             if (
-                self.track_message_type(msg.msg_type)
-                or self.track_message_type(parent_msg_type)
+                self.track_message_type(msg.msg_type)  # type: ignore[no-untyped-call]
+                or self.track_message_type(parent_msg_type)  # type: ignore[no-untyped-call]
                 or kernel.execution_state == "busy"
             ):
                 self.last_kernel_activity = kernel.last_activity = utcnow()
             if msg.msg_type == "status":
                 execution_state = msg.content.get("execution_state")
-                if self.track_message_type(parent_msg_type):
+                if self.track_message_type(parent_msg_type):  # type: ignore[no-untyped-call]
                     kernel.execution_state = execution_state
                 elif kernel.execution_state == "starting" and execution_state != "starting":
                     kernel.execution_state = "idle"
@@ -230,7 +231,7 @@ class SharedClientMappingKernelManager(AsyncMappingKernelManager):
         if listener is not None:
             listener.client.remove_listener(listener)
             kernel._activity_listener = None
-        super().stop_watching_activity(kernel_id)
+        super().stop_watching_activity(kernel_id)  # type: ignore[no-untyped-call]
 
     # ---------------------------------------------------------------- interrupt
 
@@ -249,7 +250,7 @@ class SharedClientMappingKernelManager(AsyncMappingKernelManager):
             ready = getattr(kernel, "ready", None)
             if ready is None or ready.done():  # a pending kernel refuses interrupts
                 client.fire_lifecycle("interrupted")
-        await super().interrupt_kernel(kernel_id)
+        await super().interrupt_kernel(kernel_id)  # type: ignore[misc]
 
     # ---------------------------------------------------------------- restart
 
@@ -265,16 +266,16 @@ class SharedClientMappingKernelManager(AsyncMappingKernelManager):
         waiting for it (docs/reliability.md). The listeners, activity tracking included,
         survive the restart; requests sent meanwhile wait in ZMQ's queue for the new process.
         """
-        self._check_kernel_id(kernel_id)
+        self._check_kernel_id(kernel_id)  # type: ignore[no-untyped-call]
         kernel = self.get_kernel(kernel_id)
         client = getattr(kernel, "shared_client", None)
         if not isinstance(client, SharedKernelClient):
-            result: asyncio.Future[dict[str, t.Any]] = await super().restart_kernel(
+            result: asyncio.Future[dict[str, t.Any]] = await super().restart_kernel(  # type: ignore[no-untyped-call]
                 kernel_id, now=now
             )
             return result
         await self.pinned_superclass._async_restart_kernel(self, kernel_id, now=now)
-        kernel.execution_state = "starting"
+        kernel.execution_state = "starting"  # type: ignore[attr-defined]
         future: asyncio.Future[dict[str, t.Any]] = asyncio.get_running_loop().create_future()
         waiter = asyncio.ensure_future(self._answered(kernel_id, client, future))
         self._restart_waiters.add(waiter)
@@ -305,7 +306,7 @@ class SharedClientMappingKernelManager(AsyncMappingKernelManager):
 
     # ---------------------------------------------------------------- offline buffer
 
-    def start_buffering(  # type:ignore[override]
+    def start_buffering(
         self,
         kernel_id: str,
         session_key: str,
@@ -322,7 +323,8 @@ class SharedClientMappingKernelManager(AsyncMappingKernelManager):
         kernel = self._kernels.get(kernel_id)
         client = getattr(kernel, "shared_client", None)
         if client is None or channels:
-            return super().start_buffering(kernel_id, session_key, channels)
+            super().start_buffering(kernel_id, session_key, channels)  # type: ignore[no-untyped-call]
+            return
         if not self.buffer_offline_messages:
             return
         self.log.info("Starting buffering for %s", session_key)
@@ -344,7 +346,10 @@ class SharedClientMappingKernelManager(AsyncMappingKernelManager):
     def get_buffer(self, kernel_id: str, session_key: str) -> dict[str, t.Any] | None:
         info = self._kernel_buffers.get(kernel_id) if kernel_id in self._kernel_buffers else None
         if info is None or "listener" not in info:
-            return super().get_buffer(kernel_id, session_key)
+            return t.cast(
+                "dict[str, t.Any] | None",
+                super().get_buffer(kernel_id, session_key),  # type: ignore[no-untyped-call]
+            )
         if info["session_key"] != session_key:
             self.stop_buffering(kernel_id)
             return None
@@ -360,12 +365,13 @@ class SharedClientMappingKernelManager(AsyncMappingKernelManager):
                 session_key,
                 self.buffer_limit,
             )
-        return info
+        return t.cast("dict[str, t.Any]", info)
 
     def stop_buffering(self, kernel_id: str) -> None:
         info = self._kernel_buffers.get(kernel_id) if kernel_id in self._kernel_buffers else None
         if info is None or "listener" not in info:
-            return super().stop_buffering(kernel_id)
+            super().stop_buffering(kernel_id)  # type: ignore[no-untyped-call]
+            return
         self._kernel_buffers.pop(kernel_id)
         listener = info["listener"]
         listener.client.remove_listener(listener)

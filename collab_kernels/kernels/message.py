@@ -143,6 +143,22 @@ class KernelMessage:
         return f"<KernelMessage {self.channel} {self.msg_type} {self.msg_id}>"
 
 
+def unpack_request(session: Session, channel: str, frames: list[bytes]) -> dict[str, t.Any]:
+    """A request's packed frames ``[header, parent, metadata, content, *buffers]`` as a dict
+    (what request hooks see; no signature check: it comes from an authorized websocket)."""
+    header: dict[str, t.Any] = session.unpack(frames[0])
+    return {
+        "header": header,
+        "parent_header": session.unpack(frames[1]),
+        "metadata": session.unpack(frames[2]),
+        "content": session.unpack(frames[3]),
+        "buffers": list(frames[4:]),
+        "msg_id": header.get("msg_id"),
+        "msg_type": header.get("msg_type"),
+        "channel": channel,
+    }
+
+
 __all__ = [
     "CHANNELS",
     "LIFECYCLE_EVENTS",
@@ -152,4 +168,5 @@ __all__ = [
     "KernelMessage",
     "LifecycleEvent",
     "RequestChannel",
+    "unpack_request",
 ]

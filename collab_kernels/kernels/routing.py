@@ -9,10 +9,11 @@
 
 from __future__ import annotations
 
+import logging
 import typing as t
 from collections import OrderedDict
 
-from .listener import Listener
+from .listener import Listener, RequestHook
 from .message import OUTPUT_MSG_TYPES, KernelMessage
 
 
@@ -78,6 +79,30 @@ class Router:
         """Requests sent to a previous kernel process will never be answered."""
         self.owners.clear()
         self.withheld.clear()
+
+    @staticmethod
+    def run_request_hooks(
+        hooks: t.Sequence[RequestHook],
+        parsed: dict[str, t.Any],
+        origin: str,
+        log: logging.Logger | logging.LoggerAdapter[t.Any],
+        kernel_id: str,
+    ) -> bool:
+        """Whether any hook claims the request (each runs; a failing hook is logged)."""
+        claimed = False
+        for hook in list(hooks):
+            try:
+                if hook(parsed, origin):
+                    claimed = True
+            except Exception:
+                log.exception(
+                    "Kernel %s: request hook %r failed on %s from %s",
+                    kernel_id,
+                    hook,
+                    parsed["header"].get("msg_type"),
+                    origin,
+                )
+        return claimed
 
     # ------------------------------------------------------------------ dispatch
 
