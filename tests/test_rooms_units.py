@@ -101,6 +101,7 @@ class FakeHost:
     save_max_delay = 0.0
     save_retry_delay = 0.01
     save_retry_max_delay = 0.05
+    save_time_share = 0.1
     free_delay = 3600.0
     file_check_interval = 0.0
     coalesce_window = 0.0
@@ -397,3 +398,49 @@ def test_merge_follows_the_side_that_moved_cells():
     room = nb(("a", "1"), ("b", "2 room"), ("c", "3"))
     disk = nb(("c", "3"), ("a", "1"), ("b", "2"))  # moved on disk
     assert [c for c, _ in merged_sources(merge_notebooks(base, room, disk))] == ["c", "a", "b"]
+
+
+# --- the save schedule -------------------------------------------------------------------------
+async def test_a_slow_save_spaces_out_the_next_autosaves(monkeypatch):
+    """Saving a big document may take at most save_time_share of the time."""
+    from collab_kernels.rooms import saving
+
+    clock = [100.0]
+    monkeypatch.setattr(saving.time, "monotonic", lambda: clock[0])
+    saved = asyncio.Event()
+
+    class Side:
+        path = "big.ipynb"
+        unsaved = True
+        active = True
+
+        async def save(self):
+            clock[0] += 2.0  # this save "took" 2 s
+            saved.set()
+            return "success"
+
+        def failure(self):
+            return None, False
+
+        def set_state(self, **values):
+            pass
+
+        def broadcast_raw(self, payload):
+            pass
+
+        def file_event(self, action, message):
+            pass
+
+        def saved_or_failed(self):
+            pass
+
+    host = FakeHost(FakeContentsManager())
+    schedule = saving.SaveSchedule(Side(), host, LOG)
+    schedule.request(0)
+    await saved.wait()
+    await asyncio.sleep(0)  # the save task ends
+    loop = asyncio.get_event_loop()
+    schedule.request(0)  # an edit right after
+    assert schedule._handle is not None
+    assert schedule._handle.when() - loop.time() >= 2.0 * (1 / host.save_time_share - 1) - 0.5
+    schedule.stop()

@@ -96,6 +96,16 @@ class RoomManager(LoggingConfigurable):
         config=True,
         help="Upper bound in seconds of the delay between retries of a failing save.",
     )
+    save_time_share = Float(
+        0.1,
+        config=True,
+        help=(
+            "Largest share of the time autosaves of one document may take: after a save that "
+            "took t seconds (jupyter_server validates, signs and writes a notebook on the event "
+            "loop, seconds for one with a hundred MB of output) the next autosave waits at "
+            "least t * (1 / share - 1). Explicit saves are not delayed. 0 or 1 turns it off."
+        ),
+    )
     free_delay = Float(
         60.0,
         config=True,

@@ -1,18 +1,21 @@
 """When a document room saves: debounced after edits, retried with backoff when it fails.
 
 A save is requested by every edit and runs ``save_delay`` seconds after the last one (at most
-``save_max_delay`` after the first), one at a time. A save that fails for a reason a retry may
-cure (disk full, read-only file, contents manager error) is tried again after
-``save_retry_delay`` seconds, doubling up to ``save_retry_max_delay``, with no new edit
-needed; meanwhile the document's state stays dirty and collaborators get a raw
-``{"type": "save_failed", "path", "reason", "retry_in"}`` message; the first save that works
-again sends ``{"type": "save_recovered", "path"}`` and a ``saved`` room event.
+``save_max_delay`` after the first), one at a time; after a save that took long (a big
+document) the next one waits so that saving takes at most ``save_time_share`` of the time.
+A save that fails for a reason a retry may cure (disk full, read-only file, contents manager
+error) is tried again after ``save_retry_delay`` seconds, doubling up to
+``save_retry_max_delay``, with no new edit needed; meanwhile the document's state stays
+dirty and collaborators get a raw ``{"type": "save_failed", "path", "reason", "retry_in"}``
+message; the first save that works again sends ``{"type": "save_recovered", "path"}`` and a
+``saved`` room event.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import Awaitable
 from typing import Any, Protocol
 
@@ -50,6 +53,8 @@ class Delays(Protocol):
     def save_retry_delay(self) -> float: ...
     @property
     def save_retry_max_delay(self) -> float: ...
+    @property
+    def save_time_share(self) -> float: ...
 
 
 class SaveSchedule:
@@ -63,6 +68,7 @@ class SaveSchedule:
         self._first_request: float | None = None
         self._task: asyncio.Future[None] | None = None
         self._retry_handle: asyncio.TimerHandle | None = None
+        self._cooldown_until = 0.0
         self.failures = 0
 
     @property
@@ -82,7 +88,7 @@ class SaveSchedule:
             self._first_request = now
         delay = max(self.delays.save_delay if delay is None else delay, 0)
         deadline = self._first_request + max(self.delays.save_max_delay, delay)
-        delay = max(0.0, min(delay, deadline - now))
+        delay = max(0.0, min(delay, deadline - now), self._cooldown_until - now)
         if self._handle is not None:
             self._handle.cancel()
         self._handle = loop.call_later(delay, self._start)
@@ -97,11 +103,13 @@ class SaveSchedule:
         self._task = asyncio.ensure_future(self._run())
 
     async def _run(self) -> None:
+        started = time.monotonic()
         try:
             status = await self.side.save()
         except Exception:
             self.log.exception("collab_kernels: autosave of %s failed", self.side.path)
             status = "failed"
+        self._cool_down(time.monotonic() - started)
         self.ended(status)
         self.side.saved_or_failed()
 
@@ -141,6 +149,25 @@ class SaveSchedule:
             self.failures = 0
             side.broadcast_raw({"type": "save_recovered", "path": side.path})
             side.file_event("saved", "The document is saved again after failed saves.")
+
+    def _cool_down(self, took: float) -> None:
+        """A big document's saves take long (jupyter_server validates, signs and serializes on
+        the event loop): the next autosave waits so that saving takes at most
+        ``save_time_share`` of the time, e.g. a save that took 1 s is followed by 9 s without
+        one at 0.1 (a cell printing in a loop then costs others 10%, not everything)."""
+        share = self.delays.save_time_share
+        if share <= 0 or share >= 1:
+            self._cooldown_until = 0.0
+            return
+        wait = took * (1 / share - 1)
+        self._cooldown_until = asyncio.get_event_loop().time() + wait
+        if wait > 1:
+            self.log.info(
+                "collab_kernels: saving %s took %.1f s; the next autosave waits %.1f s",
+                self.side.path,
+                took,
+                wait,
+            )
 
     def _retry(self) -> None:
         self._retry_handle = None
