@@ -34,6 +34,8 @@ import {
   canEdit,
   canExecute,
   describeRun,
+  executeRefusal,
+  isExecutePost,
   pendingPrompts,
   roomEventNotice
 } from './logic';
@@ -785,6 +787,33 @@ class Companion {
   }
 }
 
+/**
+ * The stock server-side executor POSTs .../execute and ignores a refusal (the cell just goes
+ * back to idle). Watch those answers (ServerConnection is shared with the docprovider) and
+ * say why a cell was not run.
+ */
+function watchExecuteRefusals(app: JupyterFrontEnd): void {
+  const connection = ServerConnection as any;
+  const original = connection.makeRequest as typeof ServerConnection.makeRequest;
+  connection.makeRequest = async (url: string, init: RequestInit, settings: ServerConnection.ISettings) => {
+    const response = await original(url, init, settings);
+    if (!response.ok && isExecutePost(url, init && init.method)) {
+      void response
+        .clone()
+        .json()
+        .catch(() => ({}))
+        .then((body: any) => {
+          const refusal = executeRefusal(response.status, (body && (body.message || body.reason)) || '');
+          const actions = refusal.chooseKernel
+            ? [{ label: 'Choose a kernel', callback: () => void app.commands.execute('notebook:change-kernel') }]
+            : [];
+          Notification.error(refusal.text, { autoClose: 15000, actions });
+        });
+    }
+    return response;
+  };
+}
+
 function canExecuteOrRead(permissions: Permissions | null): boolean {
   return !permissions || (permissions['kernels'] || []).includes('read');
 }
@@ -801,6 +830,7 @@ const plugin: JupyterFrontEndPlugin<void> = {
     editors: IEditorTracker | null,
     settingRegistry: ISettingRegistry | null
   ) => {
+    watchExecuteRefusals(app);
     const companion = new Companion(app, editors);
     (window as any).collabKernelsCompanion = companion;
     window.addEventListener('keydown', event => companion.guardKeys(event), true);

@@ -231,3 +231,31 @@ export function roomEventNotice(
       return null;
   }
 }
+
+/** What a refused run (the answer to the docprovider's POST .../execute) means for a person. */
+export function executeRefusal(status: number, message: string): { text: string; chooseKernel: boolean } {
+  const why = message ? `: ${message}` : '';
+  switch (status) {
+    case 403:
+      return { text: `The cell was not run: your role does not allow running cells here${why}.`, chooseKernel: false };
+    case 404:
+      return {
+        // Toasts show about 140 characters: what matters first.
+        text: `Not run: this notebook's kernel is gone (shut down or culled). Choose or start a kernel${why}`,
+        chooseKernel: true
+      };
+    case 409:
+      return { text: `The cell was not run${why}.`, chooseKernel: false };
+    default:
+      return { text: `The cell was not run (${status})${why}.`, chooseKernel: false };
+  }
+}
+
+/** Whether a request is the docprovider's server-side execution of a cell. */
+export function isExecutePost(url: string, method: string | undefined): boolean {
+  if ((method || 'GET').toUpperCase() !== 'POST') {
+    return false;
+  }
+  const path = url.split('?')[0];
+  return /\/api\/kernels\/[^/]+\/execute$/.test(path);
+}

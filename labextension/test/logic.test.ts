@@ -8,6 +8,8 @@ import {
   canEdit,
   canExecute,
   describeRun,
+  executeRefusal,
+  isExecutePost,
   endMessage,
   formatDuration,
   pendingPrompts,
@@ -162,4 +164,16 @@ test('roomEventNotice: failed saves are errors, reloads are news, unknown action
     'warning'
   );
   assert.equal(roomEventNotice({ action: 'opened' }), null);
+});
+
+test('executeRefusal and isExecutePost: a refused run says why', () => {
+  assert.equal(isExecutePost('http://h/base/api/kernels/k-1/execute', 'POST'), true);
+  assert.equal(isExecutePost('http://h/api/kernels/k-1/execute?x=1', 'post'), true);
+  assert.equal(isExecutePost('http://h/api/kernels/k-1/execute', 'GET'), false);
+  assert.equal(isExecutePost('http://h/api/kernels/k-1/interrupt', 'POST'), false);
+  const gone = executeRefusal(404, 'No such kernel: k-1');
+  assert.equal(gone.chooseKernel, true);
+  assert.match(gone.text, /^Not run: this notebook's kernel is gone.*No such kernel: k-1$/);
+  assert.match(executeRefusal(403, '').text, /role does not allow/);
+  assert.equal(executeRefusal(500, 'boom').text, 'The cell was not run (500): boom.');
 });

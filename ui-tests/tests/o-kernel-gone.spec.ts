@@ -1,0 +1,25 @@
+/**
+ * o. A run the server refuses says why (companion extension): the notebook's kernel was shut
+ * down by someone else, then a cell is run. The stock executor ignores the 404 (the cell
+ * goes back to [ ] and nothing says why); the companion shows a notification naming the
+ * gone kernel, with an action to choose another.
+ */
+import { expect, outputArea, prompt, runCell, test, waitForKernelIdle } from './helpers/lab';
+
+test('o. running a cell after someone shut its kernel down: a notification says so @companion', async ({ lab }) => {
+  const docPath = await lab.newNotebook('o-kernel-gone', ['print("before")', 'print("after")']);
+  const alice = await lab.open('alice', docPath);
+  await waitForKernelIdle(alice);
+  await runCell(alice, 0);
+  await expect(outputArea(alice, 0)).toContainText('before');
+  const kernel = await alice.evaluate(() => (window as any).jupyterapp.shell.currentWidget.sessionContext.session.kernel.id);
+  await lab.api('bob').request('DELETE', `/api/kernels/${kernel}`);
+
+  await runCell(alice, 1);
+  const toast = alice.locator('.Toastify__toast').filter({ hasText: /kernel is gone/ });
+  await expect(toast).toBeVisible();
+  await expect(toast.locator('button', { hasText: 'Choose a kernel' })).toBeVisible();
+  await expect(prompt(alice, 1)).toHaveText('[ ]:');
+  await expect(alice.locator('.jp-Dialog')).toHaveCount(0);
+  await lab.screenshot(alice, 'alice-told-the-kernel-is-gone');
+});
