@@ -13,10 +13,8 @@ message is decoded at most once for all consumers (``KernelMessage.parsed`` is s
 from __future__ import annotations
 
 import asyncio
-import inspect
 import typing as t
 import uuid
-from functools import partial
 
 import zmq
 from jupyter_client.session import Session
@@ -24,7 +22,14 @@ from traitlets import CaselessStrEnum, Float, Integer, Unicode
 from traitlets.config import LoggingConfigurable
 from zmq.eventloop.zmqstream import ZMQStream
 
-from .listener import LifecycleCallback, Listener, MessageCallback, Replies, RequestHook
+from .listener import (
+    LifecycleCallback,
+    LifecycleListeners,
+    Listener,
+    MessageCallback,
+    Replies,
+    RequestHook,
+)
 from .message import (
     CHANNELS,
     LIFECYCLE_EVENTS,
@@ -134,7 +139,7 @@ class SharedKernelClient(LoggingConfigurable):
         self.session.session = f"collab-kernels-{uuid.uuid4().hex}"
         self.router = Router(self)
         self._request_hooks: list[RequestHook] = []
-        self._lifecycle: list[LifecycleCallback] = []
+        self.lifecycle = LifecycleListeners(self)
         self._waiters: dict[str, asyncio.Future[KernelMessage]] = {}
         self._internal = Listener(self, self._on_internal_reply, name="shared client")
         self._sockets: KernelSockets | None = None
@@ -336,36 +341,13 @@ class SharedKernelClient(LoggingConfigurable):
 
     def add_lifecycle_listener(self, callback: LifecycleCallback) -> None:
         """``callback(event)`` with an event of ``LIFECYCLE_EVENTS`` (see message.py)."""
-        self._lifecycle.append(callback)
+        self.lifecycle.add(callback)
 
     def remove_lifecycle_listener(self, callback: LifecycleCallback) -> None:
-        if callback in self._lifecycle:
-            self._lifecycle.remove(callback)
+        self.lifecycle.remove(callback)
 
     def fire_lifecycle(self, event: LifecycleEvent) -> None:
-        if event not in LIFECYCLE_EVENTS:
-            raise ValueError(f"unknown lifecycle event {event!r}; use {LIFECYCLE_EVENTS}")
-        self.log.debug("Kernel %s: lifecycle event %s", self.kernel_id, event)
-        for cb in list(self._lifecycle):
-            try:
-                result = cb(event)
-                if result is not None and inspect.isawaitable(result):
-                    task = asyncio.ensure_future(result)
-                    task.add_done_callback(partial(self._log_lifecycle_error, cb, event))
-            except Exception:
-                self.log.exception(
-                    "Kernel %s: lifecycle listener %r failed on %s", self.kernel_id, cb, event
-                )
-
-    def _log_lifecycle_error(self, cb: t.Any, event: str, task: asyncio.Future[t.Any]) -> None:
-        if not task.cancelled() and task.exception() is not None:
-            self.log.error(
-                "Kernel %s: lifecycle listener %r failed on %s",
-                self.kernel_id,
-                cb,
-                event,
-                exc_info=task.exception(),
-            )
+        self.lifecycle.fire(event)
 
     # ------------------------------------------------------------------ sending
 

@@ -12,8 +12,9 @@ import inspect
 import logging
 import typing as t
 from collections import deque
+from functools import partial
 
-from .message import CHANNELS, KernelMessage, LifecycleEvent
+from .message import CHANNELS, LIFECYCLE_EVENTS, KernelMessage, LifecycleEvent
 
 Replies = t.Literal["all", "owned"]
 
@@ -190,4 +191,50 @@ class Listener:
         return f"<Listener {self.name} kernel={self.client.kernel_id}>"
 
 
-__all__ = ["LifecycleCallback", "Listener", "ListenerHost", "MessageCallback", "RequestHook"]
+class LifecycleListeners:
+    """The lifecycle callbacks of one client; each runs isolated (errors are logged)."""
+
+    def __init__(self, host: ListenerHost):
+        self.host = host
+        self._callbacks: list[LifecycleCallback] = []
+
+    def add(self, callback: LifecycleCallback) -> None:
+        self._callbacks.append(callback)
+
+    def remove(self, callback: LifecycleCallback) -> None:
+        if callback in self._callbacks:
+            self._callbacks.remove(callback)
+
+    def fire(self, event: LifecycleEvent) -> None:
+        if event not in LIFECYCLE_EVENTS:
+            raise ValueError(f"unknown lifecycle event {event!r}; use {LIFECYCLE_EVENTS}")
+        log, kernel_id = self.host.log, self.host.kernel_id
+        log.debug("Kernel %s: lifecycle event %s", kernel_id, event)
+        for cb in list(self._callbacks):
+            try:
+                result = cb(event)
+                if result is not None and inspect.isawaitable(result):
+                    task = asyncio.ensure_future(result)
+                    task.add_done_callback(partial(self._log_error, cb, event))
+            except Exception:
+                log.exception("Kernel %s: lifecycle listener %r failed on %s", kernel_id, cb, event)
+
+    def _log_error(self, cb: t.Any, event: str, task: asyncio.Future[t.Any]) -> None:
+        if not task.cancelled() and task.exception() is not None:
+            self.host.log.error(
+                "Kernel %s: lifecycle listener %r failed on %s",
+                self.host.kernel_id,
+                cb,
+                event,
+                exc_info=task.exception(),
+            )
+
+
+__all__ = [
+    "LifecycleCallback",
+    "LifecycleListeners",
+    "Listener",
+    "ListenerHost",
+    "MessageCallback",
+    "RequestHook",
+]
