@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import logging
 import typing as t
+from urllib.parse import urlsplit, urlunsplit
 
 from jupyter_server.gateway.gateway_client import GatewayClient
 from jupyter_server.services.kernels.connection.channels import ZMQChannelsWebsocketConnection
@@ -59,6 +60,14 @@ def gateway_url(serverapp: t.Any) -> str | None:
     existing = getattr(serverapp, "gateway_config", None)
     client = existing if isinstance(existing, GatewayClient) else GatewayClient(parent=serverapp)
     return client.url if client.gateway_enabled else None
+
+
+def _for_log(url: str) -> str:
+    """The gateway URL without credentials or query (logs never carry a token)."""
+    parts = urlsplit(url)
+    host = parts.hostname or ""
+    netloc = f"{host}:{parts.port}" if parts.port else host
+    return urlunsplit((parts.scheme, netloc, parts.path, "", ""))
 
 
 def _configured(serverapp: t.Any, name: str) -> type | None:
@@ -113,7 +122,7 @@ def select_kernel_layer(
             log.info(
                 "collab_kernels: kernels run on the gateway at %s, each with one shared "
                 "client (%s)",
-                url,
+                _for_log(url),
                 t.cast(type, manager).__name__,
             )
             if websocket is None or websocket is GatewayWebSocketConnection:
@@ -134,7 +143,7 @@ def select_kernel_layer(
                 ", ".join(cls.__name__ for cls in restore.values()),
             )
             _write(serverapp, **restore)
-        log.info(GATEWAY_NOTE, url)
+        log.info(GATEWAY_NOTE, _for_log(url))
         return "gateway"
     if (
         manager is None
@@ -193,7 +202,7 @@ def verify_kernel_layer(serverapp: t.Any, log: Log, chosen: KernelLayer) -> Kern
         serverapp.gateway_config.gateway_enabled
     ):
         if chosen != "gateway":  # enabled by config pushed after collab_kernels was linked
-            log.warning(GATEWAY_NOTE, serverapp.gateway_config.url)
+            log.warning(GATEWAY_NOTE, _for_log(serverapp.gateway_config.url))
         return "gateway"
     if isinstance(serverapp.kernel_manager, SharedClientMappingKernelManager):
         return "shared"

@@ -157,6 +157,18 @@ async def test_any_gateway_configuration_selects_the_shared_gateway_layer(
     assert app.web_app.settings["page_config_data"]["serverSideExecution"] == "true"
 
 
+async def test_the_gateway_log_line_carries_no_credentials(
+    start_server, closed_port_url, fresh_gateway_client, server_log
+):
+    config = _base_config()
+    host_port = closed_port_url.removeprefix("http://")
+    config.GatewayClient.url = f"http://gwuser:gwsecret@{host_port}/base?token=gwtoken"
+    start_server(config)
+    notes = [m for m in server_log if "gateway at" in m]
+    assert len(notes) == 1 and f"http://{host_port}/base" in notes[0]
+    assert not any("gwsecret" in m or "gwtoken" in m or "gwuser" in m for m in server_log)
+
+
 async def test_a_configured_gateway_manager_keeps_the_gateway_classes(
     start_server, closed_port_url, fresh_gateway_client, server_log
 ):
