@@ -111,7 +111,7 @@ async def test_parameters_injected_papermill_style(make_notebook, cli, server_ar
         ["injected-parameters"],
         [],
     ]
-    assert "alpha = 3" in nb.cells[2].source and "name = 'Ada Lovelace'" in nb.cells[2].source
+    assert "alpha = 3" in nb.cells[2].source and 'name = "Ada Lovelace"' in nb.cells[2].source
 
     # a second run replaces the injected cell instead of adding one
     code, out, err = await cli(

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import pytest
 from jupyter_ydoc import YNotebook
 
@@ -45,7 +47,7 @@ def test_cli_values_are_typed_like_papermill():
     assert parse_cli_value("False") is False
     assert parse_cli_value("None") is None
     assert parse_cli_value("hello world") == "hello world"
-    assert parse_cli_value("nan") == "nan"
+    assert math.isnan(parse_cli_value("nan")) and parse_cli_value("-inf") == float("-inf")
 
 
 def test_parameters_file(tmp_path):

@@ -12,6 +12,8 @@ import contextlib
 import os
 import signal
 import sys
+from collections.abc import Callable
+from typing import Any
 
 from .cli_term import (
     EXIT_CANCELLED,
@@ -46,7 +48,8 @@ outputs go into the notebook's shared document (browsers watch it live in Jupyte
 the file. Without --server, `run` starts an embedded server for the duration of the run.
 
 commands:
-  run NOTEBOOK      run every code cell, papermill-style parameters, wait (or --detach)
+  run NOTEBOOK [OUTPUT]  run every code cell, papermill's flags and parameters, wait
+                    (or --detach); several notebooks: one embedded server for the batch
   list              runs known to the server(s)
   status [RUN]      one run's state (default: the newest run)
   attach RUN        print what the run printed so far, then follow it live; answer input()
@@ -86,61 +89,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"collab-kernels {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
 
-    run = sub.add_parser(
-        "run",
-        help="run a notebook",
-        description="Run every code cell of NOTEBOOK in one request and wait for it.",
-        epilog=EXIT_CODES_HELP,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
-    run.add_argument(
-        "notebook", metavar="NOTEBOOK", help="notebook file (with --server: its path on the server)"
-    )
-    _server_args(run)
-    run.add_argument(
-        "-p",
-        "--parameter",
-        nargs=2,
-        action="append",
-        default=[],
-        metavar=("NAME", "VALUE"),
-        help="a parameter (None/True/False, numbers are converted; else a string); repeatable",
-    )
-    run.add_argument(
-        "-f",
-        "--parameters-file",
-        metavar="PARAMS.yaml",
-        help="YAML mapping of parameters (-p wins)",
-    )
-    run.add_argument(
-        "--kernel", metavar="NAME", help="kernel name (default: the notebook's kernelspec)"
-    )
-    run.add_argument(
-        "--cwd",
-        metavar="DIR",
-        help="the kernel's working directory (default: the notebook's folder)",
-    )
-    run.add_argument(
-        "--timeout", type=float, metavar="S", help="seconds a single cell may run (exit code 4)"
-    )
-    run.add_argument(
-        "--allow-errors", action="store_true", help="run all cells even when one raises; exit 0"
-    )
-    run.add_argument(
-        "--output",
-        metavar="PATH",
-        help="write the executed notebook there; NOTEBOOK stays untouched",
-    )
-    run.add_argument(
-        "--detach",
-        action="store_true",
-        help="print the run id and exit; the run goes on in the server",
-    )
-    run.add_argument(
-        "--log-output", action="store_true", help="print the cells' outputs as they arrive"
-    )
-    run.add_argument("--no-progress", action="store_true", help="no progress bar")
-    run.add_argument("--verbose", action="store_true", help="show the embedded server's log")
+    add_run_parser(sub, _server_args)
 
     lst = sub.add_parser(
         "list", help="list runs", description="List the runs the server(s) know, newest last."
@@ -179,6 +128,189 @@ def build_parser() -> argparse.ArgumentParser:
     cancel.add_argument("run", metavar="RUN", help="run id (a unique prefix is enough)")
     _server_args(cancel)
     return parser
+
+
+def add_run_parser(
+    sub: Any, server_args: Callable[[argparse.ArgumentParser], None]
+) -> argparse.ArgumentParser:
+    run: argparse.ArgumentParser = sub.add_parser(
+        "run",
+        help="run notebooks",
+        description=(
+            "Run every code cell of NOTEBOOK in one request and wait for it.\n\n"
+            "  run NOTEBOOK               NOTEBOOK gets its outputs\n"
+            "  run NOTEBOOK OUTPUT        OUTPUT gets them (papermill's form); NOTEBOOK stays\n"
+            "  run - OUTPUT, run NB -     '-' reads the notebook from stdin / writes it to stdout\n"
+            "  run A B C ..., --batch     one after the other on one embedded server, in place\n"
+            "                             or into --output-dir\n"
+        ),
+        epilog=EXIT_CODES_HELP,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    run.add_argument(
+        "notebooks",
+        nargs="+",
+        metavar="NOTEBOOK",
+        help="notebook file (with --server: its path on the server); then OUTPUT, or more",
+    )
+    server_args(run)
+    add = run.add_argument
+    add(
+        "-p",
+        "--parameters",
+        "--parameter",
+        dest="parameter",
+        nargs=2,
+        action="append",
+        default=[],
+        metavar=("NAME", "VALUE"),
+        help="a parameter: None/True/False, ints and floats (nan, inf) are converted, else a "
+        "string; repeatable",
+    )
+    add(
+        "-r",
+        "--parameters_raw",
+        "--parameters-raw",
+        dest="raw",
+        nargs=2,
+        action="append",
+        default=[],
+        metavar=("NAME", "VALUE"),
+        help="a parameter kept as a string",
+    )
+    add(
+        "-y",
+        "--parameters_yaml",
+        "--parameters-yaml",
+        dest="yaml",
+        action="append",
+        default=[],
+        metavar="YAML",
+        help="a YAML mapping of parameters",
+    )
+    add(
+        "-b",
+        "--parameters_base64",
+        "--parameters-base64",
+        dest="base64",
+        action="append",
+        default=[],
+        metavar="B64",
+        help="a base64-encoded YAML mapping of parameters",
+    )
+    add(
+        "-f",
+        "--parameters_file",
+        "--parameters-file",
+        dest="parameters_file",
+        action="append",
+        default=[],
+        metavar="PARAMS.yaml",
+        help="a YAML file of parameters (precedence as papermill: -b, -f, -y, -p, -r)",
+    )
+    add("--inject-input-path", action="store_true", help="PAPERMILL_INPUT_PATH as a parameter")
+    add("--inject-output-path", action="store_true", help="PAPERMILL_OUTPUT_PATH as a parameter")
+    add("--inject-paths", action="store_true", help="both of them")
+    add(
+        "-k",
+        "--kernel",
+        metavar="NAME",
+        help="kernel name (default: the notebook's kernelspec; it must be installed)",
+    )
+    add(
+        "-l",
+        "--language",
+        metavar="LANG",
+        help="language to write parameters in (default: the notebook's)",
+    )
+    add(
+        "--cwd",
+        metavar="DIR",
+        help="the kernel's working directory (default: the notebook's folder)",
+    )
+    add(
+        "--timeout",
+        "--execution-timeout",
+        dest="timeout",
+        type=float,
+        metavar="S",
+        help="seconds a single cell may run (exit code 4)",
+    )
+    add(
+        "--start-timeout",
+        "--start_timeout",
+        type=float,
+        default=60.0,
+        metavar="S",
+        help="seconds the kernel may take to start (default 60; exit code 3)",
+    )
+    add("--allow-errors", action="store_true", help="run all cells even when one raises; exit 0")
+    add(
+        "--prepare-only",
+        action="store_true",
+        default=False,
+        help="write OUTPUT with the parameters injected, without running it",
+    )
+    add("--prepare-execute", dest="prepare_only", action="store_false", help=argparse.SUPPRESS)
+    add("--report-mode", action="store_true", default=False, help="hide the code cells' inputs")
+    add("--no-report-mode", dest="report_mode", action="store_false", help=argparse.SUPPRESS)
+    add("-o", "--output", metavar="PATH", help="OUTPUT, as an option")
+    add("--output-dir", metavar="DIR", help="batch: write each executed notebook into DIR")
+    add(
+        "--batch",
+        action="store_true",
+        help="every NOTEBOOK is an input (also with two), run in place or into --output-dir",
+    )
+    add(
+        "--reuse-kernel",
+        action="store_true",
+        help="keep the notebook session's kernel and its state (default: a fresh kernel, shut "
+        "down after the run)",
+    )
+    add(
+        "--detach",
+        action="store_true",
+        help="print the run id and exit; the run goes on in the server",
+    )
+    add("--log-output", action="store_true", help="print the cells' outputs as they arrive")
+    add("--no-log-output", dest="log_output", action="store_false", help=argparse.SUPPRESS)
+    add(
+        "--stdout-file",
+        type=argparse.FileType("w", encoding="utf-8"),
+        metavar="FILE",
+        help="write the cells' stdout there",
+    )
+    add(
+        "--stderr-file",
+        type=argparse.FileType("w", encoding="utf-8"),
+        metavar="FILE",
+        help="write the cells' stderr there",
+    )
+    add(
+        "--no-progress",
+        "--no-progress-bar",
+        dest="no_progress",
+        action="store_true",
+        help="no progress bar",
+    )
+    add("--progress-bar", dest="no_progress", action="store_false", help=argparse.SUPPRESS)
+    add(
+        "--exit-codes",
+        choices=("collab-kernels", "papermill"),
+        default=os.environ.get("COLLAB_KERNELS_EXIT_CODES") or "collab-kernels",
+        help="papermill: papermill's exit codes (see below)",
+    )
+    add("--verbose", action="store_true", help="show the embedded server's log")
+    # papermill flags with nothing to do here: the server saves the shared document itself
+    add("--log-level", help=argparse.SUPPRESS)
+    add(
+        "--request-save-on-cell-execute",
+        "--no-request-save-on-cell-execute",
+        action="store_true",
+        help=argparse.SUPPRESS,
+    )
+    add("--autosave-cell-every", type=int, help=argparse.SUPPRESS)
+    return run
 
 
 # --------------------------------------------------------------------------------------------
@@ -224,21 +356,30 @@ def main(argv: list[str] | None = None) -> int:
     if not args.command:
         parser.print_help()
         return EXIT_USAGE
+    code, error = _run(args)
+    if getattr(args, "exit_codes", None) == "papermill":
+        from .cli_run import papermill_exit_code
+
+        return papermill_exit_code(code, error)
+    return code
+
+
+def _run(args: argparse.Namespace) -> tuple[int, BaseException | None]:
     from .errors import CollabError, ServerError
 
     try:
-        return asyncio.run(_main_async(args))
+        return asyncio.run(_main_async(args)), None
     except UsageError as e:
         print(f"collab-kernels {args.command}: error: {e}", file=sys.stderr)
-        return EXIT_USAGE
+        return EXIT_USAGE, e
     except ServerError as e:
         print(f"collab-kernels {args.command}: server error: {e}", file=sys.stderr)
-        return EXIT_SERVER
+        return EXIT_SERVER, e
     except CollabError as e:
         print(f"collab-kernels {args.command}: error: {e}", file=sys.stderr)
-        return EXIT_SERVER
-    except KeyboardInterrupt:
-        return EXIT_INTERRUPTED
+        return EXIT_SERVER, e
+    except KeyboardInterrupt as e:
+        return EXIT_INTERRUPTED, e
 
 
 if __name__ == "__main__":

@@ -123,7 +123,7 @@ async def cmd_attach(args, interrupted: asyncio.Event, stdin: StdinLines) -> int
         if status is None:
             note_detached(run.run_id)
             return EXIT_INTERRUPTED
-        code = await exit_code(run, status, watcher, allow_errors=False)
+        code = exit_code(status, watcher, allow_errors=False)
         report(run, status, code, watcher, time.monotonic() - started)
         return code
     finally:

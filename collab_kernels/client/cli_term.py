@@ -21,20 +21,39 @@ EXIT_INTERRUPTED = 130
 
 EXIT_CODES_HELP = """\
 exit codes:
-  0    the run finished and every cell succeeded (or --allow-errors was given)
+  0    the run finished and every cell succeeded (or --allow-errors was given, or a cell
+       ended the run with sys.exit(0) / raise SystemExit, as papermill counts it)
   1    a cell raised an error; the run stopped there (its error is in the notebook)
-  2    usage error: bad arguments, missing notebook, bad parameters, unknown run id
-  3    the kernel died during the run
+  2    usage error: bad arguments, missing notebook, bad parameters, unknown run id, a
+       kernel the server does not have, a notebook without a kernel name and no -k
+  3    the kernel died during the run, or did not start within --start-timeout
   4    a cell ran longer than --timeout; it was interrupted and the run cancelled
   5    the run was cancelled (`collab-kernels cancel`, or from another client)
   6    the server could not be reached, refused the token, or answered with an error
   130  Ctrl-C: `attach` and `run --server` detach (the run goes on in the server);
        `run` with its embedded server cancels the run and stops the server
+With --exit-codes papermill (or COLLAB_KERNELS_EXIT_CODES=papermill) the codes are
+papermill's: 0 ok, 138 dead kernel, 2 bad arguments, 1 everything else.
 """
+
+#: papermill 2.7's exit code for each of ours (measured: a dead kernel exits 138 there)
+PAPERMILL_EXIT_CODES = {
+    EXIT_OK: 0,
+    EXIT_CELL_ERROR: 1,
+    EXIT_KERNEL_DIED: 138,
+    EXIT_TIMEOUT: 1,
+    EXIT_CANCELLED: 1,
+    EXIT_SERVER: 1,
+    EXIT_INTERRUPTED: 130,
+}
 
 
 class UsageError(Exception):
     """Bad arguments, a missing notebook, bad parameters, an unknown run: exit code 2."""
+
+
+class KernelSpecError(UsageError):
+    """No kernel name, or a kernel the server does not have (papermill: exit code 1)."""
 
 
 _ANSI = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]")
@@ -70,9 +89,9 @@ def _set_done(future: asyncio.Future[None]) -> None:
 class StdinLines:
     """Reads stdin lines without blocking the event loop (kept buffered across prompts)."""
 
-    def __init__(self) -> None:
+    def __init__(self, closed: bool = False) -> None:
         self.buffer = b""
-        self.eof = False
+        self.eof = closed  # closed: no stdin at all (the Python API)
 
     async def readline(self) -> str | None:
         loop = asyncio.get_running_loop()

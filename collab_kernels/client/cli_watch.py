@@ -7,9 +7,10 @@ import asyncio
 import contextlib
 import sys
 import time
-from typing import Any
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING, Any, TextIO
 
-from ..contract import is_kernel_gone
+from ..contract import KERNEL_NOT_READY, is_kernel_gone
 from .cli_term import (
     EXIT_CANCELLED,
     EXIT_CELL_ERROR,
@@ -22,6 +23,16 @@ from .cli_term import (
     note,
     write,
 )
+from .papermill import is_clean_exit
+from .records import CellFinished, CellStarted, InputRequested, Output, RunEvent, RunFinished
+
+if TYPE_CHECKING:
+    from rich.progress import Progress, TaskID
+
+    from .records import RunRecord
+    from .run import Run
+
+Listener = Callable[[RunEvent], None]
 
 
 class Watcher:
@@ -29,28 +40,35 @@ class Watcher:
 
     def __init__(
         self,
-        run,
+        run: Run,
         *,
         log_output: bool,
         progress: bool,
         timeout: float | None,
         interrupted: asyncio.Event,
         stdin: StdinLines,
+        listeners: Sequence[Listener] = (),
+        stdout: TextIO | None = None,
     ):
         self.run = run
         self.log_output = log_output
         self.timeout = timeout
         self.interrupted = interrupted
         self.stdin = stdin
+        self.listeners = list(listeners)
+        #: where --log-output prints stdout (stderr when the notebook itself goes to stdout)
+        self.stdout = stdout
         self.timed_out = False
-        self.errors: list[tuple[int, Any]] = []
+        self.stdin_closed = False
+        self.errors: list[tuple[int, dict[str, Any]]] = []
         self.done = 0
         self.total = len(run.cell_ids)
         self.current_started: float | None = None
-        self.current = None
-        self._prompt_task: asyncio.Task | None = None
+        self.current: CellStarted | None = None
+        self._prompt_task: asyncio.Task[None] | None = None
         self._echo: str | None = None
-        self.progress = None
+        self.progress: Progress | None = None
+        self.task: TaskID | None = None
         if progress and sys.stderr.isatty():
             from rich.console import Console
             from rich.progress import (
@@ -72,20 +90,18 @@ class Watcher:
             )
             self.task = self.progress.add_task("queued", total=self.total, notebook=run.path)
 
-    def _describe(self, event) -> str:
+    def _describe(self, event: CellStarted) -> str:
         first = (event.source.strip().splitlines() or [""])[0]
         if len(first) > 40:
             first = first[:39] + "…"
         return f"cell {event.position}/{event.total}: {first}"
 
-    async def follow(self) -> dict | None:
+    async def follow(self) -> RunRecord | None:
         """Consume the run's events until it finishes; None if detached by Ctrl-C."""
-        from .client import CellFinished, CellStarted, InputRequested, Output, RunFinished
-
         events = self.run.events()
         if self.progress is not None:
             self.progress.start()
-        next_event: asyncio.Future | None = None
+        next_event: asyncio.Future[RunEvent] | None = None
         interrupted = asyncio.ensure_future(self.interrupted.wait())
         try:
             while True:
@@ -107,10 +123,12 @@ class Watcher:
                 except StopAsyncIteration:
                     return self.run.record
                 next_event = None
+                for listener in self.listeners:
+                    listener(event)
                 if isinstance(event, CellStarted):
                     self.current = event
                     self.current_started = time.monotonic()
-                    if self.progress is not None:
+                    if self.progress is not None and self.task is not None:
                         self.progress.update(self.task, description=self._describe(event))
                 elif isinstance(event, Output):
                     if (
@@ -126,7 +144,7 @@ class Watcher:
                         stream = (
                             sys.stderr
                             if event.name == "stderr" or event.output_type == "error"
-                            else sys.stdout
+                            else (self.stdout or sys.stdout)
                         )
                         write(stream, event.text)
                 elif isinstance(event, InputRequested):
@@ -135,7 +153,7 @@ class Watcher:
                     self._stop_prompt()
                     self.done += 1
                     self.current_started = None
-                    if self.progress is not None:
+                    if self.progress is not None and self.task is not None:
                         self.progress.update(self.task, completed=self.done)
                 elif isinstance(event, RunFinished):
                     return event.status
@@ -160,7 +178,7 @@ class Watcher:
 
     # -- input() prompts ---------------------------------------------------------------------
 
-    def _start_prompt(self, event) -> None:
+    def _start_prompt(self, event: InputRequested) -> None:
         self._stop_prompt()
         self._prompt_task = asyncio.ensure_future(self._prompt(event))
 
@@ -169,7 +187,10 @@ class Watcher:
             self._prompt_task.cancel()
         self._prompt_task = None
 
-    async def _prompt(self, event) -> None:
+    async def _prompt(self, event: InputRequested) -> None:
+        if self.stdin.eof and not self.stdin.buffer:
+            await self._refuse_prompt(event)
+            return
         if self.progress is not None:
             self.progress.stop()
         try:
@@ -180,10 +201,7 @@ class Watcher:
             if event.password or not sys.stdin.isatty():
                 sys.stderr.write("\n")  # the terminal did not echo the newline
             if value is None:
-                note(
-                    "collab-kernels: stdin is closed; the prompt stays open "
-                    "(answer it with `collab-kernels attach` or in JupyterLab)"
-                )
+                await self._refuse_prompt(event)
                 return
             await self.run.answer_input(value, event.cell_id)
             # The server echoes "prompt + value" into the cell's stdout; the user just saw it.
@@ -192,17 +210,36 @@ class Watcher:
             if self.progress is not None:
                 self.progress.start()
 
+    async def _refuse_prompt(self, event: InputRequested) -> None:
+        """stdin is closed: nobody can answer, so the cell fails now (papermill's
+        StdinNotImplementedError) instead of waiting for the input timeout."""
+        self.stdin_closed = True
+        note(
+            f"collab-kernels: cell {event.position} called input() but stdin is closed: "
+            "interrupting it (give the run a stdin to answer, or --detach and "
+            "`collab-kernels attach`)"
+        )
+        await self.run.interrupt()
 
-def _kernel_died(status: dict, errors: list[tuple[Any, dict]] = ()) -> bool:
-    """Whether the run ended because its kernel went away: the server then writes one of the
-    error names of ``contract.KERNEL_GONE_ENAMES`` into the cell that was running."""
-    cells = status.get("cells") or []
-    return any(is_kernel_gone((c.get("error") or {}).get("ename")) for c in cells) or any(
-        is_kernel_gone(o.get("ename")) for _, o in errors
-    )
+
+def _first_error(status: RunRecord) -> tuple[str | None, str | None]:
+    for cell in status.get("cells") or []:
+        if cell.get("result") == "error":
+            error = cell.get("error") or {}
+            return error.get("ename"), error.get("evalue")
+    return None, None
 
 
-async def exit_code(run, status: dict | None, watcher: Watcher, allow_errors: bool) -> int:
+def kernel_died(status: RunRecord, errors: Sequence[tuple[int, dict[str, Any]]] = ()) -> bool:
+    """Whether the run ended because its kernel went away (or never became ready): the server
+    then writes one of the error names of :mod:`~collab_kernels.contract` into the cell."""
+    names = [(c.get("error") or {}).get("ename") for c in status.get("cells") or []]
+    names += [o.get("ename") for _, o in errors]
+    return any(is_kernel_gone(n) or n == KERNEL_NOT_READY for n in names)
+
+
+def exit_code(status: RunRecord | None, watcher: Watcher, allow_errors: bool) -> int:
+    """The exit code of a finished run (see ``EXIT_CODES_HELP``)."""
     if status is None:
         return EXIT_INTERRUPTED
     result = status.get("result")
@@ -210,16 +247,16 @@ async def exit_code(run, status: dict | None, watcher: Watcher, allow_errors: bo
         return EXIT_TIMEOUT
     if result == "ok":
         return EXIT_OK
-    if _kernel_died(status, watcher.errors):
+    if kernel_died(status, watcher.errors):
         return EXIT_KERNEL_DIED
     if result == "cancelled":
         return EXIT_CANCELLED
-    if allow_errors and result == "error":
-        return EXIT_OK
+    if result == "error" and (allow_errors or is_clean_exit(*_first_error(status))):
+        return EXIT_OK  # sys.exit(0) / raise SystemExit: a success, as in papermill
     return EXIT_CELL_ERROR
 
 
-def report(run, status: dict | None, code: int, watcher: Watcher, elapsed: float) -> None:
+def report(run: Run, status: RunRecord | None, code: int, watcher: Watcher, elapsed: float) -> None:
     if status is None:
         return
     words = {

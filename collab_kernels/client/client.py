@@ -116,13 +116,17 @@ class CollabClient(RestClient):
         kernel_name: str | None = None,
         cwd: str | None = None,
         start_kernel: bool = True,
+        session: dict[str, Any] | None = None,
     ) -> Notebook:
-        """Open the notebook's document (and its kernel session, unless ``start_kernel=False``)."""
-        session = (
-            await self.start_session(path, kernel_name, cwd)
-            if start_kernel
-            else await self.session_for(path)
-        )
+        """Open the notebook's document with its kernel session: ``session`` if given, else the
+        notebook's session, created (``kernel_name``, in ``cwd``) unless ``start_kernel=False``.
+        """
+        if session is None:
+            session = (
+                await self.start_session(path, kernel_name, cwd)
+                if start_kernel
+                else await self.session_for(path)
+            )
         collab = await self.collaboration_session(path)
         room_id = build_room_id(collab["fileId"])
         nb = Notebook(self, path, room_id, collab.get("sessionId"), session)

@@ -1,10 +1,14 @@
 """Papermill-style parameters: parse them, write them as code, put them into a notebook document.
 
-The rules follow what papermill users expect:
+The rules are papermill's (2.7):
 
-- ``-p NAME VALUE`` values are read as ``None``/``True``/``False``, an int, a float, or else kept
-  as the string; ``-f params.yaml`` gives a YAML mapping whose values are used as loaded;
-  ``-p`` wins over ``-f``.
+- ``-p NAME VALUE`` values are read as ``None``/``True``/``False``, an int, a float (``nan`` and
+  ``inf`` included), or else kept as the string; ``-r NAME VALUE`` keeps the string as is;
+  ``-y YAML``, ``-b BASE64-YAML`` and ``-f FILE.yaml`` give YAML mappings whose values are used
+  as loaded, dates kept as strings. Later sources win: paths, ``-b``, ``-f``, ``-y``, ``-p``,
+  ``-r`` (:func:`merge_parameters`).
+- Python values are written as papermill writes them (strings in double quotes), so that the
+  injected cell is the one papermill would inject.
 - The new cell is a code cell tagged ``injected-parameters``. It takes the place of a previous
   injected cell if there is one (every other previously injected cell is removed), else it goes
   right after the first cell tagged ``parameters``, else at the top of the notebook.
@@ -12,11 +16,13 @@ The rules follow what papermill users expect:
 
 from __future__ import annotations
 
+import base64
+import binascii
 import json
 import keyword
 import math
 import uuid
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -38,35 +44,86 @@ def parse_cli_value(text: str) -> Any:
         return False
     for cast in (int, float):
         try:
-            value = cast(text)
+            return cast(text)
         except ValueError:
             continue
-        if isinstance(value, float) and not math.isfinite(value):
-            # "nan"/"inf" stay strings: a user who types them rarely means a float.
-            return text
-        return value
     return text
 
 
-def load_parameters_file(path: str | Path) -> dict[str, Any]:
-    """Read a YAML (or JSON) mapping of parameters."""
+def _yaml_loader() -> Any:
+    """A safe YAML loader that keeps dates and times as strings (as papermill's does)."""
+    import yaml
+
+    class NoDatesLoader(yaml.SafeLoader):
+        pass
+
+    NoDatesLoader.yaml_implicit_resolvers = {
+        first: [(tag, regexp) for tag, regexp in resolvers if tag != "tag:yaml.org,2002:timestamp"]
+        for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
+    }
+    return NoDatesLoader
+
+
+def load_parameters_yaml(text: str | bytes, what: str = "YAML parameters") -> dict[str, Any]:
+    """A YAML mapping of parameters (empty text: no parameters)."""
     import yaml
 
     try:
-        with open(path, encoding="utf-8") as f:
-            data = yaml.safe_load(f)
-    except FileNotFoundError:
-        raise ParameterError(f"parameters file not found: {path}") from None
+        data = yaml.load(text, Loader=_yaml_loader())  # a SafeLoader subclass
     except yaml.YAMLError as e:
-        raise ParameterError(f"parameters file {path} is not valid YAML: {e}") from None
+        raise ParameterError(f"{what} is not valid YAML: {e}") from None
     if data is None:
         return {}
     if not isinstance(data, Mapping):
         raise ParameterError(
-            f"parameters file {path} must hold a mapping of names to values, "
-            f"not {type(data).__name__}"
+            f"{what} must hold a mapping of names to values, not {type(data).__name__}"
         )
     return {str(k): v for k, v in data.items()}
+
+
+def load_parameters_base64(text: str) -> dict[str, Any]:
+    """``-b``: base64 of a YAML mapping."""
+    try:
+        raw = base64.b64decode(text, validate=True)
+    except (binascii.Error, ValueError):
+        raise ParameterError(f"-b {text[:40]!r}: not valid base64") from None
+    return load_parameters_yaml(raw, "-b parameters")
+
+
+def load_parameters_file(path: str | Path) -> dict[str, Any]:
+    """Read a YAML (or JSON) mapping of parameters."""
+    try:
+        with open(path, encoding="utf-8") as f:
+            text = f.read()
+    except FileNotFoundError:
+        raise ParameterError(f"parameters file not found: {path}") from None
+    except OSError as e:
+        raise ParameterError(f"cannot read parameters file {path}: {e}") from None
+    return load_parameters_yaml(text, f"parameters file {path}")
+
+
+def merge_parameters(
+    *,
+    paths: Mapping[str, str] | None = None,
+    base64_yaml: Iterable[str] = (),
+    files: Iterable[str | Path] = (),
+    yaml_texts: Iterable[str] = (),
+    values: Iterable[tuple[str, str]] = (),
+    raw: Iterable[tuple[str, str]] = (),
+) -> dict[str, Any]:
+    """Every parameter source in papermill's order of precedence (later wins)."""
+    params: dict[str, Any] = dict(paths or {})
+    for text in base64_yaml:
+        params.update(load_parameters_base64(text))
+    for path in files:
+        params.update(load_parameters_file(path))
+    for text in yaml_texts:
+        params.update(load_parameters_yaml(text, f"-y {text[:40]!r}"))
+    for name, value in values:
+        params[name] = parse_cli_value(value)
+    for name, value in raw:
+        params[name] = value
+    return params
 
 
 def _check_name(name: str) -> None:
@@ -74,9 +131,17 @@ def _check_name(name: str) -> None:
         raise ParameterError(f"parameter name {name!r} is not a valid identifier")
 
 
+def _python_str(value: Any) -> str:
+    # papermill's form: a double-quoted literal, non-ASCII and control characters escaped.
+    text = str(value).encode("unicode_escape").decode("utf-8").replace('"', '\\"')
+    return f'"{text}"'
+
+
 def _python_literal(value: Any) -> str:
-    if value is None or isinstance(value, (bool, int, str)):
+    if value is None or isinstance(value, (bool, int)):
         return repr(value)
+    if isinstance(value, str):
+        return _python_str(value)
     if isinstance(value, float):
         if math.isnan(value):
             return "float('nan')"
@@ -86,13 +151,14 @@ def _python_literal(value: Any) -> str:
     if isinstance(value, (list, tuple)):
         return "[" + ", ".join(_python_literal(v) for v in value) + "]"
     if isinstance(value, Mapping):
+        # keys are written as strings, as papermill does
         return (
             "{"
-            + ", ".join(f"{_python_literal(k)}: {_python_literal(v)}" for k, v in value.items())
+            + ", ".join(f"{_python_str(k)}: {_python_literal(v)}" for k, v in value.items())
             + "}"
         )
-    # dates and other YAML scalars: their text form, so the cell always runs.
-    return repr(str(value))
+    # other YAML scalars: their text form, so the cell always runs.
+    return _python_str(value)
 
 
 def _r_literal(value: Any) -> str:
