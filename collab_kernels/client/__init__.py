@@ -11,7 +11,8 @@ The package's modules, one concept each:
 - ``notebook``: a notebook's live document; ``run``: a run; ``watcher``: a run's events from
   the document; ``sync``: the blocking wrapper;
 - ``connection``: the room websocket; ``servers``: finding or embedding a server;
-- ``params`` and ``papermill``: papermill's parameters and metadata;
+- ``params`` and ``papermill``: papermill's parameters and metadata; ``execute``: running a
+  notebook papermill's way (``collab-kernels run`` and :func:`execute_notebook`);
 - ``cli`` (the ``collab-kernels`` command) with ``cli_run``, ``cli_runs``, ``cli_watch`` and
   ``cli_term``.
 
@@ -37,6 +38,9 @@ _EXPORTS = {
     "Notebook": "notebook",
     "Run": "run",
     "SyncCollabClient": "sync",
+    "ExecutionError": "errors",
+    "RunFailed": "errors",
+    "execute_notebook": "execute",
 }
 
 __all__ = [
@@ -44,20 +48,24 @@ __all__ = [
     "CellStarted",
     "CollabClient",
     "CollabError",
+    "ExecutionError",
     "InputRequested",
     "NotFound",
     "Notebook",
     "Output",
     "Run",
+    "RunFailed",
     "RunFinished",
     "RunNotFound",
     "ServerError",
     "SyncCollabClient",
+    "execute_notebook",
 ]
 
 if TYPE_CHECKING:  # pragma: no cover
     from .client import CollabClient
-    from .errors import CollabError, NotFound, RunNotFound, ServerError
+    from .errors import CollabError, ExecutionError, NotFound, RunFailed, RunNotFound, ServerError
+    from .execute import execute_notebook
     from .notebook import Notebook
     from .records import CellFinished, CellStarted, InputRequested, Output, RunFinished
     from .run import Run

@@ -118,7 +118,7 @@ def _api_path(info: ServerInfo, arg: str, local: bool) -> str:
 def _scratch(near: str) -> str:
     folder, _, name = near.rpartition("/")
     stem = name[:-6] if name.endswith(".ipynb") else name
-    scratch = f".{stem or 'stdin'}.collab-kernels-{uuid.uuid4().hex[:8]}.ipynb"
+    scratch = f"{stem or 'stdin'}.collab-kernels-{uuid.uuid4().hex[:8]}.ipynb"
     return f"{folder}/{scratch}" if folder else scratch
 
 

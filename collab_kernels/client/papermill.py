@@ -19,6 +19,7 @@ Times are the client's observations of the document (papermill's are its kernel 
 from __future__ import annotations
 
 import copy
+import math
 import re
 import secrets
 from collections.abc import Mapping
@@ -109,12 +110,14 @@ def prepare_notebook(
     report_mode: bool = False,
     language: str | None = None,
     start_time: str | None = None,
+    execute: bool = True,
 ) -> Prepared:
     """The notebook as papermill's ``execute_notebook`` has it just before the first cell runs.
 
     Parameters are injected (a cell tagged ``injected-parameters`` replacing a previous one,
     else after the first cell tagged ``parameters``, else at the top), previous error markers
-    removed, every cell's record reset to pending, code cells cleared.
+    removed; with ``execute`` (not ``--prepare-only``) every cell's record is reset to pending
+    and code cells are cleared.
     """
     out: dict[str, Any] = copy.deepcopy(dict(nb))
     warnings: list[str] = []
@@ -131,6 +134,7 @@ def prepare_notebook(
     cells: list[dict[str, Any]] = out.setdefault("cells", [])
     for cell in cells:
         cell.setdefault("metadata", {}).setdefault("tags", [])
+        cell["metadata"].setdefault("papermill", {})
     if parameters:
         declared = declared_parameters(out)
         for name in parameters:
@@ -159,7 +163,7 @@ def prepare_notebook(
                 "no cell is tagged 'parameters': the parameters go into a new first cell"
             )
             cells.insert(0, injected)
-        record["parameters"] = dict(parameters)
+        record["parameters"] = _json_safe(dict(parameters))
     if report_mode:
         for cell in cells:
             if cell.get("cell_type") == "code":
@@ -167,12 +171,13 @@ def prepare_notebook(
     record["input_path"] = input_path
     record["output_path"] = output_path
     cells[:] = [c for c in cells if ERROR_MARKER_TAG not in _tags(c)]
-    record.update(start_time=start_time, end_time=None, duration=None, exception=None)
-    for cell in cells:
-        if cell.get("cell_type") == "code":
-            cell["execution_count"] = None
-            cell["outputs"] = []
-        cell["metadata"]["papermill"] = pending_record()
+    if execute:
+        record.update(start_time=start_time, end_time=None, duration=None, exception=None)
+        for cell in cells:
+            if cell.get("cell_type") == "code":
+                cell["execution_count"] = None
+                cell["outputs"] = []
+            cell["metadata"]["papermill"] = pending_record()
     # nbformat 4.5 cell ids (as papermill's upgrade gives them), so that the document and the
     # file agree on them
     if (out.get("nbformat"), out.get("nbformat_minor", 0)) < (4, 5):
@@ -181,6 +186,18 @@ def prepare_notebook(
         if not cell.get("id"):
             cell["id"] = secrets.token_hex(4)
     return Prepared(out, warnings)
+
+
+def _json_safe(value: Any) -> Any:
+    """NaN and infinities as the strings ``"nan"``, ``"inf"``, ``"-inf"``: the shared document
+    (and strict JSON) cannot hold them; papermill writes them as bare ``NaN``."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return "nan" if math.isnan(value) else ("inf" if value > 0 else "-inf")
+    if isinstance(value, dict):
+        return {k: _json_safe(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_json_safe(v) for v in value]
+    return value
 
 
 def pending_record() -> dict[str, Any]:
@@ -283,6 +300,28 @@ class RunRecorder:
                     record.update(status=COMPLETED, exception=False)
                 self._store(ycell, record)
                 return
+
+    def reconcile(self, status: Mapping[str, Any]) -> None:
+        """The server's final record is authoritative: a cell it reports failed is failed."""
+        for cell in status.get("cells") or []:
+            if cell.get("result") != "error":
+                continue
+            cell_id = str(cell.get("cell_id"))
+            if self.failed is not None and self.failed[0] == cell_id:
+                continue
+            error = cell.get("error") or {}
+            outcome = CellOutcome("error", error.get("ename"), error.get("evalue"))
+            with self.ynotebook.ydoc.transaction():
+                for cid, ycell in self._cells():
+                    if cid == cell_id:
+                        record = self._record(ycell)
+                        record.update(status=FAILED, exception=True)
+                        if not record.get("start_time"):
+                            record["start_time"] = record["end_time"] = now_iso()
+                            record["duration"] = 0.0
+                        self._store(ycell, record)
+            if self.failed is None:
+                self.failed = (cell_id, outcome)
 
     def finish(self, *, markers: bool = True) -> None:
         """The notebook's end record; error markers when a cell failed (not a clean exit)."""

@@ -8,6 +8,7 @@ call goes through :meth:`RestClient.request`, which turns an unexpected status i
 from __future__ import annotations
 
 import contextlib
+import json as _json
 from collections.abc import Iterable
 from typing import Any, cast
 from urllib.parse import quote
@@ -66,7 +67,13 @@ class RestClient:
         """One request; the decoded JSON body (None when empty), or a :class:`ServerError`."""
         url = self.api_url(*parts)
         try:
-            response = await self._http.request(method, url, json=json, params=params)
+            # NaN and infinities allowed (papermill's parameters may hold them; Python's JSON
+            # reader on the server takes them, as nbformat writes them)
+            body = None if json is None else _json.dumps(json).encode("utf-8")
+            headers = {"Content-Type": "application/json"} if body is not None else None
+            response = await self._http.request(
+                method, url, content=body, headers=headers, params=params
+            )
         except httpx.HTTPError as e:
             raise ServerError(
                 f"cannot reach the server at {self.server.url}: {e}", None, method, url
