@@ -167,6 +167,8 @@ def add_run_parser(
         help="a parameter: None/True/False, ints and floats (nan, inf) are converted, else a "
         "string; repeatable",
     )
+    for dest in ("parameter", "raw"):  # see _pairs_as_single_tokens
+        add(f"--pair-{dest}", action="append", default=[], help=argparse.SUPPRESS)
     add(
         "-r",
         "--parameters_raw",
@@ -350,9 +352,42 @@ async def _main_async(args: argparse.Namespace) -> int:
     raise UsageError(f"unknown command {args.command}")
 
 
+_PAIR_FLAGS = {
+    "-p": "parameter",
+    "--parameters": "parameter",
+    "--parameter": "parameter",
+    "-r": "raw",
+    "--parameters_raw": "raw",
+    "--parameters-raw": "raw",
+}
+
+
+def _pairs_as_single_tokens(argv: list[str]) -> list[str]:
+    """``-p NAME VALUE`` with a VALUE such as ``-inf`` or ``-x``: argparse would take VALUE for
+    an option (papermill's click does not). Each pair becomes one ``--pair-<dest>=NAME\0VALUE``
+    token, split again after parsing."""
+    out: list[str] = []
+    i = 0
+    while i < len(argv):
+        dest = _PAIR_FLAGS.get(argv[i])
+        if dest is not None and i + 2 < len(argv) and "\0" not in argv[i + 1] + argv[i + 2]:
+            out.append(f"--pair-{dest}={argv[i + 1]}\0{argv[i + 2]}")
+            i += 3
+            continue
+        out.append(argv[i])
+        i += 1
+    return out
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv[:1] == ["run"]:
+        argv = _pairs_as_single_tokens(argv)
     args = parser.parse_args(argv)
+    for dest in ("parameter", "raw"):
+        for token in getattr(args, f"pair_{dest}", None) or []:
+            getattr(args, dest).append(token.split("\0", 1))
     if not args.command:
         parser.print_help()
         return EXIT_USAGE

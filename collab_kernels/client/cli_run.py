@@ -301,7 +301,8 @@ async def _run_one(
     if scratch and result.notebook is not None:
         import nbformat
 
-        sys.stdout.write(nbformat.writes(nbformat.from_dict(result.notebook)))
+        text = nbformat.writes(nbformat.from_dict(result.notebook))  # type: ignore[no-untyped-call]
+        sys.stdout.write(text)
         sys.stdout.flush()
     return result.code
 

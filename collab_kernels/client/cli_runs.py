@@ -6,11 +6,12 @@ server list`` shows them).
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import json
 import os
 import time
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from .cli_term import (
     EXIT_INTERRUPTED,
@@ -24,10 +25,12 @@ from .cli_term import (
 from .cli_watch import Watcher, exit_code, report
 
 if TYPE_CHECKING:
-    pass
+    from .client import CollabClient
+    from .records import RunRecord
+    from .servers import ServerInfo
 
 
-def explicit_server(args):
+def explicit_server(args: argparse.Namespace) -> ServerInfo | None:
     from .servers import ServerInfo, running_servers, token_from_url
 
     if not args.server:
@@ -49,7 +52,7 @@ def explicit_server(args):
     return info
 
 
-async def collab_servers(args) -> list:
+async def collab_servers(args: argparse.Namespace) -> list[ServerInfo]:
     """The servers to search for runs: --server, or every running one that has collab_kernels."""
     from .client import CollabClient, ServerError
     from .servers import running_servers
@@ -72,7 +75,7 @@ async def collab_servers(args) -> list:
     return found
 
 
-async def find_run(args):
+async def find_run(args: argparse.Namespace) -> tuple[CollabClient, RunRecord]:
     """(client, record) for args.run (or the newest run when it is None)."""
     from .client import CollabClient, RunNotFound
 
@@ -102,7 +105,9 @@ async def find_run(args):
     raise UsageError(f"no run {args.run!r} found")
 
 
-async def cmd_attach(args, interrupted: asyncio.Event, stdin: StdinLines) -> int:
+async def cmd_attach(
+    args: argparse.Namespace, interrupted: asyncio.Event, stdin: StdinLines
+) -> int:
     client, record = await find_run(args)
     started = time.monotonic()
     try:
@@ -130,12 +135,12 @@ async def cmd_attach(args, interrupted: asyncio.Event, stdin: StdinLines) -> int
         await client.close()
 
 
-def _cells_done(record: dict) -> tuple[int, int]:
+def _cells_done(record: RunRecord) -> tuple[int, int]:
     cells = record.get("cells") or []
     return sum(1 for c in cells if c.get("status") == "done"), len(cells)
 
 
-def _status_lines(record: dict) -> list[str]:
+def _status_lines(record: RunRecord) -> list[str]:
     done, total = _cells_done(record)
     running = next((c for c in record.get("cells") or [] if c.get("status") == "running"), None)
     lines = [
@@ -154,7 +159,7 @@ def _status_lines(record: dict) -> list[str]:
     return lines
 
 
-async def cmd_status(args) -> int:
+async def cmd_status(args: argparse.Namespace) -> int:
     client, record = await find_run(args)
     await client.close()
     if args.json:
@@ -164,10 +169,10 @@ async def cmd_status(args) -> int:
     return EXIT_OK
 
 
-async def cmd_list(args) -> int:
+async def cmd_list(args: argparse.Namespace) -> int:
     from .client import CollabClient
 
-    rows = []
+    rows: list[Any] = []
     for info in await collab_servers(args):
         async with CollabClient(info) as client:
             for record in await client.list_runs():
@@ -198,7 +203,7 @@ async def cmd_list(args) -> int:
     return EXIT_OK
 
 
-async def cmd_cancel(args) -> int:
+async def cmd_cancel(args: argparse.Namespace) -> int:
     client, record = await find_run(args)
     try:
         run_id, kernel_id = record["request_id"], record["kernel_id"]

@@ -7,8 +7,8 @@ import asyncio
 import contextlib
 import sys
 import time
-from collections.abc import Callable, Sequence
-from typing import TYPE_CHECKING, Any, TextIO
+from collections.abc import AsyncGenerator, Callable, Sequence
+from typing import TYPE_CHECKING, Any, TextIO, cast
 
 from ..contract import KERNEL_NOT_READY, is_kernel_gone
 from .cli_term import (
@@ -98,11 +98,11 @@ class Watcher:
 
     async def follow(self) -> RunRecord | None:
         """Consume the run's events until it finishes; None if detached by Ctrl-C."""
-        events = self.run.events()
+        events = cast(AsyncGenerator[RunEvent, None], self.run.events())
         if self.progress is not None:
             self.progress.start()
         next_event: asyncio.Future[RunEvent] | None = None
-        interrupted = asyncio.ensure_future(self.interrupted.wait())
+        interrupted: asyncio.Future[Any] = asyncio.ensure_future(self.interrupted.wait())
         try:
             while True:
                 if next_event is None:

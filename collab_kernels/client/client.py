@@ -76,7 +76,7 @@ class CollabClient(RestClient):
         self._notebooks: list[Notebook] = []
 
     @classmethod
-    def discover(cls, path: str | os.PathLike | None = None, **kwargs: Any) -> CollabClient:
+    def discover(cls, path: str | os.PathLike[str] | None = None, **kwargs: Any) -> CollabClient:
         """A client for a running server (as ``jupyter server list`` lists them): the one whose
         root holds ``path`` if given, else the most recently started one."""
         if path is not None:

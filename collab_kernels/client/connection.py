@@ -124,7 +124,7 @@ class RoomConnection:
         *,
         token: str | None = None,
         headers: dict[str, str] | None = None,
-        ydoc: Doc | None = None,
+        ydoc: Doc[Any] | None = None,
         file_type: str | None = None,
     ):
         self.base_url = base_url
@@ -146,16 +146,18 @@ class RoomConnection:
         self.close_code: int | None = None
         self.close_reason: str = ""
         self._ws: Any = None
-        self._reader: asyncio.Task | None = None
+        self._reader: asyncio.Task[None] | None = None
         self._applying_remote = False
-        self._waiters: list[tuple[Callable[[Any], bool], asyncio.Future]] = []
-        self._save_replies: dict[int, asyncio.Future] = {}
+        self._waiters: list[tuple[Callable[[Any], bool], asyncio.Future[Any]]] = []
+        self._save_replies: dict[Any, asyncio.Future[Any]] = {}
         self._next_save_id = 1
         self._check_scheduled = False
-        self._subscription = None
-        self._awareness_sub = None
-        self.synced: asyncio.Future = asyncio.get_event_loop().create_future()
-        self.closed: asyncio.Future = asyncio.get_event_loop().create_future()
+        self._subscription: Any = None
+        self._awareness_sub: Any = None
+        self.synced: asyncio.Future[bool] = asyncio.get_event_loop().create_future()
+        self.closed: asyncio.Future[tuple[int | None, str]] = (
+            asyncio.get_event_loop().create_future()
+        )
 
     @classmethod
     def from_session(cls, base_url: str, session: Session, **kwargs: Any) -> RoomConnection:

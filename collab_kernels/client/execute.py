@@ -478,7 +478,9 @@ async def _execute(
     finally:
         if embedded is not None:
             await embedded.stop()
-    nb = nbformat.from_dict(result.notebook) if result.notebook is not None else None
+    nb = None
+    if result.notebook is not None:
+        nb = nbformat.from_dict(result.notebook)  # type: ignore[no-untyped-call]
     if result.error is not None and result.code == EXIT_CELL_ERROR:
         index, ename, evalue, traceback = result.error
         cell = (result.notebook or {}).get("cells", [])[index] if result.notebook else {}

@@ -54,7 +54,7 @@ def _yaml_loader() -> Any:
     """A safe YAML loader that keeps dates and times as strings (as papermill's does)."""
     import yaml
 
-    class NoDatesLoader(yaml.SafeLoader):
+    class NoDatesLoader(yaml.SafeLoader):  # type: ignore[misc]
         pass
 
     NoDatesLoader.yaml_implicit_resolvers = {
@@ -230,7 +230,7 @@ def parameters_source(parameters: Mapping[str, Any], language: str = "python") -
     return "\n".join(lines) + "\n"
 
 
-def _tags(ycell) -> list[str]:
+def _tags(ycell: Any) -> list[str]:
     metadata = ycell.get("metadata")
     if metadata is None:
         return []
@@ -242,12 +242,14 @@ def _tags(ycell) -> list[str]:
     return [str(t) for t in tags] if isinstance(tags, (list, tuple)) else []
 
 
-def find_tagged(ynotebook, tag: str) -> list[int]:
+def find_tagged(ynotebook: Any, tag: str) -> list[int]:
     """Indexes of the cells of a ``jupyter_ydoc.YNotebook`` that carry ``tag``."""
     return [i for i, ycell in enumerate(ynotebook.ycells) if tag in _tags(ycell)]
 
 
-def inject_parameters(ynotebook, parameters: Mapping[str, Any], language: str = "python") -> str:
+def inject_parameters(
+    ynotebook: Any, parameters: Mapping[str, Any], language: str = "python"
+) -> str:
     """Put the parameters cell into the document in one transaction; return its cell id.
 
     ``ynotebook`` is a ``jupyter_ydoc.YNotebook`` (e.g. a room connection's document): every

@@ -35,7 +35,7 @@ class ServerInfo:
     def __post_init__(self) -> None:
         self.url = normalize_url(self.url)
 
-    def api_path_for(self, local_path: str | os.PathLike) -> str | None:
+    def api_path_for(self, local_path: str | os.PathLike[str]) -> str | None:
         """The server (API) path of a local file, or None if it is outside the root."""
         if not self.root_dir:
             return None
@@ -125,7 +125,7 @@ def running_servers(runtime_dir: str | None = None) -> list[ServerInfo]:
 
 
 def server_for_path(
-    local_path: str | os.PathLike, runtime_dir: str | None = None
+    local_path: str | os.PathLike[str], runtime_dir: str | None = None
 ) -> ServerInfo | None:
     """The running server whose root directory holds ``local_path`` most closely."""
     best: tuple[int, ServerInfo] | None = None
@@ -141,10 +141,11 @@ def server_for_path(
 def free_port(host: str = "127.0.0.1") -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
         s.bind((host, 0))
-        return s.getsockname()[1]
+        port: int = s.getsockname()[1]
+        return port
 
 
-def _embedded_app_class():
+def _embedded_app_class() -> Any:
     from jupyter_server.serverapp import ServerApp
 
     class EmbeddedServerApp(ServerApp):
@@ -168,7 +169,11 @@ class EmbeddedServer:
     """
 
     def __init__(
-        self, root_dir: str | os.PathLike, *, log_level: str = "ERROR", config: dict | None = None
+        self,
+        root_dir: str | os.PathLike[str],
+        *,
+        log_level: str = "ERROR",
+        config: dict[str, Any] | None = None,
     ):
         self.root_dir = os.path.abspath(root_dir)
         self.log_level = log_level
@@ -229,5 +234,5 @@ class EmbeddedServer:
     async def __aenter__(self) -> ServerInfo:
         return await self.start()
 
-    async def __aexit__(self, *exc) -> None:
+    async def __aexit__(self, *exc: object) -> None:
         await self.stop()
