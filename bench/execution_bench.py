@@ -275,6 +275,15 @@ class ServerRunner:
                 check[1].set_result(None)
 
         conn._handle = handle_and_check
+        self.cells_changed = False
+
+        def cells_changed(_event) -> None:
+            self.cells_changed = True
+
+        self._cells_subscription = (
+            conn.document.ycells,
+            conn.document.ycells.observe(cells_changed),
+        )
         self.mini = MiniHTTP("127.0.0.1", server.port, headers)
         self.path = f"/api/kernels/{self.kernel_id}/execute"
         self.url = server.base + self.path[1:]
@@ -288,7 +297,11 @@ class ServerRunner:
         found: list = []
 
         def check(doc) -> bool:
-            if not found:
+            if not found or self.cells_changed:
+                # (re)find it: a cell may be re-inserted in place (moved, or made trusted on
+                # its first server-side run)
+                self.cells_changed = False
+                found.clear()
                 for ycell in doc.ycells:
                     if ycell.get("id") == cell_id:
                         found.append(ycell)
