@@ -21,7 +21,10 @@ from .kernels.websocket import SharedClientWebsocketConnection
 from .layer import KernelLayer, select_kernel_layer, verify_kernel_layer
 from .rooms.handlers import default_handlers as room_handlers
 from .rooms.manager import RoomManager, prefer_local_file_ids
-from .teaching.auth import ClassroomIdentityProvider, RoleAuthorizer, hide_server_token
+from .security.guard import secure_web_app
+from .security.logs import install_scrubber
+from .security.tokens import page_config_hook
+from .teaching.auth import ClassroomIdentityProvider, RoleAuthorizer
 from .teaching.handlers import default_handlers as teaching_handlers
 
 
@@ -126,11 +129,28 @@ class CollabKernelsApp(ExtensionApp):
             }
         )
         settings = serverapp.web_app.settings
-        if isinstance(serverapp.identity_provider, ClassroomIdentityProvider):
-            settings["page_config_hook"] = hide_server_token(settings.get("page_config_hook"))
+        hook = settings.get("page_config_hook")
+        if not getattr(hook, "collab_kernels_token_hook", False):
+            settings["page_config_hook"] = page_config_hook(hook)
+        self._secure(serverapp)
         page_config = settings.setdefault("page_config_data", {})
         server_side = self.server_side_execution and self.kernel_layer == "shared"
         page_config["serverSideExecution"] = "true" if server_side else "false"
+
+    def _secure(self, serverapp) -> None:
+        """Token scrubbing in every log handler; handler guards (security/guard.py).
+
+        Extensions load alphabetically, most after this one: the routing table is guarded
+        now, again on the event loop's first turn (every extension has loaded by then, no
+        request has been read yet) and once more when the server starts.
+        """
+        install_scrubber(serverapp.identity_provider, serverapp.log, self.log)
+        web_app = serverapp.web_app
+        secure_web_app(web_app)
+        serverapp.io_loop.add_callback(secure_web_app, web_app)
+
+    async def _start_jupyter_server_extension(self, serverapp):
+        secure_web_app(serverapp.web_app)
 
     def initialize_handlers(self):
         self.handlers.extend(room_handlers)

@@ -140,6 +140,14 @@ class ClassroomIdentityProvider(IdentityProvider):
             user.is_server_owner = True  # type:ignore[attr-defined]
         return user
 
+    def page_token_for(self, user: User) -> str:
+        """The token pages rendered for ``user`` may carry: the server's for its owner only.
+
+        Everyone else's pages carry none (they authenticate with their login cookie and the
+        XSRF token); see :func:`collab_kernels.security.tokens.page_token`.
+        """
+        return self.token if getattr(user, "is_server_owner", False) else ""
+
     def user_from_cookie(self, cookie_value: str) -> User | None:
         import json
 
@@ -155,23 +163,3 @@ class ClassroomIdentityProvider(IdentityProvider):
         if getattr(user, "is_server_owner", False):
             data["server_owner"] = True
         return json.dumps(data)
-
-
-def hide_server_token(previous_hook=None):
-    """A jupyterlab_server ``page_config_hook`` keeping the server's token out of other pages.
-
-    JupyterLab writes ``ServerApp.token`` into the page config of every page it serves. With
-    per-person tokens, that would hand the instructor's token to every student's page; pages
-    of anyone but the server's owner get an empty token instead (they authenticate with
-    their login cookie and XSRF, as usual for cookie logins).
-    """
-
-    def hook(handler, page_config):
-        if previous_hook is not None:
-            page_config = previous_hook(handler, page_config)
-        if not getattr(handler.current_user, "is_server_owner", False):
-            # jupyterlab_server hands us its shared settings dict: change a copy
-            page_config = {**page_config, "token": ""}
-        return page_config
-
-    return hook
