@@ -25,23 +25,16 @@ from jupyter_server.services.kernels.connection.base import (
 from jupyter_server.services.kernels.connection.channels import ZMQChannelsWebsocketConnection
 from tornado import web
 from tornado.websocket import WebSocketClosedError
-from traitlets import Any, Bool
+from traitlets import Any, Bool, Int
 
 from .client import REQUEST_CHANNELS, KernelMessage, Listener, SharedKernelClient
+from .frames import legacy_frame_problem, v1_frame_problem
 
 V1_PROTOCOL = "v1.kernel.websocket.jupyter.org"
 
 
-def v1_frame_is_sane(frame: t.Any) -> bool:
-    """Whether a v1 frame's offset table fits the frame (checked before deserializing).
-
-    jupyter_server's ``deserialize_msg_from_ws_v1`` trusts the 8-byte offset count and builds
-    a list that long: a frame claiming 2**64 offsets blocks the server's event loop forever.
-    """
-    if not isinstance(frame, (bytes, bytearray, memoryview)) or len(frame) < 8:
-        return False
-    count = int.from_bytes(bytes(frame[:8]), "little")
-    return 2 <= count <= (len(frame) - 8) // 8
+#: close code for a frame whose shape is refused (RFC 6455: invalid frame payload data)
+CLOSE_MALFORMED = 1007
 
 
 class SharedClientWebsocketConnection(ZMQChannelsWebsocketConnection):
@@ -53,6 +46,18 @@ class SharedClientWebsocketConnection(ZMQChannelsWebsocketConnection):
         help=(
             "Disable Nagle's algorithm on kernel websockets: small frames (status, replies) "
             "otherwise wait up to ~40 ms for delayed ACKs."
+        ),
+    )
+
+    max_buffers = Int(
+        64,
+        min=0,
+        config=True,
+        help=(
+            "Most binary buffers one kernel message from a websocket may carry (legacy binary "
+            "frames and v1 frames alike). The frame's buffer table is checked against it and "
+            "against the frame's own size before anything is parsed or allocated; a frame "
+            "that fails closes its websocket with 1007 and a warning in the log."
         ),
     )
 
@@ -192,13 +197,31 @@ class SharedClientWebsocketConnection(ZMQChannelsWebsocketConnection):
 
     # ---------------------------------------------------------------- browser -> kernel
 
+    def frame_problem(self, incoming_msg: t.Any) -> str | None:
+        """What is wrong with the shape of a frame from the browser, or ``None``."""
+        binary = isinstance(incoming_msg, (bytes, bytearray, memoryview))
+        if self.subprotocol == V1_PROTOCOL:
+            if not binary:
+                return "a v1 message must be a binary frame"
+            return v1_frame_problem(incoming_msg, self.max_buffers)
+        if binary:
+            return legacy_frame_problem(incoming_msg, self.max_buffers)
+        return None
+
     def handle_incoming_message(self, incoming_msg: t.Any) -> None:
-        if self.subprotocol == V1_PROTOCOL and not v1_frame_is_sane(incoming_msg):
+        problem = self.frame_problem(incoming_msg)
+        if problem is not None:
             self.log.warning(
-                "Kernel %s: malformed v1 message from websocket %s ignored",
+                "Kernel %s: closing websocket %s: malformed %s frame of %d bytes: %s",
                 self.kernel_id,
                 getattr(self, "session_key", "?"),
+                "v1" if self.subprotocol == V1_PROTOCOL else "legacy binary",
+                len(incoming_msg),
+                problem,
             )
+            handler = self.websocket_handler
+            if handler is not None and handler.ws_connection is not None:
+                handler.close(CLOSE_MALFORMED, "malformed kernel message")
             return
         if not self._use_shared:
             return super().handle_incoming_message(incoming_msg)
