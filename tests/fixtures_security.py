@@ -97,6 +97,18 @@ def lab_dirs(tmp_path: Path) -> dict[str, str]:
     }
 
 
+@pytest.fixture(autouse=True)
+def undo_notebook_shim_patch():
+    """notebook_shim replaces ``ExtensionManager.sorted_extensions`` on the class, for the
+    whole process, with one that fails where notebook_shim is not enabled: put it back for
+    the tests that run after these."""
+    from jupyter_server.extension.manager import ExtensionManager
+
+    saved = ExtensionManager.__dict__["sorted_extensions"]
+    yield
+    ExtensionManager.sorted_extensions = saved
+
+
 @pytest.fixture
 def token_of(jp_serverapp):
     def get(role: str) -> str | None:
@@ -151,4 +163,5 @@ __all__ = [
     "lab_dirs",
     "security_config",
     "token_of",
+    "undo_notebook_shim_patch",
 ]
