@@ -114,6 +114,9 @@ class CollabKernelsApp(ExtensionApp):
             # jupyter_server_fileid may initialize after us: the manager reads it lazily.
             web_settings=serverapp.web_app.settings,
         )
+        adopt = getattr(serverapp.kernel_manager, "adopt_session_kernels", None)
+        if adopt is not None:  # gateway kernels that outlived the previous server process
+            adopt(serverapp.session_manager)
         self.execution_manager = ExecutionManager(
             parent=self,
             log=self.log,

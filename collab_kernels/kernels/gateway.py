@@ -33,6 +33,7 @@ import socket
 import typing as t
 import uuid
 from collections import deque
+from pathlib import Path
 
 from jupyter_client.jsonutil import json_default
 from jupyter_client.session import DELIM
@@ -658,9 +659,104 @@ class CollabGatewayMappingKernelManager(
         ),
     )
 
+    keep_kernels_on_exit = Bool(
+        False,
+        config=True,
+        help=(
+            "When the Jupyter server stops, leave its kernels running on the gateway (close "
+            "the websockets: the gateway buffers their output) instead of shutting them "
+            "down. With SessionManager.database_filepath set, the restarted server adopts "
+            "the kernels its sessions point to and gets the buffered output."
+        ),
+    )
+
     @default("gateway_client_id")
     def _default_gateway_client_id(self) -> str:
-        return uuid.uuid4().hex
+        """A random id kept in the Jupyter data directory (the same after a restart)."""
+        from jupyter_core.paths import jupyter_data_dir
+
+        path = Path(jupyter_data_dir()) / "collab_kernels" / "gateway_client_id"
+        try:
+            existing = path.read_text().strip()
+            if existing:
+                return existing
+        except OSError:
+            pass
+        value = uuid.uuid4().hex
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text(value)
+        except OSError as e:
+            self.log.warning(
+                "collab_kernels: cannot keep the gateway client id in %s (%s); a restarted "
+                "server will not get the output its gateway kernels buffered",
+                path,
+                e,
+            )
+        return value
+
+    def __init__(self, **kwargs: t.Any):
+        super().__init__(**kwargs)  # type: ignore[no-untyped-call]
+        #: kernel ids of saved sessions being adopted -> the adoption task
+        self._adopting: dict[str, asyncio.Future[None]] = {}
+
+    def __contains__(self, kernel_id: str) -> bool:
+        # A kernel being adopted counts as present: the session manager would otherwise
+        # delete its session as culled before the adoption finished.
+        return super().__contains__(kernel_id) or kernel_id in self._adopting
+
+    def adopt_session_kernels(self, session_manager: t.Any) -> None:
+        """Adopt the gateway kernels the saved sessions point to (at server start).
+
+        The kernel ids are read from the session table now (before anything lists the
+        sessions); each kernel is then looked up on the gateway and, if it still runs, taken
+        over as if this server had started it: its shared client reconnects under the
+        same session id as before the restart, so the gateway replays what it buffered.
+        """
+        try:
+            rows = session_manager.cursor.execute("SELECT kernel_id FROM session").fetchall()
+        except Exception:
+            self.log.debug("collab_kernels: no saved sessions to adopt", exc_info=True)
+            return
+        ids = sorted({row[0] for row in rows if row[0] and row[0] not in self._kernels})
+        for kernel_id in ids:
+            self._adopting[kernel_id] = asyncio.ensure_future(self._adopt(kernel_id))
+
+    async def _adopt(self, kernel_id: str) -> None:
+        try:
+            await self.start_kernel(kernel_id=kernel_id)
+        except Exception as e:
+            self.log.info(
+                "collab_kernels: kernel %s of a saved session is not running on the gateway (%s)",
+                kernel_id,
+                e,
+            )
+        else:
+            self.log.info(
+                "collab_kernels: adopted kernel %s, still running on the gateway", kernel_id
+            )
+        finally:
+            self._adopting.pop(kernel_id, None)
+
+    async def wait_adopted(self, kernel_id: str | None = None) -> None:
+        """Wait until the adoption of ``kernel_id`` (or of every saved kernel) is done."""
+        tasks = [self._adopting[kernel_id]] if kernel_id in self._adopting else []
+        if kernel_id is None:
+            tasks = list(self._adopting.values())
+        if tasks:
+            await asyncio.gather(*(asyncio.shield(task) for task in tasks))
+
+    async def shutdown_all(self, now: bool = False) -> None:  # type: ignore[override]
+        if not self.keep_kernels_on_exit:
+            await super().shutdown_all(now=now)  # type: ignore[no-untyped-call]
+            return
+        kept = 0
+        for km in list(self._kernels.values()):
+            client = getattr(km, "shared_client", None)
+            if client is not None and not client.closed:
+                client.close()
+                kept += 1
+        self.log.info("collab_kernels: left %d kernel(s) running on the gateway", kept)
 
     @default("kernel_manager_class")
     def _default_kernel_manager_class(self) -> str:
@@ -700,6 +796,7 @@ class CollabGatewayMappingKernelManager(
         return km
 
     async def kernel_model(self, kernel_id: str) -> t.Any:
+        await self.wait_adopted(kernel_id)
         model = await super().kernel_model(kernel_id)  # type: ignore[no-untyped-call]
         if isinstance(model, dict):
             model = dict(model, connections=self._kernel_connections.get(kernel_id, 0))

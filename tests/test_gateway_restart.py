@@ -1,0 +1,116 @@
+"""Gateway kernels outlive the Jupyter server: a restarted server adopts the kernels its
+saved sessions point to and gets what the gateway buffered while it was down."""
+
+from __future__ import annotations
+
+import asyncio
+
+import nbformat
+from fixtures_execution import cell_py, stream_text
+from fixtures_rooms import eventually
+from test_execution import gate_code
+
+from collab_kernels.client.connection import connect_room
+
+
+async def _request_done(server, kernel_id: str, request_id: str) -> bool:
+    r = await server.api("GET", f"api/kernels/{kernel_id}/requests/{request_id}")
+    return r.status_code == 200
+
+
+async def _run(server, kernel_id: str, document_id: str, cell_id: str) -> str:
+    r = await server.api(
+        "POST",
+        f"api/kernels/{kernel_id}/execute",
+        json={"cell_id": cell_id, "document_id": document_id},
+    )
+    assert r.status_code == 202, r.text
+    return str(r.json()["request_id"])
+
+
+async def test_gateway_kernel_outlives_a_server_restart(server_process, kernel_gateway, tmp_path):
+    root = tmp_path / "root"
+    root.mkdir()
+    flag = tmp_path / "go"
+    nb = nbformat.v4.new_notebook()
+    for source in (
+        "x = 41",
+        gate_code(flag, "print('printed while the server was down', flush=True)"),
+        "print(x + 1)",
+    ):
+        nb.cells.append(nbformat.v4.new_code_cell(source))
+    nbformat.write(nb, str(root / "run.ipynb"))
+    first, gated, last = (c["id"] for c in nb.cells)
+    config = [
+        f"--GatewayClient.url={kernel_gateway.url}",
+        f"--GatewayClient.auth_token={kernel_gateway.token}",
+        "--GatewayClient.gateway_retry_interval=0.2",
+        f"--SessionManager.database_filepath={tmp_path / 'sessions.db'}",
+        "--CollabGatewayMappingKernelManager.keep_kernels_on_exit=True",
+    ]
+
+    server = await server_process(root=root, config=config).start()
+    r = await server.api(
+        "POST",
+        "api/sessions",
+        json={
+            "path": "run.ipynb",
+            "type": "notebook",
+            "name": "run.ipynb",
+            "kernel": {"name": "python3"},
+        },
+    )
+    assert r.status_code == 201, r.text
+    kernel_id = r.json()["kernel"]["id"]
+    session_id = r.json()["id"]
+    r = await server.api(
+        "PUT", "api/collaboration/session/run.ipynb", json={"format": "json", "type": "notebook"}
+    )
+    document_id = f"json:notebook:{r.json()['fileId']}"
+    rid = await _run(server, kernel_id, document_id, first)
+    await eventually(lambda: _request_done(server, kernel_id, rid), timeout=60)
+    await _run(server, kernel_id, document_id, gated)
+
+    def busy() -> bool:
+        model = kernel_gateway.api("GET", f"api/kernels/{kernel_id}")
+        return bool(model["execution_state"] == "busy")
+
+    await eventually(busy, timeout=60)
+    mark = kernel_gateway.mark()
+    server.stop()  # SIGTERM: the server shuts down, its gateway kernel stays
+    await asyncio.to_thread(
+        kernel_gateway.wait_log, f"Starting buffering for {kernel_id}", 30, mark
+    )
+    flag.write_text("")  # the cell prints and ends while no Jupyter server runs
+
+    def idle() -> bool:
+        model = kernel_gateway.api("GET", f"api/kernels/{kernel_id}")
+        return bool(model["execution_state"] == "idle")
+
+    await eventually(idle, timeout=60)
+
+    server2 = await server_process(root=root, config=config).start()
+    try:
+        # the saved session still points to the same kernel
+        r = await server2.api("GET", "api/sessions")
+        sessions = r.json()
+        assert [(s["id"], s["kernel"]["id"]) for s in sessions] == [(session_id, kernel_id)]
+        # the gateway replayed what it buffered to the adopted kernel's shared client
+        await asyncio.to_thread(kernel_gateway.wait_log, "Replaying", 30, mark)
+        assert kernel_gateway.connections(kernel_id) == 1
+        # the kernel kept its state, and the document is linked to it again
+        alice = await connect_room(server2.base_url, "run.ipynb", token=server2.token)
+        try:
+            await _run(server2, kernel_id, document_id, last)
+            await alice.wait_for(
+                lambda d: (
+                    stream_text(cell_py(d, last)) == "42\n"
+                    and cell_py(d, last).get("execution_count") is not None
+                ),
+                timeout=60,
+            )
+        finally:
+            await alice.close()
+    finally:
+        server2.stop()
+        kernel_gateway.api("DELETE", f"api/kernels/{kernel_id}")
