@@ -264,3 +264,14 @@ export async function saveWithCtrlS(page: Page, timeout = 30_000): Promise<strin
   }
   return 'pending';
 }
+
+/** The id of the notebook's kernel, once the page's session has one. */
+export async function notebookKernelId(page: Page, timeout = 60_000): Promise<string> {
+  const read = () =>
+    page.evaluate(() => {
+      const widget = (window as any).jupyterapp.shell.currentWidget;
+      return (widget?.sessionContext?.session?.kernel?.id as string | undefined) || '';
+    });
+  await expect.poll(read, { timeout, message: 'the notebook has a kernel' }).not.toBe('');
+  return read();
+}
