@@ -41,6 +41,7 @@ def jp_server_config():
                 "save_retry_max_delay": 0.2,
                 "file_check_interval": 0.2,
                 "free_delay": 0.2,
+                "max_cell_output": 20_000,
             },
         }
     )
@@ -171,3 +172,47 @@ async def test_file_moved_outside_jupyter_keeps_its_room_and_edits(
     expected = ["a = 1  # unsaved!"]
     await eventually(lambda: disk_sources(jp_root_dir, "moved/after.ipynb") == expected)
     assert not (jp_root_dir / path).exists()
+
+
+# --- 5: a runaway print cannot make a notebook no browser can open -------------------------
+def saved_stream(root, path) -> str | None:
+    try:
+        cell = read_notebook(root, path)["cells"][0]
+    except (ValueError, IndexError):
+        return None
+    return "".join("".join(o["text"]) for o in cell["outputs"] if o["output_type"] == "stream")
+
+
+async def test_runaway_print_keeps_the_newest_output_within_max_cell_output(
+    notebook_session, api, wait_request, collab_client, jp_root_dir
+):
+    nb = await notebook_session(["for i in range(4000):\n    print(f'line {i:04d} ' + 'x' * 40)"])
+    alice = await collab_client(nb.path)
+    code, data, _ = await api(
+        "POST",
+        "api",
+        "kernels",
+        nb.kernel_id,
+        "execute",
+        body={"cell_id": nb.cell_ids[0], "document_id": nb.room_id},
+    )
+    assert code == 202, data
+    result = await wait_request(data["request_id"])
+    assert result["result"] == "ok"  # 200 KB printed, 20 KB kept
+    last_line = "line 3999 " + "x" * 40 + "\n"
+
+    def trimmed(text: str | None) -> bool:
+        return bool(text) and text.startswith("[") and text.endswith(last_line)
+
+    await eventually(lambda: trimmed(saved_stream(jp_root_dir, nb.path)))
+    text = saved_stream(jp_root_dir, nb.path)
+    assert len(text.encode()) <= 20_000
+    assert text.split("\n", 1)[0].endswith("bytes of earlier output dropped]")
+    # collaborators see the same trimmed output
+    await alice.wait_for(
+        lambda doc: trimmed(
+            "".join(
+                str(o["text"]) for o in doc.ycells[0]["outputs"] if o["output_type"] == "stream"
+            )
+        )
+    )

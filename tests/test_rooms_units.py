@@ -20,7 +20,7 @@ from collab_kernels.rooms.fanout import RoomClient
 from collab_kernels.rooms.limits import UpdateTooDeep, inspect_update, notebook_roots, type_depth
 from collab_kernels.rooms.merge import merge_notebooks
 from collab_kernels.rooms.protocol import ProtocolError
-from collab_kernels.rooms.repair import repair_notebook
+from collab_kernels.rooms.repair import repair_notebook, trim_stream_outputs
 from collab_kernels.rooms.store import SQLiteUpdateStore
 
 LOG = logging.getLogger("test_rooms_units")
@@ -113,6 +113,7 @@ class FakeHost:
     max_awareness_ids = 4
     max_update_size = 1024 * 1024
     max_update_depth = 16
+    max_cell_output = 0
     store = None
     log = LOG
 
@@ -444,3 +445,27 @@ async def test_a_slow_save_spaces_out_the_next_autosaves(monkeypatch):
     assert schedule._handle is not None
     assert schedule._handle.when() - loop.time() >= 2.0 * (1 / host.save_time_share - 1) - 0.5
     schedule.stop()
+
+
+def test_trim_stream_outputs_drops_the_oldest_text_with_a_marker():
+    ydoc: Doc = Doc()
+    YNotebook(ydoc).set(notebook(["print()"], ["c1"]))
+    cell = ydoc.get("cells", type=Array)[0]
+    with ydoc.transaction():
+        cell["outputs"].append(
+            Map({"output_type": "stream", "name": "stdout", "text": Text("é" * 600)})
+        )
+        cell["outputs"].append(
+            Map({"output_type": "stream", "name": "stderr", "text": Text("b" * 400)})
+        )
+    assert trim_stream_outputs(ydoc, 1000) == ["c1"]  # 1600 bytes: down to 800
+    first, second = (str(o["text"]) for o in cell["outputs"])
+    assert first == "[800 bytes of earlier output dropped]\n" + "é" * 200
+    assert second == "b" * 400
+    cell["outputs"][1]["text"].insert(400, "c" * 1000)  # the cell keeps printing
+    assert trim_stream_outputs(ydoc, 1000) == ["c1"]
+    first, second = (str(o["text"]) for o in cell["outputs"])
+    assert first.startswith("[1800 bytes of earlier output dropped]\n")  # counts add up
+    assert len(first.encode()) + len(second.encode()) <= 1000
+    assert second.endswith("c" * 700)
+    assert trim_stream_outputs(ydoc, 1000) == []

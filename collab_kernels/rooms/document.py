@@ -91,6 +91,7 @@ class DocumentRoom(Fanout):
             contents_manager=host.contents_manager,
             log=host.log,
             path_for_file_id=host.path_for_file_id,
+            max_cell_output=lambda: host.max_cell_output,
         )
         #: A fresh id per room object: a browser whose history came from another instance of
         #: this room (freed and rebuilt, or another server process) must not merge it.

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Callable
 from contextlib import AbstractContextManager
 from typing import Any, Protocol
 
@@ -114,6 +115,7 @@ class RoomFile:
         contents_manager: Any,
         log: logging.Logger,
         path_for_file_id: Any,
+        max_cell_output: Callable[[], int] = lambda: 0,
     ):
         if file_type not in CONTENTS_TYPES:
             raise ValueError(f"unsupported document type {file_type!r}")
@@ -124,6 +126,8 @@ class RoomFile:
         self.contents_manager = contents_manager
         self.log = log
         self.path_for_file_id = path_for_file_id
+        #: bytes of stream text a cell keeps (read live; 0: all)
+        self.max_cell_output = max_cell_output
         self.cm_type, self.cm_format = CONTENTS_TYPES[file_type]
         self.hash: str | None = None
         self.last_modified: Any = None
@@ -221,6 +225,14 @@ class RoomFile:
             version = side.version
             try:
                 if self.file_type == "notebook":
+                    trimmed = repair.trim_stream_outputs(side.ydoc, self.max_cell_output())
+                    if trimmed:
+                        self.log.info(
+                            "collab_kernels: %s: dropped the oldest stream output of %d cell(s) "
+                            "over max_cell_output",
+                            self.path,
+                            len(trimmed),
+                        )
                     problems = repair.repair_notebook(side.ydoc)
                     if problems:
                         self.log.warning(

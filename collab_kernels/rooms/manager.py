@@ -223,6 +223,16 @@ class RoomManager(LoggingConfigurable):
             "and nbformat recurse over it). 0 = no limit."
         ),
     )
+    max_cell_output = Int(
+        16 * 1024 * 1024,
+        config=True,
+        help=(
+            "Bytes of stream output (print, logging) one cell keeps in its document; before "
+            "each save the oldest text beyond it is dropped (down to 80% of it) and the cell's "
+            "output starts with '[N bytes of earlier output dropped]', so a cell printing in "
+            "a loop cannot make a notebook no browser can open. 0 = unlimited."
+        ),
+    )
     max_sessions = Int(
         100_000,
         config=True,

@@ -12,6 +12,7 @@ Pure: works on a pycrdt ``Doc`` only (no room, no server), so it is unit tested 
 
 from __future__ import annotations
 
+import re
 import uuid
 from typing import Any
 
@@ -85,3 +86,83 @@ def repair_cell(ycell: Map[Any], index: int) -> list[str]:
             if key in ycell:
                 del ycell[key]
     return problems
+
+
+#: the first line of a stream output whose beginning was dropped
+_DROPPED = re.compile(r"^\[(\d+) bytes of earlier output dropped\]\n")
+
+
+def dropped_marker(count: int) -> str:
+    return f"[{count} bytes of earlier output dropped]\n"
+
+
+def trim_stream_outputs(ydoc: Doc[Any], limit: int) -> list[str]:
+    """Keep at most ``limit`` bytes (UTF-8) of stream text per cell (0: no limit), in place.
+
+    A cell printing in a tight loop must not make a notebook no browser can open: the oldest
+    text is deleted and the cell's first stream output starts with a marker saying how much
+    was dropped (counts add up over successive trims). Text outputs are edited in place
+    (appends of the running cell continue), plain string ones replaced. The cell ids trimmed.
+    """
+    if limit <= 0:
+        return []
+    trimmed: list[str] = []
+    ycells = ydoc.get("cells", type=Array)
+    with ydoc.transaction():
+        for ycell in ycells:
+            if not isinstance(ycell, Map) or ycell.get("cell_type") != "code":
+                continue
+            outputs = ycell.get("outputs")
+            if not isinstance(outputs, Array):
+                continue
+            streams = [
+                output
+                for output in outputs
+                if isinstance(output, Map) and output.get("output_type") == "stream"
+            ]
+            total = sum(_byte_length(stream) for stream in streams)
+            if total <= limit or not streams:
+                continue
+            before = 0
+            marker = _DROPPED.match(str(streams[0].get("text", ""))[:100])
+            if marker:  # an earlier trim: its count carries over, its line is rewritten
+                before = int(marker.group(1))
+                total -= _delete_head(streams[0], len(marker.group(0)))
+            # drop down to 80% of the limit, so a running cell is not trimmed at every save
+            to_drop = max(total - int(limit * 0.8), 0)
+            dropped = 0
+            for stream in streams:
+                if dropped >= to_drop:
+                    break
+                dropped += _delete_head(stream, to_drop - dropped)
+            _insert_head(streams[0], dropped_marker(before + dropped))
+            trimmed.append(str(ycell.get("id")))
+    return trimmed
+
+
+def _byte_length(stream: Map[Any]) -> int:
+    text = stream.get("text", "")
+    return len(text) if isinstance(text, Text) else len(str(text).encode("utf-8"))
+
+
+def _delete_head(stream: Map[Any], n: int) -> int:
+    """Delete up to ``n`` bytes from the start of a stream's text (whole characters only);
+    the bytes deleted."""
+    text = stream.get("text", "")
+    data = str(text).encode("utf-8")
+    cut = len(data[:n].decode("utf-8", "ignore").encode("utf-8"))
+    if cut <= 0:
+        return 0
+    if isinstance(text, Text):
+        del text[0:cut]  # pycrdt indexes text by UTF-8 bytes
+    else:
+        stream["text"] = data[cut:].decode("utf-8")
+    return cut
+
+
+def _insert_head(stream: Map[Any], head: str) -> None:
+    text = stream.get("text", "")
+    if isinstance(text, Text):
+        text.insert(0, head)
+    else:
+        stream["text"] = head + str(text)
