@@ -19,8 +19,9 @@ from .kernels.gateway import (
 from .kernels.manager import SharedClientKernelManager, SharedClientMappingKernelManager
 from .kernels.websocket import SharedClientWebsocketConnection
 from .layer import KernelLayer, select_kernel_layer, verify_kernel_layer
+from .rooms.content import prefer_local_file_ids
 from .rooms.handlers import default_handlers as room_handlers
-from .rooms.manager import RoomManager, prefer_local_file_ids
+from .rooms.manager import RoomManager
 from .security.guard import secure_web_app
 from .security.logs import install_scrubber
 from .security.tokens import page_config_hook

@@ -23,8 +23,9 @@ from pycrdt import Doc
 
 from ..contract import FILE_TYPES
 from . import limits, protocol
+from .content import new_document
 from .fanout import EMPTY_UPDATE, Fanout, RoomClient
-from .file import RoomFile, new_document
+from .file import RoomFile
 from .history import RoomHistory, reset_execution_state
 from .host import RoomHost
 from .protocol import ProtocolError

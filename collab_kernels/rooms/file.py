@@ -23,11 +23,11 @@ from typing import Any, Protocol
 
 from jupyter_core.utils import ensure_async
 from jupyter_ydoc import YNotebook, YUnicode
-from jupyter_ydoc.yunicode import _set_text
 from pycrdt import Doc
 from tornado.web import HTTPError
 
 from . import repair
+from .content import apply_in_place, is_refused_hidden, new_document
 from .merge import merge_notebooks
 from .saving import SaveStatus
 
@@ -37,32 +37,6 @@ CONTENTS_TYPES: dict[str, tuple[str, str | None]] = {
     "notebook": ("notebook", None),
     "file": ("file", "text"),
 }
-
-
-async def is_refused_hidden(contents_manager: Any, path: str) -> bool:
-    """Whether ``path`` is hidden and the contents manager does not serve hidden files.
-
-    The contents manager's own rule (``allow_hidden``, ``is_hidden``): a room or session for
-    such a file answers as if it did not exist, as ``/api/contents`` does.
-    """
-    if getattr(contents_manager, "allow_hidden", False):
-        return False
-    is_hidden = getattr(contents_manager, "is_hidden", None)
-    try:
-        if is_hidden is None:
-            raise NotImplementedError
-        return bool(await ensure_async(is_hidden(path)))
-    except NotImplementedError:  # a contents manager without the notion: dot files
-        return any(part.startswith(".") for part in path.split("/"))
-    except HTTPError:
-        return True
-
-
-def new_document(file_type: str, ydoc: Doc[Any] | None = None) -> YNotebook | YUnicode:
-    """An empty jupyter_ydoc document of ``file_type`` (on ``ydoc`` when given)."""
-    if file_type == "notebook":
-        return YNotebook(ydoc)
-    return YUnicode(ydoc)
 
 
 class FileSide(Protocol):
@@ -340,7 +314,7 @@ class RoomFile:
         self.saved_content = disk
         if result.from_disk:
             with side.server_edit(), side.ydoc.transaction():
-                self._apply_in_place(result.content)
+                apply_in_place(self.document, result.content)
         conflicts = list(result.conflicts)
         if conflicts:
             message = (
@@ -434,7 +408,7 @@ class RoomFile:
         content = model["content"]
         with side.server_edit():
             with side.ydoc.transaction():
-                self._apply_in_place(content)
+                apply_in_place(self.document, content)
                 self.document.ystate["hash"] = model.get("hash")
                 self.document.ystate["dirty"] = False
                 self.document.ystate["path"] = self.path
@@ -445,28 +419,6 @@ class RoomFile:
         side.file_written(side.version)
         self.log.info("collab_kernels: reloaded %s after it changed on disk", self.path)
         side.file_event("reloaded", "The file changed on disk; the document took its new content.")
-
-    def _apply_in_place(self, content: Any) -> None:
-        """Edit only what differs; unchanged cells keep their identity."""
-        document = self.document
-        if not isinstance(document, YNotebook):
-            document.set(content)
-            return
-        by_id = {}
-        for ycell in document.ycells:
-            cell_id = ycell.get("id")
-            if cell_id is not None and cell_id not in by_id:
-                by_id[cell_id] = ycell
-        for cell in content.get("cells", []):
-            ycell = by_id.get(cell.get("id"))
-            if ycell is None or ycell.get("cell_type") != cell.get("cell_type"):
-                continue
-            source = cell.get("source", "")
-            source = "".join(source) if isinstance(source, list) else source
-            if str(ycell["source"]) != source:
-                # Granular text edit, so YNotebook.set then sees an equal source.
-                _set_text(self.side.ydoc, ycell["source"], source)
-        document.set(content)
 
     def _enter_conflict(self, disk: dict[str, Any] | None) -> None:
         first = not self.conflict

@@ -16,8 +16,8 @@ from tornado.websocket import WebSocketHandler
 
 from ..contract import FILE_TYPES, InvalidRoomId, parse_room_id
 from . import protocol
+from .content import is_refused_hidden
 from .fanout import Fanout, RoomClient
-from .file import is_refused_hidden
 from .frames import WebsocketWriter
 from .manager import RoomManager, RoomNotFound
 from .protocol import ProtocolError

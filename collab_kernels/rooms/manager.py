@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import os
 from collections.abc import Callable, Coroutine
 from pathlib import Path
 from typing import Any
@@ -15,11 +14,11 @@ from traitlets.config import LoggingConfigurable
 
 from ..contract import FILE_TYPES, InvalidRoomId, build_room_id, parse_room_id
 from . import protocol
+from .content import is_refused_hidden
 from .document import DocumentRoom
 from .fanout import GlobalAwarenessRoom
-from .file import is_refused_hidden
 from .sessions import Sessions
-from .store import SQLiteUpdateStore
+from .store import SQLiteUpdateStore, open_store
 
 CONTENTS_EVENT_SCHEMA_ID = "https://events.jupyter.org/jupyter_server/contents_service/v1"
 
@@ -30,29 +29,6 @@ ROOM_EVENT_SCHEMA_PATH = Path(__file__).parent / "events" / "rooms.yaml"
 
 class RoomNotFound(KeyError):
     """No file behind that room id (unknown file id, or the file is gone)."""
-
-
-def prefer_local_file_ids(serverapp: Any) -> bool:
-    """Make jupyter_server_fileid follow files moved outside Jupyter (call at link time).
-
-    Its default ``ArbitraryFileIdManager`` only knows moves made through Jupyter; for a local
-    contents manager its ``LocalFileIdManager`` also finds a file that was ``mv``-ed or
-    ``git mv``-ed (by inode), so the file's room follows it instead of closing as deleted.
-    An explicit ``FileIdExtension.file_id_manager_class`` is kept. Returns whether it was set.
-    """
-    config = serverapp.config
-    if "file_id_manager_class" in config.get("FileIdExtension", {}):
-        return False
-    try:
-        from jupyter_server.services.contents.fileio import FileManagerMixin
-        from jupyter_server_fileid.manager import LocalFileIdManager
-    except ImportError:  # pragma: no cover - jupyter_server_fileid is a dependency
-        return False
-    contents_class = serverapp.contents_manager_class
-    if not (isinstance(contents_class, type) and issubclass(contents_class, FileManagerMixin)):
-        return False
-    config.FileIdExtension.file_id_manager_class = LocalFileIdManager
-    return True
 
 
 class RoomManager(LoggingConfigurable):
@@ -319,27 +295,9 @@ class RoomManager(LoggingConfigurable):
         """The update store, opened on first use, or None when it is off."""
         if self.update_store == "none":
             return None
-        if self._store is None or self._store.closed:
-            path = self.update_store_path
-            if not path:
-                from jupyter_core.paths import jupyter_data_dir
-
-                path = os.path.join(jupyter_data_dir(), "collab_kernels", "updates.sqlite")
-            if self._store_error:
-                return None
-            try:
-                self._store = SQLiteUpdateStore(path, log=self.log)
-            except Exception as e:
-                # Documents still open and save; they are only as safe as the last save.
-                self._store_error = True
-                self.log.error(
-                    "collab_kernels: cannot open the update store %s (%s); documents are only "
-                    "as safe as their last save",
-                    path,
-                    e,
-                )
-                return None
-            self.log.info("collab_kernels: document updates are kept in %s", path)
+        if (self._store is None or self._store.closed) and not self._store_error:
+            self._store = open_store(self.update_store_path, log=self.log)
+            self._store_error = self._store is None
         return self._store
 
     # --- events ----------------------------------------------------------------------------

@@ -190,3 +190,25 @@ class SQLiteUpdateStore:
         except sqlite3.Error:
             pass
         self._db.close()
+
+
+def open_store(path: str, *, log: logging.Logger) -> SQLiteUpdateStore | None:
+    """Open the update store at ``path`` (empty: ``collab_kernels/updates.sqlite`` in the
+    Jupyter data directory), or None with an error logged when it cannot be opened: documents
+    still open and save, they are only as safe as their last save."""
+    if not path:
+        from jupyter_core.paths import jupyter_data_dir
+
+        path = os.path.join(jupyter_data_dir(), "collab_kernels", "updates.sqlite")
+    try:
+        store = SQLiteUpdateStore(path, log=log)
+    except Exception as e:
+        log.error(
+            "collab_kernels: cannot open the update store %s (%s); documents are only as safe "
+            "as their last save",
+            path,
+            e,
+        )
+        return None
+    log.info("collab_kernels: document updates are kept in %s", path)
+    return store

@@ -1,0 +1,88 @@
+"""File content and Y documents: building, reading and editing a document from a file's content,
+and which paths a room may serve.
+
+Pure helpers over jupyter_ydoc documents and the contents manager's rules, shared by the file
+stage, the room manager and the session endpoint.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from jupyter_core.utils import ensure_async
+from jupyter_ydoc import YNotebook, YUnicode
+from jupyter_ydoc.yunicode import _set_text
+from pycrdt import Doc
+from tornado.web import HTTPError
+
+
+async def is_refused_hidden(contents_manager: Any, path: str) -> bool:
+    """Whether ``path`` is hidden and the contents manager does not serve hidden files.
+
+    The contents manager's own rule (``allow_hidden``, ``is_hidden``): a room or session for
+    such a file answers as if it did not exist, as ``/api/contents`` does.
+    """
+    if getattr(contents_manager, "allow_hidden", False):
+        return False
+    is_hidden = getattr(contents_manager, "is_hidden", None)
+    try:
+        if is_hidden is None:
+            raise NotImplementedError
+        return bool(await ensure_async(is_hidden(path)))
+    except NotImplementedError:  # a contents manager without the notion: dot files
+        return any(part.startswith(".") for part in path.split("/"))
+    except HTTPError:
+        return True
+
+
+def new_document(file_type: str, ydoc: Doc[Any] | None = None) -> YNotebook | YUnicode:
+    """An empty jupyter_ydoc document of ``file_type`` (on ``ydoc`` when given)."""
+    if file_type == "notebook":
+        return YNotebook(ydoc)
+    return YUnicode(ydoc)
+
+
+def apply_in_place(document: YNotebook | YUnicode, content: Any) -> None:
+    """Give ``document`` a file's ``content``, editing only what differs: unchanged cells keep
+    their identity, a changed source is edited as text (call inside a transaction)."""
+    if not isinstance(document, YNotebook):
+        document.set(content)
+        return
+    by_id = {}
+    for ycell in document.ycells:
+        cell_id = ycell.get("id")
+        if cell_id is not None and cell_id not in by_id:
+            by_id[cell_id] = ycell
+    for cell in content.get("cells", []):
+        ycell = by_id.get(cell.get("id"))
+        if ycell is None or ycell.get("cell_type") != cell.get("cell_type"):
+            continue
+        source = cell.get("source", "")
+        source = "".join(source) if isinstance(source, list) else source
+        if str(ycell["source"]) != source:
+            # Granular text edit, so YNotebook.set then sees an equal source.
+            _set_text(document.ydoc, ycell["source"], source)
+    document.set(content)
+
+
+def prefer_local_file_ids(serverapp: Any) -> bool:
+    """Make jupyter_server_fileid follow files moved outside Jupyter (call at link time).
+
+    Its default ``ArbitraryFileIdManager`` only knows moves made through Jupyter; for a local
+    contents manager its ``LocalFileIdManager`` also finds a file that was ``mv``-ed or
+    ``git mv``-ed (by inode), so the file's room follows it instead of closing as deleted.
+    An explicit ``FileIdExtension.file_id_manager_class`` is kept. Returns whether it was set.
+    """
+    config = serverapp.config
+    if "file_id_manager_class" in config.get("FileIdExtension", {}):
+        return False
+    try:
+        from jupyter_server.services.contents.fileio import FileManagerMixin
+        from jupyter_server_fileid.manager import LocalFileIdManager
+    except ImportError:  # pragma: no cover - jupyter_server_fileid is a dependency
+        return False
+    contents_class = serverapp.contents_manager_class
+    if not (isinstance(contents_class, type) and issubclass(contents_class, FileManagerMixin)):
+        return False
+    config.FileIdExtension.file_id_manager_class = LocalFileIdManager
+    return True
