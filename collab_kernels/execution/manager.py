@@ -361,14 +361,14 @@ class ExecutionManager(LoggingConfigurable):
             return
         try:
             room = await self._room_for(spec.document_id)
-        except HTTPError:
-            return
-        if room.file_type != "notebook":
-            return
-        writer = self.writers.get(room.room_id)
-        output = error_output(KERNEL_GONE, message)
-        for cell_spec in spec.cells:
-            writer.show_error(cell_spec.cell_id, output)
+            if room.file_type != "notebook":
+                return
+            writer = self.writers.get(room.room_id)
+            output = error_output(KERNEL_GONE, message)
+            for cell_spec in spec.cells:
+                writer.show_error(cell_spec.cell_id, output)
+        except Exception:  # the answer is the 404 either way
+            self.log.debug("collab_kernels: could not show the kernel-gone error", exc_info=True)
 
     def _no_shared_client(self, kernel_id: str) -> HTTPError:
         return HTTPError(
