@@ -59,18 +59,25 @@ async def test_document_outputs_with_no_browser_on_a_gateway_kernel(
     assert kernel_gateway.connections(nb.kernel_id) == 1
 
 
-async def test_gateway_kernel_killed_mid_cell(notebook_session, api, collab_client, wait_request):
+async def test_gateway_kernel_killed_mid_cell(
+    notebook_session, api, collab_client, wait_request, tmp_path
+):
     """The kernel process dies on the gateway; the gateway restarts it. The running cell
     ends with an error in the document, the queued one is aborted, the next one runs."""
+    flag = tmp_path / "die"
     nb = await notebook_session(
         [
-            "import os, signal\nprint('started', flush=True)\nos.kill(os.getpid(), signal.SIGKILL)",
+            "import os, signal, time\nprint('started', flush=True)\n"
+            f"while not os.path.exists({str(flag)!r}):\n    time.sleep(0.02)\n"
+            "os.kill(os.getpid(), signal.SIGKILL)",
             "print('b')",
         ]
     )
     a, b = nb.cell_ids
     alice = await collab_client(nb.path)
     ra, rb = await submit(api, nb, a), await submit(api, nb, b)
+    await alice.wait_for(lambda d: stream_text(cell_py(d, a)) == "started\n", TIMEOUT)
+    flag.write_text("")
     assert (await wait_request(ra))["result"] == "error"
     assert (await wait_request(rb))["result"] == "aborted"
     await alice.wait_for(
