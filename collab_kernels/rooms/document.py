@@ -104,6 +104,7 @@ class DocumentRoom(Fanout):
         self.saving = SaveSchedule(self, host, host.log)
         self._free_handle: asyncio.TimerHandle | None = None
         self._loaded = False
+        self._depth_bound: int | None = None
         store = host.store
         #: the update store glue (None when the store is off)
         self.history: RoomHistory | None = None
@@ -326,13 +327,16 @@ class DocumentRoom(Fanout):
             return
         if update == EMPTY_UPDATE:
             return
-        limits.check_update(
+        bound = limits.check_update(
             self.ydoc,
             update,
             max_size=self.host.max_update_size,
             max_depth=self.host.max_update_depth,
             notebook=self.file_type == "notebook",
+            depth_bound=self._type_depth_bound,
         )
+        if bound is not None:
+            self._depth_bound = bound
         state_before = self.ydoc.get_state()
         queued = self.pending_update_count
         try:
@@ -343,6 +347,14 @@ class DocumentRoom(Fanout):
             raise ProtocolError(f"invalid Y update: {e}") from e
         finally:
             self._check_update_event(state_before, queued, client)
+
+    def _type_depth_bound(self) -> int:
+        """An upper bound of how deep the notebook nests types (measured once, then grown by
+        what accepted updates add; the server's own edits stay within the schema's depth)."""
+        if self._depth_bound is None:
+            measured = limits.type_depth(limits.notebook_roots(self.ydoc), 10**6)
+            self._depth_bound = max(measured, limits.SCHEMA_DEPTH)
+        return self._depth_bound
 
     def _check_update_event(self, state_before: bytes, queued: int, client: RoomClient) -> None:
         """Make sure what an incoming update changed reaches the collaborators.

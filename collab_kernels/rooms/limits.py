@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import re
 from bisect import bisect_right
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
@@ -281,19 +281,35 @@ def notebook_roots(ydoc: Doc[Any]) -> list[Any]:
     return [ydoc.get("cells", type=Array), ydoc.get("meta", type=Map)]
 
 
+#: how deep the server's own edits nest types in a notebook (cell, outputs, output, text)
+SCHEMA_DEPTH = 4
+
+
 def check_update(
-    ydoc: Doc[Any], update: bytes, *, max_size: int, max_depth: int, notebook: bool
-) -> None:
+    ydoc: Doc[Any],
+    update: bytes,
+    *,
+    max_size: int,
+    max_depth: int,
+    notebook: bool,
+    depth_bound: Callable[[], int],
+) -> int | None:
     """Refuse an update for ``ydoc`` over ``max_size`` bytes (:class:`MessageTooBig`) or
     nesting deeper than ``max_depth`` (:class:`UpdateTooDeep`), before it changes anything.
 
-    An update that creates shared types may hang them below existing ones: for a notebook it
-    is applied to a scratch copy of the document first and the result is measured."""
+    ``depth_bound()`` is an upper bound of the document's type nesting; the bound after the
+    update is returned (None when unchanged). An update creating types may hang them below
+    existing ones: while the bound plus what the update nests stays within ``max_depth`` it
+    is accepted at once; otherwise it is applied to a scratch copy of the document and the
+    result is measured (which also gives the exact depth as the new bound)."""
     if max_size and len(update) > max_size:
         raise MessageTooBig(f"a Y update of {len(update)} bytes (max_update_size is {max_size})")
     shape = inspect_update(update, max_depth=max_depth)
     if not (max_depth and shape.creates_types and notebook):
-        return
+        return None
+    bound = depth_bound() + shape.type_depth
+    if bound <= max_depth:
+        return bound
     scratch: Doc[Any] = Doc()
     try:
         scratch.apply_update(ydoc.get_update())
@@ -302,5 +318,7 @@ def check_update(
         raise
     except BaseException as e:  # pycrdt raises (or panics) on a corrupt update
         raise ProtocolError(f"invalid Y update: {e}") from e
-    if type_depth(notebook_roots(scratch), max_depth) > max_depth:
+    exact = type_depth(notebook_roots(scratch), max_depth)
+    if exact > max_depth:
         raise UpdateTooDeep(f"the update nests types deeper than max_update_depth ({max_depth})")
+    return max(exact, SCHEMA_DEPTH)
