@@ -99,6 +99,7 @@ async def test_two_collaborators_see_running_and_queued_cells(
         assert cell_py(conn.document, b)["execution_state"] == "running"
         assert cell_py(conn.document, c)["execution_state"] == "running"
     code, listed, _ = await api("GET", "api", "kernels", nb.kernel_id, "requests")
+    assert code == 200, listed
     assert [r["request_id"] for r in listed[-3:]] == ids
     assert [r["status"] for r in listed[-3:]] == ["running", "queued", "queued"]
     flag.write_text("")
@@ -110,7 +111,7 @@ async def test_two_collaborators_see_running_and_queued_cells(
         assert all(cell_py(conn.document, x)["execution_state"] == "idle" for x in (a, b, c))
         assert all(entry(conn.document, x) is None for x in (a, b, c))
     # The queue state is not saved to the file.
-    code, all_requests, _ = await api("GET", "api", "collaboration", "requests")
+    _, all_requests, _ = await api("GET", "api", "collaboration", "requests")
     assert {r["request_id"] for r in all_requests} >= set(ids)
 
 
@@ -144,7 +145,8 @@ async def test_multi_cell_request_is_one_batch_with_source_hashes(
     alice = await collab_client(nb.path)
     sources = ["x = 1", "x += 1", "print(x)"]
     cells = [
-        {"cell_id": cid, "source_hash": source_hash(s)} for cid, s in zip(nb.cell_ids, sources)
+        {"cell_id": cid, "source_hash": source_hash(s)}
+        for cid, s in zip(nb.cell_ids, sources, strict=True)
     ]
     code, data, _ = await api(
         "POST",

@@ -19,7 +19,8 @@ PROGRESS = (
 DISPLAYS = (
     "from IPython.display import display, update_display, clear_output, Image\n"
     "import base64\n"
-    "png = base64.b64decode('iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mNkYPhfDwAChwGA60e6kgAAAABJRU5ErkJggg==')\n"
+    "png = base64.b64decode('iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mNkYPhf'\n"
+    "    'DwAChwGA60e6kgAAAABJRU5ErkJggg==')\n"
     "display(Image(data=png))\n"
     "display('v1', display_id='shared')\n"
 )
