@@ -92,6 +92,8 @@ class CollabKernelsApp(ExtensionApp):
     kernel_layer: KernelLayer = "off"
 
     def _link_jupyter_server_extension(self, serverapp):
+        # First: the configuration dumps of every extension's link (debug level) name tokens.
+        install_scrubber(serverapp, loggers=[serverapp.log])
         super()._link_jupyter_server_extension(serverapp)
         prefer_local_file_ids(serverapp)  # rooms follow files moved outside Jupyter
         # Runs before ServerApp.init_configurables creates the managers. (The server's log:
@@ -148,7 +150,7 @@ class CollabKernelsApp(ExtensionApp):
         now, again on the event loop's first turn (every extension has loaded by then, no
         request has been read yet) and once more when the server starts.
         """
-        install_scrubber(serverapp.identity_provider, serverapp.log, self.log)
+        install_scrubber(serverapp.identity_provider, loggers=[serverapp.log, self.log])
         web_app = serverapp.web_app
         secure_web_app(web_app)
         serverapp.io_loop.add_callback(secure_web_app, web_app)
