@@ -4,7 +4,8 @@ Three people, each logging in with a token of their own (``/lab?token=...``) thr
 collab_kernels' ``ClassroomIdentityProvider``; ``RoleAuthorizer`` gives them their rights:
 
 - ``alice`` and ``bob``: role ``runner`` (edit, save, run cells);
-- ``viewer``: role ``viewer`` (read only: no ``contents:write``, no ``kernels:execute``).
+- ``viewer``: role ``viewer`` (read only: no ``contents:write``, no ``kernels:execute``);
+- ``teacher``: role ``instructor`` (everything, also JupyterLab's settings).
 
 The server's own token stays empty on purpose: JupyterLab copies ``IdentityProvider.token``
 into every page it serves, and every browser context would then send that one token. With it
@@ -25,8 +26,14 @@ c.ClassroomIdentityProvider.user_tokens = {
     os.environ.get("CK_UI_TOKEN_ALICE", "ui-alice-token"): "alice",
     os.environ.get("CK_UI_TOKEN_BOB", "ui-bob-token"): "bob",
     os.environ.get("CK_UI_TOKEN_VIEWER", "ui-viewer-token"): "viewer",
+    os.environ.get("CK_UI_TOKEN_TEACHER", "ui-teacher-token"): "teacher",
 }
-c.RoleAuthorizer.roles = {"alice": "runner", "bob": "runner", "viewer": "viewer"}
+c.RoleAuthorizer.roles = {
+    "alice": "runner",
+    "bob": "runner",
+    "viewer": "viewer",
+    "teacher": "instructor",
+}
 c.RoleAuthorizer.default_role = "viewer"
 
 c.ServerApp.open_browser = False

@@ -103,7 +103,8 @@ function labServer(name: string, port: number, root: string, companion: string) 
       CK_UI_COMPANION: companion,
       CK_UI_TOKEN_ALICE: TOKENS.alice,
       CK_UI_TOKEN_BOB: TOKENS.bob,
-      CK_UI_TOKEN_VIEWER: TOKENS.viewer
+      CK_UI_TOKEN_VIEWER: TOKENS.viewer,
+      CK_UI_TOKEN_TEACHER: TOKENS.teacher
     }
   };
 }

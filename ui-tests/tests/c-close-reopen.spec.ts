@@ -55,6 +55,14 @@ test('c. close every page during a 20 s run, reopen after and during it', async 
   // 4. Run again, close every page while it prints, reopen during the run.
   await waitForKernelIdle(alice);
   await runCell(alice, 0);
+  // The server runs it (the page still shows the first run's lines until the new ones come):
+  // only then may the page go, or its execute request could go with it.
+  await expect
+    .poll(async () => {
+      const all: any[] = await lab.api().request('GET', '/api/collaboration/requests');
+      return all.filter(r => r.path === docPath && r.status === 'running').length;
+    })
+    .toBe(1);
   await expect(outputArea(alice, 0)).toContainText('line 2');
   await lab.close(alice);
 

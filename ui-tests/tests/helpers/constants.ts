@@ -19,7 +19,8 @@ export const RESTART_PORT = Number(process.env.CK_UI_RESTART_PORT || 8891);
 export const TOKENS = {
   alice: process.env.CK_UI_TOKEN_ALICE || 'ui-alice-token',
   bob: process.env.CK_UI_TOKEN_BOB || 'ui-bob-token',
-  viewer: process.env.CK_UI_TOKEN_VIEWER || 'ui-viewer-token'
+  viewer: process.env.CK_UI_TOKEN_VIEWER || 'ui-viewer-token',
+  teacher: process.env.CK_UI_TOKEN_TEACHER || 'ui-teacher-token'
 };
 export type UserName = keyof typeof TOKENS;
 
