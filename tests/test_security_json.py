@@ -40,3 +40,43 @@ def test_depth_walk_is_iterative():
         value = [value]
     assert json_depth_exceeds(value, 64)
     assert not json_depth_exceeds({"a": [1, {"b": "c"}]}, 3)
+
+
+# --- over HTTP: every collab_kernels endpoint that reads a body --------------------------
+
+BODIES = {
+    "deep list": b"[" * 100_000,
+    "deep object": b'{"a":' * 100_000,
+    "not UTF-8": b'{"code": "\xff\xfe"}',
+    "NaN": b'{"code": NaN}',
+    "truncated": b'{"code": "1',
+    "not an object": b"[1, 2]",
+}
+
+
+@pytest.fixture
+def body_endpoints(jp_fetch, rooms_notebook, start_kernel):
+    async def make() -> list[tuple[str, list[str]]]:
+        path = rooms_notebook("bodies.ipynb")
+        kernel_id = await start_kernel()
+        return [
+            ("PUT", ["api", "collaboration", "session", path]),
+            ("POST", ["api", "kernels", kernel_id, "execute"]),
+            ("POST", ["api", "kernels", kernel_id, "input"]),
+        ]
+
+    return make
+
+
+@pytest.mark.parametrize("name", list(BODIES))
+async def test_malformed_bodies_answer_400_with_a_message(jp_fetch, body_endpoints, name):
+    import json
+
+    from tornado.httpclient import HTTPClientError
+
+    for method, parts in await body_endpoints():
+        with pytest.raises(HTTPClientError) as info:
+            await jp_fetch(*parts, method=method, body=BODIES[name])
+        assert info.value.code == 400, (parts, info.value.code)
+        message = json.loads(info.value.response.body)["message"]
+        assert message, parts

@@ -15,6 +15,7 @@ from tornado import web
 from tornado.websocket import WebSocketHandler
 
 from ..contract import FILE_TYPES, InvalidRoomId, parse_room_id
+from ..handlers_base import BadJSON, parse_json
 from . import protocol
 from .content import is_refused_hidden
 from .fanout import Fanout, RoomClient
@@ -54,9 +55,9 @@ class SessionHandler(APIHandler):
     async def put(self, path: str) -> None:
         path = _check_relative_path(path)
         try:
-            body = json.loads(self.request.body or b"{}")
-        except ValueError:
-            raise web.HTTPError(400, "The body must be JSON") from None
+            body = parse_json(self.request.body or b"{}")
+        except BadJSON as e:
+            raise web.HTTPError(400, f"Invalid JSON in the request body: {e}") from None
         if not isinstance(body, dict):
             raise web.HTTPError(400, "The body must be a JSON object")
         fmt = body.get("format")
