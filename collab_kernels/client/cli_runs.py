@@ -46,7 +46,7 @@ def explicit_server(args: argparse.Namespace) -> ServerInfo | None:
         or os.environ.get("JUPYTER_TOKEN")
     )
     for known in running_servers():  # a local server: learn its root to map local paths
-        if known.url == info.url:
+        if known.same_server(info.url):
             info.root_dir = known.root_dir
             info.token = info.token or known.token
     return info

@@ -45,6 +45,16 @@ class ServerInfo:
             return None
         return rel.as_posix() if str(rel) != "." else ""
 
+    def same_server(self, url: str) -> bool:
+        """Whether ``url`` names this server (``localhost``, ``127.0.0.1``, ``::1`` and this
+        machine's name are the same host for a local server)."""
+        mine, other = urlsplit(self.url), urlsplit(normalize_url(url))
+        if (mine.scheme, mine.port, mine.path) != (other.scheme, other.port, other.path):
+            return False
+        local = {"localhost", "127.0.0.1", "::1", "0.0.0.0", socket.gethostname().lower()}
+        hosts = {(mine.hostname or "").lower(), (other.hostname or "").lower()}
+        return len(hosts) == 1 or hosts <= local
+
     def lab_url(self, api_path: str) -> str:
         """A JupyterLab URL that opens the notebook (the token included when there is one)."""
         url = f"{self.url}lab/tree/{quote(api_path)}"
