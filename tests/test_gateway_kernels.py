@@ -122,7 +122,7 @@ async def test_restart_over_rest_keeps_tabs_and_listeners(
     tab = await open_kernel_ws(kid, "v1")
     await tab.run("x = 41")
     await jp_fetch("api", "kernels", kid, "restart", method="POST", body="{}")
-    assert events == ["restarted"] and client.ready
+    assert events == ["restarted"]  # POST returns once restarted, before ready (as stock)
     msg_id, _reply = await tab.run("print(x + 1 if 'x' in dir() else 'fresh')")
     assert tab.stream_text(msg_id) == "fresh\n"
     assert client.reconnects == 0  # the same websocket to the gateway

@@ -126,6 +126,10 @@ class SharedKernelClient(LoggingConfigurable):
         ),
     )
 
+    #: Kernel websockets open only once the client is ready (stock's nudge on open). A
+    #: transport that buffers sends and relays replies itself (a gateway) may not wait.
+    websockets_wait_ready: t.ClassVar[bool] = True
+
     def __init__(self, kernel_manager: KernelManagerLike, **kwargs: t.Any):
         kwargs.setdefault("parent", kernel_manager)
         kwargs.setdefault("log", getattr(kernel_manager, "log", None))

@@ -157,6 +157,10 @@ class GatewayKernelClient(SharedKernelClient):
         ),
     )
 
+    # As jupyter_server's gateway websocket: a tab connects without waiting for the kernel
+    # to answer (sends wait in the outbox; the gateway relays the replies).
+    websockets_wait_ready = False
+
     def __init__(self, kernel_manager: t.Any, session_id: str | None = None, **kwargs: t.Any):
         super().__init__(kernel_manager, **kwargs)
         # The gateway signs what it forwards to the kernel: websocket messages carry no
@@ -773,18 +777,24 @@ class CollabGatewayMappingKernelManager(
         return kid
 
     async def restart_kernel(self, kernel_id: str, now: bool = False, **kwargs: t.Any) -> t.Any:  # type: ignore[override]
-        """Restart over REST, then wait for the new process to answer on the shared client."""
+        """Restart over REST; return once the gateway restarted the kernel, as stock.
+
+        The returned Future resolves when the new process answers on the shared client
+        (as for local kernels: docs/reliability.md, "Restart"); ``POST .../restart`` does not
+        wait for it (waiting here outlasted the request timeout of a gateway that answers
+        the restart but not yet the websocket).
+        """
         self._check_kernel_id(kernel_id)  # type: ignore[no-untyped-call]
         km: t.Any = self.get_kernel(kernel_id)
         km.execution_state = "starting"
         await km.restart_kernel(now=now, **kwargs)
+        future: asyncio.Future[dict[str, t.Any]] = asyncio.get_running_loop().create_future()
         client = km.shared_client
-        if client is not None:
-            try:
-                await client.wait_ready(timeout=self.kernel_info_timeout)
-            except (asyncio.TimeoutError, TimeoutError, asyncio.CancelledError, RuntimeError):
-                self.log.warning("Timeout waiting for kernel_info_reply: %s", kernel_id)
-        return None
+        if isinstance(client, SharedKernelClient):
+            self._wait_answered(kernel_id, client, future)
+        else:
+            future.set_result({})
+        return future
 
     def remove_kernel(self, kernel_id: str) -> t.Any:
         self._kernel_connections.pop(kernel_id, None)

@@ -277,10 +277,19 @@ class SharedClientMappingKernelManager(AsyncMappingKernelManager):
         await self.pinned_superclass._async_restart_kernel(self, kernel_id, now=now)
         kernel.execution_state = "starting"  # type: ignore[attr-defined]
         future: asyncio.Future[dict[str, t.Any]] = asyncio.get_running_loop().create_future()
+        self._wait_answered(kernel_id, client, future)
+        return future
+
+    def _wait_answered(
+        self,
+        kernel_id: str,
+        client: SharedKernelClient,
+        future: asyncio.Future[dict[str, t.Any]],
+    ) -> None:
+        """Resolve ``future`` once the restarted kernel answers on its shared client."""
         waiter = asyncio.ensure_future(self._answered(kernel_id, client, future))
         self._restart_waiters.add(waiter)
         waiter.add_done_callback(self._restart_waiters.discard)
-        return future
 
     async def _answered(
         self,
@@ -293,7 +302,7 @@ class SharedClientMappingKernelManager(AsyncMappingKernelManager):
         except (asyncio.TimeoutError, TimeoutError):
             self.log.warning("Timeout waiting for kernel_info_reply: %s", kernel_id)
             error: Exception = TimeoutError("Timeout waiting for restart")
-        except asyncio.CancelledError:
+        except (asyncio.CancelledError, RuntimeError):
             self.log.warning("Restarting kernel failed: %s", kernel_id)
             error = RuntimeError("Restart failed")
         else:

@@ -112,7 +112,8 @@ class SharedClientWebsocketConnection(ZMQChannelsWebsocketConnection):
         client = self.shared_client
         assert client is not None
         try:
-            await client.wait_ready(timeout=self.kernel_info_timeout)
+            if client.websockets_wait_ready:
+                await client.wait_ready(timeout=self.kernel_info_timeout)
         except (asyncio.TimeoutError, TimeoutError):
             # Stock gives up waiting for kernel_info the same way and connects anyway.
             self.log.warning("Timeout waiting for kernel_info reply from %s", self.kernel_id)
