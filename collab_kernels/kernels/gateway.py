@@ -788,12 +788,11 @@ class CollabGatewayMappingKernelManager(
         km: t.Any = self.get_kernel(kernel_id)
         km.execution_state = "starting"
         await km.restart_kernel(now=now, **kwargs)
-        future: asyncio.Future[dict[str, t.Any]] = asyncio.get_running_loop().create_future()
         client = km.shared_client
         if isinstance(client, SharedKernelClient):
-            self._wait_answered(kernel_id, client, future)
-        else:
-            future.set_result({})
+            return self.answered_future(kernel_id, client)
+        future: asyncio.Future[dict[str, t.Any]] = asyncio.get_running_loop().create_future()
+        future.set_result({})
         return future
 
     def remove_kernel(self, kernel_id: str) -> t.Any:

@@ -276,20 +276,18 @@ class SharedClientMappingKernelManager(AsyncMappingKernelManager):
             return result
         await self.pinned_superclass._async_restart_kernel(self, kernel_id, now=now)
         kernel.execution_state = "starting"  # type: ignore[attr-defined]
-        future: asyncio.Future[dict[str, t.Any]] = asyncio.get_running_loop().create_future()
-        self._wait_answered(kernel_id, client, future)
-        return future
+        return self.answered_future(kernel_id, client)
 
-    def _wait_answered(
-        self,
-        kernel_id: str,
-        client: SharedKernelClient,
-        future: asyncio.Future[dict[str, t.Any]],
-    ) -> None:
-        """Resolve ``future`` once the restarted kernel answers on its shared client."""
+    def answered_future(
+        self, kernel_id: str, client: SharedKernelClient
+    ) -> asyncio.Future[dict[str, t.Any]]:
+        """A Future resolved (with kernel_info) once a restarted kernel answers on its shared
+        client; TimeoutError after ``kernel_info_timeout``, RuntimeError if it is gone."""
+        future: asyncio.Future[dict[str, t.Any]] = asyncio.get_running_loop().create_future()
         waiter = asyncio.ensure_future(self._answered(kernel_id, client, future))
         self._restart_waiters.add(waiter)
         waiter.add_done_callback(self._restart_waiters.discard)
+        return future
 
     async def _answered(
         self,
