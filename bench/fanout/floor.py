@@ -104,6 +104,7 @@ class IopubObserver:
         self.ctx = zmq.Context()
         self.sock = self.ctx.socket(zmq.SUB)
         self.sock.setsockopt(zmq.SUBSCRIBE, b"")
+        self.sock.rcvhwm = 0  # never drop: this is the reference the servers are compared with
         self.sock.setsockopt(zmq.LINGER, 0)
         self.sock.connect(url)
         self.code = code

@@ -65,6 +65,12 @@ def idle_line(r: dict) -> str:
     parts = [
         f"{p['viewers']} viewers: {p['rss_per_viewer'] / 1024:.0f} kB and "
         f"{p['fds_per_viewer']:.2f} fds per viewer"
+        + (
+            f" (joined in {p['connect_seconds']:.1f} s, "
+            f"{p['join_cpu_per_viewer'] * 1000:.1f} ms server CPU per joining viewer)"
+            if "connect_seconds" in p
+            else ""
+        )
         for p in r["points"]
     ]
     a = r.get("awareness")

@@ -293,9 +293,11 @@ def run_idle(
         out["base_rss"], out["base_fds"] = base.rss, base.fds
         have = 1
         for n in counts:
+            cpu0 = srv.stats().cpu
             c = connect_watchers(pool, url, n - have, workers, BENCH_CELL, first_index=have)
             if c["synced"] != n - have:
                 raise RuntimeError(f"only {c['synced'] + have}/{n} viewers synced: {c['errors']}")
+            joined = n - have
             have = n
             pool.call("quiet", {"quiet_for": 1.0, "timeout": 60}, workers)
             time.sleep(1)
@@ -307,6 +309,10 @@ def run_idle(
                     "fds": s.fds,
                     "rss_per_viewer": (s.rss - base.rss) / (n - 1),
                     "fds_per_viewer": (s.fds - base.fds) / (n - 1),
+                    # the join storm: how long the new viewers took to sync, and the server
+                    # CPU per joining viewer (handshake, sync, presence relayed to the others)
+                    "connect_seconds": c["seconds"],
+                    "join_cpu_per_viewer": (s.cpu - cpu0) / joined,
                 }
             )
         before = srv.stats()

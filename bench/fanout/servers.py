@@ -309,6 +309,11 @@ class Ours(Server):
         env["PYTHONPATH"] = str(REPO)  # the collab_kernels of the tree this benchmark runs from
         return env
 
+    def command(self) -> list[str]:
+        # FANOUT_OURS_ARGS: extra command-line settings for our server only (e.g.
+        # "--SharedClientKernelManager.ipc_transport=False" to compare kernel transports)
+        return super().command() + os.environ.get("FANOUT_OURS_ARGS", "").split()
+
     def execute(self, kernel_id, room_id, cell_id, code):
         return self.http.post(
             f"/api/kernels/{kernel_id}/execute", json={"cell_id": cell_id, "document_id": room_id}

@@ -227,7 +227,11 @@ class Watcher:
             tail = text[-60:]
             if self.expected is not None:
                 first_diff = next(
-                    (i for i, (a, b) in enumerate(zip(text, self.expected, strict=False)) if a != b),
+                    (
+                        i
+                        for i, (a, b) in enumerate(zip(text, self.expected, strict=False))
+                        if a != b
+                    ),
                     min(len(text), len(self.expected)),
                 )
         return {
