@@ -442,8 +442,28 @@ def plot(results: dict, path: Path) -> None:
     plt.close(fig)
 
 
+#: A hand-written part of docs/benchmarks.md (runs at scale made with other options) between
+#: these markers is kept when the page is rewritten.
+KEEP_BEGIN = "<!-- hand-written: kept by make bench -->"
+KEEP_END = "<!-- end of hand-written part -->"
+
+
+def kept_part(md_path: Path) -> str:
+    try:
+        old = md_path.read_text()
+    except OSError:
+        return ""
+    start, end = old.find(KEEP_BEGIN), old.find(KEEP_END)
+    if start < 0 or end < start:
+        return ""
+    return old[start : end + len(KEEP_END)] + "\n"
+
+
 def write_docs(results: dict, md_path: Path, png_path: Path) -> None:
     plot(results, png_path)
     md = markdown(results)
     md += f"\n![fan-out plot]({png_path.name})\n"
+    kept = kept_part(md_path)
+    if kept:
+        md += "\n" + kept
     md_path.write_text(md)
