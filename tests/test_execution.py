@@ -252,8 +252,10 @@ async def test_cancel_a_queued_request(
     ra = await submit(api, nb, a)
     rb = await submit(api, nb, b)
     await alice.wait_for(lambda d: (entry(d, b) or {}).get("status") == "queued", TIMEOUT)
-    code, data, _ = await api("DELETE", "api", "kernels", nb.kernel_id, "requests", ra)
-    assert code == 409  # running
+    code, data, _ = await api(
+        "DELETE", "api", "kernels", nb.kernel_id, "requests", ra, params={"running": "0"}
+    )
+    assert code == 409  # running, and ?running=0 cancels only queued requests
     code, data, _ = await api("DELETE", "api", "kernels", nb.kernel_id, "requests", rb)
     assert code == 200 and data["result"] == "cancelled"
     await alice.wait_for(

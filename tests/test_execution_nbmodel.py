@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 import json
 
-from fixtures_execution import TIMEOUT, cell_py
+from fixtures_execution import TIMEOUT, cell_py, stream_text
 
 from collab_kernels.execution.manager import ExecutionManager
 
@@ -132,3 +132,29 @@ async def test_outputs_kept_for_status_are_bounded(
         assert status == 200 and "outputs" not in body and body["outputs_dropped"] is True
     finally:
         registry.output_budget = old_budget
+
+
+async def test_delete_stops_a_running_request_as_nbmodel_does(
+    notebook_session, api, collab_client, wait_request, tmp_path
+):
+    flag = tmp_path / "never"
+    nb = await notebook_session(["pass"])
+    cid = nb.cell_ids[0]
+    alice = await collab_client(nb.path)
+    rid, location = await post_code(
+        api,
+        nb.kernel_id,
+        "print('started', flush=True)\n" + gate(flag, "print('not reached')"),
+        {"cell_id": cid, "document_id": nb.room_id},
+    )
+    # Interrupt once the code runs (ipykernel ignores a SIGINT that comes before).
+    await alice.wait_for(lambda d: stream_text(cell_py(d, cid)) == "started\n", TIMEOUT)
+    status, body, _ = await api("GET", *location)
+    assert status == 202 and body["status"] == "running"
+    # What jupyter-mcp-server sends when its wait is cancelled or times out.
+    status, body, _ = await api("DELETE", *location)
+    assert status == 200, body
+    result = await wait_request(rid)
+    assert result["result"] == "cancelled"
+    status, body, _ = await api("DELETE", *location)
+    assert status == 409 and "over" in body["message"]

@@ -106,15 +106,21 @@ class RequestHandler(ExecutionAPIHandler):
     @authorized("execute")
     async def delete(self, kernel_id: str, request_id: str) -> None:
         request = self.get_request_or_404(kernel_id, request_id)
-        running = self.get_query_argument("running", "0") not in ("0", "false", "")
+        # As in jupyter-server-nbmodel, a DELETE stops the run, queued or running;
+        # ?running=0 cancels only a request that has not started.
+        running = self.get_query_argument("running", "1") not in ("0", "false", "")
         cancelled = self.execution_manager.cancel(request) or (
             running and await self.execution_manager.cancel_running(request)
         )
         if not cancelled:
             raise web.HTTPError(
                 409,
-                f"Execute request {request_id} is {request.status}; only a queued one can be "
-                "cancelled (add ?running=1 to cancel a running one)",
+                f"Execute request {request_id} is {request.status}; "
+                + (
+                    "it is over"
+                    if request.status == DONE
+                    else "?running=0 cancels only a queued one"
+                ),
             )
         self.set_status(200)
         self.finish(json.dumps(request.to_dict()))
