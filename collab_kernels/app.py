@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from functools import partial
+
 from jupyter_server.extension.application import ExtensionApp
 from traitlets import Bool, Int
 
@@ -27,6 +29,25 @@ from .security.logs import install_scrubber
 from .security.tokens import page_config_hook
 from .teaching.auth import ClassroomIdentityProvider, RoleAuthorizer
 from .teaching.handlers import default_handlers as teaching_handlers
+
+
+async def _route_adopted(
+    execution_manager: ExecutionManager, kernel_id: str, inflight: dict
+) -> None:
+    """Route the buffered output of an adopted kernel's running cells to those cells (as
+    for an execution a browser sent: appended to what the cell already shows), their
+    documents loaded first (the replay follows at once)."""
+    from .execution.routing import Route
+
+    link = execution_manager.link_for(kernel_id)
+    if link is None:
+        return
+    for document_id in {request["document_id"] for request in inflight.values()}:
+        await execution_manager.writers.get(document_id).get_room()
+    for msg_id, request in inflight.items():
+        route = Route(request["document_id"], request["cell_id"], external=True)
+        route.execution_count = request.get("execution_count")
+        link.routes.add(msg_id, route)
 
 
 class CollabKernelsApp(ExtensionApp):
@@ -117,9 +138,6 @@ class CollabKernelsApp(ExtensionApp):
             # jupyter_server_fileid may initialize after us: the manager reads it lazily.
             web_settings=serverapp.web_app.settings,
         )
-        adopt = getattr(serverapp.kernel_manager, "adopt_session_kernels", None)
-        if adopt is not None:  # gateway kernels that outlived the previous server process
-            adopt(serverapp.session_manager)
         self.execution_manager = ExecutionManager(
             parent=self,
             log=self.log,
@@ -127,6 +145,12 @@ class CollabKernelsApp(ExtensionApp):
             kernel_manager=serverapp.kernel_manager,
             session_manager=serverapp.session_manager,
         )
+        km = serverapp.kernel_manager
+        if hasattr(km, "adopt_session_kernels"):
+            # Gateway kernels that outlived the previous server process: adopted, and the
+            # output the gateway buffered for their running cells routed to those cells.
+            km.add_adoption_listener(partial(_route_adopted, self.execution_manager))
+            km.adopt_session_kernels(serverapp.session_manager)
         self.settings.update(
             {
                 handlers_base.ROOM_MANAGER: self.room_manager,

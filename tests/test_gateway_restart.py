@@ -1,5 +1,6 @@
 """Gateway kernels outlive the Jupyter server: a restarted server adopts the kernels its
-saved sessions point to and gets what the gateway buffered while it was down."""
+saved sessions point to, and what the gateway buffered while it was down (the output of a
+cell that ran on) reaches the document."""
 
 from __future__ import annotations
 
@@ -98,9 +99,15 @@ async def test_gateway_kernel_outlives_a_server_restart(server_process, kernel_g
         # the gateway replayed what it buffered to the adopted kernel's shared client
         await asyncio.to_thread(kernel_gateway.wait_log, "Replaying", 30, mark)
         assert kernel_gateway.connections(kernel_id) == 1
-        # the kernel kept its state, and the document is linked to it again
+        # what the running cell printed while no server ran reached its cell
         alice = await connect_room(server2.base_url, "run.ipynb", token=server2.token)
         try:
+            await alice.wait_for(
+                lambda d: stream_text(cell_py(d, gated)) == "printed while the server was down\n",
+                timeout=60,
+            )
+            assert cell_py(alice.document, gated)["execution_count"] == 2
+            # the kernel kept its state, and the document is linked to it again
             await _run(server2, kernel_id, document_id, last)
             await alice.wait_for(
                 lambda d: (

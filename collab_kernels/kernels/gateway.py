@@ -27,6 +27,7 @@ Browser tabs use ``SharedClientWebsocketConnection`` unchanged: it only needs th
 from __future__ import annotations
 
 import asyncio
+import inspect
 import json
 import random
 import socket
@@ -183,6 +184,11 @@ class GatewayKernelClient(SharedKernelClient):
         self._ready_listener = Listener(self, self._on_ready_reply, name="gateway client")
         self._ready_reply: asyncio.Future[KernelMessage] | None = None
         self._restarting = False
+        #: execute requests of documents still running: msg_id -> document_id, cell_id,
+        #: execution_count; kept in ``inflight_path`` so that a restarted server can route
+        #: the output the gateway buffered for them (see CollabGatewayMappingKernelManager)
+        self.inflight: dict[str, dict[str, t.Any]] = {}
+        self.inflight_path: Path | None = None
 
     # ------------------------------------------------------------------ state
 
@@ -448,6 +454,8 @@ class GatewayKernelClient(SharedKernelClient):
         return self._channels[channel]
 
     def _write(self, channel: str, parts: list[bytes]) -> None:
+        if channel == "shell" and self.inflight_path is not None and b"execute_request" in parts[0]:
+            self._track(parts)
         ws = self.ws
         if ws is None or self._outbox:
             self._queue(channel, parts)
@@ -457,6 +465,54 @@ class GatewayKernelClient(SharedKernelClient):
             ws.write_message(data, binary=binary)
         except WebSocketClosedError:
             self._queue(channel, parts)
+
+    def _track(self, parts: list[bytes]) -> None:
+        try:
+            header = self.session.unpack(parts[0])
+            metadata = self.session.unpack(parts[2])
+        except Exception:
+            return
+        document_id, cell_id = metadata.get("documentId"), metadata.get("cellId")
+        if header.get("msg_type") != "execute_request" or not (
+            isinstance(document_id, str) and isinstance(cell_id, str)
+        ):
+            return
+        self.inflight[str(header.get("msg_id"))] = {
+            "document_id": document_id,
+            "cell_id": cell_id,
+            "execution_count": None,
+        }
+        self._save_inflight()
+
+    def _save_inflight(self) -> None:
+        path = self.inflight_path
+        if path is None:
+            return
+        try:
+            if not self.inflight:
+                path.unlink(missing_ok=True)
+                return
+            path.parent.mkdir(parents=True, exist_ok=True)
+            tmp = path.with_suffix(".tmp")
+            tmp.write_text(json.dumps(self.inflight))
+            tmp.replace(path)
+        except OSError as e:
+            self.log.warning("Kernel %s: cannot keep its running requests: %s", self.kernel_id, e)
+
+    def load_inflight(self) -> dict[str, dict[str, t.Any]]:
+        """The running requests the previous server process kept for this kernel."""
+        path = self.inflight_path
+        if path is None:
+            return {}
+        try:
+            data = json.loads(path.read_text())
+        except (OSError, ValueError):
+            return {}
+        if isinstance(data, dict):
+            self.inflight = {
+                str(k): v for k, v in data.items() if isinstance(v, dict) and "cell_id" in v
+            }
+        return dict(self.inflight)
 
     def _queue(self, channel: str, parts: list[bytes]) -> None:
         if len(self._outbox) >= self.pending_send_limit:
@@ -544,6 +600,17 @@ class GatewayKernelClient(SharedKernelClient):
     # ------------------------------------------------------------------ receiving
 
     def dispatch(self, msg: KernelMessage) -> None:
+        if self.inflight and msg.channel == "iopub" and msg.parent_msg_id in self.inflight:
+            if msg.msg_type == "execute_input":
+                self.inflight[msg.parent_msg_id]["execution_count"] = msg.content.get(
+                    "execution_count"
+                )
+                self._save_inflight()
+            elif msg.msg_type == "status" and msg.content.get("execution_state") == "idle":
+                super().dispatch(msg)
+                del self.inflight[msg.parent_msg_id]
+                self._save_inflight()
+                return
         if msg.channel == "iopub" and msg.msg_type == "status":
             state = msg.content.get("execution_state")
             status = self._ready_status
@@ -561,6 +628,9 @@ class GatewayKernelClient(SharedKernelClient):
                     self._gone("dead", "the gateway reports the kernel dead")
                 return
         super().dispatch(msg)
+
+
+AdoptionListener = t.Callable[[str, dict[str, dict[str, t.Any]]], t.Any]
 
 
 def gateway_session_id(client_id: str, kernel_id: str) -> str:
@@ -591,9 +661,13 @@ class CollabGatewayKernelManager(GatewayKernelManager):
             log=self.log,
         )
         client.kernel_id = kernel_id
+        inflight_dir = getattr(parent, "inflight_dir", None)
+        if inflight_dir is not None:
+            client.inflight_path = Path(inflight_dir) / f"{kernel_id}.json"
         return t.cast(GatewayKernelClient, client)
 
     async def start_kernel(self, **kwargs: t.Any) -> None:  # type: ignore[override]
+        adopting = bool(kwargs.pop("collab_adopt", False))
         await super().start_kernel(**kwargs)
         if not self.has_kernel:
             raise web.HTTPError(404, f"Kernel {kwargs.get('kernel_id')} not found on the gateway")
@@ -602,7 +676,8 @@ class CollabGatewayKernelManager(GatewayKernelManager):
             ready.set_result(None)  # the gateway started it: what ``ready`` means locally
         if self.shared_client is None:
             self.shared_client = self._new_client()
-        self.shared_client.connect()
+        if not adopting:  # (an adopted kernel connects once its documents are linked)
+            self.shared_client.connect()
 
     async def restart_kernel(self, **kw: t.Any) -> None:  # type: ignore[override]
         client = self.shared_client
@@ -624,6 +699,9 @@ class CollabGatewayKernelManager(GatewayKernelManager):
         if client is not None and not restart and not client.closed:
             client.close()
             client.fire_lifecycle("shutdown")
+        if isinstance(client, GatewayKernelClient) and not restart:
+            client.inflight.clear()
+            client._save_inflight()
         await super().shutdown_kernel(now=now, restart=restart)
 
     async def refresh_model(self, model: dict[str, t.Any] | None = None) -> t.Any:
@@ -703,6 +781,22 @@ class CollabGatewayMappingKernelManager(
         super().__init__(**kwargs)  # type: ignore[no-untyped-call]
         #: kernel ids of saved sessions being adopted -> the adoption task
         self._adopting: dict[str, asyncio.Future[None]] = {}
+        self._adoption_listeners: list[AdoptionListener] = []
+
+    @property
+    def inflight_dir(self) -> Path:
+        """Where each kernel's running document executions are kept (one JSON file each)."""
+        from jupyter_core.paths import jupyter_data_dir
+
+        return Path(jupyter_data_dir()) / "collab_kernels" / "gateway_inflight"
+
+    def add_adoption_listener(self, callback: AdoptionListener) -> None:
+        """``callback(kernel_id, inflight)`` (awaited if it returns an awaitable) when a
+        kernel of a saved session is adopted, before its shared client connects (and the
+        gateway replays its buffer):
+        ``inflight`` maps the msg_id of each execute request that was still running to its
+        ``document_id``, ``cell_id`` and ``execution_count``."""
+        self._adoption_listeners.append(callback)
 
     def __contains__(self, kernel_id: str) -> bool:
         # A kernel being adopted counts as present: the session manager would otherwise
@@ -728,7 +822,20 @@ class CollabGatewayMappingKernelManager(
 
     async def _adopt(self, kernel_id: str) -> None:
         try:
-            await self.start_kernel(kernel_id=kernel_id)
+            await self.start_kernel(kernel_id=kernel_id, collab_adopt=True)
+            client = getattr(self.get_kernel(kernel_id), "shared_client", None)
+            if not isinstance(client, GatewayKernelClient):
+                raise RuntimeError("no shared gateway client")
+            inflight = client.load_inflight()
+            self._adopting.pop(kernel_id, None)  # present now: links can be made
+            for callback in list(self._adoption_listeners):
+                try:
+                    result = callback(kernel_id, inflight)
+                    if inspect.isawaitable(result):
+                        await result
+                except Exception:
+                    self.log.exception("collab_kernels: adoption listener %r failed", callback)
+            client.connect()
         except Exception as e:
             self.log.info(
                 "collab_kernels: kernel %s of a saved session is not running on the gateway (%s)",
