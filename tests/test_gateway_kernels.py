@@ -192,3 +192,22 @@ async def test_dropped_gateway_websocket_reconnects_and_gets_the_buffered_output
     assert (await tab.reply(msg_id))["content"]["status"] == "ok"
     assert client.reconnects == 1
     await asyncio.to_thread(kernel_gateway.wait_log, "Replaying", 30, mark)
+
+
+async def test_the_gateway_websocket_needs_the_token_the_client_sends(
+    jp_serverapp, start_kernel, kernel_gateway
+):
+    """The test gateway refuses a kernel websocket without its token (what stock's
+    in-process GatewayKernelClient gets: 401), so every test here proves the shared client
+    authenticates; the token travels in a header, not in the URL the server logs."""
+    from tornado.httpclient import HTTPClientError, HTTPRequest
+    from tornado.websocket import websocket_connect
+
+    kid = await start_kernel()
+    client = jp_serverapp.kernel_manager.get_kernel(kid).shared_client
+    await client.wait_ready(TIMEOUT)
+    url = client.websocket_url()
+    assert kernel_gateway.token not in url
+    with pytest.raises(HTTPClientError) as refused:
+        await websocket_connect(HTTPRequest(url))
+    assert refused.value.code == 401
