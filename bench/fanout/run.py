@@ -7,8 +7,11 @@ import asyncio
 import datetime as dt
 import json
 import multiprocessing as mp
+import os
 import platform
+import signal
 import sys
+import threading
 import time
 import traceback
 from pathlib import Path
@@ -175,6 +178,26 @@ def fresh_view(url: str, cell_id: str, expected: str, timeout: float = 30) -> di
         return {"equal": None, "error": f"{type(e).__name__}: {e}"}
 
 
+def _stall_later(srv: Server, spec: str) -> threading.Thread | None:
+    """``FANOUT_STALL="after:seconds"``: stop the server process (SIGSTOP) ``after`` seconds
+    after the execute request, for ``seconds``: what does a server that gets no CPU for a
+    while (a loaded machine, a long GC, swapping) lose?"""
+    if not spec or srv.proc is None:
+        return None
+    after, seconds = (float(x) for x in spec.split(":"))
+    pid = srv.proc.pid
+
+    def stall() -> None:
+        time.sleep(after)
+        os.kill(pid, signal.SIGSTOP)
+        time.sleep(seconds)
+        os.kill(pid, signal.SIGCONT)
+
+    thread = threading.Thread(target=stall, daemon=True, name="fanout-stall")
+    thread.start()
+    return thread
+
+
 def run_scenario(
     cls: type[Server],
     n: int,
@@ -210,6 +233,7 @@ def run_scenario(
         pool.call("mark", {"cell_id": BENCH_CELL, "expected": pattern.expected}, workers)
         out["load"] = psutil.getloadavg()[0]
         t0 = time.monotonic()
+        stall = _stall_later(srv, os.environ.get("FANOUT_STALL", ""))
         r = srv.execute(kernel_id, room_id, BENCH_CELL, pattern.code)
         out["execute_status"] = r.status_code
         if r.status_code >= 300:
@@ -217,6 +241,9 @@ def run_scenario(
         res = pool.call(
             "wait", {"t0": t0, "timeout": timeout, "idle": idle}, workers, timeout=timeout + 60
         )
+        if stall is not None:
+            stall.join()
+            out["stalled"] = os.environ["FANOUT_STALL"]
         at_end = srv.stats()
         wall = time.monotonic() - t0
         # let the server finish what the cell caused (late frames, saves) before the CPU total
