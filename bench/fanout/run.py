@@ -165,6 +165,8 @@ def fresh_view(url: str, cell_id: str, expected: str, timeout: float = 30) -> di
             return {
                 "equal": w.complete_at is not None,
                 "text_len": w.view.length(),
+                # None: the server never wrote the cell's end (its last messages lost?)
+                "execution_count": w.view.execution_count(),
                 "error": w.error,
             }
         finally:
