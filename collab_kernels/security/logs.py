@@ -75,9 +75,11 @@ class TokenScrubber(logging.Filter):
             try:
                 config = holder.config
                 found.update(config_tokens(config))
-                token = getattr(holder, "token", None)
-                if isinstance(token, str) and "token" in getattr(holder, "_trait_values", {}):
-                    found.add(token)
+                # (only a token that was set: reading ServerApp.token warns it is deprecated)
+                if "token" in getattr(holder, "_trait_values", {}):
+                    token = getattr(holder, "token", None)
+                    if isinstance(token, str):
+                        found.add(token)
                 user_tokens = getattr(holder, "user_tokens", None) or {}
                 found.update(t for t in user_tokens if isinstance(t, str))
             except Exception:  # reading a holder must never stop a log line
