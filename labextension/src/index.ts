@@ -832,7 +832,6 @@ const plugin: JupyterFrontEndPlugin<void> = {
   ) => {
     watchExecuteRefusals(app);
     const companion = new Companion(app, editors);
-    (window as any).collabKernelsCompanion = companion;
     window.addEventListener('keydown', event => companion.guardKeys(event), true);
     const permissions = fetchPermissions();
     notebooks.forEach(panel => void permissions.then(() => companion.addNotebook(panel)));
