@@ -449,8 +449,9 @@ class GatewayKernelClient(SharedKernelClient):
     def _stream(self, channel: str) -> t.Any:  # the base class sends through this
         if channel not in REQUEST_CHANNELS:
             raise ValueError(f"cannot send on channel {channel!r}; use {REQUEST_CHANNELS}")
-        if self._gw_closed or self._run_task is None:
+        if self._gw_closed:
             raise RuntimeError(f"Kernel {self.kernel_id}: shared client is not connected")
+        # (not connected yet, or reconnecting: the message waits in the outbox)
         return self._channels[channel]
 
     def _write(self, channel: str, parts: list[bytes]) -> None:
