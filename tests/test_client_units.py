@@ -150,3 +150,17 @@ def test_same_server_for_loopback_names():
     assert not server.same_server("http://127.0.0.1:8889/")
     assert not server.same_server("http://localhost:8888/user/x/")
     assert not server.same_server("http://example.org:8888/")
+
+
+def test_help_notebook_lists_the_parameters_cell(tmp_path, capsys):
+    from collab_kernels.client.cli import main
+    from collab_kernels.client.papermill import describe_parameters
+
+    nb = _nb(
+        ("code", "import x", []), ("code", "a = 1  # first\nb: str = 'x'\nprint(a)", ["parameters"])
+    )
+    assert describe_parameters(nb) == ["a = 1  # first", "b: str = 'x'"]
+    path = tmp_path / "p.ipynb"
+    path.write_text(__import__("json").dumps(nb))
+    assert main(["run", str(path), "--help-notebook"]) == 0
+    assert "a = 1  # first" in capsys.readouterr().out

@@ -255,6 +255,7 @@ def add_run_parser(
     )
     add("--prepare-execute", dest="prepare_only", action="store_false", help=argparse.SUPPRESS)
     add("--report-mode", action="store_true", default=False, help="hide the code cells' inputs")
+    add("--help-notebook", action="store_true", help="list NOTEBOOK's parameters and exit")
     add("--no-report-mode", dest="report_mode", action="store_false", help=argparse.SUPPRESS)
     add("-o", "--output", metavar="PATH", help="OUTPUT, as an option")
     add("--output-dir", metavar="DIR", help="batch: write each executed notebook into DIR")

@@ -189,6 +189,8 @@ async def cmd_run(args: argparse.Namespace, interrupted: asyncio.Event, stdin: S
     from .client import CollabClient
 
     items = plan(args)
+    if args.help_notebook:
+        return _help_notebook(items[0].input)
     options = _options(args)
     info = explicit_server(args)
     embedded = None
@@ -305,6 +307,24 @@ async def _run_one(
         sys.stdout.write(text)
         sys.stdout.flush()
     return result.code
+
+
+def _help_notebook(path: str) -> int:
+    from .papermill import describe_parameters
+
+    try:
+        with open(path, encoding="utf-8") as f:
+            nb = json.load(f)
+    except (OSError, ValueError) as e:
+        raise UsageError(f"cannot read {path}: {e}") from None
+    lines = describe_parameters(nb)
+    if not lines:
+        print(f"{path} has no cell tagged 'parameters'")
+        return EXIT_OK
+    print(f"Parameters of {path} (its cell tagged 'parameters'):")
+    for line in lines:
+        print(f"  {line}")
+    return EXIT_OK
 
 
 def papermill_exit_code(code: int, error: BaseException | None = None) -> int:

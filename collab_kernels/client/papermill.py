@@ -79,6 +79,15 @@ def declared_parameters(nb: Mapping[str, Any]) -> list[str]:
     return []
 
 
+def describe_parameters(nb: Mapping[str, Any]) -> list[str]:
+    """``--help-notebook``: one line per parameter the cell tagged ``parameters`` assigns,
+    as written there (value, annotation and comment)."""
+    for cell in nb.get("cells") or []:
+        if PARAMETERS_TAG in _tags(cell):
+            return [line.strip() for line in _source(cell).splitlines() if _ASSIGNMENT.match(line)]
+    return []
+
+
 def notebook_language(nb: Mapping[str, Any], override: str | None = None) -> str | None:
     meta = nb.get("metadata") or {}
     return (
