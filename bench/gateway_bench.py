@@ -16,7 +16,7 @@ Figures:
    the idle status, sequentially (median and 95th percentile, ms);
 2. websocket connections the gateway counts (its REST model) for 10 tabs on one kernel;
 3. stream messages per second relayed from a kernel printing as fast as it can to 1 and to 20
-   tabs (v1 protocol; not for stock, which only speaks JSON to tabs in gateway mode).
+   tabs (v1 protocol; JSON for stock, which only speaks JSON to tabs in gateway mode).
 
 Results go to bench/results/gateway-<time>.json; a Markdown table is printed.
 """
@@ -158,8 +158,48 @@ class JsonTab:
             elif msg["msg_type"] == "status" and msg["content"]["execution_state"] == "idle":
                 idle = True
 
+    async def count_until_idle(self, msg_id: str) -> tuple[int, float]:
+        streams = 0
+        while True:
+            data = await self.conn.read_message()
+            if data is None:
+                raise RuntimeError("websocket closed")
+            msg = json.loads(data)
+            if msg["channel"] != "iopub" or msg["parent_header"].get("msg_id") != msg_id:
+                continue
+            if msg["msg_type"] == "stream":
+                streams += 1
+            elif msg["msg_type"] == "status" and msg["content"]["execution_state"] == "idle":
+                return streams, time.monotonic()
+
     def close(self) -> None:
         self.conn.close()
+
+
+async def json_throughput_figure(server: Server, n_tabs: int, n_prints: int) -> dict:
+    """kernels_bench's throughput figure for tabs speaking JSON (stock gateway mode)."""
+    kid = await server.start_kernel()
+    tabs = [await open_tab(server, kid, True) for _ in range(n_tabs)]
+    warm = tabs[0].send("shell", "execute_request", {"code": "print('warm')", "silent": False})
+    await asyncio.gather(*(t.count_until_idle(warm) for t in tabs))  # type: ignore[union-attr]
+    t0 = time.monotonic()
+    code = f"for i in range({n_prints}):\n    print(i, flush=True)"
+    msg_id = tabs[0].send(
+        "shell", "execute_request", {"code": code, "silent": False, "store_history": False}
+    )
+    results = await asyncio.gather(*(t.count_until_idle(msg_id) for t in tabs))  # type: ignore[union-attr]
+    elapsed = max(r[1] for r in results) - t0
+    received = min(r[0] for r in results)
+    for tab in tabs:
+        tab.close()
+    await server.api("DELETE", f"api/kernels/{kid}")
+    return {
+        "tabs": n_tabs,
+        "prints": n_prints,
+        "stream_msgs_per_tab_min": received,
+        "elapsed_s": round(elapsed, 3),
+        "msgs_per_s_per_tab": round(received / elapsed, 1),
+    }
 
 
 async def v1_reply_and_idle(tab: Tab, msg_id: str) -> None:
@@ -238,12 +278,12 @@ async def run(args: argparse.Namespace) -> dict:
                     out["gateway_connections_10_tabs"] = await gateway_connections_figure(
                         server, gateway, stock
                     )
-                if not stock:
-                    for n in (1, 20):
-                        out[f"throughput_{n}"] = await asyncio.wait_for(
-                            throughput_figure(server, n, args.prints), 300
-                        )
-                        print(f"{name}: {n} tab(s) {out[f'throughput_{n}']}", file=sys.stderr)
+                figure = json_throughput_figure if stock else throughput_figure
+                for n in (1, 20):
+                    out[f"throughput_{n}"] = await asyncio.wait_for(
+                        figure(server, n, args.prints), 300
+                    )
+                    print(f"{name}: {n} tab(s) {out[f'throughput_{n}']}", file=sys.stderr)
                 results["variants"][name] = out
                 print(f"{name}: done", file=sys.stderr)
             finally:
