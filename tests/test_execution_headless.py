@@ -288,3 +288,31 @@ async def test_unanswered_input_times_out(
         assert (await wait_request(rid))["result"] == "ok"
     finally:
         execution_manager.input_timeout = old
+
+
+async def test_cell_whose_idle_status_was_lost_ends_with_a_note(
+    notebook_session, api, collab_client, wait_request, execution_manager, monkeypatch
+):
+    """A kernel's PUB socket drops iopub messages for a subscriber that could not read (a
+    server that got no CPU for a while): a lost idle must not leave the cell [*] for ever."""
+    monkeypatch.setattr(execution_manager, "idle_grace", 0.5)
+    router = execution_manager.router
+    deliver = router.on_kernel_message
+
+    def drop_idle(link, msg):  # the fault: this kernel's idle statuses never arrive
+        if msg.channel == "iopub" and msg.msg_type == "status":
+            if msg.content.get("execution_state") == "idle":
+                return
+        deliver(link, msg)
+
+    monkeypatch.setattr(router, "on_kernel_message", drop_idle)
+    nb = await notebook_session(["print('still here')"])
+    cid = nb.cell_ids[0]
+    alice = await collab_client(nb.path)
+    result = await wait_request(await submit(api, nb, cid))
+    assert result["result"] == "ok" and result["execution_count"] == 1
+    await alice.wait_for(lambda d: cell_py(d, cid)["execution_state"] == "idle", TIMEOUT)
+    cell = cell_py(alice.document, cid)
+    assert cell["execution_count"] == 1
+    assert stream_text(cell) == "still here\n"
+    assert "may be missing" in stream_text(cell, "stderr")

@@ -77,6 +77,18 @@ class ExecutionManager(LoggingConfigurable):
         ),
     )
 
+    idle_grace = Float(
+        5.0,
+        config=True,
+        help=(
+            "Seconds a cell whose execute_reply arrived waits for the kernel's iopub idle "
+            "status once the kernel's iopub has gone quiet for it. A kernel drops iopub "
+            "messages for a subscriber that cannot read (a server process that got no CPU "
+            "for a while); the cell then ends with a note that output may be missing instead "
+            "of staying [*] for ever. 0 waits for ever."
+        ),
+    )
+
     input_timeout = Float(
         300.0,
         config=True,
@@ -195,6 +207,7 @@ class ExecutionManager(LoggingConfigurable):
             interrupt=self.interrupt,
             allow_stdin=lambda: self.allow_stdin,
             ready_timeout=self._ready_timeout,
+            idle_grace=lambda: self.idle_grace,
             log=self.log,
         )
         self.router = Router(

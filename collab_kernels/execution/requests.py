@@ -64,6 +64,9 @@ class CellRun:
     #: Set while running: the cell ends when both the execute_reply and the iopub idle came.
     reply: dict[str, Any] | None = None
     idle_seen: bool = False
+    #: time.monotonic() of the reply or of this run's latest iopub message, whichever is later
+    #: (how long the kernel's iopub has been quiet since the reply).
+    last_heard: float = 0.0
     finished: asyncio.Future[None] | None = None
     #: The shared client's connection count when the cell was sent (restarts bump it).
     generation: int = 0

@@ -15,6 +15,7 @@ holds the document when it arrives.
 
 from __future__ import annotations
 
+import time
 from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -238,6 +239,8 @@ class Router:
             return
         channel, msg_type = msg.channel, msg.msg_type
         if channel == "iopub":
+            if route.run is not None:
+                route.run.last_heard = time.monotonic()
             if msg_type in OUTPUT_MSG_TYPES:
                 run = route.run
                 if run is not None and run.outputs is not None:
