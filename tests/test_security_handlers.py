@@ -33,6 +33,9 @@ HARMLESS = {
     ("collab_kernels.rooms.handlers.SessionHandler", 400),
     # redirect /api/notebooks/... to /api/contents/... (public, changes nothing)
     ("jupyter_server.services.contents.handlers.NotebooksRedirectHandler", 302),
+    # PATCH /api/me changes the requester's own identity only (400 here: the walk's body
+    # names no field to change)
+    ("jupyter_server.services.api.handlers.IdentityHandler", 400),
     # the login form: a wrong password
     ("jupyter_server.auth.login.LoginFormHandler", 401),
     # the base URL page answers POST and PUT like GET (post = put = get upstream)

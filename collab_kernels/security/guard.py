@@ -78,8 +78,9 @@ POLICY: dict[str, Check | None] = {
     "jupyterlab.handlers.build_handler.BuildHandler": Check("build"),
     "jupyterlab.handlers.extension_manager_handler.ExtensionHandler": Check("extensions"),
     "jupyterlab.handlers.plugin_manager_handler.PluginHandler": Check("plugins"),
-    # jupyter_server: /api/me answers with the user's own identity and permissions
-    "jupyter_server.services.api.handlers.IdentityHandler": Check("api"),
+    # jupyter_server: /api/me reads (GET) and updates (PATCH) the requester's own identity
+    # only; its answer lists the permissions it asks the authorizer about
+    "jupyter_server.services.api.handlers.IdentityHandler": ASKS_ITSELF,
     # jupyter_server: @authorized on every method
     "jupyter_server.base.handlers.AuthenticatedFileHandler": ASKS_ITSELF,
     "jupyter_server.services.api.handlers.APISpecHandler": ASKS_ITSELF,
