@@ -38,13 +38,21 @@ def _free_port() -> int:
 class KernelGateway:
     """A running Kernel Gateway process and its log."""
 
-    def __init__(self, root: Path, token: str = GATEWAY_TOKEN, enterprise: str | None = None):
+    def __init__(
+        self,
+        root: Path,
+        token: str = GATEWAY_TOKEN,
+        enterprise: str | None = None,
+        tls: tuple[Path, Path] | None = None,
+    ):
         self.root = root
         #: the python of an Enterprise Gateway environment, or None for Kernel Gateway
         self.enterprise = enterprise
+        #: (certfile, keyfile) to serve HTTPS and WSS
+        self.tls = tls
         self.token = token
         self.port = _free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
+        self.url = f"{'https' if tls else 'http'}://127.0.0.1:{self.port}"
         self.lines: list[str] = []
         self._cond = threading.Condition()
         self.proc: subprocess.Popen[str] | None = None
@@ -82,6 +90,11 @@ class KernelGateway:
                 # limits belong there (it applies them per tab), not on the gateway
                 "--ZMQChannelsWebsocketConnection.limit_rate=False",
             ]
+            if self.tls:
+                argv += [
+                    f"--KernelGatewayApp.certfile={self.tls[0]}",
+                    f"--KernelGatewayApp.keyfile={self.tls[1]}",
+                ]
         self.proc = subprocess.Popen(
             argv,
             cwd=str(self.root),
@@ -137,7 +150,12 @@ class KernelGateway:
             method=method,
             headers={"Authorization": f"token {self.token}"},
         )
-        with urllib.request.urlopen(request, timeout=30) as response:
+        context = None
+        if self.tls:
+            import ssl
+
+            context = ssl.create_default_context(cafile=str(self.tls[0]))
+        with urllib.request.urlopen(request, timeout=30, context=context) as response:
             text = response.read().decode()
         return json.loads(text) if text else None
 
