@@ -137,6 +137,7 @@ class CollabKernelsApp(ExtensionApp):
             event_logger=serverapp.event_logger,
             # jupyter_server_fileid may initialize after us: the manager reads it lazily.
             web_settings=serverapp.web_app.settings,
+            data_dir=serverapp.data_dir,
         )
         self.execution_manager = ExecutionManager(
             parent=self,

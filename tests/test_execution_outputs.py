@@ -72,8 +72,10 @@ async def test_progress_bar_clear_output_and_display_updates(
 
 
 async def test_ten_megabytes_of_output_while_another_notebook_runs(
-    notebook_session, api, collab_client, wait_request, jp_root_dir
+    notebook_session, api, collab_client, wait_request, jp_root_dir, jp_serverapp
 ):
+    # all of it saved: above the per-cell output limit's default (5 MiB), so turned off here
+    jp_serverapp.web_app.settings["collab_room_manager"].max_cell_output = 0
     big = await notebook_session(["print('x' * (10 * 1024 * 1024))"])
     small = await notebook_session(["print('small')"])
     watcher = await collab_client(small.path)

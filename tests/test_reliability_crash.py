@@ -6,6 +6,7 @@ the last save; with it, everything a collaborator had received is restored and s
 
 from __future__ import annotations
 
+import asyncio
 import json
 
 import nbformat
@@ -13,7 +14,7 @@ import pytest
 from fixtures_execution import cell_py, stream_text
 from fixtures_rooms import eventually
 
-from collab_kernels.client.connection import connect_room
+from collab_kernels.client.connection import RoomConnection, connect_room
 
 CELL = (
     "import time\nfor i in range(6000):\n    print(f'line {i}', flush=True)\n    time.sleep(0.01)\n"
@@ -42,6 +43,14 @@ def file_output(path) -> str:
         for o in nb["cells"][0].get("outputs", [])
         if o.get("output_type") == "stream"
     )
+
+
+def file_sources(path) -> list[str]:
+    try:
+        nb = json.loads(path.read_text())
+    except (OSError, ValueError):  # caught mid-write
+        return []
+    return ["".join(c["source"]) for c in nb["cells"]]
 
 
 @pytest.mark.parametrize("store", ["none", "sqlite"])
@@ -119,6 +128,29 @@ async def test_kill9_during_a_headless_run(server_process, tmp_path, store):
                 )
                 lines_of(file_output(root / "run.ipynb"))
                 nbformat.validate(nbformat.read(str(root / "run.ipynb"), as_version=4))
+                # the watcher's browser reconnects with its session and the history it kept,
+                # with a cell it added while the server was gone: no reload, no duplicate
+                watcher.document.append_cell(
+                    {"cell_type": "markdown", "source": "typed while down", "metadata": {}}
+                )
+                again = RoomConnection(
+                    server2.base_url,
+                    watcher.room_id,
+                    watcher.session_id,
+                    token=server2.token,
+                    ydoc=watcher.ydoc,
+                )
+                await again.connect()
+                try:
+                    await asyncio.wait_for(asyncio.shield(again.synced), 30)
+                    await alice.wait_for(lambda doc: len(doc.ycells) == 2)
+                    assert str(alice.document.ycells[1]["source"]) == "typed while down"
+                    assert lines_of(stream_text(cell_py(again.document, cell_id))) >= got
+                    await eventually(
+                        lambda: file_sources(root / "run.ipynb")[1:] == ["typed while down"]
+                    )
+                finally:
+                    await again.close()
         finally:
             await alice.close()
     finally:

@@ -7,12 +7,15 @@ real ``kill -9`` of a server process is in test_reliability_crash.py.
 from __future__ import annotations
 
 import json
+import os
 
 import nbformat
 import pytest
 from fixtures_execution import TIMEOUT, cell_py, stream_text
 from fixtures_rooms import eventually, read_notebook
 from traitlets.config import Config
+
+from collab_kernels.rooms.store import SQLiteUpdateStore
 
 
 @pytest.fixture
@@ -175,3 +178,36 @@ async def test_compaction_every_n_updates_without_saves(
     again = await room_manager.get_room_for_path(path)
     assert again.restored_from_store
     assert str(again.document.ycells[0]["source"]) == "a = 1" + "x" * batches
+
+
+def test_store_stays_under_its_bound_and_never_forgets_unsaved_or_open_documents(tmp_path):
+    store = SQLiteUpdateStore(str(tmp_path / "bounded.sqlite"), max_bytes=900 * 1024)
+    store.live_rooms = lambda: {"open"}
+    state = os.urandom(256 * 1024)
+    store.reset("oldest", "h1", state, lineage="l1", in_file=True)
+    store.reset("open", "h2", state, lineage="l2", in_file=True)
+    store.reset("unsaved", "h3", state, lineage="l3", in_file=False)
+    assert store.load("oldest") is not None  # still under the bound
+    store.reset("newest", "h4", state, lineage="l4", in_file=True)
+    # over the bound: the least recently written saved document that is not open goes
+    assert store.load("oldest") is None
+    for room_id in ("open", "unsaved", "newest"):
+        assert store.load(room_id) is not None
+    assert store.file_size() <= 900 * 1024
+    store.close()
+
+
+def test_session_ids_outlive_the_process_and_are_bounded(tmp_path):
+    path = str(tmp_path / "sessions.sqlite")
+    store = SQLiteUpdateStore(path)
+    store.add_session("s1", "file-1", limit=10)
+    store.bind_session("s1", "lineage-1")
+    store.close()
+    store = SQLiteUpdateStore(path)  # the next server process
+    assert store.session("s1") == ("file-1", "lineage-1")
+    assert store.session("nope") is None
+    for i in range(30):
+        store.add_session(f"more-{i}", "file-2", limit=10)
+    remaining = [i for i in range(30) if store.session(f"more-{i}") is not None]
+    assert len(remaining) <= 11 and remaining[-1] == 29  # the newest are kept
+    store.close()

@@ -121,6 +121,8 @@ async def test_text_file_conflict_keeps_room_content_and_file(
 
 
 async def test_freed_room_refuses_stale_history(rooms_notebook, collab_client, room_manager):
+    """Without the update store a freed room is rebuilt from the file: another Y history."""
+    room_manager.update_store = "none"
     path = rooms_notebook("freed.ipynb", ["one", "two"])
     conn = await collab_client(path)
     room_id, session_id, old_doc = conn.room_id, conn.session_id, conn.ydoc
@@ -145,7 +147,13 @@ async def test_restarted_server_never_duplicates_cells(
     jp_configurable_serverapp,
     jp_root_dir,
     jp_base_url,
+    jp_server_config,
 ):
+    """Without the update store (with it: tests/test_rooms_restart.py) a restarted server
+    rebuilds documents from their files: a browser's old history is refused (1003)."""
+    no_store = Config(jp_server_config)
+    no_store.RoomManager.update_store = "none"
+    jp_serverapp.web_app.settings["collab_room_manager"].update_store = "none"
     path = rooms_notebook("restart.ipynb", ["first", "second"])
     conn = await collab_client(path)
     append_source(conn.document, 1, " edited")
@@ -169,7 +177,7 @@ async def test_restarted_server_never_duplicates_cells(
 
     # a new server process on the same root dir
     sock, port = bind_unused_port()
-    app2 = jp_configurable_serverapp(http_port=port)
+    app2 = jp_configurable_serverapp(http_port=port, config=no_store)
     server = HTTPServer(app2.web_app)
     server.add_sockets([sock])
     try:

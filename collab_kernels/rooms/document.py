@@ -94,9 +94,12 @@ class DocumentRoom(Fanout):
             path_for_file_id=host.path_for_file_id,
             max_cell_output=lambda: host.max_cell_output,
         )
-        #: A fresh id per room object: a browser whose history came from another instance of
-        #: this room (freed and rebuilt, or another server process) must not merge it.
+        #: A fresh id per room object.
         self.instance_id = uuid.uuid4().hex
+        #: The Y lineage of the document (sessions.py): a fresh one when it is built from the
+        #: file, the stored one when it is restored from the update store. A browser whose
+        #: history belongs to another lineage must not merge it.
+        self.lineage = self.instance_id
         self._holds: dict[int, RoomHold] = {}
         self._version = 0  # bumped by every edit that should reach the file
         self._saved_version = 0
@@ -116,6 +119,7 @@ class DocumentRoom(Fanout):
                 log=host.log,
                 describe=self.describe,
                 compact_every=lambda: host.update_store_compact_every,
+                in_file=lambda: not self.unsaved,
             )
         self.persist_before_sync = self.history is not None
         #: whether this room's Y state was restored from the update store on load
@@ -220,7 +224,10 @@ class DocumentRoom(Fanout):
             if self.history is not None:
                 # What load wrote is in the store's squashed state: do not append it again.
                 self.drop_pending_updates()
-                if not restored:
+                if restored and self.history.lineage is not None:
+                    self.lineage = self.history.lineage
+                else:
+                    self.history.lineage = self.lineage
                     self.history.reset(file.hash)
             self._loaded = True
             if restored and self.document.get() != file.saved_content:

@@ -29,6 +29,7 @@ class RoomHistory:
         log: logging.Logger,
         describe: Callable[[], str],
         compact_every: Callable[[], int],
+        in_file: Callable[[], bool] = lambda: False,
     ):
         self.store = store
         self.room_id = room_id
@@ -36,8 +37,11 @@ class RoomHistory:
         self.log = log
         self.describe = describe
         self.compact_every = compact_every
+        self.in_file = in_file
         #: the file hash the stored history belongs to
         self.file_hash: str | None = None
+        #: the Y lineage of the room's document (sessions.py), stored with its history
+        self.lineage: str | None = None
         self.failed = False
 
     @property
@@ -83,6 +87,10 @@ class RoomHistory:
             )
             return None
         self.file_hash = stored_hash
+        try:
+            self.lineage = self.store.lineage(self.room_id)
+        except Exception:
+            self.lineage = None
         self.log.info(
             "collab_kernels: restored %s from the update store (%d updates)",
             self.describe(),
@@ -112,7 +120,13 @@ class RoomHistory:
             # size of the document, not of its history.
             scratch: Doc[Any] = Doc()
             scratch.apply_update(self.ydoc.get_update())
-            self.store.reset(self.room_id, file_hash, scratch.get_update())
+            self.store.reset(
+                self.room_id,
+                file_hash,
+                scratch.get_update(),
+                lineage=self.lineage,
+                in_file=self.in_file(),
+            )
         except Exception as e:
             self.error(e)
             return

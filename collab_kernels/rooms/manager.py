@@ -200,7 +200,7 @@ class RoomManager(LoggingConfigurable):
         ),
     )
     max_cell_output = Int(
-        16 * 1024 * 1024,
+        5 * 1024 * 1024,
         config=True,
         help=(
             "Bytes of stream output (print, logging) one cell keeps in its document; before "
@@ -217,14 +217,19 @@ class RoomManager(LoggingConfigurable):
 
     update_store = Enum(
         ["none", "sqlite"],
-        default_value="none",
+        default_value="sqlite",
         config=True,
         help=(
-            "Keep every document update in a store before collaborators see it, so a server "
-            "that crashes between two saves loses nothing a client received: 'sqlite' keeps "
-            "them in one SQLite database (RoomManager.update_store_path), 'none' relies on the "
-            "debounced saves alone. The store is compacted to one squashed update per document "
-            "after each save."
+            "Keep every document update in a store before collaborators see it: 'sqlite' "
+            "(the default) keeps them in one SQLite database (update_store_path), with the "
+            "session ids handed out to browsers. A server that crashes between two saves then "
+            "loses nothing a client received, and a browser that reconnects after a server "
+            "restart (or after its room was freed) continues with its session and its edits "
+            "made meanwhile, without reloading. 'none' relies on the debounced saves alone: "
+            "after a restart every browser is asked to reload (close code 1003) and what it "
+            "typed while the server was away is dropped. The store is compacted to one "
+            "squashed update per document after each save and bounded by "
+            "update_store_max_bytes."
         ),
     )
     update_store_path = Unicode(
@@ -232,7 +237,8 @@ class RoomManager(LoggingConfigurable):
         config=True,
         help=(
             "File of the SQLite update store; empty means collab_kernels/updates.sqlite in the "
-            "Jupyter data directory."
+            "server's data directory (ServerApp.data_dir, by default the Jupyter data "
+            "directory)."
         ),
     )
     update_store_compact_every = Int(
@@ -244,6 +250,29 @@ class RoomManager(LoggingConfigurable):
             "conflict that cannot be saved)."
         ),
     )
+    update_store_max_bytes = Int(
+        1024 * 1024 * 1024,
+        config=True,
+        help=(
+            "Largest size in bytes of the update store's database. Beyond it, the stored "
+            "histories of the least recently written documents that are saved and not open "
+            "are forgotten (reopened, they are built from their file; a browser still holding "
+            "such a history is asked to reload). Histories with unsaved edits are never "
+            "forgotten. 0 = no bound."
+        ),
+    )
+    stale_session_close_delay = Float(
+        1.0,
+        config=True,
+        help=(
+            "Seconds a room websocket whose session cannot continue (unknown session id, or a "
+            "Y history of another version of the document) is kept open before it is closed "
+            "with 1003: while the frontend's reload dialog is open it reconnects at once after "
+            "every close, so without a delay a few browsers keep the server busy answering "
+            "(about ten attempts a second each)."
+        ),
+    )
+    data_dir = Unicode("", help="The server's data directory (ServerApp.data_dir).")
 
     def __init__(self, **kwargs: Any):
         super().__init__(**kwargs)
@@ -253,7 +282,7 @@ class RoomManager(LoggingConfigurable):
         self._loading: dict[str, asyncio.Future[DocumentRoom]] = {}
         self._created_callbacks: list[Callable[[DocumentRoom], Any]] = []
         self._freed_callbacks: list[Callable[[DocumentRoom], Any]] = []
-        self.sessions = Sessions()
+        self.sessions = Sessions(lambda: self.store, log=self.log)
         self._global_awareness: GlobalAwarenessRoom | None = None
         self._stopping = False
         self._tasks: set[asyncio.Future[Any]] = set()
@@ -296,8 +325,15 @@ class RoomManager(LoggingConfigurable):
         if self.update_store == "none":
             return None
         if (self._store is None or self._store.closed) and not self._store_error:
-            self._store = open_store(self.update_store_path, log=self.log)
+            self._store = open_store(
+                self.update_store_path,
+                log=self.log,
+                data_dir=self.data_dir,
+                max_bytes=self.update_store_max_bytes,
+            )
             self._store_error = self._store is None
+            if self._store is not None:
+                self._store.live_rooms = self.rooms.keys
         return self._store
 
     # --- events ----------------------------------------------------------------------------
@@ -358,7 +394,7 @@ class RoomManager(LoggingConfigurable):
 
     def check_session(self, session_id: str | None, room: DocumentRoom) -> str | None:
         """None when the client may sync with ``room``, else the 1003 reason (sessions.py)."""
-        return self.sessions.check(session_id, room.file_id, room.instance_id)
+        return self.sessions.check(session_id, room.file_id, room.lineage)
 
     # --- rooms -----------------------------------------------------------------------------
     def on_room_created(self, callback: Callable[[DocumentRoom], Any]) -> None:

@@ -1,10 +1,11 @@
-"""The optional update store: every Y update a room applies, on disk before anyone sees it.
+"""The update store: every Y update a room applies, on disk before anyone sees it.
 
-Without it, a server killed with ``kill -9`` loses what happened since the last debounced save
-(``RoomManager.save_delay`` / ``save_max_delay``). With ``RoomManager.update_store = "sqlite"``
-each room appends its updates to one SQLite database before they are broadcast or sent in a
-sync answer, so nothing a collaborator has received is lost; on the next load the room
-restores its Y document from the store and saves what the file missed.
+On by default (``RoomManager.update_store = "sqlite"``; ``"none"`` turns it off). Without it, a
+server killed with ``kill -9`` loses what happened since the last debounced save
+(``RoomManager.save_delay`` / ``save_max_delay``) and every browser must reload after a
+restart. With it each room appends its updates to one SQLite database before they are
+broadcast or sent in a sync answer, so nothing a collaborator has received is lost; on the
+next load the room restores its Y document from the store and saves what the file missed.
 
 Why not ``pycrdt.store.SQLiteYStore``: it does not fit three requirements here.
 
@@ -29,6 +30,11 @@ returns, so it survives the process being killed; only a power loss can drop the
 commits), one row per document (``docs``: the squashed state and the hash of the file it was
 saved as) and the updates appended since (``updates``). Each append is one small synchronous
 transaction (tens of microseconds); rooms batch the updates of one coalesce window into one.
+
+Beside the histories: the Y lineage of each document and the session ids handed out to
+browsers with the lineage each synced with (``sessions.py``), so a browser reconnecting after
+a restart continues its session; and a bound on the database's size (``max_bytes``) that
+forgets the least recently written histories whose file holds all of them.
 """
 
 from __future__ import annotations
@@ -38,15 +44,15 @@ import logging
 import os
 import sqlite3
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Collection, Iterable, Iterator
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 
 
 class SQLiteUpdateStore:
     """One SQLite database holding the Y history of every room, keyed by room id."""
 
-    def __init__(self, path: str, *, log: logging.Logger | None = None):
+    def __init__(self, path: str, *, log: logging.Logger | None = None, max_bytes: int = 0):
         self.path = path
         self.log = log or logging.getLogger(__name__)
         directory = os.path.dirname(os.path.abspath(path))
@@ -57,7 +63,7 @@ class SQLiteUpdateStore:
         # After a checkpoint the WAL file is truncated back to this size.
         self._db.execute("PRAGMA journal_size_limit=4194304")
         version = self._db.execute("PRAGMA user_version").fetchone()[0]
-        if version not in (0, SCHEMA_VERSION):
+        if version not in (0, 1, SCHEMA_VERSION):
             raise RuntimeError(
                 f"update store {path} has schema version {version}, expected {SCHEMA_VERSION}"
             )
@@ -77,7 +83,23 @@ class SQLiteUpdateStore:
                 self._db.execute(
                     "CREATE INDEX IF NOT EXISTS updates_room ON updates (room_id, seq)"
                 )
+        if version < SCHEMA_VERSION:
+            with self._transaction():
+                # 2: the Y lineage of each document, whether its state is what the file holds,
+                # and the session ids handed out (which lineage each one synced with).
+                self._db.execute("ALTER TABLE docs ADD COLUMN lineage TEXT")
+                self._db.execute("ALTER TABLE docs ADD COLUMN in_file INTEGER NOT NULL DEFAULT 0")
+                self._db.execute(
+                    "CREATE TABLE IF NOT EXISTS sessions (session_id TEXT PRIMARY KEY, "
+                    "file_id TEXT NOT NULL, lineage TEXT, used REAL NOT NULL)"
+                )
+                self._db.execute("CREATE INDEX IF NOT EXISTS sessions_used ON sessions (used)")
                 self._db.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
+        #: largest size in bytes of the database files (0: no bound), see :meth:`_bound`
+        self.max_bytes = max_bytes
+        #: room ids whose rows are never evicted (the live rooms), set by the room manager
+        self.live_rooms: Callable[[], Collection[str]] = frozenset
+        self._session_count = int(self._db.execute("SELECT COUNT(*) FROM sessions").fetchone()[0])
         self._pending_counts: dict[str, int] = {}
         self.closed = False
 
@@ -108,6 +130,11 @@ class SQLiteUpdateStore:
         ]
         self._pending_counts[room_id] = len(updates)
         return file_hash, [bytes(state), *updates]
+
+    def lineage(self, room_id: str) -> str | None:
+        """The Y lineage id of a room's stored history (None: no row, or a version 1 row)."""
+        row = self._db.execute("SELECT lineage FROM docs WHERE room_id = ?", (room_id,)).fetchone()
+        return None if row is None else row[0]
 
     def pending_count(self, room_id: str) -> int:
         """Updates appended since the last compaction, as this process knows them (no query)."""
@@ -149,21 +176,71 @@ class SQLiteUpdateStore:
         self._pending_counts[room_id] = count
         return count
 
-    def reset(self, room_id: str, file_hash: str | None, state: bytes) -> None:
+    def reset(
+        self,
+        room_id: str,
+        file_hash: str | None,
+        state: bytes,
+        *,
+        lineage: str | None = None,
+        in_file: bool = False,
+    ) -> None:
         """Replace a room's whole history by ``state`` (one squashed update).
 
         ``file_hash`` is the hash of the file whose content ``state`` was saved as (or loaded
         from); a later load only trusts the history if the file still has that hash.
+        ``lineage`` names the Y history (sessions bound to it may merge into it); ``in_file``
+        says that the file holds everything in ``state``: only such rows are evicted when the
+        store is over ``max_bytes``.
         """
         with self._transaction():
             self._db.execute("DELETE FROM updates WHERE room_id = ?", (room_id,))
             self._db.execute(
-                "INSERT OR REPLACE INTO docs (room_id, file_hash, state, updated) "
-                "VALUES (?, ?, ?, ?)",
-                (room_id, file_hash, state, time.time()),
+                "INSERT OR REPLACE INTO docs (room_id, file_hash, state, updated, lineage, "
+                "in_file) VALUES (?, ?, ?, ?, ?, ?)",
+                (room_id, file_hash, state, time.time(), lineage, int(in_file)),
             )
         self._pending_counts[room_id] = 0
         self._reclaim()
+        self._bound()
+
+    def _bound(self) -> None:
+        """Keep the database under ``max_bytes``: evict the least recently written documents
+        whose file holds all of their state and that no live room uses (their next opening
+        builds them from the file; a session bound to their history is asked to reload)."""
+        if self.max_bytes <= 0 or self.file_size() <= self.max_bytes:
+            return
+        live = set(self.live_rooms())
+        evicted = 0
+        rows = self._db.execute(
+            "SELECT room_id FROM docs WHERE in_file = 1 ORDER BY updated"
+        ).fetchall()
+        for (room_id,) in rows:
+            if room_id in live:
+                continue
+            with self._transaction():
+                self._db.execute("DELETE FROM updates WHERE room_id = ?", (room_id,))
+                self._db.execute("DELETE FROM docs WHERE room_id = ?", (room_id,))
+            self._pending_counts.pop(room_id, None)
+            evicted += 1
+            self._reclaim()
+            if self.file_size() <= self.max_bytes:
+                break
+        if evicted:
+            self.log.info(
+                "collab_kernels: update store over %d bytes: forgot the history of %d saved "
+                "documents",
+                self.max_bytes,
+                evicted,
+            )
+        if self.file_size() > self.max_bytes:
+            self.log.warning(
+                "collab_kernels: the update store %s holds %d bytes (more than "
+                "update_store_max_bytes = %d) of documents with unsaved edits or open rooms",
+                self.path,
+                self.file_size(),
+                self.max_bytes,
+            )
 
     def delete(self, room_id: str) -> None:
         """Forget a room (its file was deleted)."""
@@ -176,10 +253,48 @@ class SQLiteUpdateStore:
     def _reclaim(self) -> None:
         """Give freed pages back and keep the WAL from growing with the history."""
         try:
-            self._db.execute("PRAGMA incremental_vacuum").fetchall()
+            # executescript steps the pragma to its end: execute() frees one page per call.
+            self._db.executescript("PRAGMA incremental_vacuum;")
             self._db.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchall()
         except sqlite3.Error as e:  # another process holds the database: try next time
             self.log.debug("collab_kernels: update store vacuum skipped: %s", e)
+
+    # --- sessions ----------------------------------------------------------------------------
+    def add_session(self, session_id: str, file_id: str, *, limit: int) -> None:
+        """Remember a session id handed out for ``file_id`` (the oldest beyond ``limit`` go)."""
+        with self._transaction():
+            self._db.execute(
+                "INSERT OR REPLACE INTO sessions (session_id, file_id, lineage, used) "
+                "VALUES (?, ?, NULL, ?)",
+                (session_id, file_id, time.time()),
+            )
+        self._session_count += 1
+        limit = max(limit, 1)
+        if self._session_count > limit + max(limit // 10, 1):  # prune in batches
+            with self._transaction():
+                self._db.execute(
+                    "DELETE FROM sessions WHERE session_id IN (SELECT session_id FROM sessions "
+                    "ORDER BY used DESC LIMIT -1 OFFSET ?)",
+                    (limit,),
+                )
+            self._session_count = int(
+                self._db.execute("SELECT COUNT(*) FROM sessions").fetchone()[0]
+            )
+
+    def session(self, session_id: str) -> tuple[str, str | None] | None:
+        """``(file_id, lineage)`` of a stored session id, or None."""
+        row = self._db.execute(
+            "SELECT file_id, lineage FROM sessions WHERE session_id = ?", (session_id,)
+        ).fetchone()
+        return None if row is None else (row[0], row[1])
+
+    def bind_session(self, session_id: str, lineage: str) -> None:
+        """Record the Y lineage a session synced with."""
+        with self._transaction():
+            self._db.execute(
+                "UPDATE sessions SET lineage = ?, used = ? WHERE session_id = ?",
+                (lineage, time.time(), session_id),
+            )
 
     def close(self) -> None:
         if self.closed:
@@ -192,16 +307,21 @@ class SQLiteUpdateStore:
         self._db.close()
 
 
-def open_store(path: str, *, log: logging.Logger) -> SQLiteUpdateStore | None:
-    """Open the update store at ``path`` (empty: ``collab_kernels/updates.sqlite`` in the
-    Jupyter data directory), or None with an error logged when it cannot be opened: documents
-    still open and save, they are only as safe as their last save."""
+def open_store(
+    path: str, *, log: logging.Logger, data_dir: str = "", max_bytes: int = 0
+) -> SQLiteUpdateStore | None:
+    """Open the update store at ``path`` (empty: ``collab_kernels/updates.sqlite`` in
+    ``data_dir``, by default the Jupyter data directory), or None with an error logged when it
+    cannot be opened: documents still open and save, they are only as safe as their last
+    save."""
     if not path:
-        from jupyter_core.paths import jupyter_data_dir
+        if not data_dir:
+            from jupyter_core.paths import jupyter_data_dir
 
-        path = os.path.join(jupyter_data_dir(), "collab_kernels", "updates.sqlite")
+            data_dir = jupyter_data_dir()
+        path = os.path.join(data_dir, "collab_kernels", "updates.sqlite")
     try:
-        store = SQLiteUpdateStore(path, log=log)
+        store = SQLiteUpdateStore(path, log=log, max_bytes=max_bytes)
     except Exception as e:
         log.error(
             "collab_kernels: cannot open the update store %s (%s); documents are only as safe "

@@ -1,0 +1,205 @@
+"""Server restarts with the update store on (the default): browsers keep their session.
+
+A real server is stopped and a new one started in-process on the same root and data dir; the
+"browser" is a y-websocket client (collab_kernels.client.connection.RoomConnection) that keeps
+its Y document, and its edits, while the server is down and reconnects with its old
+``sessionId``, as the stock docprovider does.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+from collections.abc import AsyncIterator
+
+import nbformat
+import pytest
+from fixtures_rooms import eventually, read_notebook
+from jupyter_server.serverapp import ServerApp
+from tornado.httpserver import HTTPServer
+from tornado.testing import bind_unused_port
+from traitlets.config import Config
+
+from collab_kernels.client.connection import RoomConnection, open_session
+from collab_kernels.rooms import protocol
+
+
+@pytest.fixture
+def jp_server_config():
+    return Config(
+        {
+            "ServerApp": {
+                "jpserver_extensions": {"collab_kernels": True, "jupyter_server_fileid": True},
+            },
+            "RoomManager": {"save_delay": 0.1, "file_check_interval": 0.2, "free_delay": 0.2},
+        }
+    )
+
+
+def sources(doc) -> list[str]:
+    return [str(cell["source"]) for cell in doc.ycells]
+
+
+def append_source(doc, index: int, text: str) -> None:
+    source = doc.ycells[index]["source"]
+    source.insert(len(source), text)
+
+
+def disk_sources(root, path) -> list[str] | None:
+    try:
+        notebook = read_notebook(root, path)
+    except ValueError:  # caught mid-write
+        return None
+    return ["".join(c["source"]) for c in notebook["cells"]]
+
+
+@contextlib.asynccontextmanager
+async def restarted(
+    jp_serverapp, jp_configurable_serverapp, jp_base_url, config=None
+) -> AsyncIterator[tuple[str, str, ServerApp]]:
+    """Stop the test's server (clients closed, documents saved), then start a new server
+    process-alike on the same root and data dir; yields its base URL, token and app."""
+    await jp_serverapp._cleanup()
+    ServerApp.clear_instance()
+    sock, port = bind_unused_port()
+    kwargs = {"http_port": port}
+    if config is not None:
+        kwargs["config"] = config
+    app2 = jp_configurable_serverapp(**kwargs)
+    server = HTTPServer(app2.web_app)
+    server.add_sockets([sock])
+    try:
+        yield f"http://127.0.0.1:{port}{jp_base_url}", app2.identity_provider.token, app2
+    finally:
+        await app2.web_app.settings["collab_room_manager"].stop()
+        server.stop()
+
+
+async def test_browser_continues_after_restart_with_its_offline_edits(
+    rooms_notebook,
+    collab_client,
+    jp_serverapp,
+    jp_configurable_serverapp,
+    jp_root_dir,
+    jp_base_url,
+):
+    path = rooms_notebook("continue.ipynb", ["first", "second"])
+    alice = await collab_client(path)
+    bob = await collab_client(path)
+    append_source(alice.document, 1, " edited")
+    await bob.wait_for(lambda doc: sources(doc) == ["first", "second edited"])
+    await eventually(lambda: disk_sources(jp_root_dir, path) == ["first", "second edited"])
+    room_id = alice.room_id
+
+    async with restarted(jp_serverapp, jp_configurable_serverapp, jp_base_url) as (
+        base2,
+        token2,
+        app2,
+    ):
+        await alice.wait_closed()
+        await bob.wait_closed()
+        # while the server was down both typed: alice in a cell, bob a new cell
+        append_source(alice.document, 0, " (alice offline)")
+        bob.document.append_cell({"cell_type": "markdown", "source": "bob offline", "metadata": {}})
+
+        # the browsers reconnect with their old sessions and histories: no 1003, no reload
+        alice2 = RoomConnection(base2, room_id, alice.session_id, token=token2, ydoc=alice.ydoc)
+        bob2 = RoomConnection(base2, room_id, bob.session_id, token=token2, ydoc=bob.ydoc)
+        for conn in (alice2, bob2):
+            await conn.connect()
+            await asyncio.wait_for(asyncio.shield(conn.synced), 30)
+        expected = ["first (alice offline)", "second edited", "bob offline"]
+        await alice2.wait_for(lambda doc: sources(doc) == expected)
+        await bob2.wait_for(lambda doc: sources(doc) == expected)
+        assert not alice2.closed.done() and not bob2.closed.done()
+        manager2 = app2.web_app.settings["collab_room_manager"]
+        room = manager2.find_room(room_id)
+        assert room.restored_from_store
+        assert sources(room.document) == expected  # one copy of each cell
+        assert len({cell["id"] for cell in room.document.ycells}) == 3
+        # the offline edits reach the file, and a browser opening the notebook anew sees them
+        await eventually(lambda: disk_sources(jp_root_dir, path) == expected)
+        session = await open_session(base2, path, token=token2)
+        fresh = RoomConnection.from_session(base2, session, token=token2)
+        await fresh.connect()
+        await asyncio.wait_for(asyncio.shield(fresh.synced), 30)
+        assert sources(fresh.document) == expected
+        # and editing goes on for everyone
+        append_source(alice2.document, 2, "!")
+        await fresh.wait_for(lambda doc: sources(doc)[2] == "bob offline!")
+        for conn in (alice2, bob2, fresh):
+            await conn.close()
+
+
+async def test_history_that_cannot_match_is_refused_after_a_delay(
+    rooms_notebook,
+    collab_client,
+    jp_serverapp,
+    jp_configurable_serverapp,
+    jp_root_dir,
+    jp_base_url,
+    jp_server_config,
+):
+    """The file changed while the server was down (git checkout): the document is rebuilt from
+    the file, another Y history, so the old browser is asked to reload (1003), and only after
+    stale_session_close_delay so that a reload dialog's reconnect loop cannot spin the server."""
+    path = rooms_notebook("changed.ipynb", ["one", "two"])
+    conn = await collab_client(path)
+    await eventually(lambda: disk_sources(jp_root_dir, path) == ["one", "two"])
+    config = Config(jp_server_config)
+    config.RoomManager.stale_session_close_delay = 0.5
+    async with restarted(jp_serverapp, jp_configurable_serverapp, jp_base_url, config) as (
+        base2,
+        token2,
+        _app2,
+    ):
+        await conn.wait_closed()
+        nb = nbformat.v4.new_notebook()
+        nb.cells.append(nbformat.v4.new_code_cell("checked out"))
+        nbformat.write(nb, str(jp_root_dir / path))
+
+        loop = asyncio.get_running_loop()
+        for _attempt in range(2):
+            stale = RoomConnection(
+                base2, conn.room_id, conn.session_id, token=token2, ydoc=conn.ydoc
+            )
+            started = loop.time()
+            await stale.connect()
+            code, reason = await stale.wait_closed()
+            assert loop.time() - started >= 0.5  # never sooner than the delay
+            assert code == protocol.CLOSE_SESSION
+            assert json.loads(reason) == {
+                "reason": "version_mismatch",
+                "sessionId": conn.session_id,
+                "reloadable": True,
+            }
+        # nothing of the stale history reached the room or the file
+        await eventually(lambda: disk_sources(jp_root_dir, path) == ["checked out"])
+        session = await open_session(base2, path, token=token2)
+        fresh = RoomConnection.from_session(base2, session, token=token2)
+        await fresh.connect()
+        await asyncio.wait_for(asyncio.shield(fresh.synced), 30)
+        assert sources(fresh.document) == ["checked out"]
+        await fresh.close()
+
+
+async def test_freed_room_reopened_from_the_store_keeps_its_sessions(
+    rooms_notebook, collab_client, room_manager
+):
+    path = rooms_notebook("freed-store.ipynb", ["one", "two"])
+    conn = await collab_client(path)
+    room_id = conn.room_id
+    await conn.close()
+    await eventually(lambda: room_manager.find_room(room_id) is None)
+    append_source(conn.document, 0, " later")  # typed while disconnected
+
+    again = RoomConnection(
+        conn.base_url, room_id, conn.session_id, token=conn.token, ydoc=conn.ydoc
+    )
+    await again.connect()
+    await asyncio.wait_for(asyncio.shield(again.synced), 30)
+    room = room_manager.find_room(room_id)
+    await eventually(lambda: sources(room.document) == ["one later", "two"])
+    assert room.restored_from_store and not again.closed.done()
+    await again.close()
