@@ -99,7 +99,7 @@ class CollabHandlerMixin:
         manager = self.settings.get(ROOM_MANAGER)
         if manager is None:
             raise web.HTTPError(503, "Collaborative documents are not available")
-        return manager  # type: ignore[no-any-return]
+        return manager
 
     @property
     def execution_manager(self) -> ExecutionManager:
@@ -107,7 +107,7 @@ class CollabHandlerMixin:
         manager = self.settings.get(EXECUTION_MANAGER)
         if manager is None:
             raise web.HTTPError(503, "Server-side execution is not available")
-        return manager  # type: ignore[no-any-return]
+        return manager
 
     @property
     def has_execution_manager(self) -> bool:

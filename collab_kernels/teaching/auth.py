@@ -137,7 +137,7 @@ class ClassroomIdentityProvider(IdentityProvider):
             return User(username=username, name=username, display_name=username)
         user = await super().get_user_token(handler)
         if user is not None:
-            user.is_server_owner = True  # type:ignore[attr-defined]
+            user.is_server_owner = True
         return user
 
     def page_token_for(self, user: User) -> str:
