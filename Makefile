@@ -16,7 +16,8 @@ LABEXT_SOURCES := $(wildcard labextension/src/*.ts labextension/style/* labexten
 LABEXT_NPM := labextension/node_modules/.package-lock.json
 LABEXT_DEST := $(VENV)/share/jupyter/labextensions/collab-kernels-labextension
 
-.PHONY: lab test test-python test-labextension test-ui bench docs install labextension eg-venv clean
+.PHONY: lab test test-python test-labextension test-ui bench docs install labextension eg-venv \
+	thirdparty-venv clean
 
 $(STAMP): pyproject.toml | $(LABEXT_BUILT)
 	@echo "==> creating the virtual environment $(VENV) with $$($(PYTHON) --version 2>&1)"
@@ -64,6 +65,19 @@ $(EG_STAMP):
 
 eg-venv: $(EG_STAMP)
 
+# The third-party clients AI agents use (jupyter-nbmodel-client, jupyter-kernel-client,
+# jupyter-mcp-server) pull in jupyterlab and jupyter-collaboration: their own environment, for
+# tests/test_thirdparty_clients.py (about 2 minutes on a fresh machine; docs/agents.md).
+TP_VENV := .venvs/thirdparty
+TP_STAMP := $(TP_VENV)/.installed
+$(TP_STAMP): tests/thirdparty/requirements.txt
+	@echo "==> jupyter-mcp-server and its clients in their own environment $(TP_VENV) (for their tests)"
+	$(PYTHON) -m venv $(TP_VENV)
+	$(TP_VENV)/bin/python -m pip install --progress-bar off -q -r tests/thirdparty/requirements.txt
+	touch $(TP_STAMP)
+
+thirdparty-venv: $(TP_STAMP)
+
 # jupyter refuses to run as root without --allow-root (containers, CI machines)
 ALLOW_ROOT := $(if $(filter 0,$(shell id -u)),--allow-root,)
 
@@ -81,7 +95,7 @@ lab: $(STAMP) $(LABEXT_BUILT)
 
 test: test-python test-labextension
 
-test-python: $(STAMP) $(EG_STAMP)
+test-python: $(STAMP) $(EG_STAMP) $(TP_STAMP)
 	$(BIN)/python -m pytest
 
 # Browser tests (ui-tests/): real JupyterLab in Debian's headless Chromium, see README.
