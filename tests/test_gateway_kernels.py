@@ -211,3 +211,53 @@ async def test_the_gateway_websocket_needs_the_token_the_client_sends(
     with pytest.raises(HTTPClientError) as refused:
         await websocket_connect(HTTPRequest(url))
     assert refused.value.code == 401
+
+
+async def _reply_to(get, msg_id: str, timeout: float = TIMEOUT) -> dict:
+    """The next message from ``get`` (a client's channel) answering ``msg_id``."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while True:
+        msg = await get(timeout=max(0.1, deadline - loop.time()))
+        if msg["parent_header"].get("msg_id") == msg_id:
+            return msg
+
+
+async def test_in_process_client_of_a_gateway_kernel(
+    jp_serverapp, start_kernel, open_kernel_ws, kernel_gateway
+):
+    """``km.client()`` (what extensions and debugger tools use) on a token-protected gateway:
+    it authenticates, its stdin and control messages reach their channels (an input() is
+    answered, a control request replied), a comm message with buffers does not stop it, and
+    the tabs keep theirs."""
+    kid = await start_kernel()
+    tab = await open_kernel_ws(kid, "v1")
+    kc = jp_serverapp.kernel_manager.get_kernel(kid).client()
+    await kc.start_channels()
+    try:
+        msg_id = kc.execute("name = input('name? '); print('hi', name)", allow_stdin=True)
+        prompt = await kc.get_stdin_msg(timeout=TIMEOUT)
+        assert prompt["content"]["prompt"] == "name? "
+        kc.input("ada")
+        reply = await _reply_to(kc.get_shell_msg, msg_id)
+        assert reply["content"]["status"] == "ok"
+        request = kc.session.msg("kernel_info_request")
+        kc.control_channel.send(request)
+        info = await _reply_to(kc.get_control_msg, request["header"]["msg_id"])
+        assert info["msg_type"] == "kernel_info_reply"
+        code = (
+            "from comm import create_comm\n"
+            "c = create_comm(target_name='test.bytes', data={})\n"
+            "c.send({'n': 1}, buffers=[b'\\xff\\x00' * 8])\n"
+        )
+        sent = kc.execute(code)
+        await _reply_to(kc.get_shell_msg, sent)
+        # still alive after the binary frame
+        again = kc.kernel_info()
+        assert (await _reply_to(kc.get_shell_msg, again))["msg_type"] == "kernel_info_reply"
+    finally:
+        kc.stop_channels()
+    # the tab was not disturbed
+    msg_id, reply = await tab.run("print('tab still here')")
+    assert reply["content"]["status"] == "ok"
+    assert tab.stream_text(msg_id) == "tab still here\n"
