@@ -54,14 +54,12 @@ def _yaml_loader() -> Any:
     """A safe YAML loader that keeps dates and times as strings (as papermill's does)."""
     import yaml
 
-    class NoDatesLoader(yaml.SafeLoader):  # type: ignore[misc]
-        pass
-
-    NoDatesLoader.yaml_implicit_resolvers = {
+    loader: Any = type("NoDatesLoader", (yaml.SafeLoader,), {})
+    loader.yaml_implicit_resolvers = {
         first: [(tag, regexp) for tag, regexp in resolvers if tag != "tag:yaml.org,2002:timestamp"]
         for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
     }
-    return NoDatesLoader
+    return loader
 
 
 def load_parameters_yaml(text: str | bytes, what: str = "YAML parameters") -> dict[str, Any]:
