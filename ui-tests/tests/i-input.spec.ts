@@ -47,8 +47,10 @@ test('i. input() prompt: shown to everyone allowed, first answer wins, password 
   await expect(inputPrompt(viewer, 0)).toContainText('Waiting for someone allowed to run cells');
   await lab.screenshot(bob, 'bob-sees-alices-prompt');
 
-  // Bob answers first: everyone sees it answered and the run goes on.
-  await inputPrompt(bob, 0).locator('input').fill('Bob');
+  // Bob answers first: everyone sees it answered and the run goes on (until the file named
+  // after the answer exists: unique to this run of the test).
+  const answer = `Bob${Date.now().toString(36)}`;
+  await inputPrompt(bob, 0).locator('input').fill(answer);
   await inputPrompt(bob, 0).locator('input').press('Enter');
   await expect(inputPrompt(bob, 0)).toContainText('Answered by you');
   for (const page of [alice, viewer]) {
@@ -56,11 +58,11 @@ test('i. input() prompt: shown to everyone allowed, first answer wins, password 
     await expect(inputPrompt(page, 0).locator('input')).toBeDisabled();
   }
   for (const page of [alice, bob, viewer]) {
-    await expect(outputArea(page, 0)).toContainText('Your name? Bob');
-    await expect(outputArea(page, 0)).toContainText('hello Bob');
+    await expect(outputArea(page, 0)).toContainText(`Your name? ${answer}`);
+    await expect(outputArea(page, 0)).toContainText(`hello ${answer}`);
   }
   await lab.screenshot(alice, 'alice-sees-it-answered-by-bob');
-  fs.writeFileSync(path.join(notebooksDir(), 'i-release-Bob'), '');
+  fs.writeFileSync(path.join(notebooksDir(), `i-release-${answer}`), '');
   for (const page of [alice, bob, viewer]) {
     await expect(prompt(page, 0)).toHaveText('[1]:');
     // The run ended: the prompt is gone.
