@@ -12,7 +12,7 @@ The package's modules, one concept each:
   the document; ``sync``: the blocking wrapper;
 - ``connection``: the room websocket; ``servers``: finding or embedding a server;
 - ``params`` and ``papermill``: papermill's parameters and metadata; ``execute``: running a
-  notebook papermill's way (``collab-kernels run`` and :func:`execute_notebook`);
+  notebook papermill's way (``collab-kernels run``); ``api``: :func:`execute_notebook`;
 - ``cli`` (the ``collab-kernels`` command) with ``cli_run``, ``cli_runs``, ``cli_watch`` and
   ``cli_term``.
 
@@ -40,7 +40,7 @@ _EXPORTS = {
     "SyncCollabClient": "sync",
     "ExecutionError": "errors",
     "RunFailed": "errors",
-    "execute_notebook": "execute",
+    "execute_notebook": "api",
 }
 
 __all__ = [
@@ -63,9 +63,9 @@ __all__ = [
 ]
 
 if TYPE_CHECKING:  # pragma: no cover
+    from .api import execute_notebook
     from .client import CollabClient
     from .errors import CollabError, ExecutionError, NotFound, RunFailed, RunNotFound, ServerError
-    from .execute import execute_notebook
     from .notebook import Notebook
     from .records import CellFinished, CellStarted, InputRequested, Output, RunFinished
     from .run import Run
