@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 
 import nbformat
+import pytest
 from fixtures_execution import cell_py, stream_text
 from fixtures_rooms import eventually
 from test_execution import gate_code
@@ -29,14 +30,18 @@ async def _run(server, kernel_id: str, document_id: str, cell_id: str) -> str:
     return str(r.json()["request_id"])
 
 
-async def test_gateway_kernel_outlives_a_server_restart(server_process, kernel_gateway, tmp_path):
+@pytest.mark.parametrize("stop", ["SIGTERM", "SIGKILL"])
+async def test_gateway_kernel_outlives_a_server_restart(
+    server_process, kernel_gateway, tmp_path, stop
+):
     root = tmp_path / "root"
     root.mkdir()
     flag = tmp_path / "go"
     nb = nbformat.v4.new_notebook()
     for source in (
         "x = 41",
-        gate_code(flag, "print('printed while the server was down', flush=True)"),
+        "print('started', flush=True)\n"
+        + gate_code(flag, "print('printed while the server was down', flush=True)"),
         "print(x + 1)",
     ):
         nb.cells.append(nbformat.v4.new_code_cell(source))
@@ -70,15 +75,18 @@ async def test_gateway_kernel_outlives_a_server_restart(server_process, kernel_g
     document_id = f"json:notebook:{r.json()['fileId']}"
     rid = await _run(server, kernel_id, document_id, first)
     await eventually(lambda: _request_done(server, kernel_id, rid), timeout=60)
-    await _run(server, kernel_id, document_id, gated)
-
-    def busy() -> bool:
-        model = kernel_gateway.api("GET", f"api/kernels/{kernel_id}")
-        return bool(model["execution_state"] == "busy")
-
-    await eventually(busy, timeout=60)
+    watcher = await connect_room(server.base_url, "run.ipynb", token=server.token)
+    try:
+        await _run(server, kernel_id, document_id, gated)
+        # the cell runs (its first line reached the document) when the server goes away
+        await watcher.wait_for(lambda d: "started\n" in stream_text(cell_py(d, gated)), 60)
+    finally:
+        await watcher.close()
     mark = kernel_gateway.mark()
-    server.stop()  # SIGTERM: the server shuts down, its gateway kernel stays
+    if stop == "SIGTERM":
+        server.stop()  # the server shuts down; keep_kernels_on_exit: its gateway kernel stays
+    else:
+        server.kill9()  # nothing runs at all; the gateway kernel was never the server's child
     await asyncio.to_thread(
         kernel_gateway.wait_log, f"Starting buffering for {kernel_id}", 30, mark
     )
@@ -102,8 +110,11 @@ async def test_gateway_kernel_outlives_a_server_restart(server_process, kernel_g
         # what the running cell printed while no server ran reached its cell
         alice = await connect_room(server2.base_url, "run.ipynb", token=server2.token)
         try:
+            # (after what was saved of the cell before the server stopped)
             await alice.wait_for(
-                lambda d: stream_text(cell_py(d, gated)) == "printed while the server was down\n",
+                lambda d: stream_text(cell_py(d, gated)).endswith(
+                    "printed while the server was down\n"
+                ),
                 timeout=60,
             )
             assert cell_py(alice.document, gated)["execution_count"] == 2
