@@ -300,7 +300,7 @@ def mutated_updates(base_state: bytes, n: int, seed: int = 7) -> list[bytes]:
         doc = Doc()
         doc.apply_update(base_state)
         updates: list[bytes] = []
-        sub = doc.observe(lambda e: updates.append(e.update))
+        sub = doc.observe(lambda e, updates=updates: updates.append(e.update))
         cells = doc.get("cells", type=Array)
         if len(cells):
             cell = cells[rng.randrange(len(cells))]
