@@ -26,7 +26,7 @@ from jupyter_ydoc import YNotebook, YUnicode
 from pycrdt import Doc
 from tornado.web import HTTPError
 
-from . import repair
+from . import offload, repair
 from .content import apply_in_place, is_refused_hidden, new_document
 from .merge import merge_notebooks
 from .saving import SaveStatus
@@ -120,8 +120,16 @@ class RoomFile:
     def document(self) -> YNotebook | YUnicode:
         return self.side.document
 
+    @property
+    def offloaded(self) -> bool:
+        """Whether notebook saves and hashes run off the event loop (``offload.py``: only
+        with jupyter_server's stock file contents managers)."""
+        return self.file_type == "notebook" and offload.is_stock(self.contents_manager)
+
     # --- reading -----------------------------------------------------------------------------
     async def get_model(self, *, content: bool, require_hash: bool = False) -> dict[str, Any]:
+        if not content and require_hash and self.offloaded:
+            return await offload.file_model(self.contents_manager, self.path)
         kwargs: dict[str, Any] = {"content": content, "type": self.cm_type}
         if self.cm_format and content:
             kwargs["format"] = self.cm_format
@@ -267,8 +275,11 @@ class RoomFile:
         model: dict[str, Any] = {"type": self.cm_type, "content": content}
         model["format"] = "json" if self.file_type == "notebook" else "text"
         try:
-            await ensure_async(self.contents_manager.save(model, self.path))
-            after = await self.get_model(content=False, require_hash=True)
+            if self.offloaded:
+                after = await offload.save_notebook(self.contents_manager, model, self.path)
+            else:
+                await ensure_async(self.contents_manager.save(model, self.path))
+                after = await self.get_model(content=False, require_hash=True)
         except Exception as e:
             reason = getattr(e, "log_message", None) or str(e) or type(e).__name__
             self.log.error("collab_kernels: saving %s failed: %s", self.path, reason)

@@ -1,0 +1,93 @@
+"""Notebook saves off the event loop (rooms/offload.py) write what the stock save writes."""
+
+from __future__ import annotations
+
+import copy
+
+import nbformat
+import pytest
+from jupyter_server.services.contents.filemanager import AsyncFileContentsManager
+from traitlets.config import Config
+
+from collab_kernels.rooms import offload
+
+
+@pytest.fixture
+def jp_server_config():
+    return Config(
+        {
+            "ServerApp": {
+                "jpserver_extensions": {"collab_kernels": True, "jupyter_server_fileid": True},
+            },
+        }
+    )
+
+
+def trusted_notebook() -> dict:
+    nb = nbformat.v4.new_notebook()
+    cell = nbformat.v4.new_code_cell("display(HTML('<b>hi</b>'))")
+    cell.outputs.append(nbformat.v4.new_output("display_data", data={"text/html": "<b>hi</b>"}))
+    nb.cells.append(cell)
+    nb.cells.append(nbformat.v4.new_markdown_cell("text " * 1000))
+    nb = nbformat.from_dict(nbformat.reads(nbformat.writes(nb), as_version=4))
+    nb.cells[0].metadata["trusted"] = True  # as a room's document has it
+    return nb
+
+
+async def test_offloaded_save_writes_signs_and_announces_like_the_stock_save(
+    jp_serverapp, jp_root_dir
+):
+    cm = jp_serverapp.contents_manager
+    assert offload.is_stock(cm)  # the server's default contents manager
+    events: list[dict] = []
+
+    async def listener(logger, schema_id, data):
+        events.append(dict(data))
+
+    jp_serverapp.event_logger.add_listener(
+        schema_id="https://events.jupyter.org/jupyter_server/contents_service/v1",
+        listener=listener,
+    )
+    content = trusted_notebook()
+    for name in ("stock.ipynb", "offloaded.ipynb"):
+        (jp_root_dir / name).write_text("{}")
+    await cm.save({"type": "notebook", "content": copy.deepcopy(content)}, "stock.ipynb")
+    model = await offload.save_notebook(
+        cm, {"type": "notebook", "content": copy.deepcopy(content)}, "offloaded.ipynb"
+    )
+
+    stock_bytes = (jp_root_dir / "stock.ipynb").read_bytes()
+    assert (jp_root_dir / "offloaded.ipynb").read_bytes() == stock_bytes
+    expected = await cm.get("offloaded.ipynb", content=False, require_hash=True)
+    assert model["hash"] == expected["hash"]
+    assert model["last_modified"] == expected["last_modified"]
+    assert await offload.file_model(cm, "offloaded.ipynb") == {**expected, "content": None}
+    # signed: loaded again, its cells are trusted
+    assert (await cm.get("stock.ipynb"))["content"].cells[0].metadata.get("trusted") is True
+    loaded = await cm.get("offloaded.ipynb")
+    assert loaded["content"].cells[0].metadata.get("trusted") is True
+    assert await cm.checkpoints.list_checkpoints("offloaded.ipynb")
+    saves = [e["path"] for e in events if e.get("action") == "save"]
+    assert "offloaded.ipynb" in saves
+
+
+async def test_untrusted_notebook_is_saved_unsigned(jp_serverapp, jp_root_dir):
+    cm = jp_serverapp.contents_manager
+    content = trusted_notebook()
+    content.cells[0].metadata["trusted"] = False
+    (jp_root_dir / "untrusted.ipynb").write_text("{}")
+    await offload.save_notebook(cm, {"type": "notebook", "content": content}, "untrusted.ipynb")
+    loaded = await cm.get("untrusted.ipynb")
+    assert loaded["content"].cells[0].metadata.get("trusted") is False
+
+
+def test_other_contents_managers_keep_their_own_save(jp_serverapp):
+    class Custom(AsyncFileContentsManager):
+        async def save(self, model, path=""):
+            return await super().save(model, path)
+
+    assert not offload.is_stock(Custom(root_dir=jp_serverapp.root_dir))
+    patched = AsyncFileContentsManager(root_dir=jp_serverapp.root_dir)
+    assert offload.is_stock(patched)
+    patched.save = lambda model, path="": None  # e.g. a test double that fails saves
+    assert not offload.is_stock(patched)
