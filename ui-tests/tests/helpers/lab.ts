@@ -38,6 +38,12 @@ export class Lab {
     public baseURL: string
   ) {}
 
+  /** Report file names: the test's title, and the project unless it is the stock one. */
+  private fileStem(): string {
+    const project = this.testInfo.project.name;
+    return slug(this.testInfo.title) + (project && project !== 'stock' ? `--${project}` : '');
+  }
+
   /** REST API as a user, on this Lab's server. */
   api(user: UserName = 'alice'): Api {
     return new Api(this.baseURL, user);
@@ -107,7 +113,7 @@ export class Lab {
   /** Screenshot of one page, saved under playwright-report/screenshots and attached. */
   async screenshot(page: Page, label: string): Promise<string> {
     fs.mkdirSync(SCREENSHOT_DIR, { recursive: true });
-    const file = path.join(SCREENSHOT_DIR, `${slug(this.testInfo.title)}--${slug(label)}.png`);
+    const file = path.join(SCREENSHOT_DIR, `${this.fileStem()}--${slug(label)}.png`);
     await page.screenshot({ path: file, timeout: 15_000 });
     await this.testInfo.attach(label, { path: file, contentType: 'image/png' });
     return file;
@@ -116,7 +122,7 @@ export class Lab {
   /** A text note kept beside the screenshots (and attached): what the test observed. */
   async note(label: string, text: string): Promise<void> {
     fs.mkdirSync(SCREENSHOT_DIR, { recursive: true });
-    const file = path.join(SCREENSHOT_DIR, `${slug(this.testInfo.title)}--${slug(label)}.txt`);
+    const file = path.join(SCREENSHOT_DIR, `${this.fileStem()}--${slug(label)}.txt`);
     fs.writeFileSync(file, text + '\n');
     await this.testInfo.attach(label, { path: file, contentType: 'text/plain' });
   }
@@ -133,7 +139,7 @@ export class Lab {
     if (this.consoleLines.length) {
       fs.mkdirSync(SCREENSHOT_DIR, { recursive: true });
       fs.writeFileSync(
-        path.join(SCREENSHOT_DIR, `${slug(this.testInfo.title)}--console.txt`),
+        path.join(SCREENSHOT_DIR, `${this.fileStem()}--console.txt`),
         this.consoleLines.join('\n') + '\n'
       );
       await this.testInfo.attach('browser console', {
