@@ -124,14 +124,18 @@ def trim_stream_outputs(ydoc: Doc[Any], limit: int) -> list[str]:
             if total <= limit or not streams:
                 continue
             before = 0
-            marker = _DROPPED.match(str(streams[0].get("text", ""))[:100])
+            first = str(streams[0].get("text", ""))  # read once: a big Text is costly to read
+            marker = _DROPPED.match(first[:100])
+            marker_bytes = 0
             if marker:  # an earlier trim: its count carries over, its line is rewritten
                 before = int(marker.group(1))
-                total -= _delete_head(streams[0], len(marker.group(0)))
+                marker_bytes = len(marker.group(0))  # ASCII
+                total -= marker_bytes
             # drop down to 80% of the limit, so a running cell is not trimmed at every save
             to_drop = max(total - int(limit * 0.8), 0)
-            dropped = 0
-            for stream in streams:
+            # the first stream: its old marker and its oldest text in one deletion
+            dropped = _delete_head(streams[0], marker_bytes + to_drop, first) - marker_bytes
+            for stream in streams[1:]:
                 if dropped >= to_drop:
                     break
                 dropped += _delete_head(stream, to_drop - dropped)
@@ -145,18 +149,23 @@ def _byte_length(stream: Map[Any]) -> int:
     return len(text) if isinstance(text, Text) else len(str(text).encode("utf-8"))
 
 
-def _delete_head(stream: Map[Any], n: int) -> int:
+def _delete_head(stream: Map[Any], n: int, value: str | None = None) -> int:
     """Delete up to ``n`` bytes from the start of a stream's text (whole characters only);
-    the bytes deleted."""
+    the bytes deleted. ``value``: the text as a ``str``, when the caller has read it."""
     text = stream.get("text", "")
-    data = str(text).encode("utf-8")
-    cut = len(data[:n].decode("utf-8", "ignore").encode("utf-8"))
+    value = str(text) if value is None else value
+    if value.isascii():  # the common case: bytes are characters, nothing to encode
+        cut = min(n, len(value))
+        data = b""
+    else:
+        data = value.encode("utf-8")
+        cut = len(data[:n].decode("utf-8", "ignore").encode("utf-8"))
     if cut <= 0:
         return 0
     if isinstance(text, Text):
         del text[0:cut]  # pycrdt indexes text by UTF-8 bytes
     else:
-        stream["text"] = data[cut:].decode("utf-8")
+        stream["text"] = value[cut:] if not data else data[cut:].decode("utf-8")
     return cut
 
 
