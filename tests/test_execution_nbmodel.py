@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import json
 
+import pytest
 from fixtures_execution import TIMEOUT, cell_py, stream_text
 
 from collab_kernels.execution.manager import ExecutionManager
@@ -56,26 +57,43 @@ async def test_status_codes_and_outputs_of_a_cell_execution(
     assert cell_py(alice.document, cid)["outputs"][1]["data"]["text/plain"] == "42"
 
 
-async def test_input_is_300_and_answered_the_nbmodel_way(notebook_session, api, wait_request):
+@pytest.mark.parametrize(
+    ("in_document", "document_input_status", "expected"),
+    [(False, 202, 300), (True, 300, 300), (True, 202, 202)],
+    ids=["scratch-300", "document-configured-300", "document-default-202"],
+)
+async def test_input_status_and_answered_the_nbmodel_way(
+    notebook_session,
+    api,
+    wait_request,
+    execution_manager,
+    in_document,
+    document_input_status,
+    expected,
+):
+    """A scratch execution waiting for input() answers 300 (only its requester can answer); a
+    document cell answers 202 by default (anyone in the document may answer: a client such as
+    jupyter-mcp-server's HTTP mode, which cannot, keeps waiting), 300 when configured; the
+    prompt is in the body either way."""
+    execution_manager.document_input_status = document_input_status
     nb = await notebook_session(["pass"])
+    metadata = {"cell_id": nb.cell_ids[0], "document_id": nb.room_id} if in_document else None
     rid, location = await post_code(
-        api,
-        nb.kernel_id,
-        "name = input('name? ')\nprint('hello', name)",
-        {"cell_id": nb.cell_ids[0], "document_id": nb.room_id},
+        api, nb.kernel_id, "name = input('name? ')\nprint('hello', name)", metadata
     )
+    request = execution_manager.requests.get(rid)
     request_done = asyncio.ensure_future(wait_request(rid))
-    # Wait for the prompt: the status turns 300 (an event of the kernel, not a timer).
-    prompt = None
-    while prompt is None:
-        status, body, headers = await api("GET", *location)
-        assert status in (202, 300), body
-        if status == 300:
-            prompt = body["input_request"]
-        else:
-            await asyncio.wait([request_done], timeout=0.05)
+    # Wait for the prompt (an event of the kernel, not a timer).
+    while "input_request" not in (body := (await api("GET", *location))[1]):
+        assert body["status"] in ("queued", "running"), body
+        await asyncio.wait([request_done], timeout=0.05)
+    assert request.input_request is not None
+    status, body, headers = await api("GET", *location)
+    assert status == expected, body
+    prompt = body["input_request"]
     assert prompt["prompt"] == "name? " and prompt["password"] is False
-    assert headers["Location"].endswith(f"/api/kernels/{nb.kernel_id}/input")
+    if expected == 300:
+        assert headers["Location"].endswith(f"/api/kernels/{nb.kernel_id}/input")
     status, data, _ = await api(
         "POST", "api", "kernels", nb.kernel_id, "input", body={"input": "bob"}
     )

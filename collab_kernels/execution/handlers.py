@@ -70,15 +70,22 @@ class ExecuteHandler(ExecutionAPIHandler):
         self.finish(json.dumps(request.to_dict()))
 
 
-def status_view(request: ExecutionRequest) -> tuple[int, dict[str, Any]]:
+def status_view(
+    request: ExecutionRequest, document_input_status: int = 202
+) -> tuple[int, dict[str, Any]]:
     """The HTTP status and body of ``GET .../requests/{uid}``, in the nbmodel protocol:
     202 while queued or running, 300 while its code waits for ``input()``
     (``input_request``), 200 when done, with ``execution_count`` and, for ``{"code"}``
     executions, ``outputs`` (nbformat outputs as a JSON string, as jupyter-server-nbmodel
-    sends them). The request's own fields come alongside."""
+    sends them). The request's own fields come alongside.
+
+    A document cell waiting for input answers ``document_input_status`` (202 by default:
+    anyone in the document may answer, so the request is still running for its requester;
+    jupyter-mcp-server's HTTP mode would take a 300 as the end of the cell); a scratch
+    execution always answers 300."""
     body = request.to_dict()
     if request.input_request is not None:
-        return 300, body
+        return (300 if request.document_id is None else document_input_status), body
     if request.status != DONE:
         return 202, body
     outputs = request.outputs
@@ -94,7 +101,7 @@ class RequestHandler(ExecutionAPIHandler):
     @authorized("read")
     async def get(self, kernel_id: str, request_id: str) -> None:
         request = self.get_request_or_404(kernel_id, request_id)
-        code, body = status_view(request)
+        code, body = status_view(request, self.execution_manager.document_input_status)
         self.set_status(code)
         if code == 300:
             self.set_header(

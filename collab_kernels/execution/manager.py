@@ -22,7 +22,7 @@ from jupyter_core.utils import ensure_async
 from jupyter_server.services.kernels.kernelmanager import MappingKernelManager
 from jupyter_server.services.sessions.sessionmanager import SessionManager
 from tornado.web import HTTPError
-from traitlets import Bool, Float, Instance, Integer
+from traitlets import Bool, Enum, Float, Instance, Integer
 from traitlets.config import LoggingConfigurable
 
 from ..contract import KERNEL_GONE, source_hash
@@ -119,6 +119,22 @@ class ExecutionManager(LoggingConfigurable):
         help=(
             "Send server-side execute requests with allow_stdin=True, so input() works and is "
             "answered through the document (pending prompt) and POST /api/kernels/{id}/input."
+        ),
+    )
+
+    document_input_status = Enum(
+        [202, 300],
+        default_value=202,
+        config=True,
+        help=(
+            "HTTP status of GET /api/kernels/{id}/requests/{uid} while a document cell of the "
+            "request waits for input(); the body carries input_request either way. 202: the "
+            "request still runs, since anyone in the document may answer the prompt (the "
+            "pending prompt of the cell, POST /api/kernels/{id}/input); nbmodel clients that "
+            "cannot answer, such as jupyter-mcp-server's HTTP mode, keep waiting for the end "
+            "instead of reporting an 'Unexpected input request'. 300: jupyter-server-nbmodel's "
+            "answer, for clients that answer the prompt themselves. A scratch execution (code "
+            "alone, no document) answers 300: only its requester can answer."
         ),
     )
 
