@@ -7,6 +7,9 @@ stage, the room manager and the session endpoint.
 
 from __future__ import annotations
 
+import os
+import sqlite3
+from contextlib import closing
 from typing import Any
 
 from jupyter_core.utils import ensure_async
@@ -71,18 +74,49 @@ def prefer_local_file_ids(serverapp: Any) -> bool:
     Its default ``ArbitraryFileIdManager`` only knows moves made through Jupyter; for a local
     contents manager its ``LocalFileIdManager`` also finds a file that was ``mv``-ed or
     ``git mv``-ed (by inode), so the file's room follows it instead of closing as deleted.
-    An explicit ``FileIdExtension.file_id_manager_class`` is kept. Returns whether it was set.
+    An explicit ``FileIdExtension.file_id_manager_class`` is kept, and so is the default when
+    the file-id database already exists in the other manager's schema (it has no ``crtime``
+    column; ``LocalFileIdManager`` would fail on every query of it, and every collaboration
+    session with it): ids other tools stored stay valid, moves outside Jupyter are then
+    handled as deletes, as before, and the log says how to opt in. Returns whether it was set.
     """
     config = serverapp.config
     if "file_id_manager_class" in config.get("FileIdExtension", {}):
         return False
     try:
         from jupyter_server.services.contents.fileio import FileManagerMixin
-        from jupyter_server_fileid.manager import LocalFileIdManager
+        from jupyter_server_fileid.manager import LocalFileIdManager, default_db_path
     except ImportError:  # pragma: no cover - jupyter_server_fileid is a dependency
         return False
     contents_class = serverapp.contents_manager_class
     if not (isinstance(contents_class, type) and issubclass(contents_class, FileManagerMixin)):
         return False
+    db_path = str(
+        config.get("LocalFileIdManager", {}).get("db_path")
+        or config.get("BaseFileIdManager", {}).get("db_path")
+        or default_db_path
+    )
+    if not file_id_db_fits_local_manager(db_path):
+        serverapp.log.info(
+            "collab_kernels: the file-id database %s was made by jupyter_server_fileid's "
+            "ArbitraryFileIdManager; keeping it, so rooms do not follow files moved outside "
+            "Jupyter (set FileIdExtension.file_id_manager_class to LocalFileIdManager with "
+            "a new BaseFileIdManager.db_path to have them followed)",
+            db_path,
+        )
+        return False
     config.FileIdExtension.file_id_manager_class = LocalFileIdManager
     return True
+
+
+def file_id_db_fits_local_manager(db_path: str) -> bool:
+    """Whether ``LocalFileIdManager`` can use the database at ``db_path``: there is none yet,
+    it is in memory, or its ``Files`` table has the ``crtime`` column of that manager."""
+    if db_path == ":memory:" or not os.path.exists(db_path):
+        return True
+    try:
+        with closing(sqlite3.connect(f"file:{db_path}?mode=ro", uri=True)) as db:
+            columns = {row[1] for row in db.execute("PRAGMA table_info(Files)")}
+    except sqlite3.Error:
+        return False  # unreadable here: leave the choice to jupyter_server_fileid's default
+    return not columns or "crtime" in columns
