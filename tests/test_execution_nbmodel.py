@@ -23,6 +23,10 @@ async def post_code(api, kernel_id, code, metadata=None):
     status, data, headers = await api("POST", "api", "kernels", kernel_id, "execute", body=body)
     assert status == 202, data
     location = headers["Location"]
+    # request_url: relative to the base URL (here /a%40b/), as jupyter-server-nbmodel sends it
+    # (jupyter-mcp-server joins it to its server URL); Location has the full path.
+    assert data["request_url"] == f"/api/kernels/{kernel_id}/requests/{data['request_id']}"
+    assert location.endswith(data["request_url"]) and location != data["request_url"]
     return data["request_id"], location[location.index("api/") :].split("/")
 
 

@@ -182,20 +182,14 @@ def cell_with(document, source: str) -> dict:
     return {}
 
 
-HTTP_UNDER_BASE_URL = pytest.mark.xfail(
-    strict=True,
-    reason="jupyter-mcp-server joins the execute answer's Location (which carries the server's"
-    " base_url, here /a@b/) to its server URL (which carries it too) and polls a 404;"
-    " jupyter-server-nbmodel's Location is relative to base_url",
-)
-
-
 @pytest.mark.parametrize(
     ("mode", "jp_base_url"),
     [
         ("default", "/a%40b/"),
         ("http", "/"),
-        pytest.param("http", "/a%40b/", marks=HTTP_UNDER_BASE_URL),
+        # under a base URL (JupyterHub's /user/NAME/): jupyter-mcp-server polls the execute
+        # answer's request_url, relative to it, as jupyter-server-nbmodel sends it
+        ("http", "/a%40b/"),
     ],
     indirect=["jp_base_url"],
 )

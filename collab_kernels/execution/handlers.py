@@ -67,7 +67,13 @@ class ExecuteHandler(ExecutionAPIHandler):
         request = await self.execution_manager.submit(kernel_id, body, username=self.username)
         self.set_status(202)
         self.set_header("Location", self.request_url(request))
-        self.finish(json.dumps(request.to_dict()))
+        body = request.to_dict()
+        # As jupyter-server-nbmodel: where to poll, relative to the server's base URL (clients
+        # such as jupyter-mcp-server join it to their server URL, which has the base URL).
+        body["request_url"] = url_path_join(
+            "/api/kernels", request.kernel_id, "requests", request.request_id
+        )
+        self.finish(json.dumps(body))
 
 
 def status_view(
