@@ -59,7 +59,7 @@ async def test_run_to_completion_saves_outputs(make_notebook, cli, server_args, 
 
 async def test_failing_cell_stops_the_run(make_notebook, cli, server_args, jp_root_dir):
     make_notebook("bad.ipynb", ["print('before')", "1 / 0", "print('never')"])
-    code, out, err = await cli("run", "bad.ipynb", *server_args)
+    code, _out, err = await cli("run", "bad.ipynb", *server_args)
     assert code == EXIT_CELL_ERROR, err
     assert "ZeroDivisionError" in err  # the failing cell's error is reported without --log-output
     nb = read_notebook(jp_root_dir / "bad.ipynb")
@@ -71,7 +71,7 @@ async def test_failing_cell_stops_the_run(make_notebook, cli, server_args, jp_ro
 
 async def test_allow_errors_runs_every_cell(make_notebook, cli, server_args, jp_root_dir):
     make_notebook("lenient.ipynb", ["1 / 0", "print('after')"])
-    code, out, err = await cli("run", "lenient.ipynb", *server_args, "--allow-errors")
+    code, _out, err = await cli("run", "lenient.ipynb", *server_args, "--allow-errors")
     assert code == EXIT_OK, err
     nb = read_notebook(jp_root_dir / "lenient.ipynb")
     assert nb.cells[0].outputs[0]["ename"] == "ZeroDivisionError"
@@ -174,7 +174,7 @@ async def test_cancel_stops_the_run(make_notebook, cli, start_cli, server_args, 
 
 async def test_timeout_exit_code(make_notebook, cli, server_args, jp_root_dir):
     make_notebook("slow.ipynb", [STUCK, "print('never')"])
-    code, out, err = await cli("run", "slow.ipynb", *server_args, "--timeout", "2")
+    code, _out, err = await cli("run", "slow.ipynb", *server_args, "--timeout", "2")
     assert code == EXIT_TIMEOUT, err
     assert "longer than 2 s" in err
     nb = read_notebook(jp_root_dir / "slow.ipynb")
@@ -185,7 +185,7 @@ async def test_kernel_death_exit_code(make_notebook, cli, server_args, jp_root_d
     make_notebook(
         "die.ipynb", ["import os\nprint('bye', flush=True)\nos._exit(1)", "print('never')"]
     )
-    code, out, err = await cli("run", "die.ipynb", *server_args)
+    code, _out, err = await cli("run", "die.ipynb", *server_args)
     assert code == EXIT_KERNEL_DIED, err
     nb = read_notebook(jp_root_dir / "die.ipynb")
     assert nb.cells[1].outputs == []
@@ -197,7 +197,8 @@ async def test_input_prompt_answered_in_run(make_notebook, start_cli, server_arg
     await runner.wait_for_output(r"your name\? ", stream="stderr")
     await runner.send("Ada\n")
     assert await runner.wait() == EXIT_OK, runner.err
-    # the answer is echoed into the notebook's stdout; the terminal, which showed it, does not repeat it
+    # the answer is echoed into the notebook's stdout; the terminal, which showed it, does
+    # not repeat it
     assert runner.out.splitlines() == ["hello Ada"]
 
 

@@ -242,9 +242,7 @@ def test_clear_output_wait_clears_just_before_next_output(nb):
 
 def test_execute_result_error_and_image(nb):
     state = DocumentOutputState()
-    png = (
-        "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mNkYPhfDwAChwGA60e6kgAAAABJRU5ErkJggg=="
-    )
+    png = "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mNkYPhfDwAChwGA60e6kgAAAABJRU5ErkJggg=="  # noqa: E501
     apply(
         nb,
         state,
