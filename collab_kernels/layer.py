@@ -5,7 +5,7 @@ managers, and checked again once they exist (``verify_kernel_layer``):
 
 - kernels run on a gateway (``GatewayClient.url`` from config, the command line's
   ``--gateway-url`` or ``JUPYTER_GATEWAY_URL``): ``"shared"`` with the gateway kernel manager
-  with shared clients (``kernels/gateway.py``: a subclass of both managers), our kernel
+  with shared clients (``kernels/gateway/``: a subclass of both managers), our kernel
   websocket and session manager, when the kernel manager is not configured, is configured
   to jupyter_server's gateway default, to ours (its gateway variant is used) or to a
   subclass of the gateway variant. ``"gateway"`` for any other configured kernel manager:
@@ -118,7 +118,7 @@ def select_kernel_layer(
         if _is_ours(manager, SharedClientMappingKernelManager) and _is_ours(
             manager, GatewayMappingKernelManager
         ):
-            # A gateway kernel manager with shared clients (kernels/gateway.py).
+            # A gateway kernel manager with shared clients (kernels/gateway/).
             log.info(
                 "collab_kernels: kernels run on the gateway at %s, each with one shared "
                 "client (%s)",

@@ -38,7 +38,7 @@ CLOSE_MALFORMED = 1007
 
 
 def v1_frame_is_sane(frame: t.Any, max_buffers: int = 4096) -> bool:
-    """Whether a v1 frame's offset table is sound (see frames.py; used by gateway.py)."""
+    """Whether a v1 frame's offset table is sound (see frames.py; used by gateway/client.py)."""
     if not isinstance(frame, (bytes, bytearray, memoryview)):
         return False
     return v1_frame_problem(frame, max_buffers) is None
