@@ -123,6 +123,8 @@ class GatewayKernelClient(SharedKernelClient):
         self._ready_reply: asyncio.Future[KernelMessage] | None = None
         #: a restart through the REST API is under way (its "restarting" status is ours)
         self.restarting = False
+        self._holding = False  # requests wait for the restarted kernel (see reconnect)
+        self._nudging = False
         #: execute requests of documents still running, kept on disk so that a restarted
         #: server can route the output the gateway buffered for them (inflight.py)
         self.inflight = InflightRequests(None, self.log)
@@ -181,6 +183,10 @@ class GatewayKernelClient(SharedKernelClient):
         """
         self.connect_count += 1
         self._forget_requests()
+        # Until the new process answered (and its iopub reached us), requests wait in the
+        # outbox: the gateway's sockets reconnect to the new process on their own timers,
+        # and the output of a request sent before would be lost.
+        self._holding = True
         self._begin_ready()
 
     def close(self) -> None:
@@ -397,7 +403,8 @@ class GatewayKernelClient(SharedKernelClient):
         if channel == "shell" and b"execute_request" in parts[0]:
             self.inflight.track(self.session.unpack(parts[0]), self.session.unpack(parts[2]))
         ws = self.ws
-        if ws is None or self._outbox:
+        held = self._outbox or self._holding
+        if ws is None or (held and not self._nudging):
             self._queue(channel, parts)
             return
         data, binary = self._encode(channel, parts)
@@ -418,7 +425,14 @@ class GatewayKernelClient(SharedKernelClient):
                 )
         self._outbox.append((channel, parts))
 
+    def _release(self) -> None:
+        """Send what waited for the kernel to be ready after a restart."""
+        self._holding = False
+        self._flush_outbox()
+
     def _flush_outbox(self) -> None:
+        if self._holding:
+            return
         ws = self.ws
         while self._outbox and ws is not None:
             channel, parts = self._outbox[0]
@@ -461,7 +475,11 @@ class GatewayKernelClient(SharedKernelClient):
                 self._ready_reply = loop.create_future()
                 msg = self.session.msg("kernel_info_request")
                 self._ready_ids.add(msg["header"]["msg_id"])
-                self.send("shell", msg, owner=self._ready_listener)
+                self._nudging = True
+                try:
+                    self.send("shell", msg, owner=self._ready_listener)
+                finally:
+                    self._nudging = False
                 try:
                     reply = await asyncio.wait_for(
                         asyncio.shield(self._ready_reply), self.ready_attempt_timeout
@@ -477,11 +495,13 @@ class GatewayKernelClient(SharedKernelClient):
                     continue
                 if not ready.done():
                     ready.set_result(None)
+                self._release()
                 self.log.debug("Kernel %s: gateway client ready", self.kernel_id)
                 return
             if not ready.done():
                 ready.set_exception(TimeoutError(f"Kernel {self.kernel_id} did not answer"))
                 ready.exception()
+            self._release()
         except asyncio.CancelledError:
             pass
         except RuntimeError:
