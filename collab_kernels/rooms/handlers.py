@@ -15,12 +15,12 @@ from tornado import web
 from tornado.websocket import WebSocketHandler
 
 from ..contract import FILE_TYPES, InvalidRoomId, parse_room_id
-from ..handlers_base import BadJSON, parse_json
+from ..handlers_base import CollabHandlerMixin
 from . import protocol
 from .content import is_refused_hidden
 from .fanout import Fanout, RoomClient
 from .frames import WebsocketWriter
-from .manager import RoomManager, RoomNotFound
+from .manager import RoomNotFound
 from .protocol import ProtocolError
 
 AUTH_RESOURCE = "contents"
@@ -40,26 +40,16 @@ def _check_relative_path(path: str) -> str:
     return path
 
 
-class SessionHandler(APIHandler):
+class SessionHandler(CollabHandlerMixin, APIHandler):
     """``PUT /api/collaboration/session/{path}``: the file id and a session id for a room."""
 
     auth_resource = AUTH_RESOURCE
-
-    @property
-    def room_manager(self) -> RoomManager:
-        manager: RoomManager = self.settings["collab_room_manager"]
-        return manager
 
     @web.authenticated
     @authorized(action="read", resource=AUTH_RESOURCE)  # type: ignore[untyped-decorator]
     async def put(self, path: str) -> None:
         path = _check_relative_path(path)
-        try:
-            body = parse_json(self.request.body or b"{}")
-        except BadJSON as e:
-            raise web.HTTPError(400, f"Invalid JSON in the request body: {e}") from None
-        if not isinstance(body, dict):
-            raise web.HTTPError(400, "The body must be a JSON object")
+        body = self.json_body()
         fmt = body.get("format")
         file_type = body.get("type")
         if (
@@ -101,7 +91,7 @@ class SessionHandler(APIHandler):
         )
 
 
-class RoomWebsocketHandler(WebSocketMixin, WebSocketHandler, JupyterHandler):
+class RoomWebsocketHandler(CollabHandlerMixin, WebSocketMixin, WebSocketHandler, JupyterHandler):
     """``/api/collaboration/room/{format}:{type}:{fileId}?sessionId=...`` (y-websocket v1).
 
     Needs ``contents:read``; updates from a connection without ``contents:write`` are dropped
@@ -113,11 +103,6 @@ class RoomWebsocketHandler(WebSocketMixin, WebSocketHandler, JupyterHandler):
     room: Fanout | None = None
     can_write = False
     can_execute = False
-
-    @property
-    def room_manager(self) -> RoomManager:
-        manager: RoomManager = self.settings["collab_room_manager"]
-        return manager
 
     def set_default_headers(self) -> None:
         """No JupyterHandler default headers on a websocket."""
