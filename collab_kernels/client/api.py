@@ -145,16 +145,14 @@ async def _execute(
     if result.notebook is not None:
         nb = nbformat.from_dict(result.notebook)  # type: ignore[no-untyped-call]
     if result.error is not None and result.code == EXIT_CELL_ERROR:
-        index, ename, evalue, traceback = result.error
-        cell = (result.notebook or {}).get("cells", [])[index] if result.notebook else {}
-        source_text = cell.get("source", "")
+        failure = result.error
         raise ExecutionError(
-            index,
-            cell.get("execution_count"),
-            "".join(source_text) if isinstance(source_text, list) else source_text,
-            ename,
-            evalue,
-            traceback,
+            failure.index,
+            failure.execution_count,
+            failure.source,
+            failure.ename,
+            failure.evalue,
+            failure.traceback,
             exit_code=result.code,
         )
     if result.code != EXIT_OK:

@@ -93,7 +93,7 @@ class JobResult:
     #: the executed notebook, read back from the server (scratch targets, the Python API)
     notebook: dict[str, Any] | None = None
     #: (cell index in the target, ename, evalue, traceback) of the error that failed the run
-    error: tuple[int, str, str, list[str]] | None = None
+    error: CellFailure | None = None
     run_id: str | None = None
 
 
@@ -324,17 +324,36 @@ async def _run_in_document(
     return JobResult(code, status, error=_failure(nb, recorder), run_id=run.run_id)
 
 
-def _failure(nb: Notebook, recorder: RunRecorder) -> tuple[int, str, str, list[str]] | None:
+@dataclass
+class CellFailure:
+    """The cell that raised, as the run's document has it (the notebook read back from the
+    file afterwards may be an older save: the error is described from what ran)."""
+
+    index: int
+    execution_count: int | None
+    source: str
+    ename: str
+    evalue: str
+    traceback: list[str]
+
+
+def _failure(nb: Notebook, recorder: RunRecorder) -> CellFailure | None:
     if recorder.failed is None:
         return None
     cell_id = recorder.failed[0]
     for index, cell in enumerate(nb.cells):
         if cell.get("id") != cell_id:
             continue
+        source = cell.get("source", "")
+        source = "".join(source) if isinstance(source, list) else str(source)
+        count = cell.get("execution_count")
+        count = count if isinstance(count, int) else None
         for output in cell.get("outputs") or []:
             if output.get("output_type") == "error":
-                tb = output.get("traceback") or []
-                return index, str(output.get("ename")), str(output.get("evalue")), list(tb)
+                tb = list(output.get("traceback") or [])
+                ename, evalue = str(output.get("ename")), str(output.get("evalue"))
+                return CellFailure(index, count, source, ename, evalue, tb)
         outcome = recorder.failed[1]
-        return index, str(outcome.ename or "CellExecutionError"), str(outcome.evalue or ""), []
+        ename = str(outcome.ename or "CellExecutionError")
+        return CellFailure(index, count, source, ename, str(outcome.evalue or ""), [])
     return None
