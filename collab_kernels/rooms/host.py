@@ -10,24 +10,17 @@ from __future__ import annotations
 import logging
 from typing import TYPE_CHECKING, Any, Protocol
 
+from .saving import Delays
+
 if TYPE_CHECKING:  # pragma: no cover
     from .document import DocumentRoom
     from .store import SQLiteUpdateStore
 
 
-class RoomSettings(Protocol):
-    """The settings a room reads (the room manager's traits); read live, they may change."""
+class RoomSettings(Delays, Protocol):
+    """The settings a room reads (the room manager's traits); read live, they may change.
+    The save schedule's delays are its own small interface (saving.Delays)."""
 
-    @property
-    def save_delay(self) -> float: ...
-    @property
-    def save_max_delay(self) -> float: ...
-    @property
-    def save_retry_delay(self) -> float: ...
-    @property
-    def save_retry_max_delay(self) -> float: ...
-    @property
-    def save_time_share(self) -> float: ...
     @property
     def free_delay(self) -> float: ...
     @property
