@@ -30,6 +30,7 @@ from ..contract import (
     QUEUED,
     RUNNING,
 )
+from .idle_watch import IdleWatch
 from .outputs import error_output
 from .ports import Log
 from .queue import DocumentQueue, queue_entries
@@ -78,10 +79,10 @@ class Runner:
         self.interrupt = interrupt
         self.allow_stdin = allow_stdin
         self.ready_timeout = ready_timeout
-        self.idle_grace = idle_grace
         self.log = log
         self.queues: dict[str, DocumentQueue] = {}
         self.view = QueueView(writers, log)
+        self.idle_watch = IdleWatch(grace=idle_grace, end_cell=self._end_lost_idle, log=log)
 
     def queue(self, request: ExecutionRequest) -> DocumentQueue:
         """The queue of the request's document (or of its kernel's scratch executions)."""
@@ -367,35 +368,12 @@ class Runner:
         if run.execution_count is None:
             run.execution_count = content.get("execution_count")
         self._maybe_finish(route)
-        grace = self.idle_grace()
-        if grace > 0 and not run.idle_seen:
-            asyncio.get_event_loop().call_later(grace, self._check_idle, route, grace)
+        self.idle_watch.reply_seen(route)
 
-    def _check_idle(self, route: Route, grace: float) -> None:
-        """The execute_reply came but not the iopub idle: while the kernel's iopub keeps
-        delivering this run's messages, wait; once it has been quiet for ``grace`` seconds
-        the idle was lost (a kernel's PUB socket drops messages for a subscriber that could
-        not read, e.g. a server process that got no CPU for a while). The cell ends then,
-        with a note in its outputs and in the log, instead of staying ``[*]`` for ever."""
-        run = route.run
-        if run is None or run.idle_seen or run.finished is None or run.finished.done():
-            return
-        quiet = time.monotonic() - run.last_heard
-        if quiet < grace:
-            asyncio.get_event_loop().call_later(grace - quiet, self._check_idle, route, grace)
-            return
-        request = route.request
-        self.log.warning(
-            "collab_kernels: cell %s of %s: the kernel's end-of-cell status never arrived "
-            "(%.1f s after its reply); some of its output may have been lost, ending the cell",
-            run.cell_id,
-            request.path if request is not None else "a scratch execution",
-            quiet,
-        )
-        run.idle_seen = True
-        if request is not None and run.status == RUNNING:
-            self.complete_cell(request, run, self.queue(request), [lost_output_notice()])
-        run.finished.set_result(None)
+    def _end_lost_idle(self, route: Route, extra: list[dict[str, Any]]) -> None:
+        if route.request is not None and route.run is not None:
+            request = route.request
+            self.complete_cell(request, route.run, self.queue(request), extra)
 
     def cell_idle(self, route: Route) -> None:
         if route.run is not None:
@@ -524,15 +502,3 @@ class Runner:
         queue = self.queues.get(document_id)
         if queue is not None:
             self.view.publish(queue)
-
-
-def lost_output_notice() -> dict[str, Any]:
-    """The stderr line a cell gets when the kernel's end-of-cell status was lost."""
-    return {
-        "output_type": "stream",
-        "name": "stderr",
-        "text": (
-            "[collab_kernels] The kernel's end-of-cell status never reached the server; "
-            "some output of this cell may be missing.\n"
-        ),
-    }
