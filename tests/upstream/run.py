@@ -193,7 +193,7 @@ def main() -> int:
         # Any other failure counts at once: intermittent failures of ours are regressions.
         for index, (test, case) in enumerate(failing.items(), 1):
             race = known_race(case.text, races) if case else None
-            if race is not None:
+            if case is not None and race is not None:
                 for attempt in range(1, RERUNS + 1):
                     again = run_group(
                         root, group, "ours", out, [node_id(root, test)], f"-rerun{index}.{attempt}"
