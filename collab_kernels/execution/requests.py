@@ -70,6 +70,10 @@ class CellRun:
     finished: asyncio.Future[None] | None = None
     #: The shared client's connection count when the cell was sent (restarts bump it).
     generation: int = 0
+    #: Ended because its kernel process died or restarted: what that process still sends
+    #: (a KeyboardInterrupt at shutdown) is dropped, not written after the cell's end marker,
+    #: as the stock frontend drops messages of a restarted kernel's old requests.
+    kernel_gone: bool = False
     #: Its outputs as nbformat JSON, for ``{"code"}`` executions (the nbmodel protocol
     #: returns them in the request status); None when they only go to the document.
     outputs: OutputCollector | None = None

@@ -238,6 +238,15 @@ class Router:
         if route is None:
             return
         channel, msg_type = msg.channel, msg.msg_type
+        if route.run is not None and route.run.kernel_gone:
+            self.log.debug(
+                "collab_kernels: %s of cell %s from kernel %s's previous process dropped "
+                "(the cell ended when it died or restarted)",
+                msg_type,
+                route.cell_id,
+                link.kernel_id,
+            )
+            return
         if channel == "iopub":
             if route.run is not None:
                 route.run.last_heard = time.monotonic()

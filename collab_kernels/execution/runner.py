@@ -418,6 +418,7 @@ class Runner:
                 # kernel process: only what went to the previous process is lost.
                 if reason == "restarted" and cell.generation >= generation:
                     continue
+                cell.kernel_gone = True
                 victims.append(cell.finished)
         if reason != "restarted" or victims:
             self.log.info(
