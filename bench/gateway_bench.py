@@ -36,7 +36,7 @@ import uuid
 from pathlib import Path
 
 from kernels_bench import Server, Tab, throughput_figure, v1_parse
-from procs import free_port, stop_process
+from procs import free_port, save_results, stop_process
 from tornado.httpclient import AsyncHTTPClient, HTTPRequest
 from tornado.websocket import websocket_connect
 
@@ -324,12 +324,7 @@ def main() -> int:
     if args.prints is None:
         args.prints = 1000 if args.quick else 5000
     results = asyncio.run(run(args))
-    out_dir = HERE / "results"
-    out_dir.mkdir(exist_ok=True)
-    path = out_dir / f"gateway-{time.strftime('%Y%m%d-%H%M%S')}.json"
-    path.write_text(json.dumps(results, indent=2))
-    print(table(results))
-    print(f"\nresults: {path.relative_to(ROOT)}")
+    save_results("gateway", results, table(results))
     return 0
 
 

@@ -2,8 +2,14 @@
 
 from __future__ import annotations
 
+import json
 import socket
 import subprocess
+import time
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parent
 
 
 def free_port() -> int:
@@ -20,3 +26,14 @@ def stop_process(proc: subprocess.Popen, timeout: float = 20) -> None:
         proc.wait(timeout)
     except subprocess.TimeoutExpired:
         proc.kill()
+
+
+def save_results(name: str, results: dict, table: str) -> Path:
+    """Write ``results`` to bench/results/<name>-<time>.json, print ``table`` and the path."""
+    out_dir = HERE / "results"
+    out_dir.mkdir(exist_ok=True)
+    path = out_dir / f"{name}-{time.strftime('%Y%m%d-%H%M%S')}.json"
+    path.write_text(json.dumps(results, indent=2))
+    print(table)
+    print(f"\nresults: {path.relative_to(ROOT)}")
+    return path

@@ -9,6 +9,12 @@
 - ``wait_request(request_id)``: awaits the end of an execute request (its event), then
   returns its REST view.
 - ``LONG_CELL``: parameters of the long streaming cell (one place).
+- ``post_execute(api, nb, cell_id)`` / ``submit(api, nb, cell_id)``: POST .../execute for a
+  notebook session (the answer as ``api`` gives it / the request id of a 202);
+  ``post_input(api, nb, cell_id, value)``: POST .../input.
+- ``gate_code(flag, body)``: a cell that waits for a file the test creates; ``entry(doc,
+  cell_id)``: the cell's entry in the execution map; ``died_mid_cell(...)``: what a cell whose
+  kernel died while it ran, and the one queued after it, end as.
 """
 
 from __future__ import annotations
@@ -20,6 +26,7 @@ from dataclasses import dataclass
 
 import nbformat
 import pytest
+from pycrdt import Map
 from tornado.httpclient import HTTPClientError
 
 TIMEOUT = 30.0
@@ -164,3 +171,70 @@ def stream_text(cell: dict, name: str = "stdout") -> str:
         for o in cell.get("outputs", []) or []
         if o.get("output_type") == "stream" and o.get("name") == name
     )
+
+
+def gate_code(flag, body: str = "") -> str:
+    """A cell that runs until the test creates ``flag`` (no sleeps in the test itself)."""
+    return (
+        f"import os, time\nwhile not os.path.exists({str(flag)!r}):\n    time.sleep(0.02)\n" + body
+    )
+
+
+def entry(document, cell_id):
+    """The cell's entry in the document's execution map (None when it has none)."""
+    return document.ydoc.get("execution", type=Map).get(cell_id)
+
+
+async def post_execute(
+    api,
+    nb: NbSession,
+    cell_id: str | None = None,
+    *,
+    cells=None,
+    body=None,
+    kernel_id=None,
+    **extra,
+):
+    """POST /api/kernels/{kernel_id or nb.kernel_id}/execute with ``body``, by default the
+    one-cell body of ``cell_id`` in ``nb``'s document (plus ``extra`` fields), or with
+    ``cells`` the cells body; answers (status, json, headers)."""
+    if body is None and cells is not None:
+        body = {"document_id": nb.room_id, "cells": cells, **extra}
+    elif body is None:
+        assert cell_id is not None, "a cell id, cells or a body"
+        body = {"cell_id": cell_id, "document_id": nb.room_id, **extra}
+    return await api("POST", "api", "kernels", kernel_id or nb.kernel_id, "execute", body=body)
+
+
+async def post_input(api, nb: NbSession, cell_id: str, value: str):
+    """POST /api/kernels/{nb.kernel_id}/input: answer the ``input()`` prompt of ``cell_id``."""
+    body = {"document_id": nb.room_id, "cell_id": cell_id, "value": value}
+    return await api("POST", "api", "kernels", nb.kernel_id, "input", body=body)
+
+
+async def submit(api, nb: NbSession, cell_id: str, **extra) -> str:
+    """Queue one cell of ``nb`` (202) and return the request id."""
+    code, data, _ = await post_execute(api, nb, cell_id, **extra)
+    assert code == 202, data
+    return data["request_id"]
+
+
+async def died_mid_cell(wait_request, conn, running: tuple[str, str], queued: tuple[str, str]):
+    """The kernel died while the cell of request ``running = (request_id, cell_id)`` printed
+    ``started``: that request ends ``error``, the ``queued`` one ``aborted``, and ``conn``
+    sees both cells idle with the error as the running cell's last output (returned)."""
+    (running_request, running_cell), (queued_request, queued_cell) = running, queued
+    assert (await wait_request(running_request))["result"] == "error"
+    assert (await wait_request(queued_request))["result"] == "aborted"
+    await conn.wait_for(
+        lambda d: (
+            all(cell_py(d, x)["execution_state"] == "idle" for x in (running_cell, queued_cell))
+            and cell_py(d, running_cell)["outputs"][-1].get("output_type") == "error"
+        ),
+        TIMEOUT,
+    )
+    cell = cell_py(conn.document, running_cell)
+    assert cell["outputs"][-1]["ename"] in ("KernelDied", "KernelRestarted")
+    assert stream_text(cell) == "started\n"
+    assert entry(conn.document, queued_cell)["status"] == "aborted"
+    return cell

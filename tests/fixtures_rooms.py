@@ -7,17 +7,30 @@
   :class:`~collab_kernels.client.connection.RoomConnection` (closed at teardown).
 - ``ViewerIdentityProvider`` / ``ReadOnlyViewerAuthorizer``: the token ``viewer-token`` logs
   in as user ``viewer``, who may read contents but not write them.
+- ``collab_config(server=None, **sections)`` / ``viewer_config(**sections)``: a test module's
+  ``jp_server_config`` (the extensions on; with the viewer classes); ``FAST_ROOMS``: short
+  save, file check and free delays.
+- ``restart_server(config=None)``: an async context manager that stops the test's server and
+  starts another on the same root and data dir.
+- ``sources(doc)``, ``append_source(doc, index, text)``, ``disk_sources(root, path)``: cell
+  sources of a Y notebook and of the file.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import uuid
+from collections.abc import AsyncIterator
 
 import nbformat
 import pytest
 from jupyter_server.auth import Authorizer, IdentityProvider, User
+from jupyter_server.serverapp import ServerApp
+from tornado.httpserver import HTTPServer
+from tornado.testing import bind_unused_port
+from traitlets.config import Config
 
 from collab_kernels.client.connection import RoomConnection, open_session
 
@@ -42,6 +55,31 @@ class ReadOnlyViewerAuthorizer(Authorizer):
         if getattr(user, "username", None) == "viewer":
             return not (resource == "contents" and action == "write")
         return True
+
+
+#: the RoomManager delays of tests that wait for saves, disk checks and freed rooms
+FAST_ROOMS = {"save_delay": 0.1, "file_check_interval": 0.2, "free_delay": 0.2}
+
+
+def collab_config(server: dict | None = None, **sections: dict) -> Config:
+    """A server config with collab_kernels and jupyter_server_fileid on, ``server`` more
+    ServerApp traits and ``sections`` other classes' (``RoomManager={...}``)."""
+    extensions = {"collab_kernels": True, "jupyter_server_fileid": True}
+    return Config(
+        {
+            "ServerApp": {"jpserver_extensions": extensions, **(server or {})},
+            **{name: dict(traits) for name, traits in sections.items()},
+        }
+    )
+
+
+def viewer_config(**sections: dict) -> Config:
+    """``collab_config`` where ``viewer-token`` logs in as the read-only user ``viewer``."""
+    server = {
+        "identity_provider_class": ViewerIdentityProvider,
+        "authorizer_class": ReadOnlyViewerAuthorizer,
+    }
+    return collab_config(server, **sections)
 
 
 def notebook_json(sources: list[str]) -> dict:
@@ -85,6 +123,51 @@ def rooms_text(jp_root_dir):
 
 def read_notebook(root, path: str) -> dict:
     return json.loads((root / path).read_text())
+
+
+def sources(doc) -> list[str]:
+    return [str(cell["source"]) for cell in doc.ycells]
+
+
+def append_source(doc, index: int, text: str) -> None:
+    source = doc.ycells[index]["source"]
+    source.insert(len(source), text)
+
+
+def disk_sources(root, path) -> list[str] | None:
+    """The sources in the file, or None while the file is being rewritten."""
+    try:
+        notebook = read_notebook(root, path)
+    except ValueError:  # jupyter_server rewrites the file in place: a reader may see it empty
+        return None
+    return ["".join(c["source"]) for c in notebook["cells"]]
+
+
+@pytest.fixture
+def restart_server(jp_serverapp, jp_configurable_serverapp, jp_base_url):
+    """``async with restart_server(config=None) as (base_url, token, app)``: stop the test's
+    server (clients closed, documents saved), then start a new server process-alike on the
+    same root and data dir (with ``config`` instead of the test's); yields its base URL,
+    token and app, and stops it at the end of the block."""
+
+    @contextlib.asynccontextmanager
+    async def restart(config=None) -> AsyncIterator[tuple[str, str, ServerApp]]:
+        await jp_serverapp._cleanup()
+        ServerApp.clear_instance()
+        sock, port = bind_unused_port()
+        kwargs = {"http_port": port}
+        if config is not None:
+            kwargs["config"] = config
+        app2 = jp_configurable_serverapp(**kwargs)
+        server = HTTPServer(app2.web_app)
+        server.add_sockets([sock])
+        try:
+            yield f"http://127.0.0.1:{port}{jp_base_url}", app2.identity_provider.token, app2
+        finally:
+            await app2.web_app.settings["collab_room_manager"].stop()
+            server.stop()
+
+    return restart
 
 
 @pytest.fixture

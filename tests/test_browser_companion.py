@@ -9,19 +9,14 @@ from __future__ import annotations
 
 import json
 
+from fixtures_execution import post_execute
+
 
 async def test_run_list_says_who_started_each_run(
     notebook_session, api, wait_request, execution_manager
 ):
     nb = await notebook_session(["1 + 1"])
-    code, request, _ = await api(
-        "POST",
-        "api",
-        "kernels",
-        nb.kernel_id,
-        "execute",
-        body={"cell_id": nb.cell_ids[0], "document_id": nb.room_id},
-    )
+    code, request, _ = await post_execute(api, nb, nb.cell_ids[0])
     assert code == 202
     await wait_request(request["request_id"])
     code, listed, _ = await api("GET", "api", "kernels", nb.kernel_id, "requests")

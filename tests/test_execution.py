@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from fixtures_execution import TIMEOUT, cell_py, stream_text
+from fixtures_execution import TIMEOUT, cell_py, entry, gate_code, post_execute, stream_text, submit
 
 from collab_kernels.execution.murmur import source_hash
 
@@ -14,14 +14,7 @@ async def test_execute_writes_result_and_count_into_every_collaborator(
     alice = await collab_client(nb.path)
     bob = await collab_client(nb.path)
     cid = nb.cell_ids[0]
-    code, data, headers = await api(
-        "POST",
-        "api",
-        "kernels",
-        nb.kernel_id,
-        "execute",
-        body={"cell_id": cid, "document_id": nb.room_id},
-    )
+    code, data, headers = await post_execute(api, nb, cid)
     assert code == 202, data
     assert headers["Location"].endswith(
         f"/api/kernels/{nb.kernel_id}/requests/{data['request_id']}"
@@ -40,33 +33,6 @@ async def test_execute_writes_result_and_count_into_every_collaborator(
         assert stream_text(cell) == "hi\n"
         assert cell["outputs"][1]["output_type"] == "execute_result"
         assert cell["outputs"][1]["data"]["text/plain"] == "42"
-
-
-def gate_code(flag, body: str = "") -> str:
-    """A cell that runs until the test creates ``flag`` (no sleeps in the test itself)."""
-    return (
-        f"import os, time\nwhile not os.path.exists({str(flag)!r}):\n    time.sleep(0.02)\n" + body
-    )
-
-
-def entry(document, cell_id):
-    from pycrdt import Map
-
-    emap = document.ydoc.get("execution", type=Map)
-    return emap.get(cell_id)
-
-
-async def submit(api, nb, cell_id, **extra):
-    code, data, _ = await api(
-        "POST",
-        "api",
-        "kernels",
-        nb.kernel_id,
-        "execute",
-        body={"cell_id": cell_id, "document_id": nb.room_id, **extra},
-    )
-    assert code == 202, data
-    return data["request_id"]
 
 
 async def test_two_collaborators_see_running_and_queued_cells(
@@ -148,14 +114,7 @@ async def test_multi_cell_request_is_one_batch_with_source_hashes(
         {"cell_id": cid, "source_hash": source_hash(s)}
         for cid, s in zip(nb.cell_ids, sources, strict=True)
     ]
-    code, data, _ = await api(
-        "POST",
-        "api",
-        "kernels",
-        nb.kernel_id,
-        "execute",
-        body={"document_id": nb.room_id, "cells": cells},
-    )
+    code, data, _ = await post_execute(api, nb, cells=cells)
     assert code == 202, data
     result = await wait_request(data["request_id"])
     assert result["result"] == "ok"
@@ -172,14 +131,7 @@ async def test_stale_source_hash_is_409_and_runs_nothing(notebook_session, api, 
         {"cell_id": nb.cell_ids[1], "source_hash": source_hash("print('old')")},
     ]
     before = len(execution_manager.list_requests())
-    code, data, _ = await api(
-        "POST",
-        "api",
-        "kernels",
-        nb.kernel_id,
-        "execute",
-        body={"document_id": nb.room_id, "cells": cells},
-    )
+    code, data, _ = await post_execute(api, nb, cells=cells)
     assert code == 409
     assert nb.cell_ids[1] in data["message"]
     assert len(execution_manager.list_requests()) == before
@@ -191,12 +143,9 @@ async def test_code_dialect_runs_the_given_code_into_the_cell(
     nb = await notebook_session(["print('from the doc')"])
     cid = nb.cell_ids[0]
     alice = await collab_client(nb.path)
-    code, data, headers = await api(
-        "POST",
-        "api",
-        "kernels",
-        nb.kernel_id,
-        "execute",
+    code, data, headers = await post_execute(
+        api,
+        nb,
         body={
             "code": "print('from the body')",
             "metadata": {"cell_id": cid, "document_id": nb.room_id},
@@ -340,14 +289,7 @@ async def test_cells_inserted_moved_and_deleted_by_a_collaborator_still_get_thei
     await eventually(lambda: server_ids() == [bottom, top])
     rid = await submit(api, nb, bottom)
     await wait_request(rid)
-    code, _data, _ = await api(
-        "POST",
-        "api",
-        "kernels",
-        nb.kernel_id,
-        "execute",
-        body={"cell_id": first, "document_id": nb.room_id},
-    )
+    code, _data, _ = await post_execute(api, nb, first)
     assert code == 404  # the deleted cell is gone from the index too
     await alice.wait_for(
         lambda d: (

@@ -14,7 +14,7 @@ from __future__ import annotations
 import json
 
 import nbformat
-from fixtures_execution import TIMEOUT, cell_py, find_cell
+from fixtures_execution import TIMEOUT, cell_py, find_cell, post_execute
 
 from collab_kernels.execution.outputs import REINSERT_LIMIT
 
@@ -44,14 +44,7 @@ async def test_outputs_of_a_server_run_are_trusted_for_everyone_and_after_reload
     # The file is not signed: its code cells load untrusted.
     assert find_cell(alice.document, a)["metadata"].get("trusted") is False
     deltas = cells_events(bob)
-    code, data, _ = await api(
-        "POST",
-        "api",
-        "kernels",
-        nb.kernel_id,
-        "execute",
-        body={"document_id": nb.room_id, "cells": [{"cell_id": a}, {"cell_id": b}]},
-    )
+    code, data, _ = await post_execute(api, nb, cells=[{"cell_id": a}, {"cell_id": b}])
     assert code == 202, data
     await wait_request(data["request_id"])
     for conn in (alice, bob):
@@ -63,14 +56,7 @@ async def test_outputs_of_a_server_run_are_trusted_for_everyone_and_after_reload
     assert sorted(inserted_ids(deltas)) == sorted([a, b])
     # Running it again does not re-insert a trusted cell.
     deltas.clear()
-    code, data, _ = await api(
-        "POST",
-        "api",
-        "kernels",
-        nb.kernel_id,
-        "execute",
-        body={"cell_id": a, "document_id": nb.room_id},
-    )
+    code, data, _ = await post_execute(api, nb, a)
     await wait_request(data["request_id"])
     await bob.wait_for(lambda d: cell_py(d, a).get("execution_count") == 3, TIMEOUT)
     assert inserted_ids(deltas) == []
@@ -103,14 +89,7 @@ async def test_update_display_data_is_live_for_collaborators(
             for o in cell_py(doc, cid).get("outputs", [])
         ]
 
-    code_, data, _ = await api(
-        "POST",
-        "api",
-        "kernels",
-        nb.kernel_id,
-        "execute",
-        body={"cell_id": cid, "document_id": nb.room_id},
-    )
+    code_, data, _ = await post_execute(api, nb, cid)
     assert code_ == 202, data
     await alice.wait_for(lambda d: texts(d) == ["'starting...'", "between\n"], TIMEOUT)
     outputs_deltas = []
@@ -138,14 +117,7 @@ async def test_empty_cells_are_not_sent_to_the_kernel(
     nb = await notebook_session(["", "   \n", "print('ran')"])
     empty, blank, real = nb.cell_ids
     alice = await collab_client(nb.path)
-    code, data, _ = await api(
-        "POST",
-        "api",
-        "kernels",
-        nb.kernel_id,
-        "execute",
-        body={"document_id": nb.room_id, "cells": [{"cell_id": c} for c in nb.cell_ids]},
-    )
+    code, data, _ = await post_execute(api, nb, cells=[{"cell_id": c} for c in nb.cell_ids])
     assert code == 202, data
     result = await wait_request(data["request_id"])
     assert result["result"] == "ok"
@@ -156,14 +128,7 @@ async def test_empty_cells_are_not_sent_to_the_kernel(
         assert cell["execution_count"] is None and cell["execution_state"] == "idle"
         assert cell["outputs"] == []
     # A lone empty cell ends at once too, and leaves a previous count cleared.
-    code, data, _ = await api(
-        "POST",
-        "api",
-        "kernels",
-        nb.kernel_id,
-        "execute",
-        body={"cell_id": empty, "document_id": nb.room_id},
-    )
+    code, data, _ = await post_execute(api, nb, empty)
     assert (await wait_request(data["request_id"]))["result"] == "ok"
 
 
@@ -173,14 +138,7 @@ async def test_running_a_cell_of_a_shut_down_kernel_shows_why(notebook_session, 
     alice = await collab_client(nb.path)
     code, _, _ = await api("DELETE", "api", "kernels", nb.kernel_id)
     assert code == 204
-    code, data, _ = await api(
-        "POST",
-        "api",
-        "kernels",
-        nb.kernel_id,
-        "execute",
-        body={"cell_id": cid, "document_id": nb.room_id},
-    )
+    code, data, _ = await post_execute(api, nb, cid)
     assert code == 404
     assert "not running" in data["message"] and nb.kernel_id in data["message"]
 

@@ -6,10 +6,21 @@ import asyncio
 import os
 import signal
 
-from fixtures_execution import LONG_CELL, TIMEOUT, LongCell, cell_py, stream_text
+from fixtures_execution import (
+    LONG_CELL,
+    TIMEOUT,
+    LongCell,
+    cell_py,
+    died_mid_cell,
+    entry,
+    gate_code,
+    post_execute,
+    post_input,
+    stream_text,
+    submit,
+)
 from fixtures_kernels import wait_until
 from fixtures_rooms import read_notebook
-from test_execution import entry, gate_code, submit
 
 
 def saved_cell(root, path, index):
@@ -118,20 +129,9 @@ async def test_kernel_killed_mid_cell(
     await alice.wait_for(lambda d: stream_text(cell_py(d, a)) == "started\n", TIMEOUT)
     kernel = jp_serverapp.kernel_manager.get_kernel(nb.kernel_id)
     os.kill(kernel.provisioner.process.pid, signal.SIGKILL)
-    assert (await wait_request(ra))["result"] == "error"
-    assert (await wait_request(rb))["result"] == "aborted"
-    await alice.wait_for(
-        lambda d: (
-            all(cell_py(d, x)["execution_state"] == "idle" for x in (a, b))
-            and cell_py(d, a)["outputs"][-1].get("output_type") == "error"
-        ),
-        TIMEOUT,
-    )
-    cell = cell_py(alice.document, a)
-    assert cell["outputs"][-1]["ename"] in ("KernelDied", "KernelRestarted")
+    cell = await died_mid_cell(wait_request, alice, (ra, a), (rb, b))
     assert "died" in cell["outputs"][-1]["evalue"]
-    assert stream_text(cell) == "started\n"
-    assert entry(alice.document, a) is None and entry(alice.document, b)["status"] == "aborted"
+    assert entry(alice.document, a) is None
 
 
 async def test_background_thread_output_lands_after_room_was_freed(
@@ -184,24 +184,10 @@ async def test_kernel_switch_follows_the_session(
     assert code == 200
     new_kid = session["kernel"]["id"]
     assert new_kid != nb.kernel_id
-    code, data, _ = await api(
-        "POST",
-        "api",
-        "kernels",
-        new_kid,
-        "execute",
-        body={"cell_id": cid, "document_id": nb.room_id},
-    )
+    code, data, _ = await post_execute(api, nb, cid, kernel_id=new_kid)
     assert code == 202, data
     assert (await wait_request(data["request_id"]))["result"] == "ok"
-    code, data, _ = await api(
-        "POST",
-        "api",
-        "kernels",
-        nb.kernel_id,
-        "execute",
-        body={"cell_id": cid, "document_id": nb.room_id},
-    )
+    code, data, _ = await post_execute(api, nb, cid)
     assert code in (400, 404), data
 
 
@@ -240,26 +226,12 @@ async def test_input_answered_by_a_collaborator(notebook_session, api, collab_cl
     code, polled, _ = await api("GET", "api", "kernels", nb.kernel_id, "requests", rid)
     # Still running (202: anyone in the document may answer), with the prompt.
     assert code == 202 and polled["input_request"]["prompt"] == "name? "
-    code, data, _ = await api(
-        "POST",
-        "api",
-        "kernels",
-        nb.kernel_id,
-        "input",
-        body={"document_id": nb.room_id, "cell_id": cid, "value": "bob"},
-    )
+    code, data, _ = await post_input(api, nb, cid, "bob")
     assert code == 200, data
     assert (await wait_request(rid))["result"] == "ok"
     await alice.wait_for(lambda d: cell_py(d, cid).get("execution_count") == 1, TIMEOUT)
     assert stream_text(cell_py(alice.document, cid)) == "name? bob\nhello bob\n"
-    code, data, _ = await api(
-        "POST",
-        "api",
-        "kernels",
-        nb.kernel_id,
-        "input",
-        body={"document_id": nb.room_id, "cell_id": cid, "value": "again"},
-    )
+    code, data, _ = await post_input(api, nb, cid, "again")
     assert code == 409
 
 

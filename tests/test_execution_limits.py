@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from fixtures_execution import TIMEOUT, cell_py, stream_text
+from fixtures_execution import TIMEOUT, cell_py, post_execute, stream_text
 
 
 async def test_deeply_nested_json_is_400_with_a_message(notebook_session, api):
@@ -17,14 +17,7 @@ async def test_deeply_nested_json_is_400_with_a_message(notebook_session, api):
         code, data, _ = await api("POST", "api", "kernels", nb.kernel_id, endpoint, body=nested)
         assert code == 400, (endpoint, code, data)
     # The server still executes.
-    code, data, _ = await api(
-        "POST",
-        "api",
-        "kernels",
-        nb.kernel_id,
-        "execute",
-        body={"cell_id": nb.cell_ids[0], "document_id": nb.room_id},
-    )
+    code, data, _ = await post_execute(api, nb, nb.cell_ids[0])
     assert code == 202, data
 
 
@@ -58,12 +51,9 @@ async def test_request_history_keeps_no_code_bodies(
     nb = await notebook_session(["pass"])
     alice = await collab_client(nb.path)
     code_body = "x = '" + "a" * 500_000 + "'\nprint(len(x))"
-    code, data, _ = await api(
-        "POST",
-        "api",
-        "kernels",
-        nb.kernel_id,
-        "execute",
+    code, data, _ = await post_execute(
+        api,
+        nb,
         body={
             "code": code_body,
             "metadata": {"cell_id": nb.cell_ids[0], "document_id": nb.room_id},

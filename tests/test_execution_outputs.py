@@ -3,10 +3,9 @@ large outputs."""
 
 from __future__ import annotations
 
-from fixtures_execution import TIMEOUT, cell_py, stream_text
+from fixtures_execution import TIMEOUT, cell_py, stream_text, submit
 from fixtures_kernels import wait_until
 from fixtures_rooms import read_notebook
-from test_execution import submit
 
 PROGRESS = (
     "import sys\n"

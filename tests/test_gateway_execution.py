@@ -8,7 +8,7 @@ bodies, with this module's server config), plus what only a gateway kernel needs
 from __future__ import annotations
 
 import pytest
-from fixtures_execution import TIMEOUT, cell_py, stream_text
+from fixtures_execution import TIMEOUT, cell_py, died_mid_cell, stream_text, submit
 from test_cli import (  # noqa: F401 (collected here with the gateway config)
     test_input_prompt_answered_in_run,
     test_kernel_death_exit_code,
@@ -16,8 +16,6 @@ from test_cli import (  # noqa: F401 (collected here with the gateway config)
 )
 from test_client import test_input_prompt_answered_from_client  # noqa: F401
 from test_execution import (  # noqa: F401
-    entry,
-    submit,
     test_error_stops_the_rest_of_the_queue,
     test_execute_writes_result_and_count_into_every_collaborator,
     test_interrupt_stops_running_cell_and_clears_queue,
@@ -78,19 +76,7 @@ async def test_gateway_kernel_killed_mid_cell(
     ra, rb = await submit(api, nb, a), await submit(api, nb, b)
     await alice.wait_for(lambda d: stream_text(cell_py(d, a)) == "started\n", TIMEOUT)
     flag.write_text("")
-    assert (await wait_request(ra))["result"] == "error"
-    assert (await wait_request(rb))["result"] == "aborted"
-    await alice.wait_for(
-        lambda d: (
-            all(cell_py(d, x)["execution_state"] == "idle" for x in (a, b))
-            and cell_py(d, a)["outputs"][-1].get("output_type") == "error"
-        ),
-        TIMEOUT,
-    )
-    cell = cell_py(alice.document, a)
-    assert cell["outputs"][-1]["ename"] in ("KernelDied", "KernelRestarted")
-    assert stream_text(cell) == "started\n"
-    assert entry(alice.document, b)["status"] == "aborted"
+    await died_mid_cell(wait_request, alice, (ra, a), (rb, b))
     rid = await submit(api, nb, b)
     result = await wait_request(rid)
     assert result["result"] == "ok" and result["execution_count"] == 1

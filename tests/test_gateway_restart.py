@@ -8,9 +8,8 @@ import asyncio
 
 import nbformat
 import pytest
-from fixtures_execution import cell_py, stream_text
+from fixtures_execution import cell_py, gate_code, stream_text
 from fixtures_rooms import eventually
-from test_execution import gate_code
 
 from collab_kernels.client.connection import connect_room
 

@@ -7,16 +7,9 @@ import json
 
 import nbformat
 import pytest
-from fixtures_rooms import (
-    VIEWER_TOKEN,
-    ReadOnlyViewerAuthorizer,
-    ViewerIdentityProvider,
-    eventually,
-    read_notebook,
-)
+from fixtures_rooms import FAST_ROOMS, VIEWER_TOKEN, eventually, read_notebook, viewer_config
 from jupyter_ydoc import YNotebook
 from tornado.httpclient import HTTPClientError
-from traitlets.config import Config
 
 from collab_kernels.client.connection import RoomClosedError, SessionError, open_session
 from collab_kernels.rooms import protocol
@@ -24,21 +17,7 @@ from collab_kernels.rooms import protocol
 
 @pytest.fixture
 def jp_server_config():
-    return Config(
-        {
-            "ServerApp": {
-                "jpserver_extensions": {"collab_kernels": True, "jupyter_server_fileid": True},
-                "identity_provider_class": ViewerIdentityProvider,
-                "authorizer_class": ReadOnlyViewerAuthorizer,
-            },
-            "RoomManager": {
-                "save_delay": 0.1,
-                "file_check_interval": 0.2,
-                "free_delay": 0.2,
-                "max_message_size": 64 * 1024,
-            },
-        }
-    )
+    return viewer_config(RoomManager={**FAST_ROOMS, "max_message_size": 64 * 1024})
 
 
 def sources(doc: YNotebook) -> list[str]:

@@ -7,37 +7,25 @@ import json
 
 import nbformat
 import pytest
-from fixtures_rooms import eventually, read_notebook
-from jupyter_server.serverapp import ServerApp
+from fixtures_rooms import (
+    FAST_ROOMS,
+    append_source,
+    collab_config,
+    disk_sources,
+    eventually,
+    sources,
+)
 from pycrdt import Text
-from tornado.httpserver import HTTPServer
-from tornado.testing import bind_unused_port
 from traitlets.config import Config
 
-from collab_kernels.client.connection import RoomConnection
+from collab_kernels.client.connection import RoomConnection, open_session
 from collab_kernels.rooms import protocol
 from collab_kernels.rooms.manager import ROOM_EVENT_SCHEMA_ID
 
 
 @pytest.fixture
 def jp_server_config():
-    return Config(
-        {
-            "ServerApp": {
-                "jpserver_extensions": {"collab_kernels": True, "jupyter_server_fileid": True},
-            },
-            "RoomManager": {"save_delay": 0.1, "file_check_interval": 0.2, "free_delay": 0.2},
-        }
-    )
-
-
-def sources(doc) -> list[str]:
-    return [str(cell["source"]) for cell in doc.ycells]
-
-
-def append_source(doc, index: int, text: str) -> None:
-    source = doc.ycells[index]["source"]
-    source.insert(len(source), text)
+    return collab_config(RoomManager=FAST_ROOMS)
 
 
 def write_out_of_band(root, path, sources_: list[str], ids: list[str]) -> None:
@@ -47,15 +35,6 @@ def write_out_of_band(root, path, sources_: list[str], ids: list[str]) -> None:
         cell["id"] = cell_id
         nb.cells.append(cell)
     (root / path).write_text(nbformat.writes(nb))
-
-
-def disk_sources(root, path) -> list[str] | None:
-    """The sources in the file, or None while the file is being rewritten."""
-    try:
-        notebook = read_notebook(root, path)
-    except ValueError:  # jupyter_server rewrites the file in place: a reader may see it empty
-        return None
-    return ["".join(c["source"]) for c in notebook["cells"]]
 
 
 def room_events(jp_serverapp) -> list[dict]:
@@ -144,9 +123,8 @@ async def test_restarted_server_never_duplicates_cells(
     rooms_notebook,
     collab_client,
     jp_serverapp,
-    jp_configurable_serverapp,
+    restart_server,
     jp_root_dir,
-    jp_base_url,
     jp_server_config,
 ):
     """Without the update store (with it: tests/test_rooms_restart.py) a restarted server
@@ -169,20 +147,15 @@ async def test_restarted_server_never_duplicates_cells(
         lambda: room.unsaved and str(room.document.ycells[0]["source"]) == "first last"
     )
 
-    # the server stops: clients are closed, the document is saved
-    await jp_serverapp._cleanup()
-    await conn.wait_closed()
-    assert disk_sources(jp_root_dir, path) == ["first last", "second edited"]
-    ServerApp.clear_instance()
-
-    # a new server process on the same root dir
-    sock, port = bind_unused_port()
-    app2 = jp_configurable_serverapp(http_port=port, config=no_store)
-    server = HTTPServer(app2.web_app)
-    server.add_sockets([sock])
-    try:
-        base2 = f"http://127.0.0.1:{port}{jp_base_url}"
-        token2 = app2.identity_provider.token
+    # the server stops (clients are closed, the document is saved); a new server process
+    # starts on the same root dir
+    async with restart_server(no_store) as (
+        base2,
+        token2,
+        _app2,
+    ):
+        await conn.wait_closed()
+        assert disk_sources(jp_root_dir, path) == ["first last", "second edited"]
         # the browser reconnects with its pre-restart session and history
         stale = RoomConnection(base2, room_id, session_id, token=token2, ydoc=old_doc)
         await stale.connect()
@@ -194,8 +167,6 @@ async def test_restarted_server_never_duplicates_cells(
             "reloadable": True,
         }
         # after the reload: one copy of each cell, in the doc and on disk
-        from collab_kernels.client.connection import open_session
-
         session = await open_session(base2, path, token=token2)
         assert session.room_id == room_id  # file ids survive the restart
         fresh = RoomConnection.from_session(base2, session, token=token2)
@@ -208,5 +179,3 @@ async def test_restarted_server_never_duplicates_cells(
         )
         await fresh.close()
         await stale.close()
-    finally:
-        server.stop()

@@ -9,16 +9,18 @@ its Y document, and its edits, while the server is down and reconnects with its 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
-from collections.abc import AsyncIterator
 
 import nbformat
 import pytest
-from fixtures_rooms import eventually, read_notebook
-from jupyter_server.serverapp import ServerApp
-from tornado.httpserver import HTTPServer
-from tornado.testing import bind_unused_port
+from fixtures_rooms import (
+    FAST_ROOMS,
+    append_source,
+    collab_config,
+    disk_sources,
+    eventually,
+    sources,
+)
 from traitlets.config import Config
 
 from collab_kernels.client.connection import RoomConnection, open_session
@@ -27,62 +29,14 @@ from collab_kernels.rooms import protocol
 
 @pytest.fixture
 def jp_server_config():
-    return Config(
-        {
-            "ServerApp": {
-                "jpserver_extensions": {"collab_kernels": True, "jupyter_server_fileid": True},
-            },
-            "RoomManager": {"save_delay": 0.1, "file_check_interval": 0.2, "free_delay": 0.2},
-        }
-    )
-
-
-def sources(doc) -> list[str]:
-    return [str(cell["source"]) for cell in doc.ycells]
-
-
-def append_source(doc, index: int, text: str) -> None:
-    source = doc.ycells[index]["source"]
-    source.insert(len(source), text)
-
-
-def disk_sources(root, path) -> list[str] | None:
-    try:
-        notebook = read_notebook(root, path)
-    except ValueError:  # caught mid-write
-        return None
-    return ["".join(c["source"]) for c in notebook["cells"]]
-
-
-@contextlib.asynccontextmanager
-async def restarted(
-    jp_serverapp, jp_configurable_serverapp, jp_base_url, config=None
-) -> AsyncIterator[tuple[str, str, ServerApp]]:
-    """Stop the test's server (clients closed, documents saved), then start a new server
-    process-alike on the same root and data dir; yields its base URL, token and app."""
-    await jp_serverapp._cleanup()
-    ServerApp.clear_instance()
-    sock, port = bind_unused_port()
-    kwargs = {"http_port": port}
-    if config is not None:
-        kwargs["config"] = config
-    app2 = jp_configurable_serverapp(**kwargs)
-    server = HTTPServer(app2.web_app)
-    server.add_sockets([sock])
-    try:
-        yield f"http://127.0.0.1:{port}{jp_base_url}", app2.identity_provider.token, app2
-    finally:
-        await app2.web_app.settings["collab_room_manager"].stop()
-        server.stop()
+    return collab_config(RoomManager=FAST_ROOMS)
 
 
 async def test_browser_continues_after_restart_with_its_offline_edits(
     rooms_notebook,
     collab_client,
-    jp_serverapp,
-    jp_configurable_serverapp,
+    restart_server,
     jp_root_dir,
-    jp_base_url,
 ):
     path = rooms_notebook("continue.ipynb", ["first", "second"])
     alice = await collab_client(path)
@@ -92,7 +46,7 @@ async def test_browser_continues_after_restart_with_its_offline_edits(
     await eventually(lambda: disk_sources(jp_root_dir, path) == ["first", "second edited"])
     room_id = alice.room_id
 
-    async with restarted(jp_serverapp, jp_configurable_serverapp, jp_base_url) as (
+    async with restart_server() as (
         base2,
         token2,
         app2,
@@ -135,10 +89,8 @@ async def test_browser_continues_after_restart_with_its_offline_edits(
 async def test_history_that_cannot_match_is_refused_after_a_delay(
     rooms_notebook,
     collab_client,
-    jp_serverapp,
-    jp_configurable_serverapp,
+    restart_server,
     jp_root_dir,
-    jp_base_url,
     jp_server_config,
 ):
     """The file changed while the server was down (git checkout): the document is rebuilt from
@@ -149,7 +101,7 @@ async def test_history_that_cannot_match_is_refused_after_a_delay(
     await eventually(lambda: disk_sources(jp_root_dir, path) == ["one", "two"])
     config = Config(jp_server_config)
     config.RoomManager.stale_session_close_delay = 0.5
-    async with restarted(jp_serverapp, jp_configurable_serverapp, jp_base_url, config) as (
+    async with restart_server(config) as (
         base2,
         token2,
         _app2,

@@ -7,15 +7,8 @@ import json
 import logging
 
 import pytest
-from fixtures_rooms import (
-    VIEWER_TOKEN,
-    ReadOnlyViewerAuthorizer,
-    ViewerIdentityProvider,
-    eventually,
-    read_notebook,
-)
+from fixtures_rooms import VIEWER_TOKEN, eventually, read_notebook, viewer_config
 from pycrdt import Array, Doc, Map, create_update_message
-from traitlets.config import Config
 
 from collab_kernels.client.connection import SessionError, open_session
 from collab_kernels.rooms import protocol
@@ -24,21 +17,14 @@ from collab_kernels.rooms.manager import RoomNotFound
 
 @pytest.fixture
 def jp_server_config():
-    return Config(
-        {
-            "ServerApp": {
-                "jpserver_extensions": {"collab_kernels": True, "jupyter_server_fileid": True},
-                "identity_provider_class": ViewerIdentityProvider,
-                "authorizer_class": ReadOnlyViewerAuthorizer,
-            },
-            "ContentsManager": {"allow_hidden": False},
-            "RoomManager": {
-                "save_delay": 0.05,
-                "file_check_interval": 0.2,
-                "max_awareness_state_size": 1024,
-                "client_queue_bytes": 1024 * 1024,
-            },
-        }
+    return viewer_config(
+        ContentsManager={"allow_hidden": False},
+        RoomManager={
+            "save_delay": 0.05,
+            "file_check_interval": 0.2,
+            "max_awareness_state_size": 1024,
+            "client_queue_bytes": 1024 * 1024,
+        },
     )
 
 
