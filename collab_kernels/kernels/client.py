@@ -208,6 +208,11 @@ class SharedKernelClient(LoggingConfigurable):
         if self._sockets is not None:
             self._sockets.close()
             self._sockets = None
+        self.forget_requests()
+
+    def forget_requests(self) -> None:
+        """The transport is gone: cancel the server's own waiters and forget the owners of
+        pending replies (a transport of another kind calls it when it drops its own)."""
         for fut in self._waiters.values():
             if not fut.done():
                 fut.cancel()
@@ -355,7 +360,9 @@ class SharedKernelClient(LoggingConfigurable):
 
     # ------------------------------------------------------------------ sending
 
-    def _stream(self, channel: str) -> ZMQStream:
+    def send_stream(self, channel: str) -> ZMQStream:
+        """Where ``send``/``send_raw`` write signed frames; another transport overrides it
+        (ZMQStream's ``send_multipart`` and ``flush``: kernels/gateway/wire.py)."""
         if channel not in REQUEST_CHANNELS:
             raise ValueError(f"cannot send on channel {channel!r}; use {REQUEST_CHANNELS}")
         stream = self.streams.get(channel)
@@ -365,7 +372,7 @@ class SharedKernelClient(LoggingConfigurable):
 
     def send(self, channel: str, msg: dict[str, t.Any], *, owner: Listener | None = None) -> None:
         """Sign and send ``msg`` (built with ``self.session.msg``) on ``channel``."""
-        stream = self._stream(channel)
+        stream = self.send_stream(channel)
         header = msg["header"]
         self.router.remember_owner(header["msg_id"], header.get("msg_type", ""), owner)
         self.session.send(stream, msg)
@@ -378,7 +385,7 @@ class SharedKernelClient(LoggingConfigurable):
 
         Returns the unpacked header.
         """
-        stream = self._stream(channel)
+        stream = self.send_stream(channel)
         header: dict[str, t.Any] = self.session.unpack(frames[0])
         self.router.remember_owner(header.get("msg_id", ""), header.get("msg_type", ""), owner)
         self.session.send_raw(stream, list(frames))  # type: ignore[arg-type]

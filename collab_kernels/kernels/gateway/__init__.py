@@ -23,9 +23,10 @@ the server's endpoints) is a listener on it:
 Browser tabs use ``SharedClientWebsocketConnection`` unchanged: it only needs the kernel's
 ``shared_client``. ``km.client()`` returns ``GatewayInProcessClient`` (inprocess.py).
 
-Files: ``client.py`` (``GatewayKernelClient``), ``wire.py`` (wire formats), ``inflight.py``
-(running document executions kept on disk for a restart), ``inprocess.py``
-(``km.client()``), ``managers.py`` (the managers, adoption after a restart).
+Files: ``client.py`` (``GatewayKernelClient``: connection, reconnects, readiness, sending),
+``wire.py`` (the websocket frame codec and wire formats), ``inflight.py`` (running document
+executions kept on disk for a restart), ``inprocess.py`` (``km.client()``), ``managers.py``
+(the managers, adoption after a restart).
 """
 
 from .client import GatewayKernelClient

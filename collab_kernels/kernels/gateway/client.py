@@ -4,14 +4,12 @@ gateway instead of ZMQ sockets (see the package's doc)."""
 from __future__ import annotations
 
 import asyncio
-import json
 import random
 import socket
 import typing as t
 import uuid
 from collections import deque
 
-from jupyter_client.jsonutil import json_default
 from jupyter_server.gateway.gateway_client import GatewayClient
 from jupyter_server.utils import url_path_join
 from tornado.escape import url_escape
@@ -20,9 +18,9 @@ from tornado.websocket import WebSocketClientConnection, WebSocketClosedError, w
 from traitlets import Bool, CaselessStrEnum, Float, Integer
 
 from ..client import REQUEST_CHANNELS, KernelMessage, Listener, SharedKernelClient
-from ..websocket import V1_PROTOCOL, v1_frame_is_sane
+from ..websocket import V1_PROTOCOL
 from .inflight import InflightRequests
-from .wire import WebsocketChannel, from_binary, from_v1, to_binary, to_v1
+from .wire import WebsocketChannel, decode, encode
 
 
 class GatewayKernelClient(SharedKernelClient):
@@ -182,7 +180,7 @@ class GatewayKernelClient(SharedKernelClient):
         tells requests sent to a previous process by it); ``reconnects`` counts websockets.
         """
         self.connect_count += 1
-        self._forget_requests()
+        self.forget_requests()
         # Until the new process answered (and its iopub reached us), requests wait in the
         # outbox: the gateway's sockets reconnect to the new process on their own timers,
         # and the output of a request sent before would be lost.
@@ -202,15 +200,9 @@ class GatewayKernelClient(SharedKernelClient):
         if ws is not None:
             ws.close()
         self._outbox.clear()
-        self._forget_requests()
+        self.forget_requests()
         if self._gw_ready is not None and not self._gw_ready.done():
             self._gw_ready.cancel()
-
-    def _forget_requests(self) -> None:
-        # The base class's teardown of a transport: cancels server-side waiters and forgets
-        # the owners of pending requests (they will never be answered). Its ZMQ part finds
-        # no sockets here.
-        self._close_streams()
 
     def _gone(self, event: str, reason: str) -> None:
         """The kernel cannot be reached any more: close and tell the listeners."""
@@ -314,7 +306,7 @@ class GatewayKernelClient(SharedKernelClient):
             if quickack is not None:
                 quickack()
             try:
-                msg = self._decode(data)
+                msg = decode(data, self.protocol, self.session)
             except Exception:
                 self.log.warning(
                     "Kernel %s: malformed message from the gateway dropped",
@@ -322,8 +314,7 @@ class GatewayKernelClient(SharedKernelClient):
                     exc_info=True,
                 )
                 continue
-            if msg is not None:
-                self.dispatch(msg)
+            self.dispatch(msg)
 
     def _quickack(self, conn: WebSocketClientConnection) -> t.Callable[[], None] | None:
         """ACK each received frame at once (Linux TCP_QUICKACK, re-armed after each read).
@@ -346,50 +337,9 @@ class GatewayKernelClient(SharedKernelClient):
 
         return ack
 
-    def _decode(self, data: str | bytes) -> KernelMessage | None:
-        if self.protocol == V1_PROTOCOL:
-            if not v1_frame_is_sane(data):
-                raise ValueError("bad v1 frame")
-            channel, parts = from_v1(t.cast(bytes, data))
-            raw = [b"", *parts]
-        else:
-            if isinstance(data, bytes):
-                parsed = from_binary(data)
-            else:
-                parsed = json.loads(data)
-            channel = str(parsed.get("channel"))
-            pack = self.session.pack
-            raw = [
-                b"",
-                pack(parsed["header"]),
-                pack(parsed.get("parent_header") or {}),
-                pack(parsed.get("metadata") or {}),
-                pack(parsed.get("content") or {}),
-                *[bytes(b) for b in parsed.get("buffers") or []],
-            ]
-        if channel not in ("iopub", *REQUEST_CHANNELS):
-            raise ValueError(f"unknown channel {channel!r}")
-        return KernelMessage(channel, raw, self.session)
-
-    def _encode(self, channel: str, parts: list[bytes]) -> tuple[str | bytes, bool]:
-        if self.protocol == V1_PROTOCOL:
-            return to_v1(parts, channel), True
-        unpack = self.session.unpack
-        msg: dict[str, t.Any] = {
-            "header": unpack(parts[0]),
-            "parent_header": unpack(parts[1]),
-            "metadata": unpack(parts[2]),
-            "content": unpack(parts[3]),
-            "channel": channel,
-        }
-        if len(parts) > 4:
-            msg["buffers"] = parts[4:]
-            return to_binary(msg), True
-        return json.dumps(msg, default=json_default), False
-
     # ------------------------------------------------------------------ sending
 
-    def _stream(self, channel: str) -> t.Any:  # the base class sends through this
+    def send_stream(self, channel: str) -> t.Any:  # the websocket, in a stream's shape
         if channel not in REQUEST_CHANNELS:
             raise ValueError(f"cannot send on channel {channel!r}; use {REQUEST_CHANNELS}")
         if self._gw_closed:
@@ -407,7 +357,7 @@ class GatewayKernelClient(SharedKernelClient):
         if ws is None or (held and not self._nudging):
             self._queue(channel, parts)
             return
-        data, binary = self._encode(channel, parts)
+        data, binary = encode(channel, parts, self.protocol, self.session)
         try:
             ws.write_message(data, binary=binary)
         except WebSocketClosedError:
@@ -436,7 +386,7 @@ class GatewayKernelClient(SharedKernelClient):
         ws = self.ws
         while self._outbox and ws is not None:
             channel, parts = self._outbox[0]
-            data, binary = self._encode(channel, parts)
+            data, binary = encode(channel, parts, self.protocol, self.session)
             try:
                 ws.write_message(data, binary=binary)
             except WebSocketClosedError:
