@@ -112,6 +112,11 @@ class CollabKernelsApp(ExtensionApp):
     #: "foreign" or "off".
     kernel_layer: KernelLayer = "off"
 
+    #: The stages' managers, made by initialize_settings (None while the server has not
+    #: got that far: stop_extension may run after a failed start).
+    room_manager: RoomManager | None = None
+    execution_manager: ExecutionManager | None = None
+
     def _link_jupyter_server_extension(self, serverapp):
         # First: the configuration dumps of every extension's link (debug level) name tokens.
         install_scrubber(serverapp, loggers=[serverapp.log])
@@ -130,7 +135,7 @@ class CollabKernelsApp(ExtensionApp):
     def initialize_settings(self):
         serverapp = self.serverapp
         self.kernel_layer = verify_kernel_layer(serverapp, serverapp.log, self.kernel_layer)
-        self.room_manager = RoomManager(
+        self.room_manager = room_manager = RoomManager(
             parent=self,
             log=self.log,
             contents_manager=serverapp.contents_manager,
@@ -139,23 +144,23 @@ class CollabKernelsApp(ExtensionApp):
             web_settings=serverapp.web_app.settings,
             data_dir=serverapp.data_dir,
         )
-        self.execution_manager = ExecutionManager(
+        self.execution_manager = execution_manager = ExecutionManager(
             parent=self,
             log=self.log,
-            room_manager=self.room_manager,
+            room_manager=room_manager,
             kernel_manager=serverapp.kernel_manager,
             session_manager=serverapp.session_manager,
         )
         km = serverapp.kernel_manager
-        if hasattr(km, "adopt_session_kernels"):
+        if isinstance(km, CollabGatewayMappingKernelManager):
             # Gateway kernels that outlived the previous server process: adopted, and the
             # output the gateway buffered for their running cells routed to those cells.
-            km.add_adoption_listener(partial(_route_adopted, self.execution_manager))
+            km.add_adoption_listener(partial(_route_adopted, execution_manager))
             km.adopt_session_kernels(serverapp.session_manager)
         self.settings.update(
             {
-                handlers_base.ROOM_MANAGER: self.room_manager,
-                handlers_base.EXECUTION_MANAGER: self.execution_manager,
+                handlers_base.ROOM_MANAGER: room_manager,
+                handlers_base.EXECUTION_MANAGER: execution_manager,
                 handlers_base.JSON_MAX_DEPTH: self.json_max_depth,
             }
         )
@@ -190,12 +195,10 @@ class CollabKernelsApp(ExtensionApp):
 
     async def stop_extension(self):
         # (the server may have failed before initialize_settings created them)
-        execution_manager = getattr(self, "execution_manager", None)
-        if execution_manager is not None:
-            await execution_manager.stop()
-        room_manager = getattr(self, "room_manager", None)
-        if room_manager is not None:
-            await room_manager.stop()
+        if self.execution_manager is not None:
+            await self.execution_manager.stop()
+        if self.room_manager is not None:
+            await self.room_manager.stop()
 
 
 main = launch_new_instance = CollabKernelsApp.launch_instance

@@ -9,15 +9,15 @@ from jupyter_server.auth.decorator import authorized
 from tornado import web
 
 from ..handlers_base import CollabAPIHandler
+from .auth import RoleAuthorizer
 
 ACTIVE = ("queued", "running")
 
 
 def connection_role(authorizer: Any, client: Any) -> str:
     """The role of a connection: the RoleAuthorizer's, or what its rights amount to."""
-    role_of = getattr(authorizer, "role_of", None)
-    if role_of is not None and client.user is not None:
-        return role_of(client.user)
+    if isinstance(authorizer, RoleAuthorizer) and client.user is not None:
+        return authorizer.role_of(client.user)
     if client.can_execute:
         return "runner"
     return "editor" if client.can_write else "viewer"
@@ -78,7 +78,7 @@ class PresenceHandler(CollabAPIHandler):
             json.dumps(
                 {
                     "room_id": room_id,
-                    "path": getattr(room, "path", None),
+                    "path": room.path,
                     "clients": [describe_client(self.authorizer, room, c) for c in clients],
                     "executions": [describe_request(r) for r in requests],
                 }
