@@ -33,15 +33,11 @@ import sys
 import tempfile
 import time
 import uuid
-from pathlib import Path
 
 from kernels_bench import Server, Tab, throughput_figure, v1_parse
 from procs import free_port, save_results, stop_process
 from tornado.httpclient import AsyncHTTPClient, HTTPRequest
-from tornado.websocket import websocket_connect
 
-HERE = Path(__file__).resolve().parent
-ROOT = HERE.parent
 GATEWAY_TOKEN = uuid.uuid4().hex
 
 
@@ -108,21 +104,10 @@ def variants(gateway: Gateway) -> dict[str, list[str]]:
     }
 
 
-class JsonTab:
+class JsonTab(Tab):
     """A tab in the legacy JSON protocol (what stock gateway mode speaks to tabs)."""
 
-    def __init__(self, conn, session: str):
-        self.conn = conn
-        self.session = session
-
-    @classmethod
-    async def open(cls, server: Server, kid: str) -> JsonTab:
-        session = uuid.uuid4().hex
-        req = HTTPRequest(
-            server.url(f"api/kernels/{kid}/channels?session_id={session}", ws=True),
-            headers={"Authorization": f"token {server.token}"},
-        )
-        return cls(await websocket_connect(req, max_message_size=1 << 30), session)
+    subprotocols = None
 
     def send(self, channel: str, msg_type: str, content: dict) -> str:
         msg_id = uuid.uuid4().hex
@@ -171,9 +156,6 @@ class JsonTab:
                 streams += 1
             elif msg["msg_type"] == "status" and msg["content"]["execution_state"] == "idle":
                 return streams, time.monotonic()
-
-    def close(self) -> None:
-        self.conn.close()
 
 
 async def json_throughput_figure(server: Server, n_tabs: int, n_prints: int) -> dict:

@@ -32,15 +32,12 @@ import sys
 import tempfile
 import time
 import uuid
-from pathlib import Path
 
 import psutil
-from procs import free_port, save_results, stop_process
+from procs import ROOT, free_port, save_results, stop_process
 from tornado.httpclient import AsyncHTTPClient, HTTPRequest
 from tornado.websocket import websocket_connect
 
-HERE = Path(__file__).resolve().parent
-ROOT = HERE.parent
 V1 = "v1.kernel.websocket.jupyter.org"
 
 VARIANTS = {
@@ -161,18 +158,23 @@ def v1_parse(data: bytes) -> tuple[str, dict, bytes, bytes]:
 
 
 class Tab:
+    """A browser tab's kernel websocket, in the v1 protocol (binary frames)."""
+
+    #: the websocket subprotocols the tab asks for
+    subprotocols: list[str] | None = [V1]
+
     def __init__(self, conn, session: str):
         self.conn = conn
         self.session = session
 
     @classmethod
-    async def open(cls, server: Server, kid: str) -> Tab:
+    async def open(cls, server: Server, kid: str):
         session = uuid.uuid4().hex
         req = HTTPRequest(
             server.url(f"api/kernels/{kid}/channels?session_id={session}", ws=True),
             headers={"Authorization": f"token {server.token}"},
         )
-        conn = await websocket_connect(req, subprotocols=[V1], max_message_size=1 << 30)
+        conn = await websocket_connect(req, subprotocols=cls.subprotocols, max_message_size=1 << 30)
         return cls(conn, session)
 
     def send(self, channel: str, msg_type: str, content: dict) -> str:

@@ -5,7 +5,8 @@
   Jupyter config/data/runtime dirs under ``home`` (so the file id database and the update
   store survive a restart of the same ``home``); ``kill9()`` sends SIGKILL to the server and
   to every process it started (kernels included: nothing is left running); ``stop()`` ends it
-  politely. ``api(method, path, json=...)`` is an httpx call with the token.
+  politely. ``api(method, path, json=...)`` is an httpx call with the token;
+  ``open_notebook(path)`` starts a kernel session and the collaboration session of a notebook.
 - ``server_process``: a factory fixture that kills whatever is left at teardown.
 
 Fuzzing helpers (test_fuzz_*.py): hypothesis cannot drive a coroutine test on pytest-jupyter's
@@ -143,6 +144,19 @@ class ServerProcess:
             return await client.request(
                 method, self.base_url + path.lstrip("/"), headers=self.headers, **kwargs
             )
+
+    async def open_notebook(self, path: str) -> tuple[str, str, str]:
+        """Start a python3 kernel session for the notebook ``path`` and open its
+        collaboration session; returns (kernel_id, session_id, document_id)."""
+        body = {"path": path, "type": "notebook", "name": path, "kernel": {"name": "python3"}}
+        r = await self.api("POST", "api/sessions", json=body)
+        assert r.status_code == 201, r.text
+        kernel_id, session_id = r.json()["kernel"]["id"], r.json()["id"]
+        r = await self.api(
+            "PUT", f"api/collaboration/session/{path}", json={"format": "json", "type": "notebook"}
+        )
+        assert r.status_code in (200, 201), r.text
+        return kernel_id, session_id, f"json:notebook:{r.json()['fileId']}"
 
     def kill9(self) -> None:
         """SIGKILL the server and everything it started, at once."""

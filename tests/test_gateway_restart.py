@@ -55,23 +55,7 @@ async def test_gateway_kernel_outlives_a_server_restart(
     ]
 
     server = await server_process(root=root, config=config).start()
-    r = await server.api(
-        "POST",
-        "api/sessions",
-        json={
-            "path": "run.ipynb",
-            "type": "notebook",
-            "name": "run.ipynb",
-            "kernel": {"name": "python3"},
-        },
-    )
-    assert r.status_code == 201, r.text
-    kernel_id = r.json()["kernel"]["id"]
-    session_id = r.json()["id"]
-    r = await server.api(
-        "PUT", "api/collaboration/session/run.ipynb", json={"format": "json", "type": "notebook"}
-    )
-    document_id = f"json:notebook:{r.json()['fileId']}"
+    kernel_id, session_id, document_id = await server.open_notebook("run.ipynb")
     rid = await _run(server, kernel_id, document_id, first)
     await eventually(lambda: _request_done(server, kernel_id, rid), timeout=60)
     watcher = await connect_room(server.base_url, "run.ipynb", token=server.token)

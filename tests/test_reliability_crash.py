@@ -64,23 +64,7 @@ async def test_kill9_during_a_headless_run(server_process, tmp_path, store):
     config = [*SAVES, f"--RoomManager.update_store={store}"]
 
     server = await server_process(root=root, config=config).start()
-    r = await server.api(
-        "POST",
-        "api/sessions",
-        json={
-            "path": "run.ipynb",
-            "type": "notebook",
-            "name": "run.ipynb",
-            "kernel": {"name": "python3"},
-        },
-    )
-    assert r.status_code == 201, r.text
-    kernel_id = r.json()["kernel"]["id"]
-    r = await server.api(
-        "PUT", "api/collaboration/session/run.ipynb", json={"format": "json", "type": "notebook"}
-    )
-    assert r.status_code in (200, 201), r.text
-    document_id = f"json:notebook:{r.json()['fileId']}"
+    kernel_id, _session_id, document_id = await server.open_notebook("run.ipynb")
     watcher = await connect_room(server.base_url, "run.ipynb", token=server.token)
     try:
         r = await server.api(
