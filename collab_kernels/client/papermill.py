@@ -270,6 +270,15 @@ class RunRecorder:
     def _store(ycell: Any, record: dict[str, Any]) -> None:
         ycell["metadata"]["papermill"] = record
 
+    @classmethod
+    def _passed(cls, ycell: Any, record: dict[str, Any], when: str) -> None:
+        """A pending cell the run went past without executing it (markdown, raw, empty
+        code): completed, in no time."""
+        record.update(
+            status=COMPLETED, start_time=when, end_time=when, duration=0.0, exception=False
+        )
+        cls._store(ycell, record)
+
     def cell_started(self, cell_id: str) -> None:
         now = now_iso()
         with self.ynotebook.ydoc.transaction():
@@ -280,15 +289,7 @@ class RunRecorder:
                     self._store(ycell, record)
                     return
                 if record.get("status") == PENDING:
-                    # not executed (markdown, raw, empty code) and passed: completed
-                    record.update(
-                        status=COMPLETED,
-                        start_time=now,
-                        end_time=now,
-                        duration=0.0,
-                        exception=False,
-                    )
-                    self._store(ycell, record)
+                    self._passed(ycell, record, now)
 
     def cell_finished(self, cell_id: str, outcome: CellOutcome) -> None:
         now = now_iso()
@@ -342,14 +343,7 @@ class RunRecorder:
                 if record.get("status") == FAILED:
                     break
                 if record.get("status") == PENDING and self.failed is None:
-                    record.update(
-                        status=COMPLETED,
-                        start_time=end,
-                        end_time=end,
-                        duration=0.0,
-                        exception=False,
-                    )
-                    self._store(ycell, record)
+                    self._passed(ycell, record, end)
             metadata = meta.get("metadata")
             found = _plain(metadata.get("papermill")) if metadata is not None else None
             record = dict(found) if isinstance(found, dict) else {}

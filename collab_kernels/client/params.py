@@ -159,6 +159,13 @@ def _python_literal(value: Any) -> str:
     return _python_str(value)
 
 
+def _float_literal(value: float) -> str:
+    """A number as R and Julia write it: NaN, Inf and -Inf by those names."""
+    if math.isfinite(value):
+        return repr(value)
+    return "NaN" if math.isnan(value) else ("Inf" if value > 0 else "-Inf")
+
+
 def _r_literal(value: Any) -> str:
     if value is None:
         return "NULL"
@@ -167,11 +174,7 @@ def _r_literal(value: Any) -> str:
     if isinstance(value, int):
         return f"{value}L" if abs(value) < 2**31 else repr(float(value))
     if isinstance(value, float):
-        return (
-            repr(value)
-            if math.isfinite(value)
-            else ("NaN" if math.isnan(value) else ("Inf" if value > 0 else "-Inf"))
-        )
+        return _float_literal(value)
     if isinstance(value, (list, tuple)):
         return "list(" + ", ".join(_r_literal(v) for v in value) + ")"
     if isinstance(value, Mapping):
@@ -189,11 +192,7 @@ def _julia_literal(value: Any) -> str:
     if isinstance(value, bool):
         return "true" if value else "false"
     if isinstance(value, (int, float)):
-        return (
-            repr(value)
-            if math.isfinite(value)
-            else ("NaN" if math.isnan(value) else ("Inf" if value > 0 else "-Inf"))
-        )
+        return _float_literal(value)
     if isinstance(value, (list, tuple)):
         return "[" + ", ".join(_julia_literal(v) for v in value) + "]"
     if isinstance(value, Mapping):
