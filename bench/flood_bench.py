@@ -21,6 +21,7 @@ import argparse
 import asyncio
 import json
 import os
+import shutil
 import statistics
 import subprocess
 import sys
@@ -203,6 +204,8 @@ async def run(args) -> dict:
                 size = (root / "flood.ipynb").stat().st_size
         finally:
             stop_process(proc, 30)
+            if args.server_log:
+                shutil.copyfile(home / "server.log", args.server_log)
     return {
         "code": args.code or "this checkout",
         "server_args": args.server_arg,
@@ -220,6 +223,7 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=15.0)
     parser.add_argument("--interval", type=float, default=0.1)
     parser.add_argument("--code", default=None, help="a directory holding collab_kernels/")
+    parser.add_argument("--server-log", default=None, help="copy the server's log here")
     parser.add_argument(
         "--server-arg", action="append", default=[], help="extra server option (repeatable)"
     )

@@ -147,15 +147,16 @@ async def test_streaming_cell_leaves_a_store_the_size_of_the_document(
     assert "".join(saved["outputs"][0]["text"]).count("\n") == STREAM_LINES
     doc_size = len(json.dumps(room.document.get()).encode())  # the notebook as JSON
     history = 3 * len(text.encode())  # what an append-only log would at least hold
-    stored = store.stored_bytes(room.room_id)
+    stored = store.stored_bytes(room.room_id)  # before the room is quiet
     print(
         f"STORE FIGURES doc_json={doc_size} history>={history} stored={stored} "
         f"db_file={store.file_size()} appended_updates={appended}"
     )
-    assert stored <= 1.5 * doc_size + 64 * 1024, (stored, doc_size)
-    assert stored < history / 2
-    assert store.update_count(room.room_id) == 0  # one squashed update, no log behind it
-    assert store.file_size() < 3 * doc_size + 1024 * 1024
+    # A save re-tags the history with the file's hash instead of rewriting it; once the
+    # room is quiet (a second without appends) the store is compacted to the document.
+    await eventually(lambda: store.stored_bytes(room.room_id) <= 1.5 * doc_size + 64 * 1024)
+    assert store.stored_bytes(room.room_id) < history / 2
+    await eventually(lambda: store.file_size() < 3 * doc_size + 1024 * 1024)
 
 
 async def test_compaction_every_n_updates_without_saves(

@@ -77,6 +77,30 @@ class ExecutionManager(LoggingConfigurable):
         ),
     )
 
+    output_time_share = Float(
+        0.25,
+        config=True,
+        help=(
+            "At most this share of the event loop's time for one document's output "
+            "transactions: after a transaction that took t seconds (appending to a big "
+            "output costs in proportion to its length) the next one waits at least "
+            "t * (1 / share - 1) seconds, so a cell printing in a tight loop leaves the loop "
+            "to other rooms. 0 or 1: no bound beyond output_batch_interval."
+        ),
+    )
+
+    output_limited_interval = Float(
+        1.0,
+        config=True,
+        help=(
+            "Seconds between two output transactions of a document whose last one dropped "
+            "text over the rooms' max_cell_output (a cell printing in a loop): what such a "
+            "cell prints in that time is joined and only its newest part (what the cell "
+            "may keep) is written, instead of writing megabytes that are deleted right "
+            "after. 0: output_batch_interval as for any output."
+        ),
+    )
+
     idle_grace = Float(
         5.0,
         config=True,
@@ -205,7 +229,12 @@ class ExecutionManager(LoggingConfigurable):
         rooms: RoomSource = self.room_manager
         self.requests = RequestRegistry(self.request_history, self.max_result_output_bytes)
         self.writers = WriterPool(
-            rooms, lambda: self.output_batch_interval, self.log, lambda: self.trust_outputs
+            rooms,
+            lambda: self.output_batch_interval,
+            self.log,
+            lambda: self.trust_outputs,
+            lambda: self.output_time_share,
+            lambda: self.output_limited_interval,
         )
         self.sessions = SessionIndex(self.session_manager, self.log, self._sessions_changed)
         self.inputs = InputBroker(

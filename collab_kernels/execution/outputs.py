@@ -363,6 +363,23 @@ def _append_stream(outputs: Array[Any], name: str, chunk: str, state: CellOutput
     _remember_tail(state, n - 1, new_length, _last_line(resolved))
 
 
+def stream_trimmed(ycell: Map[Any], state: CellOutputState) -> None:
+    """The oldest text of ``ycell``'s streams was dropped (the per-cell output limit): the
+    cached tail keeps its line and learns the Text's new length, so the next chunk does
+    not read the whole Text to find its last line again."""
+    cached = state.stream_tail
+    if cached is None:
+        return
+    index, _length, tail, dirty = cached
+    outputs = ycell.get("outputs")
+    output = outputs[index] if isinstance(outputs, Array) and index < len(outputs) else None
+    text = output.get("text") if isinstance(output, Map) else None
+    if not isinstance(text, Text) or (tail is not None and len(text) < len(tail.encode())):
+        state.stream_tail = None  # the trim reached the last line: read it again
+        return
+    state.stream_tail = (index, len(text), tail, dirty)
+
+
 def _remember_tail(
     state: CellOutputState, index: int, length: int, tail: str | None, dirty: bool | None = None
 ) -> None:

@@ -11,7 +11,7 @@ import logging
 from collections.abc import Callable, Mapping
 from typing import Any, Protocol
 
-from pycrdt import Doc
+from pycrdt import Doc, Map
 
 Log = logging.Logger | logging.LoggerAdapter[Any]
 
@@ -44,6 +44,18 @@ class NotebookRoom(Protocol):
 
     def flush_updates(self) -> None:
         """Send what was committed to every collaborator now (no coalescing delay)."""
+
+    @property
+    def kept_cell_output(self) -> int:
+        """Bytes of stream text a cell over the room's output limit keeps (0: no limit)."""
+
+    def limit_cell_output(
+        self, ycell: Map[Any], *, keep: int | None = None, dropped: int = 0
+    ) -> bool:
+        """Apply the room's per-cell output limit to ``ycell`` (inside the caller's
+        transaction): whether its oldest stream text was dropped. ``keep``/``dropped``: the
+        caller appended only the newest ``keep`` bytes of a longer chunk, ``dropped``
+        bytes were left out before them (all older text goes, the marker counts them)."""
 
 
 class RoomSource(Protocol):

@@ -7,6 +7,16 @@ is written on the next loop iteration, later ones at most every ``batch_interval
 collaborator, and appending to a ``Text`` costs per transaction in proportion to its length,
 so batching is what keeps a chatty cell cheap.
 
+A flooding cell (printing in a tight loop) must not take the event loop from other rooms:
+its chunks are joined and cut to what the cell may keep (``batching.py``); a timer-driven
+transaction applies messages for at most ``FLUSH_BUDGET`` s (the rest, in order, goes into
+the next one; a cell's start or end still writes everything before it); after a
+transaction of ``t`` s the next waits ``t * (1 / time_share() - 1)``
+(``ExecutionManager.output_time_share``), and ``output_limited_interval`` while a cell
+prints past the room's per-cell limit, which is applied as output arrives
+(:meth:`NotebookRoom.limit_cell_output`: the cell's ``Text``, whose appends cost in
+proportion to its length, never grows much past it).
+
 The writer follows its document across room objects: if the room was freed (nobody connected,
 nothing running) and output still arrives (a background thread), the room is recreated and
 the output lands there. :class:`WriterPool` holds one writer per document.
@@ -15,12 +25,14 @@ the output lands there. :class:`WriterPool` holds one writer per document.
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Callable, Iterable
 from typing import Any, TypeVar, cast
 
 from pycrdt import Array, Map, Subscription
 
 from ..contract import EXECUTION_MAP
+from .batching import Pending, StreamCuts, join_streams
 from .outputs import (
     DocumentOutputState,
     apply_output_message,
@@ -31,6 +43,7 @@ from .outputs import (
     mark_trusted,
     renew_cell,
     start_execution,
+    stream_trimmed,
 )
 from .ports import Log, NotebookRoom, RoomSource
 from .queue import QueueEntries, QueueEntry
@@ -40,6 +53,11 @@ CellArray = Array[Any]
 #: cell id -> cell Map of a notebook
 CellsById = dict[str, CellMap]
 T = TypeVar("T")
+
+#: seconds of message application one timer-driven output transaction may take; what is
+#: left waits for the next transaction (a bound on the work one document does per callback,
+#: not a setting: the share of the loop is ``output_time_share``)
+FLUSH_BUDGET = 0.01
 
 
 def notebook_cells(room: NotebookRoom) -> CellArray:
@@ -57,17 +75,25 @@ class DocumentWriter:
         batch_interval: Callable[[], float],
         log: Log,
         trust: Callable[[], bool] = lambda: True,
+        time_share: Callable[[], float] = lambda: 0.0,
+        limited_interval: Callable[[], float] = lambda: 0.0,
     ):
+        self.limited_interval = limited_interval
         self.document_id = document_id
         self.rooms = rooms
         self.batch_interval = batch_interval
         self.trust = trust
+        self.time_share = time_share
         self.log = log
         self.room: NotebookRoom | None = None
         self.state = DocumentOutputState()
-        self.pending: list[tuple[str, str, dict[str, Any]]] = []
+        self.pending: list[Pending] = []
         self._handle: asyncio.Handle | None = None
         self._last_flush = 0.0
+        #: loop time before which no timer-driven output transaction starts (time share)
+        self._not_before = 0.0
+        #: the last output transaction dropped text over a cell's output limit
+        self.trimmed = False
         self._loading: asyncio.Future[None] | None = None
         # The room's cells array and cell id -> cell Map, dropped whenever the cells array
         # itself changes (see cells_by_id) or the room object changes.
@@ -160,9 +186,14 @@ class DocumentWriter:
         self.pending.append((cell_id, msg_type, content))
         if self._handle is not None:
             return
+        self._schedule(with_end)
+
+    def _schedule(self, with_end: bool = False) -> None:
         loop = asyncio.get_event_loop()
         interval = self.batch_interval()
-        wait = interval if with_end else interval - (loop.time() - self._last_flush)
+        now = loop.time()
+        wait = interval if with_end else interval - (now - self._last_flush)
+        wait = max(wait, self._not_before - now)
         if wait > 0:
             self._handle = loop.call_later(wait, self._flush_soon)
         else:
@@ -176,7 +207,9 @@ class DocumentWriter:
             if self._loading is None or self._loading.done():
                 self._loading = asyncio.ensure_future(self._load_then_flush())
             return
-        self.flush()
+        self.flush(budget=FLUSH_BUDGET)
+        if self.pending and self._handle is None:
+            self._schedule()  # the rest of a big burst, after the loop's other callbacks
 
     async def _load_then_flush(self) -> None:
         try:
@@ -192,10 +225,24 @@ class DocumentWriter:
             return
         self.flush()
 
-    def _apply_pending(self, cells: CellsById, ycells: CellArray) -> None:
-        pending, self.pending = self.pending, []
-        for cell_id, msg_type, content in pending:
+    def _apply_pending(
+        self, room: NotebookRoom, cells: CellsById, ycells: CellArray, budget: float | None
+    ) -> None:
+        """Apply the buffered messages in order (inside the caller's transaction); with a
+        ``budget`` (seconds), stop once it is spent and keep the rest buffered."""
+        pending, self.pending = join_streams(self.pending), []
+        deadline = None if budget is None else time.perf_counter() + budget
+        cuts = StreamCuts(room.kept_cell_output)
+        streamed: dict[str, CellMap] = {}
+        for index, (cell_id, msg_type, content) in enumerate(pending):
+            if deadline is not None and index and time.perf_counter() > deadline:
+                self.pending = pending[index:]
+                break
             ycell = cells.get(cell_id)
+            if ycell is not None:
+                content = cuts.message(cell_id, msg_type, content)
+                if msg_type == "stream":
+                    streamed[cell_id] = ycell
             try:
                 apply_output_message(ycells, ycell, msg_type, content, self.state)
             except Exception:
@@ -205,9 +252,23 @@ class DocumentWriter:
                     cell_id,
                     self.room.path if self.room is not None else self.document_id,
                 )
+        self.trimmed = False
+        for cell_id, ycell in streamed.items():
+            kept, left_out = cuts.of(cell_id)
+            try:
+                if room.limit_cell_output(ycell, keep=kept, dropped=left_out):
+                    self.trimmed = True
+                    stream_trimmed(ycell, self.state.cell(cell_id))
+            except Exception:
+                self.log.exception(
+                    "collab_kernels: could not apply the output limit to cell %s of %s",
+                    cell_id,
+                    room.path,
+                )
 
-    def flush(self) -> bool:
-        """Apply buffered output now, in one transaction. False if the room is not live."""
+    def flush(self, budget: float | None = None) -> bool:
+        """Apply buffered output now, in one transaction (with a ``budget`` in seconds: what
+        fits in it, the rest stays buffered). False if the room is not live."""
         if self._handle is not None:
             self._handle.cancel()
             self._handle = None
@@ -215,11 +276,12 @@ class DocumentWriter:
         if room is None:
             return False
         if self.pending:
-            self.edit(lambda cells, ycells: None)
+            self.edit(lambda cells, ycells: None, budget=budget)
         return True
 
-    def edit(self, fn: Callable[[CellsById, CellArray], T]) -> T:
-        """Run ``fn(cells_by_id, ycells)`` in one transaction, after the buffered output."""
+    def edit(self, fn: Callable[[CellsById, CellArray], T], budget: float | None = None) -> T:
+        """Run ``fn(cells_by_id, ycells)`` in one transaction, after the buffered output
+        (all of it, unless a ``budget`` is given: only for a transaction of output alone)."""
         room = self.live_room()
         if room is None:
             raise RuntimeError(f"document {self.document_id} is not open")
@@ -227,16 +289,25 @@ class DocumentWriter:
             self._handle.cancel()
             self._handle = None
         had_output = bool(self.pending)
+        started = time.perf_counter()
         with room.ydoc.transaction():
             cells = self.cells_by_id(room)
             ycells = self.cells_array(room)
             if had_output:
-                self._apply_pending(cells, ycells)
+                self._apply_pending(room, cells, ycells, budget)
             result = fn(cells, ycells)
         if had_output:
             # Only output transactions count for the batching interval: the first output
             # after a cell's start (or end) is written at once.
-            self._last_flush = asyncio.get_event_loop().time()
+            now = asyncio.get_event_loop().time()
+            self._last_flush = now
+            share = self.time_share()
+            if 0 < share < 1:
+                self._not_before = now + (time.perf_counter() - started) * (1 / share - 1)
+            if self.trimmed:
+                # A cell prints past the output limit: most of what it prints is dropped
+                # anyway, so take it in larger, rarer transactions.
+                self._not_before = max(self._not_before, now + self.limited_interval())
         return result
 
     # --- execution state -----------------------------------------------------------------
@@ -393,10 +464,14 @@ class WriterPool:
         batch_interval: Callable[[], float],
         log: Log,
         trust: Callable[[], bool] = lambda: True,
+        time_share: Callable[[], float] = lambda: 0.0,
+        limited_interval: Callable[[], float] = lambda: 0.0,
     ):
+        self.limited_interval = limited_interval
         self.rooms = rooms
         self.batch_interval = batch_interval
         self.trust = trust
+        self.time_share = time_share
         self.log = log
         self._writers: dict[str, DocumentWriter] = {}
 
@@ -404,7 +479,13 @@ class WriterPool:
         writer = self._writers.get(document_id)
         if writer is None:
             writer = self._writers[document_id] = DocumentWriter(
-                document_id, self.rooms, self.batch_interval, self.log, self.trust
+                document_id,
+                self.rooms,
+                self.batch_interval,
+                self.log,
+                self.trust,
+                self.time_share,
+                self.limited_interval,
             )
         return writer
 

@@ -19,14 +19,14 @@ from collections.abc import Iterator
 from typing import Any
 
 from jupyter_ydoc import YNotebook, YUnicode
-from pycrdt import Doc
+from pycrdt import Map
 
 from ..contract import FILE_TYPES
-from . import limits, protocol
+from . import limits, protocol, repair
 from .content import new_document
 from .fanout import EMPTY_UPDATE, Fanout, RoomClient
 from .file import RoomFile
-from .history import RoomHistory, reset_execution_state
+from .history import RoomHistory
 from .host import RoomHost
 from .protocol import ProtocolError
 from .saving import SaveSchedule, SaveStatus
@@ -108,6 +108,7 @@ class DocumentRoom(Fanout):
         self._free_handle: asyncio.TimerHandle | None = None
         self._loaded = False
         self._depth_bound: int | None = None
+        self._trimmed_cells: set[str] = set()  # cells whose output limit was logged
         store = host.store
         #: the update store glue (None when the store is off)
         self.history: RoomHistory | None = None
@@ -244,27 +245,32 @@ class DocumentRoom(Fanout):
     def _restore_history(self, file_hash: str | None) -> bool:
         if self.history is None:
             return False
-        state = self.history.stored_state(file_hash)
-        if state is None:
-            return False
-        try:  # a history that cannot be read back into a document is not restored
-            scratch: Doc[Any] = Doc()
-            scratch.apply_update(state)
-            new_document(self.file_type, scratch).get()
-        except Exception as e:
-            self.log.error(
-                "collab_kernels: the stored history of %s cannot be read back into a document "
-                "(%s: %s); rebuilding the document from the file",
-                self.path,
-                type(e).__name__,
-                e,
-            )
-            return False
         with self.server_edit():
-            self.ydoc.apply_update(state)
-            if self.file_type == "notebook":
-                reset_execution_state(self.ydoc)
-        self.restored_from_store = True
+            self.restored_from_store = self.history.restore(file_hash, self.file_type)
+        return self.restored_from_store
+
+    @property
+    def kept_cell_output(self) -> int:
+        limit = self.host.max_cell_output
+        return repair.kept_bytes(limit) if limit > 0 else 0
+
+    def limit_cell_output(
+        self, ycell: Map[Any], *, keep: int | None = None, dropped: int = 0
+    ) -> bool:
+        """The per-cell output limit, applied by the execution stage as output arrives (in
+        its transaction; ``repair.trim_cell_streams``); saves apply it to every cell."""
+        limit = self.host.max_cell_output
+        if not repair.trim_cell_streams(ycell, limit, keep=keep, dropped_before=dropped):
+            return False
+        if not self._trimmed_cells:
+            self.log.info(
+                "collab_kernels: %s: cell %s printed more than max_cell_output (%d bytes); "
+                "its oldest stream output is dropped as it runs",
+                self.path,
+                ycell.get("id"),
+                limit,
+            )
+        self._trimmed_cells.add(str(ycell.get("id")))
         return True
 
     def persist_updates(self, updates: list[bytes]) -> None:
@@ -476,6 +482,8 @@ class DocumentRoom(Fanout):
             self._free_handle = None
         self.saving.stop()
         self.file.stop_watch()
+        if self.history is not None:
+            self.history.stop()
 
     async def stop(
         self, code: int = protocol.CLOSE_GOING_AWAY, reason: str = "server stopping"

@@ -14,7 +14,14 @@ from typing import Any
 
 from pycrdt import Array, Doc, Map
 
+from .content import new_document
 from .store import SQLiteUpdateStore
+
+#: updates below this many bytes since the last compaction never trigger one by size
+COMPACT_MIN_BYTES = 1 << 20
+#: seconds without an append after which a busy room's store is tidied (compacted when the
+#: updates weigh half the document, freed pages given back)
+QUIET_DELAY = 1.0
 
 
 class RoomHistory:
@@ -43,6 +50,7 @@ class RoomHistory:
         #: the Y lineage of the room's document (sessions.py), stored with its history
         self.lineage: str | None = None
         self.failed = False
+        self._quiet_handle: asyncio.Handle | None = None
 
     @property
     def usable(self) -> bool:
@@ -98,6 +106,30 @@ class RoomHistory:
         )
         return state
 
+    def restore(self, file_hash: str | None, file_type: str) -> bool:
+        """Apply the stored history to the room's (empty) document when it is the lineage of
+        the file (same hash) and reads back into a document; nothing is left running."""
+        state = self.stored_state(file_hash)
+        if state is None:
+            return False
+        try:  # a history that cannot be read back into a document is not restored
+            scratch: Doc[Any] = Doc()
+            scratch.apply_update(state)
+            new_document(file_type, scratch).get()
+        except Exception as e:
+            self.log.error(
+                "collab_kernels: the stored history of %s cannot be read back into a document "
+                "(%s: %s); rebuilding the document from the file",
+                self.describe(),
+                type(e).__name__,
+                e,
+            )
+            return False
+        self.ydoc.apply_update(state)
+        if file_type == "notebook":
+            reset_execution_state(self.ydoc)
+        return True
+
     # --- writing -----------------------------------------------------------------------------
     def append(self, updates: list[bytes]) -> None:
         if self.store.closed:
@@ -107,10 +139,52 @@ class RoomHistory:
         except Exception as e:
             self.error(e)
             return
-        if count >= max(self.compact_every(), 1):
-            self.reset(self.file_hash)
+        if count >= max(self.compact_every(), 1) or self._grown():
+            # during a burst: compact, and leave the WAL checkpoint to a quiet moment
+            self.reset(self.file_hash, reclaim=False)
+            self._tidy_when_quiet()
+        elif self._quiet_handle is not None:
+            self._tidy_when_quiet()  # still busy: later
 
-    def reset(self, file_hash: str | None) -> None:
+    def _tidy_when_quiet(self) -> None:
+        if self._quiet_handle is not None:
+            self._quiet_handle.cancel()
+        self._quiet_handle = asyncio.get_event_loop().call_later(QUIET_DELAY, self._tidy)
+
+    def _tidy(self) -> None:
+        self._quiet_handle = None
+        if self.store.closed:
+            return
+        if self._grown(0.5, 64 * 1024):
+            self.reset(self.file_hash, reclaim=False)
+            # the WAL checkpoint in a callback of its own: two shorter stalls, not one
+            self._quiet_handle = asyncio.get_event_loop().call_soon(self._reclaim)
+            return
+        self._reclaim()
+
+    def _reclaim(self) -> None:
+        self._quiet_handle = None
+        if self.store.closed:
+            return
+        try:
+            self.store.reclaim()
+        except Exception as e:
+            self.error(e)
+
+    def stop(self) -> None:
+        """The room closes: no tidying left to do for it."""
+        if self._quiet_handle is not None:
+            self._quiet_handle.cancel()
+            self._quiet_handle = None
+
+    def _grown(self, factor: float = 4, least: int = COMPACT_MIN_BYTES) -> bool:
+        """The updates since the last compaction outweigh ``factor`` times the squashed
+        document: a cell printing in a loop appends megabytes of text that later trims
+        delete; compacting then bounds the database by the document's size."""
+        pending = self.store.pending_bytes(self.room_id)
+        return pending > least and pending > factor * self.store.state_bytes(self.room_id)
+
+    def reset(self, file_hash: str | None, *, reclaim: bool = True) -> None:
         """Replace the stored history by the current state, tagged with the file's hash."""
         if self.store.closed:
             return
@@ -126,6 +200,7 @@ class RoomHistory:
                 scratch.get_update(),
                 lineage=self.lineage,
                 in_file=self.in_file(),
+                reclaim=reclaim,
             )
         except Exception as e:
             self.error(e)
@@ -133,11 +208,33 @@ class RoomHistory:
         self.file_hash = file_hash
 
     def checkpoint(self, file_hash: str | None) -> None:
-        """After a save or reload: compact (history up to here is in the file)."""
+        """After a save or reload: the stored history belongs to the file's new hash.
+
+        Rewriting the squashed state on every save costs a full encoding of the document on
+        the event loop (tens of milliseconds for a notebook of a few megabytes, at every
+        autosave of a flooding cell): the row is re-tagged instead, and compaction waits
+        for ``compact_every`` updates, for the updates to outweigh four times the document,
+        or for a quiet second (no append) when they weigh half of it: at rest the store holds
+        at most about 1.5 times the document, and a flooding room is not compacted at every
+        autosave."""
         if self.store.closed:
             return
-        if file_hash != self.file_hash or self.store.pending_count(self.room_id):
+        if file_hash == self.file_hash and not self.store.pending_count(self.room_id):
+            return
+        if self.store.pending_count(self.room_id) >= max(self.compact_every(), 1):
             self.reset(file_hash)
+            return
+        try:
+            marked = self.store.mark_saved(self.room_id, file_hash, in_file=self.in_file())
+        except Exception as e:
+            self.error(e)
+            return
+        if not marked:
+            self.reset(file_hash)
+            return
+        self.file_hash = file_hash
+        if self._grown(0.5, 64 * 1024):
+            self._tidy_when_quiet()
 
     def delete(self) -> None:
         if self.store.closed:

@@ -103,6 +103,9 @@ def trim_stream_outputs(ydoc: Doc[Any], limit: int) -> list[str]:
     text is deleted and the cell's first stream output starts with a marker saying how much
     was dropped (counts add up over successive trims). Text outputs are edited in place
     (appends of the running cell continue), plain string ones replaced. The cell ids trimmed.
+    The execution stage trims a cell as its output arrives (:func:`trim_cell_streams`); this
+    pass before each save catches the rest (outputs a browser wrote, a lowered limit), and
+    costs one length per stream output when nothing is over the limit.
     """
     if limit <= 0:
         return []
@@ -110,38 +113,57 @@ def trim_stream_outputs(ydoc: Doc[Any], limit: int) -> list[str]:
     ycells = ydoc.get("cells", type=Array)
     with ydoc.transaction():
         for ycell in ycells:
-            if not isinstance(ycell, Map) or ycell.get("cell_type") != "code":
-                continue
-            outputs = ycell.get("outputs")
-            if not isinstance(outputs, Array):
-                continue
-            streams = [
-                output
-                for output in outputs
-                if isinstance(output, Map) and output.get("output_type") == "stream"
-            ]
-            total = sum(_byte_length(stream) for stream in streams)
-            if total <= limit or not streams:
-                continue
-            before = 0
-            first = str(streams[0].get("text", ""))  # read once: a big Text is costly to read
-            marker = _DROPPED.match(first[:100])
-            marker_bytes = 0
-            if marker:  # an earlier trim: its count carries over, its line is rewritten
-                before = int(marker.group(1))
-                marker_bytes = len(marker.group(0))  # ASCII
-                total -= marker_bytes
-            # drop down to 80% of the limit, so a running cell is not trimmed at every save
-            to_drop = max(total - int(limit * 0.8), 0)
-            # the first stream: its old marker and its oldest text in one deletion
-            dropped = _delete_head(streams[0], marker_bytes + to_drop, first) - marker_bytes
-            for stream in streams[1:]:
-                if dropped >= to_drop:
-                    break
-                dropped += _delete_head(stream, to_drop - dropped)
-            _insert_head(streams[0], dropped_marker(before + dropped))
-            trimmed.append(str(ycell.get("id")))
+            if isinstance(ycell, Map) and trim_cell_streams(ycell, limit):
+                trimmed.append(str(ycell.get("id")))
     return trimmed
+
+
+def kept_bytes(limit: int) -> int:
+    """Bytes of stream text a cell over ``limit`` keeps (a running cell is trimmed once per
+    fifth of the limit it prints, not on every write)."""
+    return int(limit * 0.8)
+
+
+def trim_cell_streams(
+    ycell: Map[Any], limit: int, *, keep: int | None = None, dropped_before: int = 0
+) -> bool:
+    """:func:`trim_stream_outputs` for one cell (inside the caller's transaction): whether
+    text was dropped. Below the limit it reads only the length of each stream output (pycrdt
+    keeps it: no text is read); above it the oldest text goes down to :func:`kept_bytes`.
+
+    ``dropped_before``: bytes the caller already dropped from the head of the newest
+    ``keep`` bytes it appended (a chunk longer than the cell may keep is never written in
+    full): everything older goes, and the marker counts those bytes too."""
+    if limit <= 0 or ycell.get("cell_type") != "code":
+        return False
+    outputs = ycell.get("outputs")
+    if not isinstance(outputs, Array):
+        return False
+    streams = [
+        output
+        for output in outputs
+        if isinstance(output, Map) and output.get("output_type") == "stream"
+    ]
+    total = sum(_byte_length(stream) for stream in streams)
+    if not streams or (total <= limit and not dropped_before):
+        return False
+    before = 0
+    first = str(streams[0].get("text", ""))  # read once: a big Text is costly to read
+    marker = _DROPPED.match(first[:100])
+    marker_bytes = 0
+    if marker:  # an earlier trim: its count carries over, its line is rewritten
+        before = int(marker.group(1))
+        marker_bytes = len(marker.group(0))  # ASCII
+        total -= marker_bytes
+    to_drop = max(total - (kept_bytes(limit) if keep is None else keep), 0)
+    # the first stream: its old marker and its oldest text in one deletion
+    dropped = _delete_head(streams[0], marker_bytes + to_drop, first) - marker_bytes
+    for stream in streams[1:]:
+        if dropped >= to_drop:
+            break
+        dropped += _delete_head(stream, to_drop - dropped)
+    _insert_head(streams[0], dropped_marker(before + dropped + dropped_before))
+    return True
 
 
 def _byte_length(stream: Map[Any]) -> int:

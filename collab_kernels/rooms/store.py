@@ -101,6 +101,9 @@ class SQLiteUpdateStore:
         self.live_rooms: Callable[[], Collection[str]] = frozenset
         self._session_count = int(self._db.execute("SELECT COUNT(*) FROM sessions").fetchone()[0])
         self._pending_counts: dict[str, int] = {}
+        #: bytes appended since the last compaction, and of the squashed state, per room
+        self._pending_bytes: dict[str, int] = {}
+        self._state_bytes: dict[str, int] = {}
         self.closed = False
 
     @contextlib.contextmanager
@@ -129,6 +132,8 @@ class SQLiteUpdateStore:
             )
         ]
         self._pending_counts[room_id] = len(updates)
+        self._pending_bytes[room_id] = sum(len(update) for update in updates)
+        self._state_bytes[room_id] = len(state)
         return file_hash, [bytes(state), *updates]
 
     def lineage(self, room_id: str) -> str | None:
@@ -139,6 +144,14 @@ class SQLiteUpdateStore:
     def pending_count(self, room_id: str) -> int:
         """Updates appended since the last compaction, as this process knows them (no query)."""
         return self._pending_counts.get(room_id, 0)
+
+    def pending_bytes(self, room_id: str) -> int:
+        """Bytes appended since the last compaction (as this process knows them)."""
+        return self._pending_bytes.get(room_id, 0)
+
+    def state_bytes(self, room_id: str) -> int:
+        """Bytes of the squashed state written by the last compaction (or read by load)."""
+        return self._state_bytes.get(room_id, 0)
 
     def update_count(self, room_id: str) -> int:
         """Updates appended since the last compaction."""
@@ -174,7 +187,20 @@ class SQLiteUpdateStore:
             self._db.executemany("INSERT INTO updates (room_id, data) VALUES (?, ?)", rows)
         count = self._pending_counts.get(room_id, 0) + len(rows)
         self._pending_counts[room_id] = count
+        added = sum(len(update) for _, update in rows)
+        self._pending_bytes[room_id] = self._pending_bytes.get(room_id, 0) + added
         return count
+
+    def mark_saved(self, room_id: str, file_hash: str | None, *, in_file: bool) -> bool:
+        """The room's history (squashed state and the updates since) now belongs to the file
+        with ``file_hash`` (it was saved): one small UPDATE instead of rewriting the state.
+        False if the store has no row for the room."""
+        with self._transaction():
+            cursor = self._db.execute(
+                "UPDATE docs SET file_hash = ?, in_file = ?, updated = ? WHERE room_id = ?",
+                (file_hash, int(in_file), time.time(), room_id),
+            )
+        return cursor.rowcount > 0
 
     def reset(
         self,
@@ -184,6 +210,7 @@ class SQLiteUpdateStore:
         *,
         lineage: str | None = None,
         in_file: bool = False,
+        reclaim: bool = True,
     ) -> None:
         """Replace a room's whole history by ``state`` (one squashed update).
 
@@ -191,7 +218,8 @@ class SQLiteUpdateStore:
         from); a later load only trusts the history if the file still has that hash.
         ``lineage`` names the Y history (sessions bound to it may merge into it); ``in_file``
         says that the file holds everything in ``state``: only such rows are evicted when the
-        store is over ``max_bytes``.
+        store is over ``max_bytes``. ``reclaim=False`` leaves the freed pages to later
+        writes (:meth:`reclaim` gives them back; it costs a WAL checkpoint).
         """
         with self._transaction():
             self._db.execute("DELETE FROM updates WHERE room_id = ?", (room_id,))
@@ -201,6 +229,14 @@ class SQLiteUpdateStore:
                 (room_id, file_hash, state, time.time(), lineage, int(in_file)),
             )
         self._pending_counts[room_id] = 0
+        self._pending_bytes[room_id] = 0
+        self._state_bytes[room_id] = len(state)
+        if reclaim:
+            self._reclaim()
+            self._bound()
+
+    def reclaim(self) -> None:
+        """Give freed pages back, truncate the WAL and apply ``max_bytes``."""
         self._reclaim()
         self._bound()
 
