@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+from pathlib import Path
 
 import nbformat
 import pytest
@@ -91,3 +92,54 @@ def test_other_contents_managers_keep_their_own_save(jp_serverapp):
     assert offload.is_stock(patched)
     patched.save = lambda model, path="": None  # e.g. a test double that fails saves
     assert not offload.is_stock(patched)
+
+
+EXAMPLES = sorted((Path(__file__).resolve().parent.parent / "examples").glob("*.ipynb"))
+
+
+def every_kind_of_cell() -> dict:
+    """Unicode, CRLF, attachments, rich and error outputs, a transient display id (which
+    the schema refuses and the writer strips)."""
+    nb = nbformat.v4.new_notebook()
+    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Pÿthon 3 ✓"}
+    cell = nbformat.v4.new_code_cell("print('héllo 🌍')\nx = 1\n")
+    cell.outputs = [
+        nbformat.v4.new_output("stream", name="stdout", text="a\nb\r\nc 🌍\n" * 3000),
+        nbformat.v4.new_output(
+            "display_data",
+            data={"text/plain": "x\ny", "image/png": "iVBORw0KGgo=\n", "application/json": [1]},
+            metadata={"isolated": True},
+        ),
+        nbformat.v4.new_output("error", ename="E", evalue="v", traceback=["t1", "t2"]),
+    ]
+    cell.outputs[1]["transient"] = {"display_id": "abc"}
+    attachments = {"a.png": {"image/png": "AAAA"}}
+    nb.cells += [
+        cell,
+        nbformat.v4.new_markdown_cell("# Tïtle\n\n$x^2$", attachments=attachments),
+        nbformat.v4.new_raw_cell(""),
+    ]
+    return nbformat.from_dict(nb)
+
+
+@pytest.mark.parametrize("name", [p.name for p in EXAMPLES] + ["every-kind", "invalid"])
+def test_notebook_json_is_byte_identical_to_nbformat_writes(name):
+    """The offloaded save writes its text in pieces as it encodes it (no whole-text join
+    holding the GIL); the file must be what the stock save writes, byte for byte."""
+    if name == "every-kind":
+        nb = every_kind_of_cell()
+    elif name == "invalid":
+        nb = every_kind_of_cell()
+        nb.cells[0]["not_a_cell_field"] = 1
+    else:
+        nb = nbformat.read(str(EXAMPLES[[p.name for p in EXAMPLES].index(name)]), as_version=4)
+    before = copy.deepcopy(nb)
+    expected_error: dict = {}
+    expected = nbformat.writes(nb, version=nbformat.NO_CONVERT)
+    error: dict = {}
+    text = "".join(offload.notebook_json(nb, error))
+    assert text == expected + "\n"
+    assert nb == before  # the document's content is not modified
+    nbformat.writes(nb, capture_validation_error=expected_error)
+    assert ("ValidationError" in error) == ("ValidationError" in expected_error)
+    assert "ValidationError" in error or name not in ("invalid", "every-kind")

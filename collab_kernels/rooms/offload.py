@@ -17,9 +17,23 @@ contents manager keeps its own ``save``, called as before):
   created once), the signature store's insert (its SQLite connection belongs to the loop's
   thread), the checkpoint check, the post-save hooks and the ``save`` event;
 - in a worker thread: ``nbformat.from_dict``, the trust check, the signature's HMAC, then
-  ``nbformat.write`` (validation and serialization) into the manager's own
-  ``atomic_writing`` (its temporary copy, ``fsync`` and rename) and the hash of what was
-  written, with the manager's own ``_get_hash``.
+  what ``nbformat.writes`` does (validation, the v4 JSON writer's line splitting and
+  encoding with ``indent=1, sort_keys=True, ensure_ascii=False``) written as it is encoded
+  into the manager's own ``atomic_writing`` (its temporary copy, ``fsync`` and rename), and
+  the hash of what was written (``hashlib`` with the manager's ``hash_algorithm``, what its
+  ``get(require_hash=True)`` computes).
+
+The worker thread shares the GIL with the event loop: pure-Python work gives it back every
+few milliseconds, one long C call does not. ``json.dumps`` ends by joining the whole text
+(50 ms for 65 MB, and the C encoder used without ``indent`` holds it for the whole encoding:
+210 ms), so the text is encoded with the same encoder's ``iterencode`` and written in
+1 MiB pieces: the bytes are those of ``nbformat.writes`` plus the trailing newline the stock
+manager adds (``tests/test_rooms_offload.py`` compares them), and no single step holds the
+GIL for more than a few milliseconds.
+
+``_get_os_path`` is the stock managers' private method: no public API maps an API path to
+the OS path with the checks the stock manager applies (inside ``root_dir``, 404 otherwise),
+and :func:`is_stock` limits this module to the exact classes that define it.
 
 The file, the signature database and the events are the same as with the stock ``save``
 (``tests/test_rooms_offload.py`` compares them). One save per room runs at a time (the room
@@ -29,11 +43,17 @@ file's lock); ``saving.py`` spaces autosaves of a big document by ``save_time_sh
 from __future__ import annotations
 
 import asyncio
+import copy
+import hashlib
+from collections.abc import Iterator
 from typing import Any
 
 import nbformat
 from jupyter_core.utils import ensure_async
+from nbformat.v4.nbjson import BytesEncoder
+from nbformat.v4.rwbase import split_lines, strip_transient
 from tornado.web import HTTPError
+from traitlets.log import get_logger
 
 try:  # the stock classes of the installed jupyter_server
     from jupyter_server.services.contents.filemanager import (
@@ -65,10 +85,14 @@ def is_stock(contents_manager: Any) -> bool:
 
 
 def _read_and_hash(contents_manager: Any, os_path: str) -> dict[str, str]:
+    """The file's ``hash`` and ``hash_algorithm`` as the manager's ``get(require_hash=True)``
+    reports them (``hashlib`` gives the GIL back while it hashes)."""
+    algorithm = str(contents_manager.hash_algorithm)
+    digest = hashlib.new(algorithm)
     with open(os_path, "rb") as f:
-        data = f.read()
-    result: dict[str, str] = contents_manager._get_hash(data)
-    return result
+        while block := f.read(WRITE_CHUNK):
+            digest.update(block)
+    return {"hash": digest.hexdigest(), "hash_algorithm": algorithm}
 
 
 async def file_model(contents_manager: Any, path: str) -> dict[str, Any]:
@@ -95,19 +119,44 @@ def _prepare(notary: Any, content: dict[str, Any]) -> tuple[Any, str | None]:
 WRITE_CHUNK = 1 << 20
 
 
+def notebook_json(nb: Any, validation_error: dict[str, Any]) -> Iterator[str]:
+    """The text of ``nbformat.writes(nb, version=NO_CONVERT, capture_validation_error=...)``
+    plus a trailing newline (what the stock manager writes), in pieces of about
+    ``WRITE_CHUNK`` characters."""
+    version, _ = nbformat.reader.get_version(nb)  # type: ignore[no-untyped-call]
+    if version != 4:  # another writer: nbformat's own
+        text = nbformat.writes(  # type: ignore[no-untyped-call]
+            nb, version=nbformat.NO_CONVERT, capture_validation_error=validation_error
+        )
+        yield text if text.endswith("\n") else text + "\n"
+        return
+    try:
+        nbformat.validate(nb)
+    except nbformat.ValidationError as e:
+        get_logger().error("Notebook JSON is invalid: %s", e)
+        validation_error["ValidationError"] = e
+    plain = strip_transient(split_lines(copy.deepcopy(nb)))  # type: ignore[no-untyped-call]
+    encoder = BytesEncoder(indent=1, sort_keys=True, separators=(",", ": "), ensure_ascii=False)
+    pieces: list[str] = []
+    size = 0
+    for piece in encoder.iterencode(plain):
+        pieces.append(piece)
+        size += len(piece)
+        if size >= WRITE_CHUNK:
+            yield "".join(pieces)
+            pieces, size = [], 0
+    pieces.append("\n")  # JSON never ends with a newline: the stock manager adds it
+    yield "".join(pieces)
+
+
 def _write(
     contents_manager: Any, os_path: str, nb: Any, validation_error: dict[str, Any]
 ) -> dict[str, str]:
-    """In a worker thread: what the stock ``_save_notebook`` does (``nbformat.write``, in
-    chunks), then hash the file."""
-    text = nbformat.writes(  # type: ignore[no-untyped-call]
-        nb, version=nbformat.NO_CONVERT, capture_validation_error=validation_error
-    )
-    if not text.endswith("\n"):
-        text += "\n"
+    """In a worker thread: what the stock ``_save_notebook`` does, written as it is encoded,
+    then hash the file."""
     with contents_manager.atomic_writing(os_path, encoding="utf-8") as f:
-        for start in range(0, len(text), WRITE_CHUNK):
-            f.write(text[start : start + WRITE_CHUNK])
+        for piece in notebook_json(nb, validation_error):
+            f.write(piece)
     return _read_and_hash(contents_manager, os_path)
 
 
