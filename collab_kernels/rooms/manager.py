@@ -1,10 +1,14 @@
-"""RoomManager: creates, finds, holds and frees the server's document rooms."""
+"""RoomManager: creates, finds, holds and frees the server's document rooms.
+
+Its traits are the rooms stage's settings (each room reads them through
+:class:`~.host.RoomHost`); the event bus side is ``bus.py``, the update store ``store.py``,
+the session ids ``sessions.py``.
+"""
 
 from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable, Coroutine
-from pathlib import Path
 from typing import Any
 
 from jupyter_core.utils import ensure_async
@@ -14,17 +18,12 @@ from traitlets.config import LoggingConfigurable
 
 from ..contract import FILE_TYPES, InvalidRoomId, build_room_id, parse_room_id
 from . import protocol
+from .bus import ROOM_EVENT_SCHEMA_ID, RoomEventBus
 from .content import is_refused_hidden
 from .document import DocumentRoom
 from .fanout import GlobalAwarenessRoom
 from .sessions import Sessions
 from .store import SQLiteUpdateStore, open_store
-
-CONTENTS_EVENT_SCHEMA_ID = "https://events.jupyter.org/jupyter_server/contents_service/v1"
-
-#: Room events on jupyter_server's event bus (the schema is ``events/rooms.yaml``).
-ROOM_EVENT_SCHEMA_ID = "https://collab-kernels.jupyter.org/rooms/v1"
-ROOM_EVENT_SCHEMA_PATH = Path(__file__).parent / "events" / "rooms.yaml"
 
 
 class RoomNotFound(KeyError):
@@ -286,8 +285,13 @@ class RoomManager(LoggingConfigurable):
         self._global_awareness: GlobalAwarenessRoom | None = None
         self._stopping = False
         self._tasks: set[asyncio.Future[Any]] = set()
-        self._events_ready = False
-        self._setup_events()
+        #: room events out, the contents service's renames, deletes and saves in (bus.py)
+        self.events = RoomEventBus(
+            self.event_logger,
+            rooms=lambda: self.rooms.values(),
+            background=self._background,
+            log=self.log,
+        )
 
     def _background(self, coro: Coroutine[Any, Any, Any]) -> None:
         """Run ``coro`` as a task kept alive until it is done."""
@@ -337,51 +341,8 @@ class RoomManager(LoggingConfigurable):
         return self._store
 
     # --- events ----------------------------------------------------------------------------
-    def _setup_events(self) -> None:
-        logger = self.event_logger
-        if logger is None:
-            return
-        try:
-            if ROOM_EVENT_SCHEMA_ID not in logger.schemas:
-                logger.register_event_schema(ROOM_EVENT_SCHEMA_PATH)
-            logger.add_listener(
-                schema_id=CONTENTS_EVENT_SCHEMA_ID, listener=self._on_contents_event
-            )
-            self._events_ready = True
-        except Exception:
-            self.log.exception("collab_kernels: could not set up room events")
-
     def emit_room_event(self, data: dict[str, Any]) -> None:
-        if self._events_ready:
-            try:
-                self.event_logger.emit(schema_id=ROOM_EVENT_SCHEMA_ID, data=data)
-            except Exception:
-                self.log.exception("collab_kernels: could not emit room event %s", data)
-
-    async def _on_contents_event(self, logger: Any, schema_id: str, data: dict[str, Any]) -> None:
-        action = data.get("action")
-        path = (data.get("path") or "").strip("/")
-        if action == "rename":
-            source = (data.get("source_path") or "").strip("/")
-            for room in list(self.rooms.values()):
-                if room.path == source:
-                    room.set_path(path)
-                elif room.path.startswith(source + "/"):
-                    room.set_path(path + room.path[len(source) :])
-        elif action == "delete":
-            for room in list(self.rooms.values()):
-                if room.path == path or room.path.startswith(path + "/"):
-                    room.file_deleted()
-        elif action == "save":
-            for room in list(self.rooms.values()):
-                if room.path == path and not room.closed:
-                    self._background(self._check_quietly(room))
-
-    async def _check_quietly(self, room: DocumentRoom) -> None:
-        try:
-            await room.check_disk()
-        except Exception:
-            self.log.exception("collab_kernels: checking %s on disk failed", room.path)
+        self.events.emit(data)
 
     # --- sessions --------------------------------------------------------------------------
     def new_session(self, file_id: str) -> str:
@@ -528,3 +489,6 @@ class RoomManager(LoggingConfigurable):
             self._global_awareness.close()
         if self._store is not None:
             self._store.close()
+
+
+__all__ = ["ROOM_EVENT_SCHEMA_ID", "RoomManager", "RoomNotFound"]
