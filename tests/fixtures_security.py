@@ -31,6 +31,25 @@ USERS = {role: f"{role}-user" for role in TOKENS}
 ROLES = ("anonymous", "viewer", "editor", "runner", "instructor", "owner")
 
 
+def classroom_config_file(
+    path: Path, user_tokens: dict[str, str], roles: dict[str, str] | None = None
+) -> str:
+    """Write a config file for a server process (``ServerProcess``) where each token of
+    ``user_tokens`` ({token: username}) logs its holder in, with the ``roles`` of
+    ``RoleAuthorizer``; returns the ``--config=`` argument."""
+    config: dict = {
+        "ServerApp": {
+            "identity_provider_class": "collab_kernels.teaching.auth.ClassroomIdentityProvider",
+            "authorizer_class": "collab_kernels.teaching.auth.RoleAuthorizer",
+        },
+        "ClassroomIdentityProvider": {"user_tokens": user_tokens},
+    }
+    if roles is not None:
+        config["RoleAuthorizer"] = {"roles": roles}
+    path.write_text(json.dumps(config))
+    return f"--config={path}"
+
+
 def installed_server_extensions() -> dict[str, bool]:
     """Server extensions this environment enables (what ``jupyter lab`` would load)."""
     found: dict[str, bool] = {}

@@ -25,6 +25,7 @@ from pathlib import Path
 
 import psutil
 import pytest
+from fixtures_security import classroom_config_file
 from websockets.asyncio.client import connect as ws_connect
 from websockets.exceptions import ConnectionClosed
 
@@ -107,22 +108,10 @@ async def run_code(ws, code: str) -> dict:
 @pytest.fixture
 def frames_server(server_process, tmp_path):
     """``await frames_server()``: a server process where RUNNER_TOKEN logs in a runner."""
-    config = tmp_path / "frames_config.json"
-    config.write_text(
-        json.dumps(
-            {
-                "ServerApp": {
-                    "identity_provider_class": (
-                        "collab_kernels.teaching.auth.ClassroomIdentityProvider"
-                    ),
-                    "authorizer_class": "collab_kernels.teaching.auth.RoleAuthorizer",
-                },
-                "ClassroomIdentityProvider": {"user_tokens": {RUNNER_TOKEN: "runner"}},
-                "RoleAuthorizer": {"roles": {"runner": "runner"}},
-            }
-        )
+    config = classroom_config_file(
+        tmp_path / "frames_config.json", {RUNNER_TOKEN: "runner"}, roles={"runner": "runner"}
     )
-    return lambda: server_process(config=[f"--config={config}"]).start()
+    return lambda: server_process(config=[config]).start()
 
 
 async def test_lying_buffer_tables_are_refused_before_allocation(frames_server):

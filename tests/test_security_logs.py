@@ -8,10 +8,10 @@ the process wrote is then searched for every token: the server's, a person's, a 
 
 from __future__ import annotations
 
-import json
 import uuid
 
 import httpx
+from fixtures_security import classroom_config_file
 from websockets.asyncio.client import connect as ws_connect
 from websockets.exceptions import InvalidStatus
 
@@ -21,21 +21,8 @@ WRONG_TOKEN = "logs-wrong-token-19fd3e6b01"
 
 
 async def test_no_token_in_any_log_line(server_process, tmp_path):
-    config = tmp_path / "logs_config.json"
-    config.write_text(
-        json.dumps(
-            {
-                "ServerApp": {
-                    "identity_provider_class": (
-                        "collab_kernels.teaching.auth.ClassroomIdentityProvider"
-                    ),
-                    "authorizer_class": "collab_kernels.teaching.auth.RoleAuthorizer",
-                },
-                "ClassroomIdentityProvider": {"user_tokens": {VIEWER_TOKEN: "viewer"}},
-            }
-        )
-    )
-    server = server_process(token=SERVER_TOKEN, config=[f"--config={config}", "--debug"])
+    config = classroom_config_file(tmp_path / "logs_config.json", {VIEWER_TOKEN: "viewer"})
+    server = server_process(token=SERVER_TOKEN, config=[config, "--debug"])
     await server.start()
     base = server.base_url
     statuses = set()

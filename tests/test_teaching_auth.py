@@ -55,6 +55,12 @@ async def status_of(jp_fetch, *parts, role=None, **kwargs):
     return response.code
 
 
+async def start_kernel_status(jp_fetch, role: str) -> int:
+    """The status of POST /api/kernels (start a python3 kernel) as ``role``."""
+    body = json.dumps({"name": "python3"})
+    return await status_of(jp_fetch, "api", "kernels", role=role, method="POST", body=body)
+
+
 async def test_each_token_identifies_its_holder(jp_fetch):
     response = await jp_fetch("api", "me", headers=as_user("editor"))
     assert json.loads(response.body)["identity"]["username"] == "editor-user"
@@ -70,17 +76,7 @@ async def test_viewer_reads_but_cannot_write_or_execute(jp_fetch, jp_root_dir):
         )
         == 403
     )
-    assert (
-        await status_of(
-            jp_fetch,
-            "api",
-            "kernels",
-            role="viewer",
-            method="POST",
-            body=json.dumps({"name": "python3"}),
-        )
-        == 403
-    )
+    assert await start_kernel_status(jp_fetch, "viewer") == 403
     assert (jp_root_dir / "lesson.txt").read_text() == "hello"
 
 
@@ -90,17 +86,7 @@ async def test_editor_writes_contents_but_cannot_start_kernels(jp_fetch, jp_root
         jp_fetch, "api", "contents", "notes.txt", role="editor", method="PUT", body=body
     ) in (200, 201)
     assert (jp_root_dir / "notes.txt").read_text() == "edited"
-    assert (
-        await status_of(
-            jp_fetch,
-            "api",
-            "kernels",
-            role="editor",
-            method="POST",
-            body=json.dumps({"name": "python3"}),
-        )
-        == 403
-    )
+    assert await start_kernel_status(jp_fetch, "editor") == 403
 
 
 async def test_server_token_is_the_instructor(jp_fetch):
