@@ -129,30 +129,42 @@ class CLIProcess:
         return code
 
 
-@pytest.fixture
-def start_cli(jp_root_dir):
-    """Start ``collab-kernels ARGS...`` (cwd: the server root); returns a CLIProcess."""
-    processes: list[CLIProcess] = []
+class Processes:
+    """The subprocesses a test starts (stdin, stdout and stderr piped, unbuffered Python);
+    ``kill()`` ends those still running, at the test's end."""
 
-    async def start(*args: str, cwd: Path | None = None) -> CLIProcess:
-        env = dict(os.environ, PYTHONUNBUFFERED="1", NO_COLOR="1")
+    def __init__(self) -> None:
+        self.started: list[CLIProcess] = []
+
+    async def start(self, *argv: str, cwd: Path, env: dict[str, str] | None = None) -> CLIProcess:
         proc = await asyncio.create_subprocess_exec(
-            CLI,
-            *args,
-            cwd=str(cwd or jp_root_dir),
+            *argv,
+            cwd=str(cwd),
             stdin=asyncio.subprocess.PIPE,
             stdout=asyncio.subprocess.PIPE,
             stderr=asyncio.subprocess.PIPE,
-            env=env,
+            env=dict(os.environ, PYTHONUNBUFFERED="1", **(env or {})),
         )
-        p = CLIProcess(proc)
-        processes.append(p)
-        return p
+        process = CLIProcess(proc)
+        self.started.append(process)
+        return process
+
+    def kill(self) -> None:
+        for process in self.started:
+            if process.proc.returncode is None:
+                process.proc.kill()
+
+
+@pytest.fixture
+def start_cli(jp_root_dir):
+    """Start ``collab-kernels ARGS...`` (cwd: the server root); returns a CLIProcess."""
+    processes = Processes()
+
+    async def start(*args: str, cwd: Path | None = None) -> CLIProcess:
+        return await processes.start(CLI, *args, cwd=cwd or jp_root_dir, env={"NO_COLOR": "1"})
 
     yield start
-    for p in processes:
-        if p.proc.returncode is None:
-            p.proc.kill()
+    processes.kill()
 
 
 @pytest.fixture

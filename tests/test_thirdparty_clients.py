@@ -12,7 +12,6 @@ listening on a loopback port, while a collaborator of ours watches the document 
 
 from __future__ import annotations
 
-import asyncio
 import json
 import os
 import subprocess
@@ -20,10 +19,9 @@ import sys
 from pathlib import Path
 
 import pytest
-from fixtures_client import CLIProcess, read_notebook, write_notebook
-from fixtures_execution import cell_py
+from fixtures_client import CLIProcess, Processes, read_notebook, write_notebook
+from fixtures_execution import cell_py, entry
 from fixtures_rooms import eventually
-from test_execution import entry
 
 ROOT = Path(__file__).resolve().parent.parent
 SCRIPTS = Path(__file__).resolve().parent / "thirdparty"
@@ -84,27 +82,14 @@ def server(server_info):
 @pytest.fixture
 def run_script(thirdparty_python, jp_root_dir):
     """Start ``tests/thirdparty/NAME ARGS...`` in the third-party environment."""
-    processes: list[CLIProcess] = []
+    processes = Processes()
 
     async def start(name: str, *args: str, env: dict[str, str] | None = None) -> CLIProcess:
-        proc = await asyncio.create_subprocess_exec(
-            thirdparty_python,
-            str(SCRIPTS / name),
-            *args,
-            cwd=str(jp_root_dir),
-            stdin=asyncio.subprocess.PIPE,
-            stdout=asyncio.subprocess.PIPE,
-            stderr=asyncio.subprocess.PIPE,
-            env=dict(os.environ, PYTHONUNBUFFERED="1", **(env or {})),
-        )
-        process = CLIProcess(proc)
-        processes.append(process)
-        return process
+        script = str(SCRIPTS / name)
+        return await processes.start(thirdparty_python, script, *args, cwd=jp_root_dir, env=env)
 
     yield start
-    for process in processes:
-        if process.proc.returncode is None:
-            process.proc.kill()
+    processes.kill()
 
 
 async def finish(process: CLIProcess, timeout: float = TIMEOUT) -> dict:
