@@ -7,15 +7,9 @@ import asyncio
 import json
 
 import pytest
-from fixtures_execution import TIMEOUT, cell_py, stream_text
+from fixtures_execution import TIMEOUT, cell_py, gate_code, stream_text
 
 from collab_kernels.execution.manager import ExecutionManager
-
-
-def gate(flag, body: str) -> str:
-    return (
-        f"import os, time\nwhile not os.path.exists({str(flag)!r}):\n    time.sleep(0.02)\n{body}"
-    )
 
 
 async def post_code(api, kernel_id, code, metadata=None):
@@ -40,7 +34,7 @@ async def test_status_codes_and_outputs_of_a_cell_execution(
     rid, location = await post_code(
         api,
         nb.kernel_id,
-        gate(flag, "print('hello')\n6 * 7"),
+        gate_code(flag, "print('hello')\n6 * 7"),
         {"cell_id": cid, "document_id": nb.room_id},
     )
     status, body, _ = await api("GET", *location)
@@ -166,7 +160,7 @@ async def test_delete_stops_a_running_request_as_nbmodel_does(
     rid, location = await post_code(
         api,
         nb.kernel_id,
-        "print('started', flush=True)\n" + gate(flag, "print('not reached')"),
+        "print('started', flush=True)\n" + gate_code(flag, "print('not reached')"),
         {"cell_id": cid, "document_id": nb.room_id},
     )
     # Interrupt once the code runs (ipykernel ignores a SIGINT that comes before).
