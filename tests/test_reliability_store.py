@@ -87,23 +87,29 @@ async def test_restart_restores_edits_the_file_missed_without_duplicates(
     assert sources(carol.document) == expected
 
 
-async def test_history_of_a_file_changed_meanwhile_is_not_replayed(
+async def test_file_rewritten_meanwhile_is_merged_never_duplicated(
     rooms_notebook, collab_client, room_manager, jp_root_dir
 ):
+    """kill -9 with unsaved edits, then the file is rewritten with other cells (other ids):
+    the history is not replayed on top of a document rebuilt from the file (every cell would
+    be duplicated) nor dropped: it is merged with the file by cell id. The cell edited in
+    the room stays, the one only the file removed goes, the file's new cell comes first (it
+    has no predecessor), the room's new cell stays."""
     path = rooms_notebook("store-lineage.ipynb", ["a = 1", "b = 2"])
-    await edit_and_crash(path, collab_client, room_manager, jp_root_dir)
+    room, _ = await edit_and_crash(path, collab_client, room_manager, jp_root_dir)
+    await eventually(lambda: room_manager.store.bases.hash_of(room.room_id) is not None)
     # while "the server was down" someone rewrote the file (git checkout)
     nb = nbformat.v4.new_notebook()
     nb.cells.append(nbformat.v4.new_code_cell("c = 3"))
     nbformat.write(nb, str(jp_root_dir / path))
-    room = await room_manager.get_room_for_path(path)
-    assert not room.restored_from_store
-    assert sources(room.document) == ["c = 3"]
-    store = room_manager.store
-    # the store now holds the file's lineage, tagged with the file's hash
-    file_hash, updates = store.load(room.room_id)
-    assert file_hash == room.file.hash and len(updates) == 1
-    assert not room.unsaved
+    again = await room_manager.get_room_for_path(path)
+    assert again.restored_from_store
+    merged = ["c = 3", "a = 1  # alice", "from alice"]
+    assert sources(again.document) == merged
+    assert len({cell["id"] for cell in again.document.ycells}) == 3
+    await eventually(lambda: disk_sources(jp_root_dir, path) == merged)
+    # once saved, the store holds the merged lineage tagged with the file's new hash
+    await eventually(lambda: room_manager.store.load(again.room_id)[0] == again.file.hash)
 
 
 async def test_deleted_file_forgets_its_history(rooms_notebook, room_manager, jp_fetch):
@@ -113,6 +119,37 @@ async def test_deleted_file_forgets_its_history(rooms_notebook, room_manager, jp
     await jp_fetch("api", "contents", path, method="DELETE")
     await eventually(lambda: room.closed)
     assert room_manager.store.load(room.room_id) is None
+
+
+async def test_kill_with_unsaved_edits_then_checkout_merges_by_cell(
+    rooms_notebook, collab_client, room_manager, jp_root_dir, jp_fetch
+):
+    """kill -9 with edits the file lacks, then the file changes (git checkout) before the
+    next start: the stored history and the file are merged by cell id against the text the
+    room last saved. A cell changed on one side takes that side; the cell changed on both
+    keeps the history's version and the file's goes into a checkpoint."""
+    path = rooms_notebook("crash-checkout.ipynb", ["a = 1", "b = 2"])
+    _room, expected = await edit_and_crash(path, collab_client, room_manager, jp_root_dir)
+    assert expected == ["a = 1  # alice", "b = 2", "from alice"]
+    # the text the room loaded is kept as the merge's base (in a worker thread)
+    await eventually(lambda: room_manager.store.bases.hash_of(_room.room_id) is not None)
+    nb = nbformat.read(str(jp_root_dir / path), as_version=4)
+    nb.cells[0].source = "a = 100"  # changed on both sides
+    nb.cells[1].source = "b = 3"  # changed in the file only
+    nbformat.write(nb, str(jp_root_dir / path))
+
+    again = await room_manager.get_room_for_path(path)
+    assert again.restored_from_store
+    merged = ["a = 1  # alice", "b = 3", "from alice"]
+    assert sources(again.document) == merged
+    await eventually(lambda: disk_sources(jp_root_dir, path) == merged)
+    listed = json.loads((await jp_fetch("api", "contents", path, "checkpoints")).body)
+    assert listed  # the file's version of the conflicting cell is kept
+    checkpoint = jp_root_dir / ".ipynb_checkpoints" / "crash-checkout-checkpoint.ipynb"
+    assert disk_sources(jp_root_dir, str(checkpoint.relative_to(jp_root_dir)))[:2] == [
+        "a = 100",
+        "b = 3",
+    ]
 
 
 STREAM_LINES = 100_000

@@ -92,13 +92,18 @@ async def test_history_that_cannot_match_is_refused_after_a_delay(
     restart_server,
     jp_root_dir,
     jp_server_config,
+    jp_serverapp,
 ):
-    """The file changed while the server was down (git checkout): the document is rebuilt from
+    """The file changed while the server was down (git checkout) and the text the room last
+    saved is not kept (a store written by an older version): the document is rebuilt from
     the file, another Y history, so the old browser is asked to reload (1003), and only after
     stale_session_close_delay so that a reload dialog's reconnect loop cannot spin the server."""
     path = rooms_notebook("changed.ipynb", ["one", "two"])
     conn = await collab_client(path)
     await eventually(lambda: disk_sources(jp_root_dir, path) == ["one", "two"])
+    store = jp_serverapp.web_app.settings["collab_room_manager"].store
+    await eventually(lambda: store.bases.get(conn.room_id) is not None)
+    store.bases.delete(conn.room_id)
     config = Config(jp_server_config)
     config.RoomManager.stale_session_close_delay = 0.5
     async with restart_server(config) as (
@@ -134,6 +139,48 @@ async def test_history_that_cannot_match_is_refused_after_a_delay(
         await asyncio.wait_for(asyncio.shield(fresh.synced), 30)
         assert sources(fresh.document) == ["checked out"]
         await fresh.close()
+
+
+def checkout(root, path: str, edit) -> None:
+    """What ``git checkout`` of another version does to the file: cells keep their ids."""
+    nb = nbformat.read(str(root / path), as_version=4)
+    edit(nb)
+    nbformat.write(nb, str(root / path))
+
+
+async def test_file_changed_while_down_is_merged_with_the_history_and_offline_edits(
+    rooms_notebook, collab_client, restart_server, jp_root_dir
+):
+    """The file changed while the server was down (git checkout of another version) and a
+    browser typed meanwhile: the restored history and the file are merged by cell id
+    against what the room last saved, the browser continues its session (no 1003) and its
+    offline edit merges too; nothing is lost on either side."""
+    path = rooms_notebook("checkout.ipynb", ["one", "two", "three"])
+    alice = await collab_client(path)
+    append_source(alice.document, 1, " edited")
+    await eventually(lambda: disk_sources(jp_root_dir, path) == ["one", "two edited", "three"])
+    room_id = alice.room_id
+
+    def git(nb) -> None:
+        nb.cells[0].source = "one (checked out)"
+        nb.cells.append(nbformat.v4.new_markdown_cell("new from git"))
+
+    async with restart_server() as (base2, token2, app2):
+        await alice.wait_closed()
+        checkout(jp_root_dir, path, git)
+        append_source(alice.document, 2, " (alice offline)")
+
+        alice2 = RoomConnection(base2, room_id, alice.session_id, token=token2, ydoc=alice.ydoc)
+        await alice2.connect()
+        await asyncio.wait_for(asyncio.shield(alice2.synced), 30)
+        expected = ["one (checked out)", "two edited", "three (alice offline)", "new from git"]
+        await alice2.wait_for(lambda doc: sources(doc) == expected)
+        assert not alice2.closed.done()  # the same session goes on
+        room = app2.web_app.settings["collab_room_manager"].find_room(room_id)
+        assert room.restored_from_store
+        await eventually(lambda: sources(room.document) == expected)  # one copy of each cell
+        await eventually(lambda: disk_sources(jp_root_dir, path) == expected)
+        await alice2.close()
 
 
 async def test_freed_room_reopened_from_the_store_keeps_its_sessions(

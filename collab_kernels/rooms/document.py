@@ -22,37 +22,15 @@ from jupyter_ydoc import YNotebook, YUnicode
 from pycrdt import Map
 
 from ..contract import FILE_TYPES
-from . import limits, protocol, repair
+from . import limits, offload, protocol, repair
 from .content import new_document
 from .fanout import EMPTY_UPDATE, Fanout, RoomClient
 from .file import RoomFile
 from .history import RoomHistory
+from .holds import RoomHold
 from .host import RoomHost
 from .protocol import ProtocolError
 from .saving import SaveSchedule, SaveStatus
-
-
-class RoomHold:
-    """Keeps a room alive until released (also a context manager)."""
-
-    def __init__(self, room: DocumentRoom, reason: str):
-        self.room = room
-        self.reason = reason
-        self.released = False
-
-    def release(self) -> None:
-        if not self.released:
-            self.released = True
-            self.room.release(self)
-
-    def __enter__(self) -> RoomHold:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.release()
-
-    def __repr__(self) -> str:
-        return f"<RoomHold {self.reason!r} on {self.room.path}>"
 
 
 class DocumentRoom(Fanout):
@@ -109,6 +87,7 @@ class DocumentRoom(Fanout):
         self._loaded = False
         self._depth_bound: int | None = None
         self._trimmed_cells: set[str] = set()  # cells whose output limit was logged
+        self._keeping: asyncio.Future[None] | None = None  # the loaded text being kept
         store = host.store
         #: the update store glue (None when the store is off)
         self.history: RoomHistory | None = None
@@ -207,8 +186,11 @@ class DocumentRoom(Fanout):
         With the update store on, a stored history whose file hash matches the file is the
         same Y lineage as the file plus what happened after its last save: the doc is restored
         from it (never rebuilt from the file and merged, which would duplicate every cell) and
-        whatever the file misses is saved right away. Otherwise the doc is built from the file
-        and the stored history is replaced by it.
+        whatever the file misses is saved right away. When the file changed since (a
+        ``git checkout`` while the server was down) and the text the room last saved is kept
+        (``bases.py``), the history is restored and the file merged into it by cell id
+        against that text, as for a live room. Otherwise the doc is built from the file and
+        the stored history is replaced by it.
         """
         file = self.file
         async with file.lock:
@@ -231,6 +213,12 @@ class DocumentRoom(Fanout):
                     self.history.lineage = self.lineage
                     self.history.reset(file.hash)
             self._loaded = True
+            base = self.history.restart_base if restored and self.history else None
+            if base is not None and self.file_type == "notebook":
+                await file.merge_restored(base)
+            elif self.history is not None and self.file.offloaded:
+                # the text loaded is the base of a merge until the first save (bases.py)
+                self._keeping = self.history.keep_loaded_text(self.host.contents_manager, file)
             if restored and self.document.get() != file.saved_content:
                 self.log.warning(
                     "collab_kernels: %s: the update store holds edits the file does not have "
@@ -272,6 +260,9 @@ class DocumentRoom(Fanout):
             )
         self._trimmed_cells.add(str(ycell.get("id")))
         return True
+
+    def text_sink(self) -> offload.TextSink | None:
+        return self.history.text_sink() if self.history is not None else None
 
     def persist_updates(self, updates: list[bytes]) -> None:
         if self.history is not None and self._loaded:

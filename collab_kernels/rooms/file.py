@@ -26,9 +26,8 @@ from jupyter_ydoc import YNotebook, YUnicode
 from pycrdt import Doc
 from tornado.web import HTTPError
 
-from . import offload, repair
+from . import merging, offload, repair
 from .content import apply_in_place, is_refused_hidden, new_document
-from .merge import merge_notebooks
 from .saving import SaveStatus
 
 #: document type -> (contents manager type, contents manager format); the room id format of
@@ -74,6 +73,9 @@ class FileSide(Protocol):
 
     def file_gone(self) -> None:
         """The file was deleted (not moved): close the room."""
+
+    def text_sink(self) -> offload.TextSink | None:
+        """Where an offloaded save hands the file's text (kept for a restart merge)."""
 
 
 class RoomFile:
@@ -276,7 +278,8 @@ class RoomFile:
         model["format"] = "json" if self.file_type == "notebook" else "text"
         try:
             if self.offloaded:
-                after = await offload.save_notebook(self.contents_manager, model, self.path)
+                sink = self.side.text_sink()
+                after = await offload.save_notebook(self.contents_manager, model, self.path, sink)
             else:
                 await ensure_async(self.contents_manager.save(model, self.path))
                 after = await self.get_model(content=False, require_hash=True)
@@ -291,64 +294,31 @@ class RoomFile:
         self.log.debug("collab_kernels: saved %s", self.path)
         return "success"
 
-    def _notebook_now(self) -> dict[str, Any]:
-        content = self.document.get()
-        assert isinstance(content, dict)
-        return content
-
     async def _merge_locked(self) -> SaveStatus:
         """The file changed on disk while the room has unsaved edits: merge both by cell id
         against the last content the room saved or loaded, apply the result in place and
         save it. Cells changed on both sides keep the room's version; the file's version is
         kept first as the contents manager's checkpoint, and the merge is announced."""
-        side = self.side
         model = await self.get_model(content=True, require_hash=True)
         disk = await self.content_of(model["content"])
-        checkpoint: str | None = None
-        result = merge_notebooks(self.saved_content, self._notebook_now(), disk)
-        if result.conflicts:
-            try:
-                created = await ensure_async(self.contents_manager.create_checkpoint(self.path))
-                checkpoint = created.get("id") if isinstance(created, dict) else None
-            except Exception as e:
-                self.log.error(
-                    "collab_kernels: could not keep the file's version of %s as a checkpoint "
-                    "before merging: %s",
-                    self.path,
-                    e,
-                )
-            # the document may have changed while the checkpoint was written
-            result = merge_notebooks(self.saved_content, self._notebook_now(), disk)
-        # the file holds the disk's version now; the merge is what the room will save
-        self.hash = model.get("hash")
-        self.last_modified = model.get("last_modified")
-        self.saved_content = disk
-        if result.from_disk:
-            with side.server_edit(), side.ydoc.transaction():
-                apply_in_place(self.document, result.content)
-        conflicts = list(result.conflicts)
-        if conflicts:
-            message = (
-                f"The file changed on disk while the document had unsaved edits; both were "
-                f"merged. {len(conflicts)} cell(s) changed on both sides kept this document's "
-                f"version; the file's version is kept as checkpoint {checkpoint!r}."
-            )
-            self.log.warning("collab_kernels: %s: %s (%s)", self.path, message, conflicts)
-        else:
-            message = (
-                "The file changed on disk while the document had unsaved edits; both were merged."
-            )
-            self.log.info("collab_kernels: %s: %s", self.path, message)
-        side.broadcast_raw(
-            {
-                "type": "merged",
-                "path": self.path,
-                "conflicts": conflicts,
-                "checkpoint": checkpoint,
-            }
+        await merging.merge_into(
+            self,
+            self.saved_content,
+            disk,
+            "The file changed on disk while the document had unsaved edits",
+            model.get("hash"),
+            model.get("last_modified"),
         )
-        side.file_event("merged", message)
-        return await self._write_locked(await self.get_content(), side.version)
+        return await self._write_locked(await self.get_content(), self.side.version)
+
+    async def merge_restored(self, base_text: str) -> None:
+        """On load (the lock held, the file read): see :func:`.merging.merge_restored`."""
+        await merging.merge_restored(self, base_text)
+
+    def notebook_now(self) -> dict[str, Any]:
+        content = self.document.get()
+        assert isinstance(content, dict)
+        return content
 
     def _mark_saved(self, version: int, file_hash: str | None, last_modified: Any) -> None:
         self.hash = file_hash

@@ -9,11 +9,13 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import Callable
 from typing import Any
 
 from pycrdt import Array, Doc, Map
 
+from . import offload
 from .content import new_document
 from .store import SQLiteUpdateStore
 
@@ -49,6 +51,9 @@ class RoomHistory:
         self.file_hash: str | None = None
         #: the Y lineage of the room's document (sessions.py), stored with its history
         self.lineage: str | None = None
+        #: set by a restore whose file changed since: the file text the history was last
+        #: saved as, the base of the merge of the two (None: nothing to merge)
+        self.restart_base: str | None = None
         self.failed = False
         self._quiet_handle: asyncio.Handle | None = None
 
@@ -72,13 +77,21 @@ class RoomHistory:
         if stored is None:
             return None
         stored_hash, updates = stored
+        self.restart_base = None
         if stored_hash is None or stored_hash != file_hash:
+            self.restart_base = self._base_of(stored_hash)
+            if self.restart_base is None:
+                self.log.info(
+                    "collab_kernels: %s changed since its stored history was saved; "
+                    "rebuilding the document from the file",
+                    self.describe(),
+                )
+                return None
             self.log.info(
-                "collab_kernels: %s changed since its stored history was saved; rebuilding the "
-                "document from the file",
+                "collab_kernels: %s changed since its stored history was saved; restoring the "
+                "history and merging the file into it by cell",
                 self.describe(),
             )
-            return None
         scratch: Doc[Any] = Doc()
         try:
             for update in updates:
@@ -129,6 +142,38 @@ class RoomHistory:
         if file_type == "notebook":
             reset_execution_state(self.ydoc)
         return True
+
+    def _base_of(self, stored_hash: str | None) -> str | None:
+        """The file text the history was last saved as (bases.py), if it is kept."""
+        bases = self.store.bases
+        if stored_hash is None or bases is None:
+            return None
+        try:
+            base = bases.get(self.room_id)
+        except Exception as e:
+            self.log.warning(
+                "collab_kernels: reading the saved text of %s failed: %s", self.describe(), e
+            )
+            return None
+        if base is None or base[0] != stored_hash:
+            return None
+        return base[1]
+
+    def text_sink(self, read_at: float | None = None) -> offload.TextSink | None:
+        """Where a save hands the file's text, kept as the base of a restart merge."""
+        bases = self.store.bases
+        return None if bases is None else bases.writer(self.room_id, read_at)
+
+    def keep_loaded_text(self, contents_manager: Any, file: Any) -> asyncio.Future[None] | None:
+        """Keep the text of the file as loaded (``file.path``, ``file.hash``), read in a
+        worker thread, unless the kept one has that hash."""
+        bases = self.store.bases
+        if bases is None or file.hash is None or bases.hash_of(self.room_id) == file.hash:
+            return None
+        sink = bases.writer(self.room_id, time.time())
+        return asyncio.ensure_future(
+            offload.keep_loaded_text(contents_manager, file.path, file.hash, sink)
+        )
 
     # --- writing -----------------------------------------------------------------------------
     def append(self, updates: list[bytes]) -> None:

@@ -46,7 +46,7 @@ import asyncio
 import copy
 import hashlib
 from collections.abc import Iterator
-from typing import Any
+from typing import Any, Protocol
 
 import nbformat
 from jupyter_core.utils import ensure_async
@@ -106,6 +106,25 @@ async def file_model(contents_manager: Any, path: str) -> dict[str, Any]:
     return model
 
 
+def _keep_text(os_path: str, file_hash: str, algorithm: str, sink: TextSink) -> None:
+    with open(os_path, "rb") as f:
+        data = f.read()
+    if hashlib.new(algorithm, data).hexdigest() != file_hash:
+        return  # changed since it was loaded: the next save keeps its text
+    sink.write(data.decode("utf-8"))
+    sink.close(file_hash)
+
+
+async def keep_loaded_text(
+    contents_manager: Any, path: str, file_hash: str, sink: TextSink
+) -> None:
+    """Hand the text of the file as loaded (``file_hash``) to ``sink``, read in a worker
+    thread (stock managers only: the text the room's first save will replace)."""
+    os_path = contents_manager._get_os_path(path.strip("/"))
+    algorithm = str(contents_manager.hash_algorithm)
+    await asyncio.to_thread(_keep_text, os_path, file_hash, algorithm, sink)
+
+
 def _prepare(notary: Any, content: dict[str, Any]) -> tuple[Any, str | None]:
     """In a worker thread: the NotebookNode and its signature (None: not trusted)."""
     nb = nbformat.from_dict(content)  # type: ignore[no-untyped-call]
@@ -149,20 +168,40 @@ def notebook_json(nb: Any, validation_error: dict[str, Any]) -> Iterator[str]:
     yield "".join(pieces)
 
 
+class TextSink(Protocol):
+    """Gets the pieces of a saved file's text in the saving thread, then its hash once the
+    file is in place (``bases.BaseWriter``); not closed when the save fails."""
+
+    def write(self, piece: str) -> None: ...
+    def close(self, file_hash: str) -> None: ...
+
+
 def _write(
-    contents_manager: Any, os_path: str, nb: Any, validation_error: dict[str, Any]
+    contents_manager: Any,
+    os_path: str,
+    nb: Any,
+    validation_error: dict[str, Any],
+    sink: TextSink | None = None,
 ) -> dict[str, str]:
     """In a worker thread: what the stock ``_save_notebook`` does, written as it is encoded,
     then hash the file."""
     with contents_manager.atomic_writing(os_path, encoding="utf-8") as f:
         for piece in notebook_json(nb, validation_error):
             f.write(piece)
-    return _read_and_hash(contents_manager, os_path)
+            if sink is not None:
+                sink.write(piece)
+    hashed = _read_and_hash(contents_manager, os_path)
+    if sink is not None:
+        sink.close(hashed["hash"])
+    return hashed
 
 
-async def save_notebook(contents_manager: Any, model: dict[str, Any], path: str) -> dict[str, Any]:
+async def save_notebook(
+    contents_manager: Any, model: dict[str, Any], path: str, sink: TextSink | None = None
+) -> dict[str, Any]:
     """Save a notebook model like the stock ``save`` does; returns the saved file's model
-    without content, with its ``hash``. Only for :func:`is_stock` managers."""
+    without content, with its ``hash``. Only for :func:`is_stock` managers. ``sink`` gets
+    the file's text as it is written (in the worker thread)."""
     cm = contents_manager
     path = path.strip("/")
     cm.run_pre_save_hooks(model=model, path=path)
@@ -180,7 +219,7 @@ async def save_notebook(contents_manager: Any, model: dict[str, Any], path: str)
         cm.log.warning("Notebook %s is not trusted", path)
     validation_error: dict[str, Any] = {}
     try:
-        hashed = await asyncio.to_thread(_write, cm, os_path, nb, validation_error)
+        hashed = await asyncio.to_thread(_write, cm, os_path, nb, validation_error, sink)
     except HTTPError:
         raise
     except Exception as e:  # what the stock save turns into a 500

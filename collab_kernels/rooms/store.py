@@ -46,6 +46,8 @@ import sqlite3
 import time
 from collections.abc import Callable, Collection, Iterable, Iterator
 
+from .bases import SavedBases
+
 SCHEMA_VERSION = 2
 
 
@@ -104,6 +106,19 @@ class SQLiteUpdateStore:
         #: bytes appended since the last compaction, and of the squashed state, per room
         self._pending_bytes: dict[str, int] = {}
         self._state_bytes: dict[str, int] = {}
+        #: the file text each document last saved (bases.py), for a merge after a restart
+        self.bases: SavedBases | None = None
+        try:
+            self.bases = SavedBases.beside(path, self.log)
+            rows = self._db.execute("SELECT room_id FROM docs").fetchall()
+            self.bases.keep_only([room_id for (room_id,) in rows])
+        except (sqlite3.Error, OSError) as e:
+            self.log.warning(
+                "collab_kernels: cannot keep saved texts beside %s (%s); a file changed while "
+                "the server was down replaces its document's unsaved edits",
+                path,
+                e,
+            )
         self.closed = False
 
     @contextlib.contextmanager
@@ -258,6 +273,7 @@ class SQLiteUpdateStore:
                 self._db.execute("DELETE FROM updates WHERE room_id = ?", (room_id,))
                 self._db.execute("DELETE FROM docs WHERE room_id = ?", (room_id,))
             self._pending_counts.pop(room_id, None)
+            self._forget_base(room_id)
             evicted += 1
             self._reclaim()
             if self.file_size() <= self.max_bytes:
@@ -284,7 +300,15 @@ class SQLiteUpdateStore:
             self._db.execute("DELETE FROM updates WHERE room_id = ?", (room_id,))
             self._db.execute("DELETE FROM docs WHERE room_id = ?", (room_id,))
         self._pending_counts.pop(room_id, None)
+        self._forget_base(room_id)
         self._reclaim()
+
+    def _forget_base(self, room_id: str) -> None:
+        if self.bases is not None:
+            try:
+                self.bases.delete(room_id)
+            except sqlite3.Error as e:
+                self.log.debug("collab_kernels: could not forget the saved text: %s", e)
 
     def _reclaim(self) -> None:
         """Give freed pages back and keep the WAL from growing with the history."""
@@ -336,6 +360,8 @@ class SQLiteUpdateStore:
         if self.closed:
             return
         self.closed = True
+        if self.bases is not None:
+            self.bases.close()
         try:
             self._db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
         except sqlite3.Error:
