@@ -243,7 +243,12 @@ def main() -> None:
                     SIGN_WITH[:] = [] if args.untrusted else [lab.data_dir]
                     if scenario == "latency":
                         latency_notebook(lab.root / doc, args.rounds)
-                        job = {"kind": "latency", "path": doc, "rounds": args.rounds}
+                        job = {
+                            "kind": "latency",
+                            "path": doc,
+                            "rounds": args.rounds,
+                            "select": args.untrusted,
+                        }
                     elif scenario == "big20mb":
                         big_output_notebook(lab.root / doc, args.megabytes)
                         job = {"kind": "load", "path": doc}

@@ -25,6 +25,25 @@ const ARGS = ['--no-sandbox', '--disable-gpu', '--disable-background-networking'
 async function openLab(browser, job) {
   const context = await browser.newContext({ viewport: { width: 1280, height: 900 } });
   const page = await context.newPage();
+  // Arrival times of websocket messages (kernel and room websockets alike), for the trace.
+  await page.addInitScript(() => {
+    // JupyterLab loads more than the default 250 resources: keep the execute POSTs too.
+    performance.setResourceTimingBufferSize(100000);
+    window.__ckWs = [];
+    const Native = window.WebSocket;
+    window.WebSocket = class extends Native {
+      constructor(...args) {
+        super(...args);
+        const url = String(args[0]);
+        const kind = url.includes('/api/collaboration/room/') ? 'room' :
+          (url.includes('/channels') ? 'kernel' : 'other');
+        this.addEventListener('message', (e) => {
+          const size = typeof e.data === 'string' ? e.data.length : (e.data.byteLength || e.data.size || 0);
+          window.__ckWs.push([performance.now(), kind, size]);
+        });
+      }
+    };
+  });
   const url = `${job.base}/lab/tree/${encodeURIComponent(job.path)}?token=${job.token}&reset`;
   await page.goto(url, { waitUntil: 'commit', timeout: 120000 });
   return { context, page };
@@ -93,10 +112,27 @@ async function latency(browser, job) {
         setTimeout(() => resolve({ dom: NaN, paint: NaN }), 20000);
       });
     }, { index: i, expected });
+    if (job.select) {
+      // Select the cell first: a server-side run re-creates an untrusted cell to trust it,
+      // and the frontend's active cell then moves one too far (Shift+Enter skips a cell).
+      await page.locator('.jp-NotebookPanel .jp-Notebook .jp-Cell').nth(i)
+        .locator('.jp-InputPrompt').click();
+      await page.keyboard.press('Escape');
+      await page.waitForTimeout(job.pause || 150);
+    }
     await page.keyboard.press('Shift+Enter');
     const done = await page.evaluate(() => window.__ckDone);
     const key = await page.evaluate(() => window.__ckKey[window.__ckKey.length - 1]);
-    rounds.push({ dom: done.dom - key, paint: done.paint - key });
+    const trace = await page.evaluate((key) => {
+      const post = performance.getEntriesByType('resource')
+        .filter((e) => e.name.includes('/execute') && e.startTime >= key).pop();
+      const ws = window.__ckWs.filter((m) => m[0] >= key).map((m) => [m[0] - key, m[1], m[2]]);
+      return {
+        post: post ? [post.startTime - key, post.responseEnd - key] : null,
+        ws: ws.slice(0, 12)
+      };
+    }, key);
+    rounds.push({ dom: done.dom - key, paint: done.paint - key, ...trace });
     // The next round starts once this cell shows its count and the kernel is idle.
     await page.waitForFunction((index) => {
       const cell = document.querySelectorAll('.jp-NotebookPanel .jp-Notebook .jp-Cell')[index];

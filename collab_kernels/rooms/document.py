@@ -26,6 +26,7 @@ from . import limits, offload, protocol, repair
 from .content import new_document
 from .fanout import EMPTY_UPDATE, Fanout, RoomClient
 from .file import RoomFile
+from .first_sync import FirstSync
 from .history import RoomHistory
 from .holds import RoomHold
 from .host import RoomHost
@@ -102,6 +103,8 @@ class DocumentRoom(Fanout):
                 in_file=lambda: not self.unsaved,
             )
         self.persist_before_sync = self.history is not None
+        #: the state encoded at load and the store's history written after the first sync
+        self.first_sync = FirstSync.settled_already()
         #: whether this room's Y state was restored from the update store on load
         self.restored_from_store = False
 
@@ -168,6 +171,7 @@ class DocumentRoom(Fanout):
             values["dirty"] = False
         self.set_state(**values)
         if self.history is not None and self._loaded:
+            self.first_sync.settle()
             self.history.checkpoint(self.file.hash)
 
     def file_event(self, action: str, message: str) -> None:
@@ -211,7 +215,9 @@ class DocumentRoom(Fanout):
                     self.lineage = self.history.lineage
                 else:
                     self.history.lineage = self.lineage
-                    self.history.reset(file.hash)
+            if not restored:
+                # The store's new history is written after the first sync (first_sync.py).
+                self.first_sync = FirstSync(self.ydoc, self.history, file.hash)
             self._loaded = True
             base = self.history.restart_base if restored and self.history else None
             if base is not None and self.file_type == "notebook":
@@ -266,7 +272,15 @@ class DocumentRoom(Fanout):
 
     def persist_updates(self, updates: list[bytes]) -> None:
         if self.history is not None and self._loaded:
+            self.first_sync.settle()
             self.history.append(updates)
+
+    def sync_answer(self, state_vector: bytes) -> bytes:
+        answer = self.first_sync.answer(state_vector)
+        return self.ydoc.get_update(state_vector) if answer is None else answer
+
+    def sync_answered(self) -> None:
+        self.first_sync.answered()
 
     # --- holds and freeing -----------------------------------------------------------------
     def hold(self, reason: str) -> RoomHold:
@@ -460,6 +474,7 @@ class DocumentRoom(Fanout):
         else:
             self.log.info("collab_kernels: %s was deleted; closing its document", self.path)
         self.file_event("deleted", "The file was deleted; the document was closed.")
+        self.first_sync.cancel()
         self.stop_timers()
         self.close(protocol.CLOSE_NOT_FOUND, "file deleted")
         if self.history is not None:
@@ -473,6 +488,7 @@ class DocumentRoom(Fanout):
             self._free_handle = None
         self.saving.stop()
         self.file.stop_watch()
+        self.first_sync.settle()
         if self.history is not None:
             self.history.stop()
 

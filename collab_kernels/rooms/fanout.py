@@ -377,6 +377,13 @@ class Fanout:
         return False
 
     # --- incoming --------------------------------------------------------------------------
+    def sync_answer(self, state_vector: bytes) -> bytes:
+        """The SyncStep2 payload for a client's SyncStep1: what it misses of the doc."""
+        return self.ydoc.get_update(state_vector)
+
+    def sync_answered(self) -> None:
+        """A SyncStep2 was queued to a client (rooms defer work to after it)."""
+
     def handle_message(self, client: RoomClient, data: bytes) -> Awaitable[None] | None:
         """Apply one incoming frame; raises ProtocolError on a malformed one.
 
@@ -386,10 +393,11 @@ class Fanout:
         if message.kind == "step1":
             self._flush_before_sync()
             try:
-                update = self.ydoc.get_update(message.payload)
+                update = self.sync_answer(message.payload)
             except Exception as e:
                 raise ProtocolError(f"invalid state vector: {e}") from e
             client.send(protocol.sync_step2_message(update))
+            self.sync_answered()
         elif message.kind in ("step2", "update"):
             self.on_update(client, message.payload)
         elif message.kind == "awareness":

@@ -229,20 +229,27 @@ class RoomHistory:
         pending = self.store.pending_bytes(self.room_id)
         return pending > least and pending > factor * self.store.state_bytes(self.room_id)
 
-    def reset(self, file_hash: str | None, *, reclaim: bool = True) -> None:
-        """Replace the stored history by the current state, tagged with the file's hash."""
+    def reset(
+        self, file_hash: str | None, *, reclaim: bool = True, state: bytes | None = None
+    ) -> None:
+        """Replace the stored history by the current state, tagged with the file's hash.
+
+        ``state``: the document's full state when the caller has it encoded already and it
+        holds no deleted content (a document just built from its file), stored as it is."""
         if self.store.closed:
             return
         try:
-            # The live doc still encodes deleted content (cleared outputs) in full; applying
-            # its state to a fresh Doc garbage-collects it: the squashed state is then the
-            # size of the document, not of its history.
-            scratch: Doc[Any] = Doc()
-            scratch.apply_update(self.ydoc.get_update())
+            if state is None:
+                # The live doc still encodes deleted content (cleared outputs) in full;
+                # applying its state to a fresh Doc garbage-collects it: the squashed state
+                # is then the size of the document, not of its history.
+                scratch: Doc[Any] = Doc()
+                scratch.apply_update(self.ydoc.get_update())
+                state = scratch.get_update()
             self.store.reset(
                 self.room_id,
                 file_hash,
-                scratch.get_update(),
+                state,
                 lineage=self.lineage,
                 in_file=self.in_file(),
                 reclaim=reclaim,

@@ -1,0 +1,109 @@
+"""What a freshly loaded big document does after its first collaborator has it.
+
+Opening a notebook of tens of megabytes, the first person waits for the room to read the
+file, build the Y document and answer their SyncStep1 with the whole state. Two more pieces
+of work used to come before that answer: the update store's new history (the full state
+encoded, squashed through a scratch document, and written to SQLite: 0.4 s for 50 MB) and a
+second full encode for the SyncStep2. :class:`FirstSync` encodes the state once, answers a
+SyncStep1 with an empty state vector from those bytes while the document has not changed,
+and writes the store's history with them *after* the answer, or ``DEFER_SECONDS`` after the
+load if nobody syncs. A document built from a file into an empty Y document has no deleted
+content, so the scratch squash is not needed.
+
+Until it is settled, every other use of the history (appending updates, a save's checkpoint,
+deleting, stopping) settles it first: the history then holds the state as it is at that
+moment (which already contains the updates about to be appended; appending them again is
+harmless, Y updates are idempotent). Small documents are not deferred (``DEFER_BYTES``):
+their history is written during the load, as before.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any, Protocol
+
+from pycrdt import Doc
+
+#: documents whose encoded state is smaller than this write their history during the load
+DEFER_BYTES = 1 << 20
+#: the history of a loaded document nobody synced with is written after this many seconds
+DEFER_SECONDS = 2.0
+#: the encoded state vector of an empty document (what a browser opening a notebook sends)
+EMPTY_STATE_VECTOR = b"\x00"
+
+
+class History(Protocol):
+    def reset(self, file_hash: str | None, *, state: bytes | None = None) -> None: ...
+
+
+class FirstSync:
+    """The full state of a just-loaded document, encoded once; its history written later."""
+
+    def __init__(
+        self, ydoc: Doc[Any] | None, history: History | None, file_hash: str | None
+    ) -> None:
+        self.ydoc = ydoc
+        self.history = history
+        self.file_hash = file_hash
+        #: set once the history holds the loaded state (at once when nothing is deferred)
+        self.settled = asyncio.Event()
+        self._handle: asyncio.Handle | None = None
+        self.state: bytes | None = None
+        self.state_vector = b""
+        if ydoc is None:
+            self.settled.set()
+            return
+        self.state = ydoc.get_update()
+        self.state_vector = ydoc.get_state()
+        if len(self.state) < DEFER_BYTES:
+            self.settle()
+        else:
+            self._handle = asyncio.get_event_loop().call_later(DEFER_SECONDS, self.settle)
+
+    @classmethod
+    def settled_already(cls) -> FirstSync:
+        """Nothing to do (a room not loaded yet, or restored from the store)."""
+        return cls(None, None, None)
+
+    @property
+    def pending(self) -> bool:
+        return not self.settled.is_set()
+
+    def answer(self, state_vector: bytes) -> bytes | None:
+        """The SyncStep2 for a client's ``state_vector`` from the bytes encoded at load, if
+        that client has nothing yet and the document did not change since; else None."""
+        if self.state is None or self.ydoc is None or state_vector != EMPTY_STATE_VECTOR:
+            return None
+        if self.ydoc.get_state() != self.state_vector:
+            return None
+        return self.state
+
+    def answered(self) -> None:
+        """A SyncStep2 went out: write the history on the next loop iterations."""
+        if self.pending:
+            if self._handle is not None:
+                self._handle.cancel()
+            self._handle = asyncio.get_event_loop().call_soon(self.settle)
+
+    def settle(self) -> None:
+        """Write the history now (idempotent)."""
+        if self._handle is not None:
+            self._handle.cancel()
+            self._handle = None
+        if not self.pending:
+            return
+        state, self.state = self.state, None
+        self.settled.set()
+        if self.history is None or self.ydoc is None:
+            return
+        if state is not None and self.ydoc.get_state() != self.state_vector:
+            state = None  # changed since the load: the history encodes the state as it is now
+        self.history.reset(self.file_hash, state=state)
+
+    def cancel(self) -> None:
+        """The room goes away without its history (deleted file)."""
+        if self._handle is not None:
+            self._handle.cancel()
+            self._handle = None
+        self.state = None
+        self.settled.set()
