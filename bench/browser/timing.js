@@ -37,6 +37,9 @@ async function openLab(browser, job) {
         const url = String(args[0]);
         const kind = url.includes('/api/collaboration/room/') ? 'room' :
           (url.includes('/channels') ? 'kernel' : 'other');
+        window.__ckWsOpen = window.__ckWsOpen || [];
+        const created = performance.now();
+        this.addEventListener('open', () => window.__ckWsOpen.push([kind, created, performance.now()]));
         this.addEventListener('message', (e) => {
           const size = typeof e.data === 'string' ? e.data.length : (e.data.byteLength || e.data.size || 0);
           window.__ckWs.push([performance.now(), kind, size]);
@@ -159,8 +162,22 @@ async function latency(browser, job) {
 async function load(browser, job) {
   const { context, page } = await openLab(browser, job);
   const shown = await firstCellShown(page, job.marker, job.timeout || 180000);
+  const trace = await page.evaluate(() => {
+    const contents = performance.getEntriesByType('resource')
+      .filter((e) => e.name.includes('/api/contents/') && e.name.includes('.ipynb')).pop();
+    const session = performance.getEntriesByType('resource')
+      .filter((e) => e.name.includes('/api/collaboration/session/')).pop();
+    const big = window.__ckWs.filter((m) => m[1] === 'room' && m[2] > 10000)[0];
+    return {
+      contents: contents ? [contents.startTime, contents.responseEnd] : null,
+      session: session ? [session.startTime, session.responseEnd] : null,
+      step2_ms: big ? big[0] : null,
+      sockets: window.__ckWsOpen || [],
+      room_first: (window.__ckWs.filter((m) => m[1] === 'room')[0] || [null])[0]
+    };
+  });
   await context.close();
-  return { first_cell_ms: shown };
+  return { first_cell_ms: shown, ...trace };
 }
 
 (async () => {
