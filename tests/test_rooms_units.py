@@ -487,10 +487,12 @@ def test_local_file_ids_are_preferred_for_a_new_database(tmp_path):
     from jupyter_server_fileid.manager import LocalFileIdManager
 
     from collab_kernels.rooms.content import prefer_local_file_ids
+    from collab_kernels.rooms.file_ids import FollowingFileIdManager
 
     app = _FakeServerApp(tmp_path / "file_id_manager.db")
     assert prefer_local_file_ids(app)
-    assert app.config.FileIdExtension.file_id_manager_class is LocalFileIdManager
+    chosen = app.config.FileIdExtension.file_id_manager_class
+    assert chosen is FollowingFileIdManager and issubclass(chosen, LocalFileIdManager)
 
 
 def test_an_existing_arbitrary_file_id_database_is_kept(tmp_path):

@@ -84,8 +84,9 @@ def prefer_local_file_ids(serverapp: Any) -> bool:
     """Make jupyter_server_fileid follow files moved outside Jupyter (call at link time).
 
     Its default ``ArbitraryFileIdManager`` only knows moves made through Jupyter; for a local
-    contents manager its ``LocalFileIdManager`` also finds a file that was ``mv``-ed or
-    ``git mv``-ed (by inode), so the file's room follows it instead of closing as deleted.
+    contents manager its ``LocalFileIdManager`` (as :class:`FollowingFileIdManager`) also
+    finds a file that was ``mv``-ed or ``git mv``-ed (by inode), so the file's room follows
+    it instead of closing as deleted.
     An explicit ``FileIdExtension.file_id_manager_class`` is kept, and so is the default when
     the file-id database already exists in the other manager's schema (it has no ``crtime``
     column; ``LocalFileIdManager`` would fail on every query of it, and every collaboration
@@ -97,7 +98,9 @@ def prefer_local_file_ids(serverapp: Any) -> bool:
         return False
     try:
         from jupyter_server.services.contents.fileio import FileManagerMixin
-        from jupyter_server_fileid.manager import LocalFileIdManager, default_db_path
+        from jupyter_server_fileid.manager import default_db_path
+
+        from .file_ids import FollowingFileIdManager
     except ImportError:  # pragma: no cover - jupyter_server_fileid is a dependency
         return False
     contents_class = serverapp.contents_manager_class
@@ -117,7 +120,7 @@ def prefer_local_file_ids(serverapp: Any) -> bool:
             db_path,
         )
         return False
-    config.FileIdExtension.file_id_manager_class = LocalFileIdManager
+    config.FileIdExtension.file_id_manager_class = FollowingFileIdManager
     return True
 
 
