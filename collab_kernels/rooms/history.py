@@ -56,6 +56,8 @@ class RoomHistory:
         self.restart_base: str | None = None
         self.failed = False
         self._quiet_handle: asyncio.Handle | None = None
+        #: a compaction is being written in the store's worker thread
+        self._compacting = False
 
     @property
     def usable(self) -> bool:
@@ -185,8 +187,8 @@ class RoomHistory:
             self.error(e)
             return
         if count >= max(self.compact_every(), 1) or self._grown():
-            # during a burst: compact, and leave the WAL checkpoint to a quiet moment
-            self.reset(self.file_hash, reclaim=False)
+            # during a burst: compact, and leave reclaiming pages to a quiet moment
+            self.compact()
             self._tidy_when_quiet()
         elif self._quiet_handle is not None:
             self._tidy_when_quiet()  # still busy: later
@@ -200,21 +202,66 @@ class RoomHistory:
         self._quiet_handle = None
         if self.store.closed:
             return
+        if self._compacting:  # the burst's last compaction is still being written
+            self._tidy_when_quiet()
+            return
         if self._grown(0.5, 64 * 1024):
-            self.reset(self.file_hash, reclaim=False)
-            # the WAL checkpoint in a callback of its own: two shorter stalls, not one
-            self._quiet_handle = asyncio.get_event_loop().call_soon(self._reclaim)
+            self.compact(then=self._reclaim)
             return
         self._reclaim()
 
     def _reclaim(self) -> None:
-        self._quiet_handle = None
+        """Freed pages back to the file and the WAL truncated, in the store's worker thread;
+        then ``max_bytes`` applied on the loop."""
         if self.store.closed:
             return
         try:
-            self.store.reclaim()
+            future = asyncio.wrap_future(self.store.reclaim_later())
+        except Exception as e:  # the worker is shut down: the store is closing
+            self.error(e)
+            return
+        future.add_done_callback(self._reclaimed)
+
+    def _reclaimed(self, future: asyncio.Future[None]) -> None:
+        if future.cancelled() or self.store.closed:
+            return
+        error = future.exception()
+        if isinstance(error, Exception):
+            self.error(error)
+            return
+        try:
+            self.store.bound()
         except Exception as e:
             self.error(e)
+
+    def compact(self, then: Callable[[], None] | None = None) -> None:
+        """Replace the stored history by the document's state: encoded here (a few ms for
+        megabytes), written in the store's worker thread (``store_worker.py``); one at a
+        time per room. ``then`` runs on the loop once it is written."""
+        if self.store.closed or self._compacting:
+            return
+        try:
+            # No scratch squash: the documents keep no undo history (content.py), so the live
+            # state holds no deleted content (pycrdt's GC already dropped it).
+            future = self.store.compact(
+                self.room_id, self.ydoc.get_update(), in_file=self.in_file()
+            )
+        except Exception as e:
+            self.error(e)
+            return
+        self._compacting = True
+
+        def done(written: asyncio.Future[bool]) -> None:
+            self._compacting = False
+            if written.cancelled() or self.store.closed:
+                return
+            error = written.exception()
+            if isinstance(error, Exception):
+                self.error(error)
+            elif error is None and then is not None:
+                then()
+
+        asyncio.wrap_future(future).add_done_callback(done)
 
     def stop(self) -> None:
         """The room closes: no tidying left to do for it."""
@@ -273,9 +320,6 @@ class RoomHistory:
             return
         if file_hash == self.file_hash and not self.store.pending_count(self.room_id):
             return
-        if self.store.pending_count(self.room_id) >= max(self.compact_every(), 1):
-            self.reset(file_hash)
-            return
         try:
             marked = self.store.mark_saved(self.room_id, file_hash, in_file=self.in_file())
         except Exception as e:
@@ -285,7 +329,9 @@ class RoomHistory:
             self.reset(file_hash)
             return
         self.file_hash = file_hash
-        if self._grown(0.5, 64 * 1024):
+        if self.store.pending_count(self.room_id) >= max(self.compact_every(), 1):
+            self.compact()
+        elif self._grown(0.5, 64 * 1024):
             self._tidy_when_quiet()
 
     def delete(self) -> None:

@@ -14,9 +14,10 @@ stock file managers (not a subclass, no ``save`` replaced on the instance: any o
 contents manager keeps its own ``save``, called as before):
 
 - on the loop: the pre-save hooks (user code, as stock), the notary's secret (read or
-  created once), the signature store's insert (its SQLite connection belongs to the loop's
-  thread), the checkpoint check, the post-save hooks and the ``save`` event;
-- in a worker thread: ``nbformat.from_dict``, the trust check, the signature's HMAC, then
+  created once), the checkpoint check, the post-save hooks and the ``save`` event;
+- in a worker thread: ``nbformat.from_dict``, the trust check, the signature's HMAC and its
+  insert into the signature database (nbformat's ``SQLiteSignatureStore`` on the notary's
+  file, one per worker thread: the notary's own connection belongs to the loop's thread), then
   what ``nbformat.writes`` does (validation, the v4 JSON writer's line splitting and
   encoding with ``indent=1, sort_keys=True, ensure_ascii=False``) written as it is encoded
   into the manager's own ``atomic_writing`` (its temporary copy, ``fsync`` and rename), and
@@ -45,11 +46,13 @@ from __future__ import annotations
 import asyncio
 import copy
 import hashlib
+import threading
 from collections.abc import Iterator
 from typing import Any, Protocol
 
 import nbformat
 from jupyter_core.utils import ensure_async
+from nbformat.sign import SQLiteSignatureStore
 from nbformat.v4.nbjson import BytesEncoder
 from nbformat.v4.rwbase import split_lines, strip_transient
 from tornado.web import HTTPError
@@ -125,12 +128,41 @@ async def keep_loaded_text(
     await asyncio.to_thread(_keep_text, os_path, file_hash, algorithm, sink)
 
 
-def _prepare(notary: Any, content: dict[str, Any]) -> tuple[Any, str | None]:
-    """In a worker thread: the NotebookNode and its signature (None: not trusted)."""
+def _prepare(notary: Any, content: dict[str, Any]) -> tuple[Any, str | None, bool]:
+    """In a worker thread: the NotebookNode, its signature (None: not trusted) and whether
+    the signature is stored already (:func:`_store_signature`)."""
     nb = nbformat.from_dict(content)  # type: ignore[no-untyped-call]
     if notary.check_cells(nb):
-        return nb, notary.compute_signature(nb)
-    return nb, None
+        signature = notary.compute_signature(nb)
+        return nb, signature, _store_signature(notary, signature)
+    return nb, None, False
+
+
+_signature_stores = threading.local()
+
+
+def _store_signature(notary: Any, signature: str) -> bool:
+    """In a worker thread: store the signature through a ``SQLiteSignatureStore`` of this
+    thread on the notary's database file (the notary's own connection belongs to the loop's
+    thread). Its commit syncs the database file: 30-80 ms the event loop waited for at every
+    autosave of a flooding notebook. False (the loop stores it) for any other store."""
+    store = notary.store
+    db_file = getattr(store, "db_file", None)
+    if type(store) is not SQLiteSignatureStore or not db_file or db_file == ":memory:":
+        return False
+    mine = getattr(_signature_stores, "by_file", None)
+    if mine is None:
+        mine = _signature_stores.by_file = {}
+    try:
+        if db_file not in mine:
+            mine[db_file] = SQLiteSignatureStore(  # type: ignore[no-untyped-call]
+                db_file=db_file, cache_size=store.cache_size
+            )
+        mine[db_file].store_signature(signature, notary.algorithm)
+    except Exception:  # the loop tries (and recreates a corrupt store as stock does)
+        mine.pop(db_file, None)
+        return False
+    return True
 
 
 #: characters written per ``write`` call: encoding a whole notebook's text in one call would
@@ -209,8 +241,8 @@ async def save_notebook(
     cm.log.debug("Saving %s", os_path)
     notary = cm.notary
     notary.secret  # noqa: B018 - read (or create) the key on the loop, once
-    nb, signature = await asyncio.to_thread(_prepare, notary, model["content"])
-    if signature is not None:
+    nb, signature, stored = await asyncio.to_thread(_prepare, notary, model["content"])
+    if signature is not None and not stored:
         try:
             notary.store.store_signature(signature, notary.algorithm)
         except Exception:  # a corrupt signature store: the stock path recreates it
