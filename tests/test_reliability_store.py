@@ -12,7 +12,7 @@ import threading
 
 import nbformat
 import pytest
-from fixtures_execution import TIMEOUT, cell_py, stream_text
+from fixtures_execution import TIMEOUT, cell_py, post_execute, stream_text
 from fixtures_rooms import eventually, read_notebook
 from pycrdt import Doc, Text
 from traitlets.config import Config
@@ -168,14 +168,7 @@ async def test_streaming_cell_leaves_a_store_the_size_of_the_document(
     appended = 0
     for _ in range(3):
         before = store.update_count(room.room_id)
-        code, request, _ = await api(
-            "POST",
-            "api",
-            "kernels",
-            nb.kernel_id,
-            "execute",
-            body={"cell_id": nb.cell_ids[0], "document_id": nb.room_id},
-        )
+        code, request, _ = await post_execute(api, nb, nb.cell_ids[0])
         assert code == 202, request
         await wait_request(request["request_id"], timeout=120)
         appended += max(store.update_count(room.room_id) - before, 0)

@@ -8,6 +8,7 @@ from __future__ import annotations
 import re
 
 import pytest
+from fixtures_execution import post_execute
 from fixtures_rooms import eventually, read_notebook
 from traitlets.config import Config
 
@@ -55,14 +56,7 @@ async def test_flooding_cell_keeps_the_newest_output_and_a_small_document(
     nb = await notebook_session([CELL])
     alice = await collab_client(nb.path)
     room = await room_manager.get_room(nb.room_id)
-    code, data, _ = await api(
-        "POST",
-        "api",
-        "kernels",
-        nb.kernel_id,
-        "execute",
-        body={"cell_id": nb.cell_ids[0], "document_id": nb.room_id},
-    )
+    code, data, _ = await post_execute(api, nb, nb.cell_ids[0])
     assert code == 202, data
     assert (await wait_request(data["request_id"], timeout=120))["result"] == "ok"
 
@@ -106,14 +100,7 @@ async def test_live_display_keeps_the_document_the_size_of_what_it_shows(
     cleared (jupyter_ydoc's undo manager kept every deleted output alive)."""
     nb = await notebook_session([LIVE])
     room = await room_manager.get_room(nb.room_id)
-    code, data, _ = await api(
-        "POST",
-        "api",
-        "kernels",
-        nb.kernel_id,
-        "execute",
-        body={"cell_id": nb.cell_ids[0], "document_id": nb.room_id},
-    )
+    code, data, _ = await post_execute(api, nb, nb.cell_ids[0])
     assert code == 202, data
     assert (await wait_request(data["request_id"], timeout=120))["result"] == "ok"
     shown = stream_of(room.document.get()["cells"][0]["outputs"])

@@ -9,6 +9,7 @@ import os
 
 import nbformat
 import pytest
+from fixtures_execution import post_execute
 from fixtures_rooms import eventually, read_notebook
 from jupyter_server.services.contents.largefilemanager import AsyncLargeFileManager
 from traitlets.config import Config
@@ -188,14 +189,7 @@ async def test_runaway_print_keeps_the_newest_output_within_max_cell_output(
 ):
     nb = await notebook_session(["for i in range(4000):\n    print(f'line {i:04d} ' + 'x' * 40)"])
     alice = await collab_client(nb.path)
-    code, data, _ = await api(
-        "POST",
-        "api",
-        "kernels",
-        nb.kernel_id,
-        "execute",
-        body={"cell_id": nb.cell_ids[0], "document_id": nb.room_id},
-    )
+    code, data, _ = await post_execute(api, nb, nb.cell_ids[0])
     assert code == 202, data
     result = await wait_request(data["request_id"])
     assert result["result"] == "ok"  # 200 KB printed, 20 KB kept
