@@ -25,14 +25,16 @@ the output lands there. :class:`WriterPool` holds one writer per document.
 from __future__ import annotations
 
 import asyncio
+import functools
 import time
 from collections.abc import Callable, Iterable
 from typing import Any, TypeVar, cast
 
-from pycrdt import Array, Map, Subscription
+from pycrdt import Map
 
 from ..contract import EXECUTION_MAP
 from .batching import Pending, StreamCuts, join_streams
+from .cell_index import CellArray, CellIndex, CellMap, CellsById, notebook_cells
 from .outputs import (
     DocumentOutputState,
     apply_output_message,
@@ -48,21 +50,12 @@ from .outputs import (
 from .ports import Log, NotebookRoom, RoomSource
 from .queue import QueueEntries, QueueEntry
 
-CellMap = Map[Any]
-CellArray = Array[Any]
-#: cell id -> cell Map of a notebook
-CellsById = dict[str, CellMap]
 T = TypeVar("T")
 
 #: seconds of message application one timer-driven output transaction may take; what is
 #: left waits for the next transaction (a bound on the work one document does per callback,
 #: not a setting: the share of the loop is ``output_time_share``)
 FLUSH_BUDGET = 0.01
-
-
-def notebook_cells(room: NotebookRoom) -> CellArray:
-    """The ``cells`` array of a notebook room's Y document."""
-    return cast(CellArray, room.ydoc.get("cells", type=Array))
 
 
 class DocumentWriter:
@@ -95,12 +88,8 @@ class DocumentWriter:
         #: the last output transaction dropped text over a cell's output limit
         self.trimmed = False
         self._loading: asyncio.Future[None] | None = None
-        # The room's cells array and cell id -> cell Map, dropped whenever the cells array
-        # itself changes (see cells_by_id) or the room object changes.
-        self._cells: CellArray | None = None
-        self._index: CellsById | None = None
-        self._index_room: NotebookRoom | None = None
-        self._index_sub: Subscription | None = None
+        #: the room's cells array and cell id -> cell Map
+        self.cells = CellIndex()
 
     # --- the room ------------------------------------------------------------------------
     def live_room(self) -> NotebookRoom | None:
@@ -132,43 +121,11 @@ class DocumentWriter:
             return
         if self.room is room:
             self._set_room(None)
-        if self._index_room is room:
-            self._drop_index()
-
-    # --- cells by id ---------------------------------------------------------------------
-    def cells_array(self, room: NotebookRoom) -> CellArray:
-        if self._index_room is not room or self._cells is None:
-            self.cells_by_id(room)
-        assert self._cells is not None
-        return self._cells
+        self.cells.forget(room)
 
     def cells_by_id(self, room: NotebookRoom) -> CellsById:
-        """cell id -> cell ``Map`` of ``room``'s notebook (do not mutate).
-
-        Building it reads every cell's id (a few microseconds per cell), and every output
-        transaction needs it: it is kept until the cells array changes (a cell inserted,
-        deleted or moved, observed on the array) or the room object changes."""
-        if self._index is not None and self._index_room is room:
-            return self._index
-        if self._index_room is not room or self._cells is None:
-            self._drop_index()
-            ycells = notebook_cells(room)
-            self._index_sub = ycells.observe(self._cells_changed)
-            self._cells = ycells
-            self._index_room = room
-        self._index = {str(ycell.get("id")): ycell for ycell in self._cells}
-        return self._index
-
-    def _cells_changed(self, _event: object) -> None:
-        self._index = None
-
-    def _drop_index(self) -> None:
-        if self._index_sub is not None and self._cells is not None:
-            try:
-                self._cells.unobserve(self._index_sub)
-            except Exception:  # the room's document is gone
-                pass
-        self._index = self._index_room = self._cells = self._index_sub = None
+        """cell id -> cell ``Map`` of ``room``'s notebook (do not mutate; ``CellIndex``)."""
+        return self.cells.by_id(room)
 
     # --- buffered output -----------------------------------------------------------------
     def enqueue(
@@ -291,8 +248,8 @@ class DocumentWriter:
         had_output = bool(self.pending)
         started = time.perf_counter()
         with room.ydoc.transaction():
-            cells = self.cells_by_id(room)
-            ycells = self.cells_array(room)
+            cells = self.cells.by_id(room)
+            ycells = self.cells.array(room)
             if had_output:
                 self._apply_pending(room, cells, ycells, budget)
             result = fn(cells, ycells)
@@ -467,26 +424,23 @@ class WriterPool:
         time_share: Callable[[], float] = lambda: 0.0,
         limited_interval: Callable[[], float] = lambda: 0.0,
     ):
-        self.limited_interval = limited_interval
         self.rooms = rooms
-        self.batch_interval = batch_interval
-        self.trust = trust
-        self.time_share = time_share
-        self.log = log
+        #: a new document's writer, with the settings every writer shares
+        self._new_writer = functools.partial(
+            DocumentWriter,
+            rooms=rooms,
+            batch_interval=batch_interval,
+            log=log,
+            trust=trust,
+            time_share=time_share,
+            limited_interval=limited_interval,
+        )
         self._writers: dict[str, DocumentWriter] = {}
 
     def get(self, document_id: str) -> DocumentWriter:
         writer = self._writers.get(document_id)
         if writer is None:
-            writer = self._writers[document_id] = DocumentWriter(
-                document_id,
-                self.rooms,
-                self.batch_interval,
-                self.log,
-                self.trust,
-                self.time_share,
-                self.limited_interval,
-            )
+            writer = self._writers[document_id] = self._new_writer(document_id)
         return writer
 
     def find(self, document_id: str) -> DocumentWriter | None:
