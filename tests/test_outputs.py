@@ -13,9 +13,9 @@ from collab_kernels.execution.outputs import (
     apply_output_message,
     find_cell,
     finish_execution,
-    resolve_stream_text,
     start_execution,
 )
+from collab_kernels.execution.terminal import resolve_stream_text
 
 # --- MurmurHash2 -----------------------------------------------------------------------------
 

@@ -8,9 +8,9 @@ messages that arrive together are applied inside one ``with ydoc.transaction()``
 Rules (see docs/architecture.md and the frontend contract):
 
 - A stream message appends to the ``Text`` of the last output when it is a stream of the same
-  name, otherwise it appends a new stream output. ``\\r`` and ``\\b`` are resolved here, on the
-  server, the way a terminal would, so that a progress bar stays one line in the document and
-  in the saved file. A line whose cursor is not at its end (a chunk ending with ``\\r``) is
+  name, otherwise it appends a new stream output. ``\\r`` and ``\\b`` are resolved on the
+  server (``terminal.py``), the way a terminal would, so that a progress bar stays one line
+  in the document and in the saved file. A line whose cursor is not at its end (a chunk ending with ``\\r``) is
   stored as ``line + "\\r" + line[:cursor]``: browsers render that as ``line`` and the next
   chunk resumes at the right column, so the document itself carries the cursor.
 - ``transient`` is never stored; its ``display_id`` goes into :class:`DisplayIndex`, which
@@ -29,81 +29,12 @@ from typing import Any
 
 from pycrdt import Array, Map, Text
 
+from .terminal import needs_resolution, resolve_stream_text
+
 #: iopub message types that produce or change outputs of a cell.
 OUTPUT_MSG_TYPES = frozenset(
     {"stream", "display_data", "update_display_data", "execute_result", "error", "clear_output"}
 )
-
-
-# --------------------------------------------------------------------------------------------
-# Terminal-like resolution of \r and \b
-# --------------------------------------------------------------------------------------------
-
-
-def _encode_line(chars: list[str], cursor: int) -> str:
-    """A line with its cursor, in a form browsers render as the line itself."""
-    line = "".join(chars)
-    if cursor >= len(chars):
-        return line
-    return line + "\r" + line[:cursor]
-
-
-def resolve_stream_text(text: str) -> str:
-    """Resolve carriage returns and backspaces in ``text`` like a terminal would.
-
-    Complete lines (ending with ``\\n``) are returned as their visible characters; the last,
-    unfinished line keeps its cursor position encoded (see module docstring).
-
-    >>> resolve_stream_text("10%\\r50%\\r100%\\n")
-    '100%\\n'
-    >>> resolve_stream_text("abc\\bd")
-    'abd'
-    """
-    if "\r" not in text and "\b" not in text:
-        return text
-    out: list[str] = []
-    chars: list[str] = []
-    cursor = 0
-    i = 0
-    n = len(text)
-    while i < n:
-        c = text[i]
-        if c == "\n":
-            out.append("".join(chars))
-            out.append("\n")
-            chars = []
-            cursor = 0
-        elif c == "\r":
-            if i + 1 < n and text[i + 1] == "\n":
-                # \r\n is a newline: keep the line as it is.
-                i += 1
-                out.append("".join(chars))
-                out.append("\n")
-                chars = []
-                cursor = 0
-            else:
-                cursor = 0
-        elif c == "\b":
-            if cursor > 0:
-                cursor -= 1
-        else:
-            # Copy the run of ordinary characters at once.
-            j = i
-            while j < n and text[j] not in "\n\r\b":
-                j += 1
-            run = text[i:j]
-            end = cursor + len(run)
-            chars[cursor:end] = run
-            cursor = end
-            i = j
-            continue
-        i += 1
-    out.append(_encode_line(chars, cursor))
-    return "".join(out)
-
-
-def needs_resolution(chunk: str) -> bool:
-    return "\r" in chunk or "\b" in chunk
 
 
 # --------------------------------------------------------------------------------------------

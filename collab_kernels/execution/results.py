@@ -12,7 +12,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from .outputs import display_id_of, output_from_message, resolve_stream_text
+from .outputs import display_id_of, output_from_message
+from .terminal import resolve_stream_text
 
 
 class OutputCollector:
