@@ -10,9 +10,10 @@ Rules (see docs/architecture.md and the frontend contract):
 - A stream message appends to the ``Text`` of the last output when it is a stream of the same
   name, otherwise it appends a new stream output. ``\\r`` and ``\\b`` are resolved on the
   server (``terminal.py``), the way a terminal would, so that a progress bar stays one line
-  in the document and in the saved file. A line whose cursor is not at its end (a chunk ending with ``\\r``) is
-  stored as ``line + "\\r" + line[:cursor]``: browsers render that as ``line`` and the next
-  chunk resumes at the right column, so the document itself carries the cursor.
+  in the document and in the saved file. A line whose cursor is not at its end (a chunk
+  ending with ``\\r``) is stored as ``line + "\\r" + line[:cursor]``: browsers render that
+  as ``line`` and the next chunk resumes at the right column, so the document itself carries
+  the cursor.
 - ``transient`` is never stored; its ``display_id`` goes into :class:`DisplayIndex`, which
   ``update_display_data`` uses to edit every output with that id, in any cell of the notebook.
 - ``clear_output(wait=True)`` clears just before the next output of the cell.
