@@ -211,12 +211,18 @@ def mark_trusted(ycell: Map[Any]) -> None:
         metadata["trusted"] = True
 
 
-def renew_cell(ycells: Array[Any], ycell: Map[Any]) -> Map[Any]:
-    """Replace ``ycell`` by a copy of itself (same id, source, metadata; no outputs).
+def trusted_copy_after(ycells: Array[Any], ycell: Map[Any]) -> int:
+    """Insert a copy of ``ycell`` (same id, source, metadata; no outputs) right after it and
+    return the original's index: the caller deletes the original in a later transaction.
 
     A frontend decides whether a cell's outputs are trusted when it creates the cell's model
     (from ``metadata.trusted``), and never again for a change that comes from elsewhere: a
-    copy inserted in its place is a new model, created trusted. Returns the new cell."""
+    copy in its place is a new model, created trusted. The copy is inserted *after* the
+    original, and the original deleted in a second update sent on its own, because
+    JupyterLab keeps its active cell by looking the cell's id up in the final document after
+    each change of one Y event: with the delete and the insert in one update it looks up a
+    state its cell widgets are not in yet, and Shift+Enter, which already moved to the next
+    cell, ends one cell further (every other cell of an untrusted notebook skipped)."""
     cell_id = ycell.get("id")
     index = next(i for i, c in enumerate(ycells) if isinstance(c, Map) and c.get("id") == cell_id)
     fields: dict[str, Any] = {}
@@ -229,10 +235,8 @@ def renew_cell(ycells: Array[Any], ycell: Map[Any]) -> Map[Any]:
             fields[key] = Map(value.to_py() or {})
         else:
             fields[key] = value
-    copy: Map[Any] = Map(fields)
-    del ycells[index]
-    ycells.insert(index, copy)
-    return copy
+    ycells.insert(index + 1, Map(fields))
+    return index
 
 
 def finish_execution(ycell: Map[Any], execution_count: int | None) -> None:

@@ -43,9 +43,9 @@ from .outputs import (
     finish_execution,
     is_trusted,
     mark_trusted,
-    renew_cell,
     start_execution,
     stream_trimmed,
+    trusted_copy_after,
 )
 from .ports import Log, NotebookRoom, RoomSource
 from .queue import QueueEntries, QueueEntry
@@ -280,12 +280,31 @@ class DocumentWriter:
         """Start ``cell_id`` (outputs cleared, count null, running) and show the cells of
         ``mark_running`` as queued ([*]), in one transaction."""
 
+        room = self.live_room()
+        original: int | None = None
+        if self.trust() and room is not None:
+            # Its outputs will show trusted for everyone, as a user's own run does: a trusted
+            # copy goes in after the cell, the cell itself is deleted in the next update,
+            # each sent on its own (outputs.trusted_copy_after says why).
+            def copy(cells: CellsById, ycells: CellArray) -> int | None:
+                ycell = cells.get(cell_id)
+                if ycell is None or is_trusted(ycell):
+                    return None
+                index = trusted_copy_after(ycells, ycell)
+                mark_trusted(ycells[index + 1])  # read when the frontends create its model
+                return index
+
+            room.flush_updates()
+            original = self.edit(copy)
+            if original is not None:
+                room.flush_updates()
+
         def fn(cells: CellsById, ycells: CellArray) -> None:
             ycell = cells.get(cell_id)
+            if original is not None:
+                del ycells[original]
+                ycell = ycells[original]
             if ycell is not None:
-                if self.trust() and not is_trusted(ycell):
-                    # Its outputs will show trusted for everyone, as a user's own run does.
-                    ycell = renew_cell(ycells, ycell)
                 start_execution(ycell, self.state)
                 if self.trust():
                     mark_trusted(ycell)
