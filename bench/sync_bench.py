@@ -28,13 +28,14 @@ from typing import Any
 from urllib.parse import quote
 
 import nbformat
-from pycrdt import Array, Doc
+from pycrdt import Array, Doc, write_var_uint
 from websockets.asyncio.client import connect
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
 from fanout.servers import Collaboration, Ours, Server  # noqa: E402
+from fanout.watcher import MSG_SYNC, STEP1, STEP2, read_var_uint  # noqa: E402
 
 
 class OursFrom(Ours):
@@ -47,33 +48,6 @@ class OursFrom(Ours):
         env = super().env()
         env["PYTHONPATH"] = self.tree
         return env
-
-
-MSG_SYNC = 0
-STEP1, STEP2, UPDATE = 0, 1, 2
-
-
-def read_var_uint(data: bytes, pos: int) -> tuple[int, int]:
-    value = shift = 0
-    while True:
-        byte = data[pos]
-        pos += 1
-        value |= (byte & 0x7F) << shift
-        if byte < 0x80:
-            return value, pos
-        shift += 7
-
-
-def var_uint(n: int) -> bytes:
-    out = bytearray()
-    while True:
-        byte = n & 0x7F
-        n >>= 7
-        if n:
-            out.append(byte | 0x80)
-        else:
-            out.append(byte)
-            return bytes(out)
 
 
 def big_notebook(cells: int, megabytes: float) -> dict[str, Any]:
@@ -110,7 +84,7 @@ async def initial_sync(server: Server, path: str, cells: int) -> dict[str, float
         t_open = time.perf_counter()
         # SyncStep1 with an empty state vector.
         sv = doc.get_state()
-        await ws.send(bytes([MSG_SYNC, STEP1]) + var_uint(len(sv)) + sv)
+        await ws.send(bytes([MSG_SYNC, STEP1]) + write_var_uint(len(sv)) + sv)
         step2_at = step2_size = 0.0
         while True:
             frame = await asyncio.wait_for(ws.recv(), 600)
@@ -122,7 +96,7 @@ async def initial_sync(server: Server, path: str, cells: int) -> dict[str, float
             if kind == STEP1:
                 # Answer the server's step1 with our (empty) diff, as a browser does.
                 diff = doc.get_update(payload)
-                await ws.send(bytes([MSG_SYNC, STEP2]) + var_uint(len(diff)) + diff)
+                await ws.send(bytes([MSG_SYNC, STEP2]) + write_var_uint(len(diff)) + diff)
                 continue
             if kind == STEP2 and not step2_at:
                 step2_at, step2_size = time.perf_counter(), len(payload)

@@ -9,7 +9,8 @@
   in as user ``viewer``, who may read contents but not write them.
 - ``collab_config(server=None, **sections)`` / ``viewer_config(**sections)``: a test module's
   ``jp_server_config`` (the extensions on; with the viewer classes); ``FAST_ROOMS``: short
-  save, file check and free delays.
+  save, file check and free delays; ``store_config(data_dir, **rooms)``: with the update
+  store and nothing saved or freed on its own (``STORE_ROOMS``).
 - ``restart_server(config=None)``: an async context manager that stops the test's server and
   starts another on the same root and data dir.
 - ``sources(doc)``, ``append_source(doc, index, text)``, ``disk_sources(root, path)``: cell
@@ -71,6 +72,24 @@ def collab_config(server: dict | None = None, **sections: dict) -> Config:
             **{name: dict(traits) for name, traits in sections.items()},
         }
     )
+
+
+#: The room traits of tests that restart from the update store: nothing saved, checked or
+#: freed on its own during a test unless the test asks for it.
+STORE_ROOMS = {
+    "save_delay": 600.0,
+    "save_max_delay": 600.0,
+    "file_check_interval": 0,
+    "free_delay": 600.0,
+    "update_store": "sqlite",
+}
+
+
+def store_config(data_dir, **rooms: object) -> Config:
+    """``collab_config`` with ``STORE_ROOMS`` and the update store under ``data_dir``; ``rooms``
+    more RoomManager traits."""
+    path = str(data_dir / "store" / "updates.sqlite")
+    return collab_config(RoomManager={**STORE_ROOMS, "update_store_path": path, **rooms})
 
 
 def viewer_config(**sections: dict) -> Config:

@@ -13,32 +13,15 @@ import threading
 import nbformat
 import pytest
 from fixtures_execution import TIMEOUT, cell_py, post_execute, stream_text
-from fixtures_rooms import eventually, read_notebook
+from fixtures_rooms import eventually, read_notebook, store_config
 from pycrdt import Doc, Text
-from traitlets.config import Config
 
 from collab_kernels.rooms.store import SQLiteUpdateStore
 
 
 @pytest.fixture
 def jp_server_config(jp_data_dir):
-    return Config(
-        {
-            "ServerApp": {
-                "jpserver_extensions": {"collab_kernels": True, "jupyter_server_fileid": True},
-            },
-            "RoomManager": {
-                # never saved by the debounce during a test unless a test asks for it
-                "save_delay": 600.0,
-                "save_max_delay": 600.0,
-                "file_check_interval": 0,
-                "free_delay": 600.0,
-                "update_store": "sqlite",
-                "update_store_path": str(jp_data_dir / "store" / "updates.sqlite"),
-                "update_store_compact_every": 25,
-            },
-        }
-    )
+    return store_config(jp_data_dir, update_store_compact_every=25)
 
 
 def sources(doc) -> list[str]:

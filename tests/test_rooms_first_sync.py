@@ -9,8 +9,7 @@ import asyncio
 
 import nbformat
 import pytest
-from fixtures_rooms import read_notebook
-from traitlets.config import Config
+from fixtures_rooms import read_notebook, store_config
 
 from collab_kernels.rooms.first_sync import DEFER_BYTES
 
@@ -22,21 +21,7 @@ LINES = DEFER_BYTES // (CELLS * len(OUTPUT)) * 2
 
 @pytest.fixture
 def jp_server_config(jp_data_dir):
-    return Config(
-        {
-            "ServerApp": {
-                "jpserver_extensions": {"collab_kernels": True, "jupyter_server_fileid": True},
-            },
-            "RoomManager": {
-                "save_delay": 600.0,
-                "save_max_delay": 600.0,
-                "file_check_interval": 0,
-                "free_delay": 600.0,
-                "update_store": "sqlite",
-                "update_store_path": str(jp_data_dir / "store" / "updates.sqlite"),
-            },
-        }
-    )
+    return store_config(jp_data_dir)
 
 
 def big_notebook(root, path: str) -> str:

@@ -27,7 +27,7 @@ MSG_SYNC, MSG_AWARENESS = 0, 1
 STEP1, STEP2, UPDATE = 0, 1, 2
 
 
-def _read_var_uint(data: bytes, pos: int) -> tuple[int, int]:
+def read_var_uint(data: bytes, pos: int) -> tuple[int, int]:
     value = shift = 0
     while True:
         byte = data[pos]
@@ -194,7 +194,7 @@ class Watcher:
                     kind = data[0]
                     if kind == MSG_SYNC:
                         sub = data[1]
-                        length, pos = _read_var_uint(data, 2)
+                        length, pos = read_var_uint(data, 2)
                         payload = data[pos : pos + length]
                         if sub == STEP1:
                             await ws.send(_frame(MSG_SYNC, STEP2, self.doc.get_update(payload)))
