@@ -30,7 +30,6 @@ from .first_sync import FirstSync
 from .history import RoomHistory
 from .holds import RoomHold
 from .host import RoomHost
-from .protocol import ProtocolError
 from .saving import SaveSchedule, SaveStatus
 
 
@@ -355,16 +354,7 @@ class DocumentRoom(Fanout):
         )
         if bound is not None:
             self._depth_bound = bound
-        state_before = self.ydoc.get_state()
-        queued = self.pending_update_count
-        try:
-            self.ydoc.apply_update(update)
-        except (KeyboardInterrupt, SystemExit, asyncio.CancelledError):
-            raise
-        except BaseException as e:  # pycrdt raises (or panics) on a corrupt update
-            raise ProtocolError(f"invalid Y update: {e}") from e
-        finally:
-            self._check_update_event(state_before, queued, client)
+        self.apply_client_update(client, update)
 
     def _type_depth_bound(self) -> int:
         """An upper bound of how deep the notebook nests types (measured once, then grown by
@@ -373,30 +363,6 @@ class DocumentRoom(Fanout):
             measured = limits.type_depth(limits.notebook_roots(self.ydoc), 10**6)
             self._depth_bound = max(measured, limits.SCHEMA_DEPTH)
         return self._depth_bound
-
-    def _check_update_event(self, state_before: bytes, queued: int, client: RoomClient) -> None:
-        """Make sure what an incoming update changed reaches the collaborators.
-
-        The room broadcasts the update pycrdt reports for each transaction. For an update
-        whose struct claims a clock beyond its client's known clock (a malformed or forged
-        update), pycrdt 0.14 integrates the struct (its text appears in the document) but
-        reports an empty update: the room's document would differ from every
-        collaborator's, silently and for good. When the state vector moved but nothing
-        but empty updates was reported, the difference from the previous state vector is
-        sent instead.
-        """
-        reported = self.pending_updates_since(queued)
-        if any(u != EMPTY_UPDATE for u in reported):
-            return
-        if self.ydoc.get_state() == state_before:
-            return
-        self.log.warning(
-            "collab_kernels: an update from %s on %s changed the document without a reported "
-            "update (a struct whose clock skips ahead); sending the difference instead",
-            client.name,
-            self.path,
-        )
-        self.replace_pending_updates(queued, self.ydoc.get_update(state_before))
 
     # --- saving ----------------------------------------------------------------------------
     def request_save(self, delay: float | None = None) -> None:
