@@ -31,3 +31,15 @@ def jp_server_config():
             },
         }
     )
+
+
+@pytest.fixture
+def jp_argv(jp_data_dir):
+    """Each test server's file-id database in the test's own data dir.
+
+    jupyter_server_fileid computes its default database path at import, from the real
+    ``JUPYTER_DATA_DIR`` (the user's home), so test servers would share one database with
+    each other and with any Jupyter run on the machine; and a database another manager made
+    there decides which manager rooms use (``rooms/content.py``: moves outside Jupyter are
+    then not followed)."""
+    return [f"--BaseFileIdManager.db_path={jp_data_dir / 'file_id_manager.db'}"]
