@@ -164,7 +164,16 @@ class Server:
         self.tmp = tempfile.TemporaryDirectory(prefix="ckx-")
         runtime = os.path.join(self.tmp.name, ".rt")
         os.makedirs(runtime)
-        env = dict(os.environ, JUPYTER_RUNTIME_DIR=runtime, PYTHONUNBUFFERED="1")
+        # Jupyter's data and config dirs of this run only: not the user's file-id database,
+        # notebook signatures or settings (peers and older versions write other schemas).
+        data, config = os.path.join(self.tmp.name, ".data"), os.path.join(self.tmp.name, ".cfg")
+        env = dict(
+            os.environ,
+            JUPYTER_RUNTIME_DIR=runtime,
+            JUPYTER_DATA_DIR=data,
+            JUPYTER_CONFIG_DIR=config,
+            PYTHONUNBUFFERED="1",
+        )
         if source_tree:
             # Another checkout's collab_kernels first on the path (an A/B run in one process
             # tree): e.g. `git archive <commit> collab_kernels | tar -x -C /tmp/base`.
