@@ -278,11 +278,13 @@ class DocumentWriter:
         self, cell_id: str, queue_entries: QueueEntries, mark_running: Iterable[str] = ()
     ) -> None:
         """Start ``cell_id`` (outputs cleared, count null, running) and show the cells of
-        ``mark_running`` as queued ([*]), in one transaction."""
+        ``mark_running`` as queued ([*]), in one transaction (two more, each sent on its own,
+        before a cell's first trusted run)."""
 
         room = self.live_room()
         original: int | None = None
-        if self.trust() and room is not None:
+        ycell = self.cells_by_id(room).get(cell_id) if room is not None else None
+        if room is not None and ycell is not None and self.trust() and not is_trusted(ycell):
             # Its outputs will show trusted for everyone, as a user's own run does: a trusted
             # copy goes in after the cell, the cell itself is deleted in the next update,
             # each sent on its own (outputs.trusted_copy_after says why).
