@@ -27,7 +27,7 @@ from pycrdt import Doc
 from tornado.web import HTTPError
 
 from . import merging, offload, repair
-from .content import apply_in_place, is_refused_hidden, new_document
+from .content import apply_in_place, is_refused_hidden, new_document, same_content
 from .saving import SaveStatus
 
 #: document type -> (contents manager type, contents manager format); the room id format of
@@ -251,8 +251,9 @@ class RoomFile:
                     )
                     return self._failed("the file no longer exists", retryable=False)
             disk_changed = disk is not None and disk.get("hash") != self.hash
+            unchanged = await same_content(content, self.saved_content)
             if disk_changed and not force:
-                if content == self.saved_content:
+                if unchanged:
                     # Only state changed in the room: take the file's new content instead.
                     await self._reload_locked()
                     return "skipped"
@@ -260,7 +261,7 @@ class RoomFile:
                     return await self._merge_locked()
                 self._enter_conflict(disk)
                 return self._failed("the file changed on disk (conflict)", retryable=False)
-            if not disk_changed and disk is not None and content == self.saved_content:
+            if not disk_changed and disk is not None and unchanged:
                 self._mark_saved(version, self.hash, disk.get("last_modified"))
                 return "skipped"
             if disk_changed:

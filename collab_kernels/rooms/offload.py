@@ -198,6 +198,35 @@ def notebook_json(nb: Any, validation_error: dict[str, Any]) -> Iterator[str]:
             pieces, size = [], 0
     pieces.append("\n")  # JSON never ends with a newline: the stock manager adds it
     yield "".join(pieces)
+    release(plain)
+
+
+#: items freed per step by :func:`release`
+RELEASE_STEP = 4096
+
+
+def release(value: Any) -> None:
+    """Free a big JSON-like structure a few thousand objects at a time (in a worker thread).
+
+    Dropping the last reference to the split copy of a 65 MB notebook frees its ~700,000
+    line strings in one C call that holds the GIL for ~15 ms; emptied bottom-up, in slices
+    of ``RELEASE_STEP`` items, no single step holds it for more than a fraction of a
+    millisecond and the event loop gets the GIL back between them.
+    """
+    stack = [value]
+    while stack:
+        item = stack[-1]
+        children = item.values() if isinstance(item, dict) else item
+        nested = [c for c in children if isinstance(c, (dict, list)) and c]
+        if nested:
+            stack.extend(nested)
+            continue
+        stack.pop()
+        if isinstance(item, dict):
+            item.clear()
+        else:
+            while item:
+                del item[-RELEASE_STEP:]
 
 
 class TextSink(Protocol):
