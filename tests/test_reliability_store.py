@@ -287,3 +287,50 @@ def test_compaction_never_overwrites_a_newer_history(tmp_path):
     assert loaded is not None and loaded[0] == "h2"
     assert _text_of(loaded[1]) == "new"
     store.close()
+
+
+def test_a_store_of_the_previous_schema_keeps_its_histories(tmp_path):
+    """Upgrading the server: a store written with schema 2 (the state beside the tags) is
+    opened with every history, tag and session it held, and keeps working."""
+    import sqlite3
+
+    path = str(tmp_path / "v2.sqlite")
+    doc: Doc = Doc()
+    text = doc.get("t", type=Text)
+    text += "saved "
+    state = doc.get_update()
+    updates: list[bytes] = []
+    doc.observe(lambda event: updates.append(event.update))
+    text += "offline edit"
+    db = sqlite3.connect(path, isolation_level=None)
+    db.executescript(
+        "CREATE TABLE docs (room_id TEXT PRIMARY KEY, file_hash TEXT, state BLOB NOT NULL, "
+        "updated REAL NOT NULL, lineage TEXT, in_file INTEGER NOT NULL DEFAULT 0);"
+        "CREATE TABLE updates (seq INTEGER PRIMARY KEY AUTOINCREMENT, room_id TEXT NOT NULL, "
+        "data BLOB NOT NULL);"
+        "CREATE INDEX updates_room ON updates (room_id, seq);"
+        "CREATE TABLE sessions (session_id TEXT PRIMARY KEY, file_id TEXT NOT NULL, "
+        "lineage TEXT, used REAL NOT NULL);"
+        "PRAGMA user_version=2;"
+    )
+    db.execute("INSERT INTO docs VALUES ('r', 'h1', ?, 0, 'l1', 0)", (state,))
+    db.executemany("INSERT INTO updates (room_id, data) VALUES ('r', ?)", [(u,) for u in updates])
+    db.execute("INSERT INTO sessions VALUES ('s1', 'file-1', 'l1', 0)")
+    db.close()
+
+    store = SQLiteUpdateStore(path)
+    loaded = store.load("r")
+    assert loaded is not None and loaded[0] == "h1"
+    assert _text_of(loaded[1]) == "saved offline edit"
+    assert store.lineage("r") == "l1"
+    assert store.session("s1") == ("file-1", "l1")
+    assert store.mark_saved("r", "h2", in_file=True)
+    assert store.compact("r", doc.get_update(), in_file=True).result(10) is True
+    store.close()
+    again = SQLiteUpdateStore(path)
+    loaded = again.load("r")
+    assert loaded is not None and loaded[0] == "h2"
+    assert _text_of(loaded[1]) == "saved offline edit"
+    again.delete("r")
+    assert again.load("r") is None and again.stored_bytes() == 0
+    again.close()

@@ -107,10 +107,11 @@ class StoreWorker:
                 # in_file only ever goes down here: a save on the loop since the encoding
                 # may have set it, and it must not be cleared by an older view
                 cursor = db.execute(
-                    "UPDATE docs SET state = ?, in_file = in_file AND ?, updated = ? "
-                    "WHERE room_id = ?",
-                    (state, int(in_file), time.time(), room_id),
+                    "UPDATE docs SET in_file = in_file AND ?, updated = ? WHERE room_id = ?",
+                    (int(in_file), time.time(), room_id),
                 )
+                if cursor.rowcount:
+                    db.execute("UPDATE states SET state = ? WHERE room_id = ?", (state, room_id))
             except BaseException:
                 db.execute("ROLLBACK")
                 raise
