@@ -53,17 +53,17 @@ def flood_cell(seconds: float) -> str:
     )
 
 
-async def start_server(home: Path, root: Path, code: str | None, extra: list[str]):
+async def start_server(
+    home: Path, root: Path, code: str | None, extra: list[str], *, probe: bool = False
+):
+    """``probe``: load bench/loop_probe.py (GET /loop-probe: the event loop's gaps)."""
     for name in ("config", "data", "runtime"):
         (home / name).mkdir(parents=True, exist_ok=True)
+    extensions = {"collab_kernels": True, "jupyter_server_fileid": True}
+    if probe:
+        extensions["loop_probe"] = True
     (home / "config" / "jupyter_server_config.json").write_text(
-        json.dumps(
-            {
-                "ServerApp": {
-                    "jpserver_extensions": {"collab_kernels": True, "jupyter_server_fileid": True}
-                }
-            }
-        )
+        json.dumps({"ServerApp": {"jpserver_extensions": extensions}})
     )
     env = dict(os.environ)
     env.update(
@@ -73,6 +73,8 @@ async def start_server(home: Path, root: Path, code: str | None, extra: list[str
     )
     if code:
         env["PYTHONPATH"] = code + os.pathsep + env.get("PYTHONPATH", "")
+    if probe:
+        env["PYTHONPATH"] = str(HERE) + os.pathsep + env.get("PYTHONPATH", "")
     port = free_port()
     args = [
         sys.executable,

@@ -1,0 +1,163 @@
+"""What a user feels while a room saves a big notebook: the server's longest event-loop gap
+and the edit latency in another room.
+
+    .venv/bin/python bench/room_save_bench.py --megabytes 65 --cells 50
+    .venv/bin/python bench/room_save_bench.py --code /tmp/old-checkout   # compare a checkout
+
+A `jupyter server` subprocess (flood_bench's: loopback, its own Jupyter dirs, ``--code``
+puts another checkout's ``collab_kernels`` first on its PYTHONPATH) with
+``bench/loop_probe.py`` loaded: a task on the server's event loop that notes every gap
+longer than 3 ms between its 1 ms wake-ups. ``big.ipynb`` (``--cells`` code cells whose
+stream outputs add up to ``--megabytes``) is opened in a room by a RoomConnection (the
+y-websocket client), as a browser would; ``quiet.ipynb`` by a writer and a reader.
+
+Each round: the loop probe is cleared, one character is typed into the big notebook, the
+bench waits until the room has saved it (the file on disk changes) and a second more, then
+asks the probe for the gaps. Meanwhile the quiet room's writer types a character every
+``--interval`` s and the reader notes when it sees it. Prints per round the longest loop
+gap, the quiet room's longest edit latency, and how long the save took (from the edit to
+the file's change, ``save_delay`` included), plus the machine's load average (shared
+machine: compare runs made close together); ``LOOP_PROBE_STACKS=1`` adds where the loop was
+during each gap longer than 4 ms.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import httpx
+import nbformat
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE.parent))
+
+from flood_bench import HEADERS, TOKEN, start_server  # noqa: E402 (bench/ is on sys.path)
+from procs import stop_process  # noqa: E402
+from save_stall_bench import big_notebook  # noqa: E402
+
+from collab_kernels.client.connection import RoomConnection, open_session  # noqa: E402
+
+
+async def connect(base: str, path: str) -> RoomConnection:
+    session = await open_session(base, path, token=TOKEN)
+    conn = RoomConnection.from_session(base, session, token=TOKEN)
+    await conn.connect()
+    await asyncio.wait_for(asyncio.shield(conn.synced), 300)
+    return conn
+
+
+async def quiet_edits(writer: RoomConnection, reader: RoomConnection, interval: float, out):
+    n = len(str(writer.document.ycells[0]["source"]))
+    while True:
+        source = writer.document.ycells[0]["source"]
+        sent = time.perf_counter()
+        source.insert(len(source), "a")
+        n += 1
+        await reader.wait_for(lambda doc, n=n: len(str(doc.ycells[0]["source"])) >= n, 120)
+        out.append(time.perf_counter() - sent)
+        await asyncio.sleep(interval)
+
+
+async def run(args) -> dict:
+    rounds = []
+    with tempfile.TemporaryDirectory(prefix="room-save-bench-") as tmp:
+        home, root = Path(tmp) / "home", Path(tmp) / "root"
+        root.mkdir()
+        big = root / "big.ipynb"
+        nbformat.write(nbformat.from_dict(big_notebook(args.megabytes, args.cells)), str(big))
+        quiet = nbformat.v4.new_notebook()
+        quiet.cells.append(nbformat.v4.new_markdown_cell("quiet"))
+        nbformat.write(quiet, str(root / "quiet.ipynb"))
+        extra = [f"--RoomManager.save_delay={args.save_delay}", *args.server_arg]
+        proc, base = await start_server(home, root, args.code, extra, probe=True)
+        try:
+            async with httpx.AsyncClient(base_url=base, headers=HEADERS, timeout=120) as http:
+                editor = await connect(base, "big.ipynb")
+                writer, reader = (
+                    await connect(base, "quiet.ipynb"),
+                    await connect(base, "quiet.ipynb"),
+                )
+                latencies: list[float] = []
+                typing = asyncio.ensure_future(
+                    quiet_edits(writer, reader, args.interval, latencies)
+                )
+                await asyncio.sleep(2)  # the load's aftermath (first checks, stored text)
+                for round_ in range(args.rounds):
+                    (await http.get("loop-probe")).raise_for_status()
+                    latencies.clear()
+                    before = big.stat().st_mtime_ns
+                    source = editor.document.ycells[0]["source"]
+                    typed = time.perf_counter()
+                    source.insert(len(source), "#")
+                    while big.stat().st_mtime_ns == before:
+                        await asyncio.sleep(0.02)
+                    saved = time.perf_counter() - typed
+                    await asyncio.sleep(1)
+                    probe = (await http.get("loop-probe")).json()
+                    worst = sorted(probe["gaps"], key=lambda g: -g[1])[:3]
+                    rounds.append(
+                        {
+                            "max_loop_gap_ms": probe["max_ms"],
+                            "gaps_over_3ms": len(probe["gaps"]),
+                            "quiet_edit_max_ms": round(max(latencies, default=0) * 1000, 1),
+                            "quiet_edits": len(latencies),
+                            "save_seen_after_s": round(saved, 2),
+                            "worst_gaps": worst,
+                            "gc_over_2ms": probe["gc"],
+                        }
+                    )
+                    line = rounds[-1]
+                    print(
+                        f"round {round_}: loop blocked {line['max_loop_gap_ms']:.1f} ms at most "
+                        f"({line['gaps_over_3ms']} gaps > 3 ms); quiet room edit max "
+                        f"{line['quiet_edit_max_ms']:.1f} ms over {line['quiet_edits']} edits; "
+                        f"file changed {saved:.2f} s after the edit; load {os.getloadavg()}",
+                        flush=True,
+                    )
+                    if os.environ.get("LOOP_PROBE_STACKS") == "1":
+                        for gap in worst:
+                            print(f"   {gap[1]} ms: {gap[2]}")
+                    if probe["gc"]:
+                        print(f"   garbage collections > 2 ms: {probe['gc']}")
+                typing.cancel()
+                for conn in (editor, writer, reader):
+                    await conn.close()
+        finally:
+            stop_process(proc, 30)
+    return {
+        "code": args.code or "this checkout",
+        "megabytes": args.megabytes,
+        "cells": args.cells,
+        "file_bytes": big.stat().st_size if big.exists() else None,
+        "load_average": os.getloadavg(),
+        "rounds": rounds,
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--megabytes", type=float, default=65)
+    parser.add_argument("--cells", type=int, default=50)
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--interval", type=float, default=0.05)
+    parser.add_argument("--save-delay", type=float, default=0.2)
+    parser.add_argument("--code", default=None, help="a directory holding collab_kernels/")
+    parser.add_argument("--server-arg", action="append", default=[], help="extra server option")
+    args = parser.parse_args()
+    result = asyncio.run(run(args))
+    out = HERE / "results"
+    out.mkdir(exist_ok=True)
+    (out / f"room-save-{time.strftime('%Y%m%d-%H%M%S')}.json").write_text(
+        json.dumps(result, indent=1)
+    )
+
+
+if __name__ == "__main__":
+    main()
