@@ -32,6 +32,10 @@ from .holds import RoomHold
 from .host import RoomHost
 from .saving import SaveSchedule, SaveStatus
 
+#: seconds after a load from the file its saved content is computed, if no save needed it
+#: before (the first collaborator's sync does not wait for it; file.saved_content_from)
+MATERIALIZE_SECONDS = 2.0
+
 
 class DocumentRoom(Fanout):
     """A notebook or text file as a server-owned Y document (see the module docstring)."""
@@ -88,6 +92,7 @@ class DocumentRoom(Fanout):
         self._depth_bound: int | None = None
         self._trimmed_cells: set[str] = set()  # cells whose output limit was logged
         self._keeping: asyncio.Future[None] | None = None  # the loaded text being kept
+        self._materialize: asyncio.TimerHandle | None = None  # the loaded saved content
         store = host.store
         #: the update store glue (None when the store is off)
         self.history: RoomHistory | None = None
@@ -205,7 +210,6 @@ class DocumentRoom(Fanout):
             else:
                 with self.server_edit():
                     await file.set_document(content)
-                file.saved_content = self.document.get()
             self.set_state(path=self.path, hash=file.hash, dirty=False, document_id=self.room_id)
             if self.history is not None:
                 # What load wrote is in the store's squashed state: do not append it again.
@@ -215,8 +219,14 @@ class DocumentRoom(Fanout):
                 else:
                     self.history.lineage = self.lineage
             if not restored:
-                # The store's new history is written after the first sync (first_sync.py).
-                self.first_sync = FirstSync(self.ydoc, self.history, file.hash)
+                # The store's new history is written after the first sync (first_sync.py),
+                # and the saved content computed after it from the same bytes.
+                state = self.ydoc.get_update()
+                file.saved_content_from(state)
+                self._materialize = asyncio.get_running_loop().call_later(
+                    MATERIALIZE_SECONDS, file.materialize
+                )
+                self.first_sync = FirstSync(self.ydoc, self.history, file.hash, state=state)
             self._loaded = True
             base = self.history.restart_base if restored and self.history else None
             if base is not None and self.file_type == "notebook":
@@ -316,8 +326,9 @@ class DocumentRoom(Fanout):
             self._free_handle.cancel()
             self._free_handle = None
 
-    def schedule_free(self) -> None:
-        """Ask the host to free the room ``free_delay`` after it became idle (saved first)."""
+    def schedule_free(self, delay: float | None = None) -> None:
+        """Ask the host to free the room ``free_delay`` (or ``delay``) seconds after it
+        became idle (saved first)."""
         if self._closed or not self._loaded:
             return
         if not self.clients and not self._holds and self.unsaved and not self.conflict:
@@ -325,7 +336,7 @@ class DocumentRoom(Fanout):
                 self.request_save()  # freeing waits for the save
             return
         if self.idle and self._free_handle is None:
-            delay = max(self.host.free_delay, 0)
+            delay = max(self.host.free_delay if delay is None else delay, 0)
             self._free_handle = asyncio.get_event_loop().call_later(delay, self._free_now)
 
     def _free_now(self) -> None:
@@ -454,6 +465,8 @@ class DocumentRoom(Fanout):
             self._free_handle = None
         self.saving.stop()
         self.file.stop_watch()
+        if self._materialize is not None:
+            self._materialize.cancel()
         self.first_sync.settle()
         if self.history is not None:
             self.history.stop()

@@ -107,8 +107,8 @@ class RoomFile:
         self.cm_type, self.cm_format = CONTENTS_TYPES[file_type]
         self.hash: str | None = None
         self.last_modified: Any = None
-        #: ``document.get()`` of the content the file had at the last save or load
-        self.saved_content: Any = None
+        self._saved_content: Any = None
+        self._saved_state: bytes | None = None  # see saved_content_from
         #: the file changed on disk while the room had unsaved edits
         self.conflict = False
         #: why the last save failed, and whether retrying it may help (a write error)
@@ -127,6 +127,34 @@ class RoomFile:
         """Whether notebook saves and hashes run off the event loop (``offload.py``: only
         with jupyter_server's stock file contents managers)."""
         return self.file_type == "notebook" and offload.is_stock(self.contents_manager)
+
+    @property
+    def saved_content(self) -> Any:
+        """``document.get()`` of the content the file had at the last save or load."""
+        state = self._saved_state
+        if state is not None:
+            scratch = new_document(self.file_type)
+            scratch.ydoc.apply_update(state)
+            self._saved_state = None
+            self._saved_content = scratch.get()
+        return self._saved_content
+
+    @saved_content.setter
+    def saved_content(self, content: Any) -> None:
+        self._saved_state = None
+        self._saved_content = content
+
+    def saved_content_from(self, state: bytes) -> None:
+        """The saved content is the document of this encoded Y state, computed on first use
+        (or by :meth:`materialize`): a notebook just loaded from its file reaches its first
+        collaborator without a second walk over every cell (``document.get()`` of 1000 cells
+        takes as long as building them)."""
+        self._saved_state = state
+        self._saved_content = None
+
+    def materialize(self) -> None:
+        """Compute a pending saved content now (and drop the encoded state it is made of)."""
+        _ = self.saved_content
 
     # --- reading -----------------------------------------------------------------------------
     async def get_model(self, *, content: bool, require_hash: bool = False) -> dict[str, Any]:

@@ -40,8 +40,14 @@ class FirstSync:
     """The full state of a just-loaded document, encoded once; its history written later."""
 
     def __init__(
-        self, ydoc: Doc[Any] | None, history: History | None, file_hash: str | None
+        self,
+        ydoc: Doc[Any] | None,
+        history: History | None,
+        file_hash: str | None,
+        *,
+        state: bytes | None = None,
     ) -> None:
+        """``state``: ``ydoc.get_update()`` if the caller has it already."""
         self.ydoc = ydoc
         self.history = history
         self.file_hash = file_hash
@@ -53,7 +59,7 @@ class FirstSync:
         if ydoc is None:
             self.settled.set()
             return
-        self.state = ydoc.get_update()
+        self.state = ydoc.get_update() if state is None else state
         self.state_vector = ydoc.get_state()
         if len(self.state) < DEFER_BYTES:
             self.settle()

@@ -89,6 +89,8 @@ class SessionHandler(CollabHandlerMixin, APIHandler):
                 {"format": fmt, "type": file_type, "fileId": file_id, "sessionId": session_id}
             )
         )
+        # The client opens the room's websocket next: its load starts now (preload.py).
+        self.room_manager.preload(self.room_manager.room_id_for(file_id, file_type))
 
 
 class RoomWebsocketHandler(CollabHandlerMixin, WebSocketMixin, WebSocketHandler, JupyterHandler):

@@ -2,7 +2,7 @@
 
 Its traits are the rooms stage's settings (each room reads them through
 :class:`~.host.RoomHost`); the event bus side is ``bus.py``, the update store ``store.py``,
-the session ids ``sessions.py``.
+the session ids ``sessions.py``, the loads a session PUT starts ``preload.py``.
 """
 
 from __future__ import annotations
@@ -14,7 +14,6 @@ from typing import Any
 from jupyter_core.utils import ensure_async
 from traitlets import Any as AnyTrait
 from traitlets import Enum, Float, Int, Unicode
-from traitlets.config import LoggingConfigurable
 
 from ..contract import FILE_TYPES, InvalidRoomId, build_room_id, parse_room_id
 from . import protocol
@@ -22,6 +21,7 @@ from .bus import ROOM_EVENT_SCHEMA_ID, RoomEventBus
 from .content import is_refused_hidden
 from .document import DocumentRoom
 from .fanout import GlobalAwarenessRoom
+from .preload import RoomPreloads
 from .sessions import Sessions
 from .store import SQLiteUpdateStore, open_store
 
@@ -30,7 +30,7 @@ class RoomNotFound(KeyError):
     """No file behind that room id (unknown file id, or the file is gone)."""
 
 
-class RoomManager(LoggingConfigurable):
+class RoomManager(RoomPreloads):
     """All live document rooms of this server; the :class:`~.host.RoomHost` of each.
 
     A room is created on first use (a websocket, or server code calling
@@ -392,6 +392,9 @@ class RoomManager(LoggingConfigurable):
         room = self.find_room(room_id)
         if room is not None:
             return room
+        return await asyncio.shield(self._start_loading(room_id))
+
+    def _start_loading(self, room_id: str) -> asyncio.Future[DocumentRoom]:
         if self._stopping:
             raise RuntimeError("the server is stopping")
         loading = self._loading.get(room_id)
@@ -399,7 +402,7 @@ class RoomManager(LoggingConfigurable):
             loading = asyncio.ensure_future(self._create_room(room_id))
             self._loading[room_id] = loading
             loading.add_done_callback(lambda _: self._loading.pop(room_id, None))
-        return await asyncio.shield(loading)
+        return loading
 
     async def _create_room(self, room_id: str) -> DocumentRoom:
         _fmt, file_type, file_id = parse_room_id(room_id)  # InvalidRoomId (a ValueError)
@@ -414,7 +417,8 @@ class RoomManager(LoggingConfigurable):
         room = DocumentRoom(room_id, file_id=file_id, path=path, file_type=file_type, host=self)
         try:
             await room.load()
-        except Exception:
+        except BaseException:  # cancelled at server stop (preload.py) too
+            room.first_sync.cancel()
             room.close()
             raise
         self.rooms[room_id] = room
@@ -481,6 +485,7 @@ class RoomManager(LoggingConfigurable):
     async def stop(self) -> None:
         """Save every room and close every client (server shutdown)."""
         self._stopping = True
+        await self.finish_loads()  # loads started by a session PUT or a websocket
         rooms = list(self.rooms.values())
         await asyncio.gather(*(room.stop() for room in rooms), return_exceptions=True)
         for room in rooms:
