@@ -52,8 +52,9 @@ async def test_outputs_of_a_server_run_are_trusted_for_everyone_and_after_reload
         for cid in (a, b):
             assert cell_py(conn.document, cid)["metadata"]["trusted"] is True
         assert "application/javascript" in cell_py(conn.document, a)["outputs"][0]["data"]
-    # Each cell came anew (a frontend creates its model trusted), once.
-    assert sorted(inserted_ids(deltas)) == sorted([a, b])
+    # The JavaScript cell came anew (a frontend creates its model trusted), once; the cell
+    # whose result is plain text, which renders the same untrusted, stayed as it was.
+    assert inserted_ids(deltas) == [a]
     # Running it again does not re-insert a trusted cell.
     deltas.clear()
     code, data, _ = await post_execute(api, nb, a)
@@ -66,6 +67,49 @@ async def test_outputs_of_a_server_run_are_trusted_for_everyone_and_after_reload
     assert jp_serverapp.contents_manager.notary.check_signature(saved)
     code, model, _ = await api("GET", "api", "contents", nb.path)
     assert all(c["metadata"]["trusted"] for c in model["content"]["cells"])
+
+
+async def test_a_cell_is_re_created_trusted_only_when_an_output_needs_trust(
+    notebook_session, api, collab_client, wait_request, tmp_path
+):
+    flag = tmp_path / "go"
+    html = (
+        "import os, time\n"
+        "from IPython.display import HTML, display\n"
+        "print('before')\n"
+        "h = display('plain', display_id=True)\n"
+        f"while not os.path.exists({str(flag)!r}):\n    time.sleep(0.02)\n"
+        "h.update(HTML('<b>bold</b>'))\n"
+        "print('after')\n"
+    )
+    nb = await notebook_session(["print('only text')", html])
+    printing, rich = nb.cell_ids
+    alice = await collab_client(nb.path)
+    deltas = cells_events(alice)
+    code, data, _ = await post_execute(api, nb, cells=[{"cell_id": printing}, {"cell_id": rich}])
+    assert code == 202, data
+
+    def texts(doc):
+        return [
+            (o.get("data") or {}).get("text/html")
+            or (o.get("data") or {}).get("text/plain")
+            or o.get("text")
+            for o in cell_py(doc, rich).get("outputs", [])
+        ]
+
+    await alice.wait_for(lambda d: texts(d) == ["before\n", "'plain'"], TIMEOUT)
+    # Text so far: no cell re-created, both marked trusted (the notebook is signed on save).
+    assert inserted_ids(deltas) == []
+    assert cell_py(alice.document, printing)["metadata"]["trusted"] is True
+    assert cell_py(alice.document, rich)["metadata"]["trusted"] is True
+    flag.write_text("")
+    await wait_request(data["request_id"])
+    await alice.wait_for(lambda d: cell_py(d, rich).get("execution_count") == 2, TIMEOUT)
+    # The HTML update re-created its cell once, its earlier outputs kept, in place.
+    assert inserted_ids(deltas) == [rich]
+    assert texts(alice.document) == ["before\n", "<b>bold</b>", "after\n"]
+    assert [c["id"] for c in alice.document.get()["cells"]] == [printing, rich]
+    assert cell_py(alice.document, printing)["outputs"][0]["text"] == "only text\n"
 
 
 async def test_update_display_data_is_live_for_collaborators(

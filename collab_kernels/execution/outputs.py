@@ -195,50 +195,6 @@ def clear_execution(ycell: Map[Any], doc_state: DocumentOutputState) -> None:
         ycell["execution_state"] = "idle"
 
 
-def is_trusted(ycell: Map[Any]) -> bool:
-    metadata = ycell.get("metadata")
-    return isinstance(metadata, Map) and metadata.get("trusted") is True
-
-
-def mark_trusted(ycell: Map[Any]) -> None:
-    """``metadata.trusted = true``, as JupyterLab writes it into a cell its user runs: the
-    contents manager signs the notebook on save when every code cell is trusted (or has only
-    safe output), and a notebook that loads signed is trusted."""
-    metadata = ycell.get("metadata")
-    if not isinstance(metadata, Map):
-        ycell["metadata"] = Map({"trusted": True})
-    elif metadata.get("trusted") is not True:
-        metadata["trusted"] = True
-
-
-def trusted_copy_after(ycells: Array[Any], ycell: Map[Any]) -> int:
-    """Insert a copy of ``ycell`` (same id, source, metadata; no outputs) right after it and
-    return the original's index: the caller deletes the original in a later transaction.
-
-    A frontend decides whether a cell's outputs are trusted when it creates the cell's model
-    (from ``metadata.trusted``), and never again for a change that comes from elsewhere: a
-    copy in its place is a new model, created trusted. The copy is inserted *after* the
-    original, and the original deleted in a second update sent on its own, because
-    JupyterLab keeps its active cell by looking the cell's id up in the final document after
-    each change of one Y event: with the delete and the insert in one update it looks up a
-    state its cell widgets are not in yet, and Shift+Enter, which already moved to the next
-    cell, ends one cell further (every other cell of an untrusted notebook skipped)."""
-    cell_id = ycell.get("id")
-    index = next(i for i, c in enumerate(ycells) if isinstance(c, Map) and c.get("id") == cell_id)
-    fields: dict[str, Any] = {}
-    for key, value in ycell.items():
-        if isinstance(value, Text):
-            fields[key] = Text(str(value))
-        elif isinstance(value, Array):
-            fields[key] = Array()
-        elif isinstance(value, Map):
-            fields[key] = Map(value.to_py() or {})
-        else:
-            fields[key] = value
-    ycells.insert(index + 1, Map(fields))
-    return index
-
-
 def finish_execution(ycell: Map[Any], execution_count: int | None) -> None:
     """At the end, together: count and idle (browsers flip to idle on a non-null count)."""
     ycell["execution_count"] = execution_count

@@ -41,14 +41,12 @@ from .outputs import (
     cell_outputs,
     clear_execution,
     finish_execution,
-    is_trusted,
-    mark_trusted,
     start_execution,
     stream_trimmed,
-    trusted_copy_after,
 )
 from .ports import Log, NotebookRoom, RoomSource
 from .queue import QueueEntries, QueueEntry
+from .trust import CellTrust, drop_original, trusted_copy_after
 
 T = TypeVar("T")
 
@@ -90,6 +88,8 @@ class DocumentWriter:
         self._loading: asyncio.Future[None] | None = None
         #: the room's cells array and cell id -> cell Map
         self.cells = CellIndex()
+        #: cells marked trusted whose frontends' models may not be (trust.py)
+        self.cell_trust = CellTrust()
 
     # --- the room ------------------------------------------------------------------------
     def live_room(self) -> NotebookRoom | None:
@@ -247,9 +247,12 @@ class DocumentWriter:
             self._handle = None
         had_output = bool(self.pending)
         started = time.perf_counter()
+        recreated = self._recreate_for_trust(room) if had_output and self.trust() else []
         with room.ydoc.transaction():
             cells = self.cells.by_id(room)
             ycells = self.cells.array(room)
+            for cell_id in recreated:
+                drop_original(ycells, cell_id)
             if had_output:
                 self._apply_pending(room, cells, ycells, budget)
             result = fn(cells, ycells)
@@ -267,6 +270,23 @@ class DocumentWriter:
                 self._not_before = max(self._not_before, now + self.limited_interval())
         return result
 
+    def _recreate_for_trust(self, room: NotebookRoom) -> list[str]:
+        """Insert a trusted copy after each cell a buffered output needing trust goes to
+        (each sent on its own; the caller deletes the originals: trust.py says why)."""
+        cell_ids = self.cell_trust.to_recreate(
+            self.pending, self.cells.by_id(room), self.state.displays
+        )
+        for cell_id in cell_ids:
+            room.flush_updates()
+            with room.ydoc.transaction():
+                ycell = self.cells.by_id(room).get(cell_id)
+                if ycell is not None:
+                    trusted_copy_after(self.cells.array(room), ycell)
+            self.cell_trust.recreated(cell_id)
+        if cell_ids:
+            room.flush_updates()
+        return cell_ids
+
     # --- execution state -----------------------------------------------------------------
     def execution_map(self) -> Map[Any]:
         room = self.live_room()
@@ -277,39 +297,15 @@ class DocumentWriter:
     def start_cell(
         self, cell_id: str, queue_entries: QueueEntries, mark_running: Iterable[str] = ()
     ) -> None:
-        """Start ``cell_id`` (outputs cleared, count null, running) and show the cells of
-        ``mark_running`` as queued ([*]), in one transaction (two more, each sent on its own,
-        before a cell's first trusted run)."""
-
-        room = self.live_room()
-        original: int | None = None
-        ycell = self.cells_by_id(room).get(cell_id) if room is not None else None
-        if room is not None and ycell is not None and self.trust() and not is_trusted(ycell):
-            # Its outputs will show trusted for everyone, as a user's own run does: a trusted
-            # copy goes in after the cell, the cell itself is deleted in the next update,
-            # each sent on its own (outputs.trusted_copy_after says why).
-            def copy(cells: CellsById, ycells: CellArray) -> int | None:
-                ycell = cells.get(cell_id)
-                if ycell is None or is_trusted(ycell):
-                    return None
-                index = trusted_copy_after(ycells, ycell)
-                mark_trusted(ycells[index + 1])  # read when the frontends create its model
-                return index
-
-            room.flush_updates()
-            original = self.edit(copy)
-            if original is not None:
-                room.flush_updates()
+        """Start ``cell_id`` (outputs cleared, count null, running; marked trusted, trust.py)
+        and show the cells of ``mark_running`` as queued ([*]), in one transaction."""
 
         def fn(cells: CellsById, ycells: CellArray) -> None:
             ycell = cells.get(cell_id)
-            if original is not None:
-                del ycells[original]
-                ycell = ycells[original]
             if ycell is not None:
                 start_execution(ycell, self.state)
                 if self.trust():
-                    mark_trusted(ycell)
+                    self.cell_trust.started(ycell)
             _set_states(cells, mark_running, "running")
             self._write_entries(queue_entries)
 
@@ -342,7 +338,7 @@ class DocumentWriter:
             if ycell is not None:
                 clear_execution(ycell, self.state)
                 if self.trust():
-                    mark_trusted(ycell)
+                    self.cell_trust.started(ycell)
             self._write_entries(queue_entries)
 
         self.edit(fn)
