@@ -11,7 +11,9 @@ longer than 3 ms between its 1 ms wake-ups. ``big.ipynb`` (``--cells`` code cell
 stream outputs add up to ``--megabytes``) is opened in a room by a RoomConnection (the
 y-websocket client), as a browser would; ``quiet.ipynb`` by a writer and a reader.
 
-Each round: the loop probe is cleared, one character is typed into the big notebook, the
+Save rounds alternate with idle rounds (``--idle-seconds`` of the same typing in the quiet
+room, no save: the machine's and the server's own noise). Each save round: the loop probe is
+cleared, one character is typed into the big notebook, the
 bench waits until the room has saved it (the file on disk changes) and a second more, then
 asks the probe for the gaps. Meanwhile the quiet room's writer types a character every
 ``--interval`` s and the reader notes when it sees it. Prints per round the longest loop
@@ -89,36 +91,46 @@ async def run(args) -> dict:
                     quiet_edits(writer, reader, args.interval, latencies)
                 )
                 await asyncio.sleep(2)  # the load's aftermath (first checks, stored text)
-                for round_ in range(args.rounds):
+                kinds = (
+                    ["idle", "save"] * args.rounds if args.idle_seconds else ["save"] * args.rounds
+                )
+                for round_, kind in enumerate(kinds):
                     (await http.get("loop-probe")).raise_for_status()
                     latencies.clear()
-                    before = big.stat().st_mtime_ns
-                    source = editor.document.ycells[0]["source"]
-                    typed = time.perf_counter()
-                    source.insert(len(source), "#")
-                    while big.stat().st_mtime_ns == before:
-                        await asyncio.sleep(0.02)
-                    saved = time.perf_counter() - typed
-                    await asyncio.sleep(1)
+                    saved = None
+                    if kind == "idle":  # the control: the same server, no save
+                        await asyncio.sleep(args.idle_seconds)
+                    else:
+                        before = big.stat().st_mtime_ns
+                        source = editor.document.ycells[0]["source"]
+                        typed = time.perf_counter()
+                        source.insert(len(source), "#")
+                        while big.stat().st_mtime_ns == before:
+                            await asyncio.sleep(0.02)
+                        saved = time.perf_counter() - typed
+                        await asyncio.sleep(1)
                     probe = (await http.get("loop-probe")).json()
                     worst = sorted(probe["gaps"], key=lambda g: -g[1])[:3]
                     rounds.append(
                         {
+                            "kind": kind,
                             "max_loop_gap_ms": probe["max_ms"],
                             "gaps_over_3ms": len(probe["gaps"]),
+                            "window_s": round(probe["seconds"], 1),
                             "quiet_edit_max_ms": round(max(latencies, default=0) * 1000, 1),
                             "quiet_edits": len(latencies),
-                            "save_seen_after_s": round(saved, 2),
+                            "save_seen_after_s": None if saved is None else round(saved, 2),
                             "worst_gaps": worst,
                             "gc_over_2ms": probe["gc"],
                         }
                     )
                     line = rounds[-1]
+                    seen = "" if saved is None else f"; file changed {saved:.2f} s after the edit"
                     print(
-                        f"round {round_}: loop blocked {line['max_loop_gap_ms']:.1f} ms at most "
-                        f"({line['gaps_over_3ms']} gaps > 3 ms); quiet room edit max "
-                        f"{line['quiet_edit_max_ms']:.1f} ms over {line['quiet_edits']} edits; "
-                        f"file changed {saved:.2f} s after the edit; load {os.getloadavg()}",
+                        f"round {round_} ({kind}, {line['window_s']} s): loop blocked "
+                        f"{line['max_loop_gap_ms']:.1f} ms at most ({line['gaps_over_3ms']} gaps "
+                        f"> 3 ms); quiet room edit max {line['quiet_edit_max_ms']:.1f} ms over "
+                        f"{line['quiet_edits']} edits{seen}; load {os.getloadavg()}",
                         flush=True,
                     )
                     if os.environ.get("LOOP_PROBE_STACKS") == "1":
@@ -147,6 +159,13 @@ def main() -> None:
     parser.add_argument("--cells", type=int, default=50)
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--interval", type=float, default=0.05)
+    parser.add_argument(
+        "--idle-seconds",
+        type=float,
+        default=8,
+        help="before each save round, a control round of this many seconds without a save "
+        "(0: none)",
+    )
     parser.add_argument("--save-delay", type=float, default=0.2)
     parser.add_argument("--code", default=None, help="a directory holding collab_kernels/")
     parser.add_argument("--server-arg", action="append", default=[], help="extra server option")

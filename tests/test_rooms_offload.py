@@ -143,3 +143,27 @@ def test_notebook_json_is_byte_identical_to_nbformat_writes(name):
     nbformat.writes(nb, capture_validation_error=expected_error)
     assert ("ValidationError" in error) == ("ValidationError" in expected_error)
     assert "ValidationError" in error or name not in ("invalid", "every-kind")
+
+
+async def test_concurrent_saves_leave_the_interpreter_switching_as_they_found_it(
+    jp_serverapp, jp_root_dir
+):
+    """Saves hand the GIL back to the event loop more often while they run (1 ms switch
+    interval), and only then: the server's other threads keep Python's setting."""
+    import asyncio
+    import sys
+
+    cm = jp_serverapp.contents_manager
+    before = sys.getswitchinterval()
+    names = [f"n{i}.ipynb" for i in range(3)]
+    for name in names:
+        (jp_root_dir / name).write_text("{}")
+    await asyncio.gather(
+        *(
+            offload.save_notebook(cm, {"type": "notebook", "content": trusted_notebook()}, name)
+            for name in names
+        )
+    )
+    assert sys.getswitchinterval() == before
+    for name in names:
+        assert nbformat.reads((jp_root_dir / name).read_text(), as_version=4).cells
