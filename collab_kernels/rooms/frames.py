@@ -9,21 +9,28 @@ that 1000 times: about 80 us of server CPU per frame per watcher (bench/README.m
 no public way to write an already encoded frame, nor to send one message to many connections.
 
 What makes sharing possible: a frame from server to client is never masked (RFC 6455, 5.1), so
-without per-message compression the bytes on the wire are the same for every connection. The
-smallest replacement is therefore:
+without per-message compression the bytes on the wire are the same for every connection; with
+permessage-deflate and no context takeover (each message compressed on its own, which the
+room handler negotiates) so are the compressed bytes, for every connection of the same window
+size. The smallest replacement is therefore:
 
 - :class:`Frame`: one binary message; its wire encoding (FIN + binary opcode, 7/16/64-bit
-  length, payload) is built at most once, on first use, and shared by every connection;
-- :class:`WebsocketWriter`: writes a :class:`Frame` to one tornado websocket. For a
-  connection that negotiated no compression it hands the shared bytes to the connection's
-  ``IOStream.write`` and returns that future (it resolves once the socket took the bytes: the
-  same back-pressure signal ``write_message`` gives). A connection with permessage-deflate
-  keeps ``write_message`` (its frames depend on its own compressor's state), as does anything
-  that does not look like tornado's server-side protocol 13.
+  length, payload) is built at most once, on first use, and shared by every connection; so
+  is its compressed encoding (RSV1 set) for the connections that negotiated compression;
+- :class:`WebsocketWriter`: writes a :class:`Frame` to one tornado websocket. It hands the
+  shared bytes to the connection's ``IOStream.write`` and returns that future (it resolves
+  once the socket took the bytes: the same back-pressure signal ``write_message`` gives).
+  A connection that negotiated permessage-deflate the room's way (``deflate.py``: each
+  message compressed on its own) gets the frame's compressed encoding, also built once and
+  shared; one compressed otherwise (``ServerApp.websocket_compression_options`` without
+  ``RoomManager.websocket_deflate_threshold``) keeps ``write_message``, as does anything that
+  does not look like tornado's server-side protocol 13.
 
 Whole frames go into the stream's buffer, so they never interleave with tornado's own pings
-or close frame. Tornado's per-connection byte counters (``_message_bytes_out``) are not
-updated for shared frames; nothing in jupyter_server reads them.
+or close frame. The clients' byte bounds (``clients.py``) count a frame's uncompressed size
+for every connection, compressed or not: an upper bound of what waits for it. Tornado's
+per-connection byte counters (``_message_bytes_out``) are not updated for shared frames;
+nothing in jupyter_server reads them.
 """
 
 from __future__ import annotations
@@ -35,30 +42,47 @@ from typing import Any
 from tornado.iostream import IOStream
 from tornado.websocket import WebSocketClosedError, WebSocketHandler, WebSocketProtocol13
 
+from .deflate import Deflate, deflate_message
+
 #: FIN bit plus the binary opcode: a complete, unfragmented binary message.
 _FIN_BINARY = 0x82
+#: ...with RSV1, which marks a permessage-deflate compressed message (RFC 7692, 6)
+_FIN_RSV1_BINARY = 0xC2
+
+
+def _encode(first: int, payload: bytes) -> bytes:
+    n = len(payload)
+    if n < 126:
+        head = bytes((first, n))
+    elif n <= 0xFFFF:
+        head = struct.pack("!BBH", first, 126, n)
+    else:
+        head = struct.pack("!BBQ", first, 127, n)
+    return head + payload
 
 
 def encode_binary_frame(payload: bytes) -> bytes:
     """The unmasked wire encoding of one binary websocket message carrying ``payload``."""
-    n = len(payload)
-    if n < 126:
-        head = bytes((_FIN_BINARY, n))
-    elif n <= 0xFFFF:
-        head = struct.pack("!BBH", _FIN_BINARY, 126, n)
-    else:
-        head = struct.pack("!BBQ", _FIN_BINARY, 127, n)
-    return head + payload
+    return _encode(_FIN_BINARY, payload)
+
+
+def encode_deflated_frame(payload: bytes, level: int, wbits: int) -> bytes | None:
+    """The wire encoding of ``payload`` as one compressed message, or None if compressing
+    does not make it smaller."""
+    body = deflate_message(payload, level, wbits)
+    return _encode(_FIN_RSV1_BINARY, body) if len(body) < len(payload) else None
 
 
 class Frame:
     """One server-to-client binary message, encoded for the wire at most once."""
 
-    __slots__ = ("_wire", "payload")
+    __slots__ = ("_deflated", "_wire", "payload")
 
     def __init__(self, payload: bytes) -> None:
         self.payload = payload
         self._wire: bytes | None = None
+        #: (level, window bits) -> compressed wire bytes, or None: not smaller compressed
+        self._deflated: dict[tuple[int, int], bytes | None] | None = None
 
     def __len__(self) -> int:
         return len(self.payload)
@@ -73,6 +97,19 @@ class Frame:
             self._wire = encode_binary_frame(self.payload)
         return self._wire
 
+    def deflated_wire(self, deflate: Deflate) -> bytes:
+        """The frame as sent on a connection with permessage-deflate: compressed once per
+        window size (on first use) if it has from ``deflate.threshold`` to ``deflate.limit``
+        bytes and compressing makes it smaller, else the uncompressed :attr:`wire`."""
+        if not deflate.threshold <= len(self.payload) <= deflate.limit:
+            return self.wire
+        key = (deflate.level, deflate.wbits)
+        if self._deflated is None:
+            self._deflated = {}
+        if key not in self._deflated:
+            self._deflated[key] = encode_deflated_frame(self.payload, *key)
+        return self._deflated[key] or self.wire
+
     @classmethod
     def of(cls, data: bytes | Frame) -> Frame:
         return data if isinstance(data, Frame) else cls(data)
@@ -83,11 +120,14 @@ class WebsocketWriter:
 
     Call it with a frame; it returns a future that resolves once the connection's socket took
     the bytes, or raises ``WebSocketClosedError`` / ``StreamClosedError`` when the connection is
-    gone.
+    gone. ``deflate``: how to compress for this connection if it negotiated permessage-deflate
+    with the room handler (``deflate.accept_offer``).
     """
 
-    def __init__(self, handler: WebSocketHandler) -> None:
+    def __init__(self, handler: WebSocketHandler, deflate: Deflate | None = None) -> None:
         self._handler = handler
+        self._offered = deflate
+        self._deflate: Deflate | None = None
         self._stream: IOStream | None = None
         self._decided = False
 
@@ -96,21 +136,34 @@ class WebsocketWriter:
         """Whether shared frame bytes are written (None until the first write decides)."""
         return (self._stream is not None) if self._decided else None
 
+    @property
+    def compresses(self) -> bool:
+        """Whether this connection gets the shared compressed frames."""
+        return self._deflate is not None
+
     def _shared_stream(self, connection: Any) -> IOStream | None:
         """The stream to write shared frames to, or None when this connection needs
-        tornado's own framing (compression, client-side masking, an unknown protocol)."""
+        tornado's own framing (its own compression, client-side masking, another protocol)."""
         if not self._decided:
             self._decided = True
             stream = getattr(connection, "stream", None)
             if (
                 isinstance(connection, WebSocketProtocol13)
                 and not connection.mask_outgoing
-                # tornado exposes no public flag for a negotiated permessage-deflate; a
-                # missing attribute (another tornado) falls back to write_message.
-                and getattr(connection, "_compressor", True) is None
                 and isinstance(stream, IOStream)
             ):
-                self._stream = stream
+                # tornado exposes no public flag for a negotiated permessage-deflate; a
+                # missing attribute (another tornado) falls back to write_message.
+                compressor: Any = getattr(connection, "_compressor", True)
+                if compressor is None:
+                    self._stream = stream
+                elif self._offered is not None and compressor is not True:
+                    self._stream = stream
+                    self._deflate = self._offered
+                    # Should anything still go through write_message, it must not refer to
+                    # earlier messages either (the client was told server_no_context_takeover).
+                    if getattr(compressor, "_compressor", None) is not None:
+                        compressor._compressor = None
         return self._stream
 
     def __call__(self, frame: Frame) -> Future[None]:
@@ -120,4 +173,6 @@ class WebsocketWriter:
         stream = self._shared_stream(connection)
         if stream is None:
             return self._handler.write_message(frame.payload, binary=True)
+        if self._deflate is not None:
+            return stream.write(frame.deflated_wire(self._deflate))
         return stream.write(frame.wire)

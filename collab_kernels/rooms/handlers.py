@@ -18,6 +18,7 @@ from ..contract import FILE_TYPES, InvalidRoomId, parse_room_id
 from ..handlers_base import CollabHandlerMixin
 from . import protocol
 from .content import is_refused_hidden
+from .deflate import DEFLATE_LEVEL, Deflate, accept_offer, response_extension
 from .fanout import Fanout, RoomClient
 from .frames import WebsocketWriter
 from .manager import RoomNotFound
@@ -105,12 +106,21 @@ class RoomWebsocketHandler(CollabHandlerMixin, WebSocketMixin, WebSocketHandler,
     room: Fanout | None = None
     can_write = False
     can_execute = False
+    #: shared compressed frames for this connection (the offer it made, see deflate.py)
+    deflate: Deflate | None = None
 
     def set_default_headers(self) -> None:
         """No JupyterHandler default headers on a websocket."""
 
     def get_compression_options(self) -> dict[str, Any] | None:
+        if self.room_manager.websocket_deflate_threshold > 0:
+            return {"compression_level": DEFLATE_LEVEL}
         return self.settings.get("websocket_compression_options", None)
+
+    def set_header(self, name: str, value: Any) -> None:
+        if name == "Sec-WebSocket-Extensions" and self.deflate is not None:
+            value = response_extension(str(value))
+        super().set_header(name, value)
 
     @property
     def max_message_size(self) -> int:
@@ -134,6 +144,9 @@ class RoomWebsocketHandler(CollabHandlerMixin, WebSocketMixin, WebSocketHandler,
         )
         self.room_id = room_id
         self.session_id = self.get_argument("sessionId", None)
+        threshold = self.room_manager.websocket_deflate_threshold
+        if threshold > 0:
+            self.deflate = accept_offer(self.request.headers, threshold)
         await super().get(room_id)
 
     def _user_name(self) -> str:
@@ -146,7 +159,7 @@ class RoomWebsocketHandler(CollabHandlerMixin, WebSocketMixin, WebSocketHandler,
         self.set_nodelay(True)
         manager = self.room_manager
         client = RoomClient(
-            write=WebsocketWriter(self),  # shared frame bytes unless compressed
+            write=WebsocketWriter(self, self.deflate),  # shared frame bytes
             close=self._close_socket,
             can_write=self.can_write,
             name=self._user_name(),

@@ -142,6 +142,17 @@ class RoomManager(RoomPreloads):
             "connection with code 1009."
         ),
     )
+    websocket_deflate_threshold = Int(
+        1024,
+        config=True,
+        help=(
+            "Room websockets accept permessage-deflate from clients that offer it (browsers "
+            "do): a message of at least this many bytes is compressed once and the same frame "
+            "goes to every connection that negotiated it (a cell's 220 kB of output: 46 kB to "
+            "each viewer); smaller ones are sent uncompressed. 0 = room websockets compress "
+            "as ServerApp.websocket_compression_options says (per connection)."
+        ),
+    )
     client_queue_size = Int(
         2000,
         config=True,
