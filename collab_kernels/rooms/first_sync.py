@@ -25,7 +25,7 @@ from typing import Any, Protocol
 from pycrdt import Doc
 
 #: documents whose encoded state is smaller than this write their history during the load
-DEFER_BYTES = 1 << 20
+DEFER_BYTES = 1 << 18
 #: the history of a loaded document nobody synced with is written after this many seconds
 DEFER_SECONDS = 2.0
 #: the encoded state vector of an empty document (what a browser opening a notebook sends)
