@@ -12,7 +12,8 @@ y-websocket client) appends a character every ``--interval`` s and a reader in t
 notes when it sees it: the latency of each edit through the server. ``/api/status`` is polled
 as well. Prints (and writes to bench/results/flood-*.json) the median, 95th percentile and
 maximum of both, the size of the flooded notebook on disk, and the machine's load average
-(the machine may be shared: compare runs made close together).
+(the machine may be shared: compare runs made close together). ``--probe`` adds the server's
+longest event-loop gaps during the flood (bench/loop_probe.py).
 """
 
 from __future__ import annotations
@@ -165,7 +166,7 @@ async def run(args) -> dict:
         quiet = nbformat.v4.new_notebook()
         quiet.cells.append(nbformat.v4.new_markdown_cell("quiet"))
         nbformat.write(quiet, str(root / "quiet.ipynb"))
-        proc, base = await start_server(home, root, args.code, args.server_arg)
+        proc, base = await start_server(home, root, args.code, args.server_arg, probe=args.probe)
         try:
             async with httpx.AsyncClient(base_url=base, headers=HEADERS, timeout=120) as http:
                 r = await http.post(
@@ -188,6 +189,8 @@ async def run(args) -> dict:
                 baseline = await edits
                 edits = asyncio.ensure_future(measure_edits(base, stop, args.interval))
                 status = asyncio.ensure_future(measure_status(base, stop, args.interval))
+                if args.probe:
+                    (await http.get("loop-probe")).raise_for_status()
                 r = await http.post(
                     f"api/kernels/{kernel_id}/execute",
                     json={"cell_id": flood.cells[0]["id"], "document_id": session.room_id},
@@ -202,6 +205,7 @@ async def run(args) -> dict:
                     await asyncio.sleep(0.5)
                 stop.set()
                 during, status_during = await edits, await status
+                probe = (await http.get("loop-probe")).json() if args.probe else None
                 await asyncio.sleep(3)  # the last save
                 size = (root / "flood.ipynb").stat().st_size
         finally:
@@ -217,6 +221,17 @@ async def run(args) -> dict:
         "quiet_edits_before_flood": summary(baseline),
         "quiet_edits_during_flood": summary(during),
         "status_during_flood": summary(status_during),
+        **(
+            {
+                "loop_gap_max_ms": probe["max_ms"],
+                "loop_gaps_over_3ms": len(probe["gaps"]),
+                "loop_gaps_over_20ms": sum(1 for g in probe["gaps"] if g[1] > 20),
+                "worst_loop_gaps": sorted(probe["gaps"], key=lambda g: -g[1])[:6],
+                "gc_over_2ms": probe["gc"],
+            }
+            if probe
+            else {}
+        ),
     }
 
 
@@ -225,6 +240,12 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=15.0)
     parser.add_argument("--interval", type=float, default=0.1)
     parser.add_argument("--code", default=None, help="a directory holding collab_kernels/")
+    parser.add_argument(
+        "--probe",
+        action="store_true",
+        help="load bench/loop_probe.py: the server's event-loop gaps during the flood "
+        "(LOOP_PROBE_STACKS=1: where the loop was)",
+    )
     parser.add_argument("--server-log", default=None, help="copy the server's log here")
     parser.add_argument(
         "--server-arg", action="append", default=[], help="extra server option (repeatable)"

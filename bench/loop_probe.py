@@ -12,6 +12,10 @@ forgets them::
 ``gc`` lists the garbage collections longer than 2 ms meanwhile (``[start, ms, generation,
 thread]``): a collection holds the GIL, so every thread waits for it.
 
+``LOOP_PROBE_DUMP_MS=50``: whenever the loop has not ticked for that long, faulthandler's
+C thread writes every thread's stack to ``LOOP_PROBE_DUMP_FILE`` (``loop-dumps.txt`` in the
+server's directory; "Current thread" is the one holding the GIL).
+
 ``where`` is filled when ``LOOP_PROBE_STACKS=1``: a watchdog thread looks at the loop's
 thread whenever it has not ticked for 4 ms and notes its innermost frames (what the loop was
 doing; a long C call shows as the Python line that made it), else it is ``""``.
@@ -20,6 +24,7 @@ doing; a long C call shows as the Python line that made it), else it is ``""``.
 from __future__ import annotations
 
 import asyncio
+import faulthandler
 import gc
 import os
 import sys
@@ -62,7 +67,17 @@ class Probe:
             )
 
     async def tick(self) -> None:
+        dump_after = float(os.environ.get("LOOP_PROBE_DUMP_MS", "0")) / 1000
+        dumps = (
+            open(os.environ.get("LOOP_PROBE_DUMP_FILE", "loop-dumps.txt"), "w")
+            if dump_after
+            else None
+        )
         while True:
+            if dumps is not None:  # a C thread, no GIL needed: shows who holds it
+                dumps.write(f"\n=== armed {time.time():.3f}\n")
+                dumps.flush()
+                faulthandler.dump_traceback_later(dump_after, file=dumps)
             await asyncio.sleep(0.001)
             now = time.perf_counter()
             gap = now - self.last_tick
