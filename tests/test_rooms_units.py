@@ -20,7 +20,13 @@ from collab_kernels.rooms.fanout import RoomClient
 from collab_kernels.rooms.limits import UpdateTooDeep, inspect_update, notebook_roots, type_depth
 from collab_kernels.rooms.merge import merge_notebooks
 from collab_kernels.rooms.protocol import ProtocolError
-from collab_kernels.rooms.repair import repair_notebook, trim_stream_outputs
+from collab_kernels.rooms.repair import (
+    CELLS_PER_STEP,
+    repair_notebook,
+    repair_notebook_in_steps,
+    trim_in_steps,
+    trim_stream_outputs,
+)
 from collab_kernels.rooms.store import SQLiteUpdateStore
 
 LOG = logging.getLogger("test_rooms_units")
@@ -48,6 +54,57 @@ def test_repair_turns_any_y_content_into_a_notebook():
     assert "outputs" not in markdown and "execution_count" not in markdown
     assert meta["nbformat"] == 4 and isinstance(meta["metadata"], Map)
     assert repair_notebook(ydoc) == []  # a sound notebook is left alone
+
+
+def _broken_big_notebook() -> Doc:
+    """More cells than one step takes, broken ones and over-long outputs among them."""
+    ydoc: Doc = Doc()
+    cells = ydoc.get("cells", type=Array)
+    with ydoc.transaction():
+        for i in range(CELLS_PER_STEP * 2 + 7):
+            if i % 50 == 3:
+                cells.append(i)  # not a cell
+                continue
+            output = Map({"output_type": "stream", "name": "stdout", "text": Text("o" * 300)})
+            cell = {"cell_type": "code", "source": Text(f"print({i})"), "id": f"c{i}"}
+            if i % 40 == 0:
+                cell.pop("id")  # no id
+            cells.append(Map({**cell, "outputs": Array([output])}))
+    return ydoc
+
+
+async def test_a_save_repairs_and_trims_many_cells_letting_other_rooms_run_between_steps():
+    """What a save does before it reads a notebook of many cells (2000 cells held every
+    room 80-90 ms per pass): the same repairs and trims as in one go, in steps of
+    ``CELLS_PER_STEP`` cells with the event loop free between two."""
+    at_once, in_steps = _broken_big_notebook(), _broken_big_notebook()
+    expected_trims = trim_stream_outputs(at_once, 200)
+    expected_problems = repair_notebook(at_once)
+    ticks = 0
+    done = False
+
+    async def other_room() -> None:
+        nonlocal ticks
+        while not done:
+            ticks += 1
+            await asyncio.sleep(0)
+
+    other = asyncio.ensure_future(other_room())
+    await asyncio.sleep(0)
+    trims = await trim_in_steps(in_steps, 200)
+    ticks_after_trim = ticks
+    problems = await repair_notebook_in_steps(in_steps)
+    done = True
+    await other
+    assert ticks_after_trim >= 3 and ticks - ticks_after_trim >= 3
+    assert trims == expected_trims and len(trims) > CELLS_PER_STEP
+    assert sorted(problems) == sorted(expected_problems)
+    ids_now = [c.get("id") for c in in_steps.get("cells", type=Array)]
+    assert len(ids_now) == len(at_once.get("cells", type=Array)) and all(ids_now)
+    assert [str(c["outputs"][0]["text"]) for c in in_steps.get("cells", type=Array)] == [
+        str(c["outputs"][0]["text"]) for c in at_once.get("cells", type=Array)
+    ]
+    assert await repair_notebook_in_steps(in_steps) == []
 
 
 # --- the file stage, with a fake contents manager -----------------------------------------

@@ -252,7 +252,7 @@ class RoomFile:
             version = side.version
             try:
                 if self.file_type == "notebook":
-                    trimmed = repair.trim_stream_outputs(side.ydoc, self.max_cell_output())
+                    trimmed = await repair.trim_in_steps(side.ydoc, self.max_cell_output())
                     if trimmed:
                         self.log.info(
                             "collab_kernels: %s: dropped the oldest stream output of %d cell(s) "
@@ -260,7 +260,7 @@ class RoomFile:
                             self.path,
                             len(trimmed),
                         )
-                    problems = repair.repair_notebook(side.ydoc)
+                    problems = await repair.repair_notebook_in_steps(side.ydoc)
                     if problems:
                         self.log.warning(
                             "collab_kernels: repaired %s before saving it: %s",
