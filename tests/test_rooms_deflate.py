@@ -75,6 +75,7 @@ class Watcher:
             self.headers["Sec-WebSocket-Extensions"] = offer
         self.doc: Doc = Doc()
         self.updates: list[bytes] = []
+        self.answers = 0
         self.synced = asyncio.Event()
         self.changed = asyncio.Event()
         self.ws = None
@@ -101,7 +102,8 @@ class Watcher:
             reply = handle_sync_message(message[1:], self.doc)
             if reply is not None:
                 await self.ws.send(reply)
-            if message[1] == 1:
+            if message[1] == 1:  # the server's sync step 2 (the answer to our step 1)
+                self.answers += 1
                 self.synced.set()
             self.changed.set()
 
@@ -113,6 +115,11 @@ class Watcher:
 
     async def wait_for_source(self, expected: str) -> None:
         while self.source() != expected:
+            self.changed.clear()
+            await asyncio.wait_for(self.changed.wait(), 30)
+
+    async def wait_for_answers(self, count: int) -> None:
+        while self.answers < count:
             self.changed.clear()
             await asyncio.wait_for(self.changed.wait(), 30)
 
@@ -172,8 +179,9 @@ async def test_compressed_and_plain_watchers_get_the_same_document(
     )
     assert all(w.deflate is None for w in plain)
     for w in [*deflated, small_window]:
-        # each message is compressed on its own, as the server told the client
+        # each message is compressed on its own, both ways, as the server told the client
         assert w.deflate is not None and w.deflate.remote_no_context_takeover
+        assert w.deflate.local_no_context_takeover
     assert small_window.deflate.remote_max_window_bits == 10
     compressed.clear()
 
@@ -302,11 +310,10 @@ def test_offer_negotiation():
         None,
         None,
     )
-    assert response_extension("permessage-deflate") == (
-        "permessage-deflate; server_no_context_takeover"
-    )
+    flags = "server_no_context_takeover; client_no_context_takeover"
+    assert response_extension("permessage-deflate") == f"permessage-deflate; {flags}"
     assert response_extension("permessage-deflate; server_max_window_bits=12") == (
-        "permessage-deflate; server_max_window_bits=12; server_no_context_takeover"
+        f"permessage-deflate; server_max_window_bits=12; {flags}"
     )
 
 
@@ -338,3 +345,39 @@ async def test_stalled_compressed_reader_is_dropped_with_1013(
     assert all(r.updates == readers[0].updates for r in readers[1:])
     again = await watchers(path)  # reconnects and resyncs to the whole document
     assert again.source() == str(source)
+
+
+async def test_compressed_viewers_cost_the_server_no_zlib_state(
+    rooms_notebook, collab_client, watchers
+):
+    """Tornado made its zlib compressor and decompressor of each deflate connection
+    persistent (40-260 kB each); with each message compressed on its own both ways, a
+    compressed viewer costs about what a plain one does."""
+    import gc
+    import tracemalloc
+
+    path = rooms_notebook("memory.ipynb", [""])
+    alice = await collab_client(path)
+    source = alice.document.ycells[0]["source"]
+
+    async def growth_per_viewer(compression: str | None) -> float:
+        gc.collect()
+        before = tracemalloc.get_traced_memory()[0]
+        viewers = [await watchers(path, compression=compression) for _ in range(12)]
+        source.insert(len(source), os.urandom(4000).hex() * 2)  # a compressed frame to each
+        await asyncio.gather(*(v.wait_for_source(str(source)) for v in viewers))
+        for v in viewers:  # and a compressed message from each, which the server answers
+            await v.ws.send(create_sync_message(v.doc))
+        await asyncio.gather(*(v.wait_for_answers(2) for v in viewers))
+        gc.collect()
+        return (tracemalloc.get_traced_memory()[0] - before) / len(viewers)
+
+    tracemalloc.start()
+    try:
+        plain = await growth_per_viewer(None)
+        deflated = await growth_per_viewer("deflate")
+    finally:
+        tracemalloc.stop()
+    # (the difference also holds this process's client-side websockets objects; one
+    # persistent zlib compressor alone is 256 kB)
+    assert deflated - plain < 128 * 1024, (plain, deflated)

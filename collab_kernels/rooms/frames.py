@@ -42,7 +42,7 @@ from typing import Any
 from tornado.iostream import IOStream
 from tornado.websocket import WebSocketClosedError, WebSocketHandler, WebSocketProtocol13
 
-from .deflate import Deflate, deflate_message
+from .deflate import Deflate, deflate_message, forget_contexts
 
 #: FIN bit plus the binary opcode: a complete, unfragmented binary message.
 _FIN_BINARY = 0x82
@@ -160,10 +160,7 @@ class WebsocketWriter:
                 elif self._offered is not None and compressor is not True:
                     self._stream = stream
                     self._deflate = self._offered
-                    # Should anything still go through write_message, it must not refer to
-                    # earlier messages either (the client was told server_no_context_takeover).
-                    if getattr(compressor, "_compressor", None) is not None:
-                        compressor._compressor = None
+                    forget_contexts(connection)
         return self._stream
 
     def __call__(self, frame: Frame) -> Future[None]:
