@@ -280,6 +280,7 @@ def run_scenario(
             messages=sum(w["frames"] for w in watchers) / n,
             update_messages=sum(w["update_frames"] for w in watchers) / n,
             bytes_per_watcher=sum(w["bytes"] for w in watchers) / n,
+            deflate_watchers=sum(1 for w in watchers if w.get("deflate")),
             text_len=sorted(w["text_len"] for w in watchers)[n // 2],
             expected_len=len(pattern.expected),
             tail=next((w["tail"] for w in watchers if not w["complete"]), ""),
@@ -442,6 +443,13 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         "(a finished run's, or the partial one a stopped run left)",
     )
     p.add_argument(
+        "--watcher-compression",
+        choices=["none", "deflate"],
+        default="none",
+        help="permessage-deflate offered by the watchers, as browsers do ('deflate'), or not "
+        "(sent as FANOUT_WATCHER_COMPRESSION to the watcher processes)",
+    )
+    p.add_argument(
         "--no-install",
         action="store_true",
         help="do not create missing peer environments (skip those peers)",
@@ -549,6 +557,7 @@ def main(argv: list[str] | None = None) -> int:
         path.write_text(json.dumps(results, indent=1))
 
     max_workers = max([args.workers or (1 if n <= 100 else 2) for n in counts + idle_counts] + [1])
+    os.environ["FANOUT_WATCHER_COMPRESSION"] = args.watcher_compression  # workers inherit it
     pool = Pool(max_workers)
     try:
         for n in counts:

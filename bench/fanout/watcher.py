@@ -170,9 +170,11 @@ class Watcher:
 
     async def run(self, awareness_state: dict | None) -> None:
         try:
+            # --watcher-compression: offer permessage-deflate as browsers do, or not
+            offer = os.environ.get("FANOUT_WATCHER_COMPRESSION", "none")
             async with connect(
                 self.url,
-                compression=None,
+                compression="deflate" if offer == "deflate" else None,
                 max_size=None,
                 ping_interval=None,
                 open_timeout=60,
@@ -245,6 +247,7 @@ class Watcher:
             "tail": tail,
             "first_diff": first_diff,
             "trace": [(round(t - t0, 4), n) for t, n in self.trace] if self.trace else None,
+            "deflate": bool(self.ws is not None and self.ws.protocol.extensions),
             "error": self.error,
         }
 
