@@ -381,3 +381,26 @@ async def test_compressed_viewers_cost_the_server_no_zlib_state(
     # (the difference also holds this process's client-side websockets objects; one
     # persistent zlib compressor alone is 256 kB)
     assert deflated - plain < 128 * 1024, (plain, deflated)
+
+
+async def test_compressed_bomb_is_refused_with_1009(
+    rooms_notebook, collab_client, watchers, room_manager
+):
+    """A client's compressed message that inflates past the size limit closes that connection
+    with 1009 while the server inflates at most the limit (a few kB on the wire that would
+    inflate to more than twice max_message_size); the room goes on serving everyone else."""
+    path = rooms_notebook("bomb.ipynb", [""])
+    alice = await collab_client(path)
+    bomber = await watchers(path)
+    assert bomber.deflate is not None
+    inflated = 2 * room_manager.max_message_size + 64 * 1024
+    bomb = bytes([protocol.MESSAGE_SYNC, protocol.SYNC_UPDATE]) + bytes(inflated)
+    await bomber.ws.send(bomb)
+    await asyncio.gather(bomber.task, return_exceptions=True)
+    assert bomber.ws.close_code == protocol.CLOSE_TOO_BIG
+    del bomb
+    # the others still edit and sync
+    other = await watchers(path)
+    source = alice.document.ycells[0]["source"]
+    source.insert(0, "still served")
+    await other.wait_for_source("still served")
