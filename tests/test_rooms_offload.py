@@ -7,6 +7,7 @@ from pathlib import Path
 
 import nbformat
 import pytest
+from jupyter_core.utils import ensure_async
 from jupyter_server.services.contents.filemanager import AsyncFileContentsManager
 from traitlets.config import Config
 
@@ -167,3 +168,56 @@ async def test_concurrent_saves_leave_the_interpreter_switching_as_they_found_it
     assert sys.getswitchinterval() == before
     for name in names:
         assert nbformat.reads((jp_root_dir / name).read_text(), as_version=4).cells
+
+
+def checkpoint_file(cm, path: str) -> Path:
+    return Path(cm.checkpoints.checkpoint_path("checkpoint", path))
+
+
+@pytest.mark.parametrize("manager", ["AsyncLargeFileManager", "LargeFileManager"])
+async def test_first_save_checkpoint_is_the_stock_one(jp_root_dir, manager):
+    from jupyter_server.services.contents import largefilemanager
+
+    cm = getattr(largefilemanager, manager)(root_dir=str(jp_root_dir))
+    assert offload.stock_checkpoints(cm) is cm.checkpoints
+    content = trusted_notebook()
+    for name in ("stock.ipynb", "offloaded.ipynb"):
+        (jp_root_dir / name).write_text("{}")
+    await ensure_async(
+        cm.save({"type": "notebook", "content": copy.deepcopy(content)}, "stock.ipynb")
+    )
+    await offload.save_notebook(
+        cm, {"type": "notebook", "content": copy.deepcopy(content)}, "offloaded.ipynb"
+    )
+    for name in ("stock.ipynb", "offloaded.ipynb"):
+        saved = checkpoint_file(cm, name)
+        assert saved.read_bytes() == (jp_root_dir / name).read_bytes()
+        assert saved.stat().st_mtime == (jp_root_dir / name).stat().st_mtime  # copystat
+        assert [c["id"] for c in await ensure_async(cm.list_checkpoints(name))] == ["checkpoint"]
+    # a later save keeps the first checkpoint, as stock
+    first = checkpoint_file(cm, "offloaded.ipynb").read_bytes()
+    content.cells.append(nbformat.v4.new_markdown_cell("later"))
+    await offload.save_notebook(cm, {"type": "notebook", "content": content}, "offloaded.ipynb")
+    assert checkpoint_file(cm, "offloaded.ipynb").read_bytes() == first
+    assert (jp_root_dir / "offloaded.ipynb").read_bytes() != first
+
+
+async def test_other_checkpoints_classes_make_their_own_checkpoint(jp_root_dir):
+    from jupyter_server.services.contents.filecheckpoints import AsyncFileCheckpoints
+
+    made: list[str] = []
+
+    class Recording(AsyncFileCheckpoints):
+        async def create_checkpoint(self, contents_mgr, path):
+            made.append(path)
+            return await super().create_checkpoint(contents_mgr, path)
+
+    cm = AsyncFileContentsManager(root_dir=str(jp_root_dir))
+    cm.checkpoints = Recording(root_dir=str(jp_root_dir))
+    assert offload.stock_checkpoints(cm) is None
+    (jp_root_dir / "own.ipynb").write_text("{}")
+    await offload.save_notebook(
+        cm, {"type": "notebook", "content": trusted_notebook()}, "own.ipynb"
+    )
+    assert made == ["own.ipynb"]
+    assert checkpoint_file(cm, "own.ipynb").read_bytes() == (jp_root_dir / "own.ipynb").read_bytes()

@@ -14,15 +14,17 @@ stock file managers (not a subclass, no ``save`` replaced on the instance: any o
 contents manager keeps its own ``save``, called as before):
 
 - on the loop: the pre-save hooks (user code, as stock), the notary's secret (read or
-  created once), the checkpoint check, the post-save hooks and the ``save`` event;
+  created once), the post-save hooks and the ``save`` event, and the first checkpoint when
+  the checkpoints class is not exactly a stock file one (the manager's own methods);
 - in a worker thread: ``nbformat.from_dict``, the trust check, the signature's HMAC and its
   insert into the signature database (nbformat's ``SQLiteSignatureStore`` on the notary's
   file, one per worker thread: the notary's own connection belongs to the loop's thread), then
   what ``nbformat.writes`` does (validation, the v4 JSON writer's line splitting and
   encoding with ``indent=1, sort_keys=True, ensure_ascii=False``) written as it is encoded
-  into the manager's own ``atomic_writing`` (its temporary copy, ``fsync`` and rename), and
-  the hash of what was written (``hashlib`` with the manager's ``hash_algorithm``, what its
-  ``get(require_hash=True)`` computes).
+  into the manager's own ``atomic_writing`` (its temporary copy, ``fsync`` and rename), the
+  first checkpoint's copy with the stock ``FileCheckpoints``/``AsyncFileCheckpoints``
+  (:func:`first_checkpoint`), and the hash of what was written (``hashlib`` with the
+  manager's ``hash_algorithm``, what its ``get(require_hash=True)`` computes).
 
 The worker thread shares the GIL with the event loop: pure-Python work gives it back every
 few milliseconds, one long C call does not. ``json.dumps`` ends by joining the whole text
@@ -50,6 +52,7 @@ import asyncio
 import contextlib
 import copy
 import hashlib
+import os
 import sys
 import threading
 from collections.abc import Iterator
@@ -64,6 +67,11 @@ from tornado.web import HTTPError
 from traitlets.log import get_logger
 
 try:  # the stock classes of the installed jupyter_server
+    from jupyter_server.services.contents.filecheckpoints import (
+        AsyncFileCheckpoints,
+        FileCheckpoints,
+    )
+    from jupyter_server.services.contents.fileio import copy2_safe
     from jupyter_server.services.contents.filemanager import (
         AsyncFileContentsManager,
         FileContentsManager,
@@ -79,8 +87,9 @@ try:  # the stock classes of the installed jupyter_server
         AsyncLargeFileManager,
         LargeFileManager,
     )
+    STOCK_CHECKPOINTS: tuple[type, ...] = (AsyncFileCheckpoints, FileCheckpoints)
 except ImportError:  # pragma: no cover - another jupyter_server layout: always stock save
-    STOCK_MANAGERS = ()
+    STOCK_MANAGERS = STOCK_CHECKPOINTS = ()
 
 
 def is_stock(contents_manager: Any) -> bool:
@@ -90,6 +99,32 @@ def is_stock(contents_manager: Any) -> bool:
         return False
     replaced = vars(contents_manager)
     return not any(name in replaced for name in ("save", "get", "check_and_sign"))
+
+
+#: what the stock checkpoints' first copy uses; replaced on an instance, the manager's own
+#: ``create_checkpoint`` runs instead
+_CHECKPOINT_METHODS = ("create_checkpoint", "list_checkpoints", "checkpoint_path", "_copy")
+
+
+def stock_checkpoints(contents_manager: Any) -> Any | None:
+    """The manager's checkpoints when they are exactly jupyter_server's ``FileCheckpoints`` or
+    ``AsyncFileCheckpoints`` (nothing replaced on the instance, nor the manager's own
+    ``create_checkpoint``): their first copy of a file can run in the save's worker thread."""
+    checkpoints = getattr(contents_manager, "checkpoints", None)
+    if type(checkpoints) not in STOCK_CHECKPOINTS or "create_checkpoint" in vars(contents_manager):
+        return None
+    replaced = vars(checkpoints)
+    return None if any(name in replaced for name in _CHECKPOINT_METHODS) else checkpoints
+
+
+def first_checkpoint(checkpoints: Any, path: str, os_path: str) -> None:
+    """In a worker thread: what the stock save's ``if not list_checkpoints(path):
+    create_checkpoint(path)`` does with the stock file checkpoints (the file copied to
+    ``checkpoint_path``, with its stat; ``tests/test_rooms_offload.py`` compares them). The
+    copy of a 65 MB notebook held the event loop 20 ms with ``FileCheckpoints``."""
+    dest = checkpoints.checkpoint_path("checkpoint", path)
+    if not os.path.isfile(dest):
+        copy2_safe(os_path, dest, log=checkpoints.log)  # type: ignore[no-untyped-call]
 
 
 def _read_and_hash(contents_manager: Any, os_path: str) -> dict[str, str]:
@@ -281,14 +316,18 @@ def _write(
     nb: Any,
     validation_error: dict[str, Any],
     sink: TextSink | None = None,
+    checkpoint: tuple[Any, str] | None = None,
 ) -> dict[str, str]:
     """In a worker thread: what the stock ``_save_notebook`` does, written as it is encoded,
-    then hash the file."""
+    then the first checkpoint (``checkpoint``: the stock checkpoints and the API path) and
+    the file's hash."""
     with contents_manager.atomic_writing(os_path, encoding="utf-8") as f:
         for piece in notebook_json(nb, validation_error):
             f.write(piece)
             if sink is not None:
                 sink.write(piece)
+    if checkpoint is not None:
+        first_checkpoint(checkpoint[0], checkpoint[1], os_path)
     hashed = _read_and_hash(contents_manager, os_path)
     if sink is not None:
         sink.close(hashed["hash"])
@@ -318,15 +357,19 @@ async def save_notebook(
     else:
         cm.log.warning("Notebook %s is not trusted", path)
     validation_error: dict[str, Any] = {}
+    checkpoints = stock_checkpoints(cm)
+    checkpoint = None if checkpoints is None else (checkpoints, path)
     try:
         with quick_switches():
-            hashed = await asyncio.to_thread(_write, cm, os_path, nb, validation_error, sink)
+            hashed = await asyncio.to_thread(
+                _write, cm, os_path, nb, validation_error, sink, checkpoint
+            )
     except HTTPError:
         raise
     except Exception as e:  # what the stock save turns into a 500
         cm.log.error("Error while saving file: %s %s", path, e, exc_info=True)
         raise HTTPError(500, f"Unexpected error while saving file: {path} {e}") from e
-    if not await ensure_async(cm.checkpoints.list_checkpoints(path)):
+    if checkpoints is None and not await ensure_async(cm.checkpoints.list_checkpoints(path)):
         await ensure_async(cm.create_checkpoint(path))
     if validation_error.get("ValidationError") is not None:
         cm.log.warning(
