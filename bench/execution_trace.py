@@ -8,6 +8,14 @@ step of the hot path, runs the same rounds as ``execution_bench.py`` (POST execu
 the count and the result in a connected collaborator's doc) and prints the median time of
 each step since the POST was sent. Diagnostic only: the wrappers cost a few microseconds
 each, so use ``execution_bench.py`` for the figures.
+
+More steps (environment variables of the run): ``CK_TRACE_FINE=1`` (the server's own
+steps: submit, begin/complete/finish cell, flush), ``CK_TRACE_FINER=1`` (inside the
+document transactions: trust check, buffered output applied, each pycrdt commit, the room's
+update observer), ``CK_TRACE_SEND=1`` (the execute_request's signing and ZMQ hand-off, the
+update store's append before each broadcast); ``CK_PROFILE=FILE`` (cProfile of the handler
+and the kernel message dispatch), ``CK_PROFILE_END=FILE`` (cProfile of the start and end
+transactions alone).
 """
 
 from __future__ import annotations
@@ -125,6 +133,59 @@ def install() -> None:
         )
         wrap(emanager.ExecutionManager, "submit", before="exec: submit", after="exec: submit done")
         wrap(erunner.Runner, "begin_cell", before="exec: begin cell")
+    if os.environ.get("CK_TRACE_FINER"):
+        # Inside the document transactions: every pycrdt (nested) transaction's exit, the
+        # room's update observer, the trust check and the buffered output applied.
+        import pycrdt._transaction as ptx
+
+        wrap(writer.DocumentWriter, "_recreate_for_trust", after="doc: trust checked")
+        wrap(
+            writer.DocumentWriter,
+            "_apply_pending",
+            before="doc: apply pending",
+            after="doc: pending applied",
+        )
+        wrap(ptx.Transaction, "__exit__", before="y: commit", after="y: committed")
+        wrap(rroom.Fanout, "_on_doc_event", before="y: observer", after="y: observer done")
+    if os.environ.get("CK_TRACE_SEND"):
+        # The execute_request's signing and ZMQ hand-off, and the update store's append that
+        # comes before each broadcast (an update is stored before anyone can receive it).
+        import jupyter_client.session as jcs
+        import zmq.eventloop.zmqstream as zs
+
+        from collab_kernels.rooms import document as rdoc
+        from collab_kernels.rooms import store as rstore
+
+        wrap(jcs.Session, "send", before="zmq: session.send", after="zmq: session.send done")
+        wrap(zs.ZMQStream, "flush", before="zmq: flush", after="zmq: flush done")
+        wrap(writer.DocumentWriter, "start_cell", before="doc: start_cell")
+        wrap(rdoc.DocumentRoom, "persist_updates", before="room: persist", after="room: persisted")
+        wrap(rstore.SQLiteUpdateStore, "append", before="store: append", after="store: appended")
+    end_prof = None
+    if os.environ.get("CK_PROFILE_END"):
+        # cProfile of the start and end transactions only (and the sends they trigger).
+        import cProfile as _cp
+
+        end_prof = _cp.Profile()
+        orig_finish = writer.DocumentWriter.finish_cell
+        orig_start = writer.DocumentWriter.start_cell
+
+        def prof_finish(self, *a, **kw):
+            end_prof.enable()
+            try:
+                return orig_finish(self, *a, **kw)
+            finally:
+                end_prof.disable()
+
+        def prof_start(self, *a, **kw):
+            end_prof.enable()
+            try:
+                return orig_start(self, *a, **kw)
+            finally:
+                end_prof.disable()
+
+        writer.DocumentWriter.finish_cell = prof_finish
+        writer.DocumentWriter.start_cell = prof_start
     if os.environ.get("CK_PROFILE"):
         # cProfile around the handler (prepare included) and the kernel message dispatch.
         import cProfile
@@ -179,6 +240,8 @@ def install() -> None:
             Path(path).write_text(json.dumps(EVENTS))
         if os.environ.get("CK_PROFILE"):
             profiler.dump_stats(os.environ["CK_PROFILE"])
+        if end_prof is not None:
+            end_prof.dump_stats(os.environ["CK_PROFILE_END"])
 
     import atexit
     import signal

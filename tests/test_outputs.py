@@ -311,6 +311,32 @@ def test_start_and_finish_and_saved_notebook_validates(nb):
     assert saved["cells"][0]["outputs"][0]["text"] == "b\n"
 
 
+def test_start_of_a_queued_cell_writes_only_what_changes(nb):
+    # A cell of "run all" already shows [*] (queued) with no count: its start clears its
+    # outputs and leaves the count and the state as they are (collaborators receive no item
+    # for them); a re-run cell (count 3, idle) gets both written, in the start transaction.
+    state = DocumentOutputState()
+    cell = find_cell(nb.ycells, "c1")
+    with nb.ydoc.transaction():
+        cell["execution_count"] = None
+        cell["execution_state"] = "running"
+    apply(nb, state, "c1", "stream", stream("stdout", "old\n"))
+    changed: list[set[str]] = []
+    sub = cell.observe(lambda event: changed.append(set(event.keys)))
+    with nb.ydoc.transaction():
+        start_execution(cell, state)
+    assert outputs(nb, "c1") == []
+    assert not any(keys & {"execution_count", "execution_state"} for keys in changed)
+    with nb.ydoc.transaction():
+        finish_execution(cell, 3)
+    changed.clear()
+    with nb.ydoc.transaction():
+        start_execution(cell, state)
+    assert changed == [{"execution_count", "execution_state"}]
+    assert cell["execution_state"] == "running" and cell["execution_count"] is None
+    cell.unobserve(sub)
+
+
 def test_many_messages_in_one_transaction_give_one_update(nb):
     state = DocumentOutputState()
     updates = []

@@ -180,10 +180,14 @@ def clear_outputs(ycell: Map[Any], doc_state: DocumentOutputState) -> None:
 
 
 def start_execution(ycell: Map[Any], doc_state: DocumentOutputState) -> None:
-    """At execution start, one transaction: clear outputs, count None, state running."""
+    """At execution start, one transaction: clear outputs, count None, state running
+    (a value that is already so is not written again: a cell of "run all" shown queued,
+    [*], or never run sends collaborators no item for it)."""
     clear_outputs(ycell, doc_state)
-    ycell["execution_count"] = None
-    ycell["execution_state"] = "running"
+    if ycell.get("execution_count") is not None:
+        ycell["execution_count"] = None
+    if ycell.get("execution_state") != "running":
+        ycell["execution_state"] = "running"
 
 
 def clear_execution(ycell: Map[Any], doc_state: DocumentOutputState) -> None:
