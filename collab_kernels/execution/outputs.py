@@ -135,6 +135,9 @@ class CellOutputState:
     # (stream output index, byte length of its Text, its last line or None when too long,
     # whether that line may hold \r/\b) as we left them.
     stream_tail: tuple[int, int, str | None, bool] | None = None
+    # bytes of ASCII appended verbatim to the last stream output since the output limit last
+    # looked at the cell (None: written otherwise); the limit then cuts it unread
+    plain_appended: int | None = None
 
 
 @dataclass
@@ -177,6 +180,7 @@ def clear_outputs(ycell: Map[Any], doc_state: DocumentOutputState) -> None:
     state = doc_state.cell(cell_id)
     state.clear_pending = False
     state.stream_tail = None
+    state.plain_appended = None
 
 
 def start_execution(ycell: Map[Any], doc_state: DocumentOutputState) -> None:
@@ -220,12 +224,14 @@ def _append_stream(outputs: Array[Any], name: str, chunk: str, state: CellOutput
         text = resolve_stream_text(chunk)
         outputs.append(Map({"output_type": "stream", "name": name, "text": Text(text)}))
         _remember_tail(state, n, len(text.encode("utf-8")), _last_line(text))
+        state.plain_appended = None
         return
     ytext = last.get("text")
     if not isinstance(ytext, Text):
         # A stream stored as a plain value: make it a Text, in place of the plain value.
         ytext = Text(ytext if isinstance(ytext, str) else "".join(ytext or []))
         last["text"] = ytext
+        state.plain_appended = None
     length = len(ytext)
     cached = state.stream_tail
     known = cached is not None and cached[0] == n - 1 and cached[1] == length
@@ -235,6 +241,7 @@ def _append_stream(outputs: Array[Any], name: str, chunk: str, state: CellOutput
     if not chunk_ctrl and not tail_dirty:
         # The common case: plain text after a clean line.
         ytext += chunk
+        _count_plain(state, chunk)
         new_tail = _last_line(chunk) if "\n" in chunk else (None if tail is None else tail + chunk)
         _remember_tail(state, n - 1, length + len(chunk.encode("utf-8")), new_tail, dirty=False)
         return
@@ -242,11 +249,13 @@ def _append_stream(outputs: Array[Any], name: str, chunk: str, state: CellOutput
         tail = _last_line(str(ytext))
     if not chunk_ctrl and not needs_resolution(tail):
         ytext += chunk
+        _count_plain(state, chunk)
         new_tail = _last_line(chunk) if "\n" in chunk else tail + chunk
         _remember_tail(state, n - 1, length + len(chunk.encode("utf-8")), new_tail)
         return
     resolved = resolve_stream_text(tail + chunk)
     tail_bytes = len(tail.encode("utf-8"))
+    state.plain_appended = None
     if resolved.startswith(tail):
         addition = resolved[len(tail) :]
         if addition:
@@ -257,6 +266,11 @@ def _append_stream(outputs: Array[Any], name: str, chunk: str, state: CellOutput
         ytext.insert(start, resolved)
     new_length = length - tail_bytes + len(resolved.encode("utf-8"))
     _remember_tail(state, n - 1, new_length, _last_line(resolved))
+
+
+def _count_plain(state: CellOutputState, chunk: str) -> None:
+    if state.plain_appended is not None:
+        state.plain_appended = state.plain_appended + len(chunk) if chunk.isascii() else None
 
 
 def stream_trimmed(ycell: Map[Any], state: CellOutputState) -> None:

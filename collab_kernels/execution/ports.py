@@ -50,12 +50,19 @@ class NotebookRoom(Protocol):
         """Bytes of stream text a cell over the room's output limit keeps (0: no limit)."""
 
     def limit_cell_output(
-        self, ycell: Map[Any], *, keep: int | None = None, dropped: int = 0
+        self,
+        ycell: Map[Any],
+        *,
+        keep: int | None = None,
+        dropped: int = 0,
+        appended: int | None = None,
     ) -> bool:
         """Apply the room's per-cell output limit to ``ycell`` (inside the caller's
         transaction): whether its oldest stream text was dropped. ``keep``/``dropped``: the
         caller appended only the newest ``keep`` bytes of a longer chunk, ``dropped``
-        bytes were left out before them (all older text goes, the marker counts them)."""
+        bytes were left out before them (all older text goes, the marker counts them).
+        ``appended``: bytes of ASCII the caller appended verbatim to the cell's last stream
+        output since its previous call for this cell (None: it wrote otherwise)."""
 
 
 class RoomSource(Protocol):

@@ -212,10 +212,12 @@ class DocumentWriter:
         self.trimmed = False
         for cell_id, ycell in streamed.items():
             kept, left_out = cuts.of(cell_id)
+            cell_state = self.state.cell(cell_id)
+            appended, cell_state.plain_appended = cell_state.plain_appended, 0
             try:
-                if room.limit_cell_output(ycell, keep=kept, dropped=left_out):
+                if room.limit_cell_output(ycell, keep=kept, dropped=left_out, appended=appended):
                     self.trimmed = True
-                    stream_trimmed(ycell, self.state.cell(cell_id))
+                    stream_trimmed(ycell, cell_state)
             except Exception:
                 self.log.exception(
                     "collab_kernels: could not apply the output limit to cell %s of %s",

@@ -91,6 +91,7 @@ class DocumentRoom(Fanout):
         self._loaded = False
         self._depth_bound: int | None = None
         self._trimmed_cells: set[str] = set()  # cells whose output limit was logged
+        self._stream_facts: dict[str, repair.StreamFacts] = {}  # repair.trim_cell_streams
         self._keeping: asyncio.Future[None] | None = None  # the loaded text being kept
         self._materialize: asyncio.TimerHandle | None = None  # the loaded saved content
         store = host.store
@@ -258,12 +259,20 @@ class DocumentRoom(Fanout):
         return repair.kept_bytes(limit) if limit > 0 else 0
 
     def limit_cell_output(
-        self, ycell: Map[Any], *, keep: int | None = None, dropped: int = 0
+        self,
+        ycell: Map[Any],
+        *,
+        keep: int | None = None,
+        dropped: int = 0,
+        appended: int | None = None,
     ) -> bool:
         """The per-cell output limit, applied by the execution stage as output arrives (in
         its transaction; ``repair.trim_cell_streams``); saves apply it to every cell."""
         limit = self.host.max_cell_output
-        if not repair.trim_cell_streams(ycell, limit, keep=keep, dropped_before=dropped):
+        facts, more = self._stream_facts, appended
+        if not repair.trim_cell_streams(
+            ycell, limit, keep=keep, dropped_before=dropped, memo=facts, appended=more
+        ):
             return False
         if not self._trimmed_cells:
             self.log.info(

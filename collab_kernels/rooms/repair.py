@@ -15,9 +15,10 @@ from __future__ import annotations
 import asyncio
 import re
 import uuid
+from dataclasses import dataclass
 from typing import Any
 
-from pycrdt import Array, Doc, Map, Text
+from pycrdt import Array, Assoc, Doc, Map, Text
 
 #: cells looked at per transaction by the ``*_in_steps`` variants (the event loop runs between
 #: two: one pass over 2000 cells took 80-90 ms)
@@ -177,8 +178,73 @@ def kept_bytes(limit: int) -> int:
     return int(limit * 0.8)
 
 
+@dataclass(frozen=True)
+class StreamFacts:
+    """What the limit knew of a cell's only stream output when it last looked at it, so that
+    the next trim of a flooding cell need not read its whole ``Text`` (``str()`` of 8 MB held
+    the event loop 8-17 ms per kernel message during a flood): valid while the ``Text`` is
+    the same one (its first character is the same item), nobody but the server edited the
+    document since, and it grew by exactly what the execution stage appended verbatim in
+    ASCII (``appended``). Then the whole text is ASCII (every byte offset is a character
+    boundary) and its head is the marker the last trim wrote."""
+
+    head: bytes  # the sticky index of its first character
+    length: int  # its byte length
+    others: dict[int, int]  # the document's clocks of every other client
+    marker: int | None  # the count of the dropped marker at its head (None: no marker)
+    marker_bytes: int
+    ascii: bool
+
+
+def _others(doc: Doc[Any]) -> dict[int, int]:
+    """The clocks of every client but the document's own (the server's edits)."""
+    data, pos, values = doc.get_state(), 0, []
+    while pos < len(data):
+        value = shift = 0
+        while True:
+            byte = data[pos]
+            pos += 1
+            value |= (byte & 0x7F) << shift
+            shift += 7
+            if byte < 0x80:
+                break
+        values.append(value)
+    pairs = dict(zip(values[1::2], values[2::2], strict=False))
+    pairs.pop(doc.client_id, None)
+    return pairs
+
+
+def _facts(text: Text, marker: int | None, marker_bytes: int, ascii: bool) -> StreamFacts:
+    return StreamFacts(
+        head=text.sticky_index(0, Assoc.AFTER).encode(),
+        length=len(text),
+        others=_others(text.doc),
+        marker=marker,
+        marker_bytes=marker_bytes,
+        ascii=ascii,
+    )
+
+
+def _known(
+    facts: StreamFacts | None, text: Text | None, appended: int | None
+) -> StreamFacts | None:
+    if facts is None or appended is None or not facts.ascii or text is None:
+        return None
+    if len(text) != facts.length + appended or not facts.length:
+        return None
+    if text.sticky_index(0, Assoc.AFTER).encode() != facts.head:
+        return None
+    return facts if _others(text.doc) == facts.others else None
+
+
 def trim_cell_streams(
-    ycell: Map[Any], limit: int, *, keep: int | None = None, dropped_before: int = 0
+    ycell: Map[Any],
+    limit: int,
+    *,
+    keep: int | None = None,
+    dropped_before: int = 0,
+    memo: dict[str, StreamFacts] | None = None,
+    appended: int | None = None,
 ) -> bool:
     """:func:`trim_stream_outputs` for one cell (inside the caller's transaction): whether
     text was dropped. Below the limit it reads only the length of each stream output (pycrdt
@@ -186,7 +252,11 @@ def trim_cell_streams(
 
     ``dropped_before``: bytes the caller already dropped from the head of the newest
     ``keep`` bytes it appended (a chunk longer than the cell may keep is never written in
-    full): everything older goes, and the marker counts those bytes too."""
+    full): everything older goes, and the marker counts those bytes too.
+
+    ``memo`` (cell id -> :class:`StreamFacts`, kept by the caller) and ``appended`` (bytes
+    of ASCII appended verbatim to the cell's stream since the last call with this memo; None:
+    unknown) let a cell with one stream output be cut without reading its text."""
     if limit <= 0 or ycell.get("cell_type") != "code":
         return False
     outputs = ycell.get("outputs")
@@ -197,9 +267,28 @@ def trim_cell_streams(
         for output in outputs
         if isinstance(output, Map) and output.get("output_type") == "stream"
     ]
+    cell_id = str(ycell.get("id"))
+    facts = memo.pop(cell_id, None) if memo is not None else None
     total = sum(_byte_length(stream) for stream in streams)
+    only = streams[0].get("text") if len(streams) == 1 else None
+    single = only if isinstance(only, Text) else None
+    known = _known(facts, single, appended)
     if not streams or (total <= limit and not dropped_before):
+        if known is not None and single is not None and memo is not None:
+            memo[cell_id] = _facts(single, known.marker, known.marker_bytes, True)
         return False
+    if known is not None and single is not None:  # all ASCII, its head known: cut unread
+        before, marker_bytes = known.marker or 0, known.marker_bytes
+        to_drop = max(total - marker_bytes - (kept_bytes(limit) if keep is None else keep), 0)
+        cut = min(marker_bytes + to_drop, total)
+        if cut > 0:
+            del single[0:cut]
+        count = before + cut - marker_bytes + dropped_before
+        head = dropped_marker(count)
+        single.insert(0, head)
+        if memo is not None:
+            memo[cell_id] = _facts(single, count, len(head), True)
+        return True
     before = 0
     first = str(streams[0].get("text", ""))  # read once: a big Text is costly to read
     marker = _DROPPED.match(first[:100])
@@ -215,7 +304,11 @@ def trim_cell_streams(
         if dropped >= to_drop:
             break
         dropped += _delete_head(stream, to_drop - dropped)
-    _insert_head(streams[0], dropped_marker(before + dropped + dropped_before))
+    count = before + dropped + dropped_before
+    _insert_head(streams[0], dropped_marker(count))
+    text = streams[0].get("text")
+    if memo is not None and len(streams) == 1 and isinstance(text, Text):
+        memo[cell_id] = _facts(text, count, len(dropped_marker(count)), first.isascii())
     return True
 
 
