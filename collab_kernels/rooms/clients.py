@@ -59,6 +59,8 @@ class RoomClient:
         #: jupyter_server's User of the connection, and what it may do (for presence)
         self.user: Any = None
         self.can_execute = False
+        #: a browser: may get a big notebook's first cells before the rest (progressive.py)
+        self.progressive = False
         self.awareness_ids: set[int] = set()
         self.dropped_updates = 0
         self.refused_awareness = 0

@@ -22,7 +22,7 @@ from jupyter_ydoc import YNotebook, YUnicode
 from pycrdt import Map
 
 from ..contract import FILE_TYPES
-from . import limits, offload, protocol, repair
+from . import limits, offload, progressive, protocol, repair
 from .content import new_document
 from .fanout import EMPTY_UPDATE, Fanout, RoomClient
 from .file import RoomFile
@@ -110,6 +110,8 @@ class DocumentRoom(Fanout):
         self.persist_before_sync = self.history is not None
         #: the state encoded at load and the store's history written after the first sync
         self.first_sync = FirstSync.settled_already()
+        #: a big notebook's first cells, for its first browser (progressive.py)
+        self.first_part: progressive.FirstPart | None = None
         #: whether this room's Y state was restored from the update store on load
         self.restored_from_store = False
 
@@ -206,12 +208,15 @@ class DocumentRoom(Fanout):
             model = await file.read()
             content = model["content"]
             restored = self._restore_history(file.hash)
+            first_cells = 0 if restored else self.host.progressive_sync_cells
+            content, rest = progressive.split(content, self.file_type, first_cells)
             if restored:
                 file.saved_content = await file.content_of(content)
             else:
                 with self.server_edit():
                     await file.set_document(content)
             self.set_state(path=self.path, hash=file.hash, dirty=False, document_id=self.room_id)
+            self.first_part = await progressive.build_rest(self, rest)
             if self.history is not None:
                 # What load wrote is in the store's squashed state: do not append it again.
                 self.drop_pending_updates()
@@ -293,11 +298,16 @@ class DocumentRoom(Fanout):
             self.first_sync.settle()
             self.history.append(updates)
 
-    def sync_answer(self, state_vector: bytes) -> bytes:
-        answer = self.first_sync.answer(state_vector)
+    def sync_answer(self, state_vector: bytes, client: RoomClient | None = None) -> bytes:
+        answer = self.first_part.answer(state_vector, client) if self.first_part else None
+        if answer is None:
+            answer = self.first_sync.answer(state_vector)
         return self.ydoc.get_update(state_vector) if answer is None else answer
 
     def sync_answered(self) -> None:
+        part, self.first_part = self.first_part, None
+        if part is not None:
+            part.answered()
         self.first_sync.answered()
 
     # --- holds and freeing -----------------------------------------------------------------

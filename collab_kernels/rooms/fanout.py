@@ -377,7 +377,7 @@ class Fanout:
         return False
 
     # --- incoming --------------------------------------------------------------------------
-    def sync_answer(self, state_vector: bytes) -> bytes:
+    def sync_answer(self, state_vector: bytes, client: RoomClient | None = None) -> bytes:
         """The SyncStep2 payload for a client's SyncStep1: what it misses of the doc."""
         return self.ydoc.get_update(state_vector)
 
@@ -425,7 +425,7 @@ class Fanout:
         if message.kind == "step1":
             self._flush_before_sync()
             try:
-                update = self.sync_answer(message.payload)
+                update = self.sync_answer(message.payload, client)
             except Exception as e:
                 raise ProtocolError(f"invalid state vector: {e}") from e
             client.send(protocol.sync_step2_message(update))

@@ -16,7 +16,7 @@ from tornado.websocket import WebSocketHandler
 
 from ..contract import FILE_TYPES, InvalidRoomId, parse_room_id
 from ..handlers_base import CollabHandlerMixin
-from . import protocol
+from . import progressive, protocol
 from .content import is_refused_hidden
 from .deflate import DEFLATE_LEVEL, Deflate, accept_offer, response_extension
 from .fanout import Fanout, RoomClient
@@ -169,6 +169,7 @@ class RoomWebsocketHandler(CollabHandlerMixin, WebSocketMixin, WebSocketHandler,
         )
         client.user = self.current_user
         client.can_execute = self.can_execute
+        client.progressive = progressive.is_browser(self.request.headers)
         if room_id == protocol.GLOBAL_AWARENESS_ROOM:
             room: Fanout = manager.global_awareness
         else:

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import asyncio
 
-from traitlets import Bool, Float
+from traitlets import Bool, Float, Integer
 from traitlets.config import LoggingConfigurable
 
 from .document import DocumentRoom
@@ -45,6 +45,18 @@ class RoomPreloads(LoggingConfigurable):
         help=(
             "Seconds a room loaded for a session request stays in memory when no client "
             "joins it (nothing holds it and it is saved) before it is freed."
+        ),
+    )
+    progressive_sync_cells = Integer(
+        50,
+        config=True,
+        help=(
+            "A notebook with more cells than this is sent to the first browser that opens "
+            "it in two parts: its metadata and first cells in the answer to the browser's "
+            "first sync (so the page shows them after a short task instead of building "
+            "every cell first), the other cells right after as an ordinary update. Later "
+            "joiners and non-browser clients (Python clients, tools) get the whole notebook "
+            "at once. 0 turns it off."
         ),
     )
 

@@ -1,0 +1,126 @@
+"""A big notebook's first browser gets its first cells before the rest (progressive sync).
+
+A browser opening a notebook of 1000 cells received the whole document in its SyncStep2
+and spent one long task (0.4-0.9 s) creating every cell model before the first cell
+showed. A notebook with more than ``progressive_sync_cells`` cells is now built from its
+file in two transactions: the notebook's metadata, its state and its first cells, then the
+other cells. The bytes of the first part are kept (a causally complete Y update). The
+first SyncStep1 the room answers, if it comes from a browser with an empty document while
+the document did not change since the load, is answered with that first part: the page
+marks itself synced, picks the kernel from the metadata and shows the first cells after a
+short task. The rest follows on the next loop iteration as an ordinary update message (a
+remote insert for the page). Every later SyncStep1 gets the whole state, as before.
+
+Only browsers (a ``User-Agent`` starting with ``Mozilla/``, which every browser sends) get
+the split: a Python client or a tool treats its SyncStep2 as the whole document (the Y
+sync protocol's promise) and would otherwise run or read a notebook of only its first
+cells. The room's content, version and file are those of a one-transaction load (the
+second part is a server edit made during the load, not an edit to save).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Mapping
+from typing import Any, Protocol
+
+from jupyter_ydoc import YNotebook
+from pycrdt import Doc, create_update_message
+
+from .first_sync import EMPTY_STATE_VECTOR
+
+#: seconds of building the second part between two yields to the event loop
+BUILD_SLICE = 0.01
+
+
+class Builder(Protocol):
+    """The document room as the second part's build sees it."""
+
+    @property
+    def ydoc(self) -> Doc[Any]: ...
+    @property
+    def document(self) -> Any: ...
+    def server_edit(self) -> Any: ...
+
+
+class Client(Protocol):
+    progressive: bool
+
+    @property
+    def closed(self) -> bool: ...
+    def send(self, data: bytes) -> None: ...
+
+
+def is_browser(headers: Mapping[str, str]) -> bool:
+    """Whether a websocket request comes from a browser (its ``User-Agent``)."""
+    return headers.get("User-Agent", "").startswith("Mozilla/")
+
+
+def split(content: Any, file_type: str, first_cells: int) -> tuple[Any, list[Any]]:
+    """A notebook's content with only its first ``first_cells`` cells, and the other cells;
+    ``(content, [])`` when it is not split (a text file, few cells, or 0 = off)."""
+    if file_type != "notebook" or first_cells <= 0 or not isinstance(content, dict):
+        return content, []
+    cells = content.get("cells")
+    if not isinstance(cells, list) or len(cells) <= first_cells:
+        return content, []
+    return {**content, "cells": cells[:first_cells]}, cells[first_cells:]
+
+
+class FirstPart:
+    """The first part's update and state vector, and the answer made of them."""
+
+    def __init__(self, ydoc: Doc[Any], update: bytes, state_vector: bytes, loaded: bytes):
+        self.ydoc = ydoc
+        self.update: bytes | None = update
+        #: what the first part holds: the follow-up is the document beyond it
+        self.state_vector = state_vector
+        #: the document's state vector at the end of the load
+        self.loaded = loaded
+        self._follow_up: Client | None = None
+
+    def answer(self, state_vector: bytes, client: Client | None) -> bytes | None:
+        """The first part, for the room's first SyncStep1 if it comes from a browser with an
+        empty document and the document did not change since the load; else None (and the
+        first part is dropped: later joiners get the whole state)."""
+        update, self.update = self.update, None
+        if update is None or client is None or not client.progressive:
+            return None
+        if state_vector != EMPTY_STATE_VECTOR or self.ydoc.get_state() != self.loaded:
+            return None
+        self._follow_up = client
+        return update
+
+    def answered(self) -> None:
+        """The first part went out: the rest follows on the next loop iteration."""
+        client, self._follow_up = self._follow_up, None
+        if client is not None:
+            asyncio.get_event_loop().call_soon(self._send_rest, client)
+
+    def _send_rest(self, client: Client) -> None:
+        if not client.closed:
+            # Whatever the client misses beyond the first part, edits since included.
+            client.send(create_update_message(self.ydoc.get_update(self.state_vector)))
+
+
+async def build_rest(room: Builder, rest: list[Any]) -> FirstPart | None:
+    """Keep the first part (built already) and append the ``rest`` of the cells to the
+    document in a second transaction, as a server edit (call during the load)."""
+    if not rest:
+        return None
+    document = room.document
+    if not isinstance(document, YNotebook):
+        raise TypeError("only a notebook is built in two parts")
+    ydoc = room.ydoc
+    first = ydoc.get_update()
+    first_state = ydoc.get_state()
+    with room.server_edit(), ydoc.transaction():
+        deadline = time.perf_counter() + BUILD_SLICE
+        cells = document.ycells
+        for cell in rest:
+            cells.append(document.create_ycell(cell))
+            if time.perf_counter() > deadline:
+                await asyncio.sleep(0)
+                deadline = time.perf_counter() + BUILD_SLICE
+    return FirstPart(ydoc, first, first_state, ydoc.get_state())
