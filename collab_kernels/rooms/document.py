@@ -110,8 +110,6 @@ class DocumentRoom(Fanout):
         self.persist_before_sync = self.history is not None
         #: the state encoded at load and the store's history written after the first sync
         self.first_sync = FirstSync.settled_already()
-        #: a big notebook's first cells, for its first browser (progressive.py)
-        self.first_part: progressive.FirstPart | None = None
         #: whether this room's Y state was restored from the update store on load
         self.restored_from_store = False
 
@@ -216,7 +214,7 @@ class DocumentRoom(Fanout):
                 with self.server_edit():
                     await file.set_document(content)
             self.set_state(path=self.path, hash=file.hash, dirty=False, document_id=self.room_id)
-            self.first_part = await progressive.build_rest(self, rest)
+            first_part = await progressive.build_rest(self, rest)
             if self.history is not None:
                 # What load wrote is in the store's squashed state: do not append it again.
                 self.drop_pending_updates()
@@ -233,6 +231,7 @@ class DocumentRoom(Fanout):
                     MATERIALIZE_SECONDS, file.materialize
                 )
                 self.first_sync = FirstSync(self.ydoc, self.history, file.hash, state=state)
+                self.first_sync.part = first_part  # a big notebook's first cells (progressive.py)
             self._loaded = True
             base = self.history.restart_base if restored and self.history else None
             if base is not None and self.file_type == "notebook":
@@ -299,15 +298,10 @@ class DocumentRoom(Fanout):
             self.history.append(updates)
 
     def sync_answer(self, state_vector: bytes, client: RoomClient | None = None) -> bytes:
-        answer = self.first_part.answer(state_vector, client) if self.first_part else None
-        if answer is None:
-            answer = self.first_sync.answer(state_vector)
+        answer = self.first_sync.answer(state_vector, client)
         return self.ydoc.get_update(state_vector) if answer is None else answer
 
     def sync_answered(self) -> None:
-        part, self.first_part = self.first_part, None
-        if part is not None:
-            part.answered()
         self.first_sync.answered()
 
     # --- holds and freeing -----------------------------------------------------------------

@@ -20,9 +20,12 @@ their history is written during the load, as before.
 from __future__ import annotations
 
 import asyncio
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from pycrdt import Doc
+
+if TYPE_CHECKING:  # pragma: no cover
+    from .progressive import Client, FirstPart
 
 #: documents whose encoded state is smaller than this write their history during the load
 DEFER_BYTES = 1 << 18
@@ -56,6 +59,8 @@ class FirstSync:
         self._handle: asyncio.Handle | None = None
         self.state: bytes | None = None
         self.state_vector = b""
+        #: a big notebook's first part, for the first browser (progressive.py)
+        self.part: FirstPart | None = None
         if ydoc is None:
             self.settled.set()
             return
@@ -75,9 +80,14 @@ class FirstSync:
     def pending(self) -> bool:
         return not self.settled.is_set()
 
-    def answer(self, state_vector: bytes) -> bytes | None:
+    def answer(self, state_vector: bytes, client: Client | None = None) -> bytes | None:
         """The SyncStep2 for a client's ``state_vector`` from the bytes encoded at load, if
-        that client has nothing yet and the document did not change since; else None."""
+        that client has nothing yet and the document did not change since; else None. The
+        room's first SyncStep1 may get the first part of a big notebook (progressive.py)."""
+        part = self.part.answer(state_vector, client) if self.part is not None else None
+        if part is not None:
+            return part
+        self.part = None
         if self.state is None or self.ydoc is None or state_vector != EMPTY_STATE_VECTOR:
             return None
         if self.ydoc.get_state() != self.state_vector:
@@ -85,7 +95,11 @@ class FirstSync:
         return self.state
 
     def answered(self) -> None:
-        """A SyncStep2 went out: write the history on the next loop iterations."""
+        """A SyncStep2 went out: write the history on the next loop iterations (after the
+        rest of a big notebook whose first part went out)."""
+        part, self.part = self.part, None
+        if part is not None:
+            part.answered()
         if self.pending:
             if self._handle is not None:
                 self._handle.cancel()
@@ -112,4 +126,5 @@ class FirstSync:
             self._handle.cancel()
             self._handle = None
         self.state = None
+        self.part = None
         self.settled.set()
