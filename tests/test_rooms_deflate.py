@@ -164,7 +164,7 @@ def watchers(room_url, collab_token, jp_asyncio_loop):
 
 
 async def test_compressed_and_plain_watchers_get_the_same_document(
-    rooms_notebook, collab_client, watchers, compressed, received_frames
+    rooms_notebook, collab_client, watchers, compressed, received_frames, room_manager
 ):
     path = rooms_notebook("deflated.ipynb", [""])
     alice = await collab_client(path)
@@ -217,6 +217,11 @@ async def test_compressed_and_plain_watchers_get_the_same_document(
         ratio = 1 if w is small_window else 1 / 4
         sizes = zip(got, reference, strict=True)
         assert all(size < len(u) * ratio for (rsv1, size), u in sizes if rsv1)
+    # every connection got the shared frame bytes (none fell back to tornado's per-connection
+    # write_message), compressed for exactly those that negotiated it
+    writers = [c._write for c in room_manager.find_room(alice.room_id).clients]
+    assert len(writers) == 7 and all(w.shares_frames for w in writers)
+    assert sum(w.compresses for w in writers) >= 4 and sum(not w.compresses for w in writers) >= 2
 
 
 async def test_tornado_client_with_compression(

@@ -16,7 +16,7 @@ How, so that one compressed frame is valid for every connection:
   RFC 7692, 7.1.1.1: a server may always include it), so the client expects each message
   compressed on its own, with no reference to earlier ones; and ``client_no_context_takeover``
   (7.1.1.2: likewise), so that the client compresses its messages on their own too and the
-  server keeps no zlib state per connection between messages (:func:`forget_contexts`);
+  server keeps no zlib state per connection between messages (:class:`RoomProtocol`);
 - :meth:`.frames.Frame.deflated_wire` compresses a message of at least ``threshold`` bytes
   once per window size, with a fresh compressor, and keeps the frame (RSV1 set) for every
   connection of that window size; smaller messages go uncompressed, as RFC 7692 allows per
@@ -36,14 +36,15 @@ from dataclasses import dataclass
 from typing import Any
 
 from tornado.httputil import HTTPHeaders
+from tornado.websocket import WebSocketProtocol13
 
 __all__ = [
     "DEFLATE_LEVEL",
     "DEFLATE_MAX",
     "Deflate",
+    "RoomProtocol",
     "accept_offer",
     "deflate_message",
-    "forget_contexts",
     "response_extension",
 ]
 
@@ -158,12 +159,37 @@ def response_extension(value: str) -> str:
     return value
 
 
-def forget_contexts(connection: Any) -> None:
-    """Make tornado's own compressor and decompressor of ``connection`` start afresh for each
-    message, as the answer told the client. Tornado made both persistent (it did not see the
-    flags): its compressor would refer to earlier messages the client has forgotten, and each
-    persistent zlib state holds 40-260 kB per connection (5000 viewers: over a GB)."""
-    for name in ("_compressor", "_decompressor"):
-        wrapper = getattr(connection, name, None)
-        if getattr(wrapper, name, None) is not None:
-            setattr(wrapper, name, None)
+class RoomProtocol(WebSocketProtocol13):
+    """Tornado's server side of RFC 6455 for a room connection, selected by the room handler's
+    ``get_websocket_protocol``.
+
+    ``shared_deflate``: the handler accepted a permessage-deflate offer the room's way
+    (:func:`accept_offer`) and its answer carries both no-context-takeover flags
+    (:func:`response_extension`). Tornado's header parser drops those valueless flags, so it
+    would keep a persistent zlib context on each side: its compressor would refer to
+    messages the client has forgotten, and each context holds 40-260 kB per connection (5000
+    viewers: over a GB). This class hands tornado's compressors the flags the answer gives.
+    :attr:`deflated` says whether permessage-deflate was negotiated at all (tornado has no
+    public flag): :class:`.frames.WebsocketWriter` picks the shared plain or compressed frames
+    from it."""
+
+    def __init__(self, handler: Any, params: Any, *, shared_deflate: bool) -> None:
+        super().__init__(handler, False, params)
+        self.shared_deflate = shared_deflate
+        #: whether this connection negotiated permessage-deflate
+        self.deflated = False
+
+    def _create_compressors(
+        self,
+        side: str,
+        agreed_parameters: dict[str, Any],
+        compression_options: dict[str, Any] | None = None,
+    ) -> None:
+        if self.shared_deflate:
+            agreed_parameters = {
+                **agreed_parameters,
+                "server_no_context_takeover": None,
+                "client_no_context_takeover": None,
+            }
+        super()._create_compressors(side, agreed_parameters, compression_options)
+        self.deflated = True

@@ -23,8 +23,8 @@ size. The smallest replacement is therefore:
   A connection that negotiated permessage-deflate the room's way (``deflate.py``: each
   message compressed on its own) gets the frame's compressed encoding, also built once and
   shared; one compressed otherwise (``ServerApp.websocket_compression_options`` without
-  ``RoomManager.websocket_deflate_threshold``) keeps ``write_message``, as does anything that
-  does not look like tornado's server-side protocol 13.
+  ``RoomManager.websocket_deflate_threshold``) keeps ``write_message``, as does any
+  connection whose protocol is not the room handler's :class:`.deflate.RoomProtocol`.
 
 Whole frames go into the stream's buffer, so they never interleave with tornado's own pings
 or close frame. The clients' byte bounds (``clients.py``) count a frame's uncompressed size
@@ -40,9 +40,9 @@ from asyncio import Future
 from typing import Any
 
 from tornado.iostream import IOStream
-from tornado.websocket import WebSocketClosedError, WebSocketHandler, WebSocketProtocol13
+from tornado.websocket import WebSocketClosedError, WebSocketHandler
 
-from .deflate import Deflate, deflate_message, forget_contexts
+from .deflate import Deflate, RoomProtocol, deflate_message
 
 #: FIN bit plus the binary opcode: a complete, unfragmented binary message.
 _FIN_BINARY = 0x82
@@ -147,20 +147,12 @@ class WebsocketWriter:
         if not self._decided:
             self._decided = True
             stream = getattr(connection, "stream", None)
-            if (
-                isinstance(connection, WebSocketProtocol13)
-                and not connection.mask_outgoing
-                and isinstance(stream, IOStream)
-            ):
-                # tornado exposes no public flag for a negotiated permessage-deflate; a
-                # missing attribute (another tornado) falls back to write_message.
-                compressor: Any = getattr(connection, "_compressor", True)
-                if compressor is None:
+            if isinstance(connection, RoomProtocol) and isinstance(stream, IOStream):
+                if not connection.deflated:
                     self._stream = stream
-                elif self._offered is not None and compressor is not True:
+                elif connection.shared_deflate and self._offered is not None:
                     self._stream = stream
                     self._deflate = self._offered
-                    forget_contexts(connection)
         return self._stream
 
     def __call__(self, frame: Frame) -> Future[None]:

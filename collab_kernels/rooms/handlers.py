@@ -12,13 +12,13 @@ from jupyter_server.auth.decorator import authorized, ws_authenticated
 from jupyter_server.base.handlers import APIHandler, JupyterHandler
 from jupyter_server.base.websocket import WebSocketMixin
 from tornado import web
-from tornado.websocket import WebSocketHandler
+from tornado.websocket import WebSocketHandler, WebSocketProtocol, WebSocketProtocol13
 
 from ..contract import FILE_TYPES, InvalidRoomId, parse_room_id
 from ..handlers_base import CollabHandlerMixin
 from . import progressive, protocol
 from .content import is_refused_hidden
-from .deflate import DEFLATE_LEVEL, Deflate, accept_offer, response_extension
+from .deflate import DEFLATE_LEVEL, Deflate, RoomProtocol, accept_offer, response_extension
 from .fanout import Fanout, RoomClient
 from .frames import WebsocketWriter
 from .manager import RoomNotFound
@@ -121,6 +121,13 @@ class RoomWebsocketHandler(CollabHandlerMixin, WebSocketMixin, WebSocketHandler,
         if name == "Sec-WebSocket-Extensions" and self.deflate is not None:
             value = response_extension(str(value))
         super().set_header(name, value)
+
+    def get_websocket_protocol(self) -> WebSocketProtocol | None:
+        # tornado's protocol 13 with its parameters, as the room's kind (deflate.py)
+        protocol = super().get_websocket_protocol()
+        if not isinstance(protocol, WebSocketProtocol13):
+            return protocol
+        return RoomProtocol(self, protocol.params, shared_deflate=self.deflate is not None)
 
     @property
     def max_message_size(self) -> int:
