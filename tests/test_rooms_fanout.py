@@ -13,11 +13,11 @@ from urllib.parse import urlencode
 
 import pytest
 from fixtures_rooms import eventually
-from pycrdt import Array, Doc, Map, Text, create_sync_message, handle_sync_message
+from fixtures_watchers import Watcher
+from pycrdt import Doc, Text
 from tornado.httpclient import HTTPRequest
 from tornado.websocket import websocket_connect
 from traitlets.config import Config
-from websockets.asyncio.client import connect as ws_connect
 
 from collab_kernels.client.connection import open_session
 from collab_kernels.rooms import frames, protocol
@@ -53,67 +53,6 @@ def encoded(monkeypatch):
     return payloads
 
 
-class Watcher:
-    """A y-websocket client that keeps every document update the server broadcast to it."""
-
-    def __init__(self, url: str, token: str, compression: str | None = None):
-        self.url, self.token, self.compression = url, token, compression
-        self.doc: Doc = Doc()
-        self.updates: list[bytes] = []  # whole messages of type sync/update, as received
-        self.synced = asyncio.Event()
-        self.changed = asyncio.Event()
-        self.ws = None
-        self.task: asyncio.Task | None = None
-
-    async def start(self) -> Watcher:
-        self.ws = await ws_connect(
-            self.url,
-            additional_headers={"Authorization": f"token {self.token}"},
-            compression=self.compression,
-            max_size=None,
-        )
-        await self.ws.send(create_sync_message(self.doc))
-        self.task = asyncio.ensure_future(self._read())
-        await asyncio.wait_for(self.synced.wait(), 30)
-        return self
-
-    async def _read(self) -> None:
-        async for message in self.ws:
-            if not isinstance(message, bytes) or message[0] != protocol.MESSAGE_SYNC:
-                continue
-            if message[1] == protocol.SYNC_UPDATE:
-                self.updates.append(message)
-            reply = handle_sync_message(message[1:], self.doc)
-            if reply is not None:
-                await self.ws.send(reply)
-            if message[1] == 1:  # the server's sync step 2: we have the document
-                self.synced.set()
-            self.changed.set()
-
-    def source(self) -> str:
-        cells = self.doc.get("cells", type=Array)
-        if not len(cells):
-            return ""
-        cell = cells[0]
-        assert isinstance(cell, Map)
-        source = cell["source"]
-        return str(source) if isinstance(source, Text) else ""
-
-    async def wait_for_source(self, expected: str) -> None:
-        while self.source() != expected:
-            self.changed.clear()
-            await asyncio.wait_for(self.changed.wait(), 30)
-
-    @property
-    def negotiated(self) -> list[str]:
-        return [ext.name for ext in self.ws.protocol.extensions]
-
-    async def close(self) -> None:
-        await self.ws.close()
-        if self.task is not None:
-            await asyncio.gather(self.task, return_exceptions=True)
-
-
 @pytest.fixture
 def watchers(collab_base_url, collab_token, jp_asyncio_loop):
     opened: list[Watcher] = []
@@ -125,7 +64,7 @@ def watchers(collab_base_url, collab_token, jp_asyncio_loop):
             collab_base_url.replace("http", "ws", 1)
             + f"api/collaboration/room/{session.room_id}?{query}"
         )
-        new = [Watcher(url, collab_token, compression) for _ in range(count)]
+        new = [Watcher(url, collab_token, compression=compression) for _ in range(count)]
         opened.extend(new)
         await asyncio.gather(*(w.start() for w in new))
         return new
@@ -213,8 +152,6 @@ async def test_big_room_broadcasts_within_its_cpu_share(share, monkeypatch):
     """During a burst, a room whose last broadcast took t seconds of CPU waits t*(1/share-1)
     before the next one (a cell's end is still sent at once); share 0 only coalesces."""
     import logging
-
-    from pycrdt import Text
 
     from collab_kernels.rooms import fanout
     from collab_kernels.rooms.fanout import Fanout, RoomClient
