@@ -5,7 +5,9 @@
 - :mod:`.sessions`: which kernel a notebook's session points to;
 - :mod:`.routing`: one link per kernel; kernel messages routed to their document's cell;
 - :mod:`.body`: the execute and input bodies, parsed;
+- :mod:`.document_runs`: the cells of an execute request checked against its document;
 - :mod:`.requests`, :mod:`.queue`, :mod:`.runner`: requests, document queues, running cells;
+- :mod:`.stopping`: cancels, interrupts and kernels gone stop the document queues;
 - :mod:`.writer`, :mod:`.outputs`: output and execution state written into the Y document;
 - :mod:`.stdin`: ``input()`` prompts answered through REST.
 
@@ -25,10 +27,11 @@ from tornado.web import HTTPError
 from traitlets import Bool, Enum, Float, Instance, Integer
 from traitlets.config import LoggingConfigurable
 
-from ..contract import KERNEL_GONE, source_hash
+from ..contract import KERNEL_GONE
 from ..kernels.manager import SharedClientMappingKernelManager
 from ..rooms.manager import RoomManager
-from .body import ExecuteSpec, parse_execute
+from .body import parse_execute
+from .document_runs import check_session, document_runs
 from .outputs import error_output
 from .ports import Log, NotebookRoom, RoomSource
 from .requests import CellRun, ExecutionRequest, RequestRegistry, StopReason
@@ -316,7 +319,7 @@ class ExecutionManager(LoggingConfigurable):
 
     def clear_kernel_queues(self, kernel_id: str, *, reason: StopReason) -> int:
         """Abort everything queued (not running) on ``kernel_id``, in every document."""
-        return self.runner.clear_kernel_queues(kernel_id, reason=reason)
+        return self.runner.stops.clear_kernel_queues(kernel_id, reason=reason)
 
     # ------------------------------------------------------------------ links and rooms
 
@@ -380,10 +383,11 @@ class ExecutionManager(LoggingConfigurable):
             runs = [CellRun(cell_id="", code=spec.code or "", outputs=self._collector())]
         else:
             room = await self._room_for(spec.document_id)
-            await self._check_session(room, kernel_id)
+            await check_session(room, kernel_id, self.sessions)
             if link is None:
                 raise self._no_shared_client(kernel_id)
-            runs = self._document_runs(spec, room)
+            cells = self.writers.get(room.room_id).cells_by_id(room)
+            runs = document_runs(spec, room, cells, self._collector)
         request = ExecutionRequest(
             kernel_id=kernel_id,
             document_id=spec.document_id,
@@ -438,60 +442,15 @@ class ExecutionManager(LoggingConfigurable):
     def _collector(self) -> OutputCollector:
         return OutputCollector(self.max_result_output_bytes)
 
-    async def _check_session(self, room: NotebookRoom, kernel_id: str) -> None:
-        """The document must be a notebook whose session (if any) uses ``kernel_id``."""
-        if room.file_type != "notebook":
-            raise HTTPError(400, f"Document {room.path} is not a notebook")
-        # The index follows session changes as they happen; re-read it only for a path it
-        # does not know (a session created behind the SessionManager's back).
-        session_kernel = self.sessions.kernel_for_path(room.path)
-        if session_kernel is None:
-            await self.sessions.refresh()
-            session_kernel = self.sessions.kernel_for_path(room.path)
-        if session_kernel is not None and session_kernel != kernel_id:
-            raise HTTPError(
-                400,
-                f"Document {room.path} belongs to kernel {session_kernel}, not {kernel_id} "
-                "(its session points to another kernel)",
-            )
-
-    def _document_runs(self, spec: ExecuteSpec, room: NotebookRoom) -> list[CellRun]:
-        """The cells of ``spec`` in ``room``'s notebook (404/400/409 for bad ones)."""
-        cells_by_id = self.writers.get(room.room_id).cells_by_id(room)
-        runs: list[CellRun] = []
-        for cell_spec in spec.cells:
-            cell_id = cell_spec.cell_id
-            ycell = cells_by_id.get(cell_id)
-            if ycell is None:
-                raise HTTPError(404, f"No cell {cell_id} in {room.path}")
-            if ycell.get("cell_type") != "code":
-                raise HTTPError(
-                    400, f"Cell {cell_id} of {room.path} is a {ycell.get('cell_type')} cell"
-                )
-            source = str(ycell.get("source") or "")
-            expected = cell_spec.source_hash
-            if expected is not None and expected != source_hash(source):
-                raise HTTPError(
-                    409,
-                    f"Cell {cell_id} of {room.path} changed: its source no longer matches "
-                    f"source_hash {expected}",
-                )
-            if spec.code is not None:
-                # The nbmodel dialect: its client reads the outputs from the request status.
-                runs.append(CellRun(cell_id, spec.code, outputs=self._collector()))
-            else:
-                runs.append(CellRun(cell_id, source))
-        return runs
-
     def cancel(self, request: ExecutionRequest) -> bool:
         """Cancel a queued request; False if it already runs or ended."""
-        return self.runner.cancel(request)
+        return self.runner.stops.cancel(request)
 
     async def cancel_running(self, request: ExecutionRequest) -> bool:
         """Cancel a running request (``DELETE ...?running=1``, used by ``collab-kernels
         cancel``): its queued cells are dropped, the running cell is interrupted, and the
         request ends "cancelled". Other requests of the document keep their place."""
-        return await self.runner.cancel_running(request)
+        return await self.runner.stops.cancel_running(request)
 
     def answer_input(
         self, kernel_id: str, document_id: str | None, cell_id: str | None, value: str
