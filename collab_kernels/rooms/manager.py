@@ -1,8 +1,9 @@
 """RoomManager: creates, finds, holds and frees the server's document rooms.
 
 Its traits are the rooms stage's settings (each room reads them through
-:class:`~.host.RoomHost`); the event bus side is ``bus.py``, the update store ``store.py``,
-the session ids ``sessions.py``, the loads a session PUT starts ``preload.py``.
+:class:`~.host.RoomHost`); the event bus side is ``bus.py``, the update store and the session
+ids ``persistence.py`` (a base class; ``store.py``, ``sessions.py``), the loads a session PUT
+starts ``preload.py`` (a base class).
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ from typing import Any
 
 from jupyter_core.utils import ensure_async
 from traitlets import Any as AnyTrait
-from traitlets import Enum, Float, Int, Unicode
+from traitlets import Float, Int
 
 from ..contract import FILE_TYPES, InvalidRoomId, build_room_id, parse_room_id
 from . import protocol
@@ -21,16 +22,15 @@ from .bus import ROOM_EVENT_SCHEMA_ID, RoomEventBus
 from .content import is_refused_hidden
 from .document import DocumentRoom
 from .fanout import GlobalAwarenessRoom
+from .persistence import RoomPersistence
 from .preload import RoomPreloads
-from .sessions import Sessions
-from .store import SQLiteUpdateStore, open_store
 
 
 class RoomNotFound(KeyError):
     """No file behind that room id (unknown file id, or the file is gone)."""
 
 
-class RoomManager(RoomPreloads):
+class RoomManager(RoomPersistence, RoomPreloads):
     """All live document rooms of this server; the :class:`~.host.RoomHost` of each.
 
     A room is created on first use (a websocket, or server code calling
@@ -219,80 +219,13 @@ class RoomManager(RoomPreloads):
             "a loop cannot make a notebook no browser can open. 0 = unlimited."
         ),
     )
-    max_sessions = Int(
-        100_000,
-        config=True,
-        help="Session ids remembered by this server process (oldest are forgotten first).",
-    )
-
-    update_store = Enum(
-        ["none", "sqlite"],
-        default_value="sqlite",
-        config=True,
-        help=(
-            "Keep every document update in a store before collaborators see it: 'sqlite' "
-            "(the default) keeps them in one SQLite database (update_store_path), with the "
-            "session ids handed out to browsers. A server that crashes between two saves then "
-            "loses nothing a client received, and a browser that reconnects after a server "
-            "restart (or after its room was freed) continues with its session and its edits "
-            "made meanwhile, without reloading. 'none' relies on the debounced saves alone: "
-            "after a restart every browser is asked to reload (close code 1003) and what it "
-            "typed while the server was away is dropped. The store is compacted to one "
-            "squashed update per document after each save and bounded by "
-            "update_store_max_bytes."
-        ),
-    )
-    update_store_path = Unicode(
-        "",
-        config=True,
-        help=(
-            "File of the SQLite update store; empty means collab_kernels/updates.sqlite in the "
-            "server's data directory (ServerApp.data_dir, by default the Jupyter data "
-            "directory)."
-        ),
-    )
-    update_store_compact_every = Int(
-        1000,
-        config=True,
-        help=(
-            "Also compact a document's stored history into one update after this many "
-            "appended updates (a cell streaming output between saves, or a document in "
-            "conflict that cannot be saved)."
-        ),
-    )
-    update_store_max_bytes = Int(
-        1024 * 1024 * 1024,
-        config=True,
-        help=(
-            "Largest size in bytes of the update store's database. Beyond it, the stored "
-            "histories of the least recently written documents that are saved and not open "
-            "are forgotten (reopened, they are built from their file; a browser still holding "
-            "such a history is asked to reload). Histories with unsaved edits are never "
-            "forgotten. 0 = no bound."
-        ),
-    )
-    stale_session_close_delay = Float(
-        1.0,
-        config=True,
-        help=(
-            "Seconds a room websocket whose session cannot continue (unknown session id, or a "
-            "Y history of another version of the document) is kept open before it is closed "
-            "with 1003: while the frontend's reload dialog is open it reconnects at once after "
-            "every close, so without a delay a few browsers keep the server busy answering "
-            "(about ten attempts a second each)."
-        ),
-    )
-    data_dir = Unicode("", help="The server's data directory (ServerApp.data_dir).")
 
     def __init__(self, **kwargs: Any):
         super().__init__(**kwargs)
-        self._store: SQLiteUpdateStore | None = None
-        self._store_error = False
         self.rooms: dict[str, DocumentRoom] = {}
         self._loading: dict[str, asyncio.Future[DocumentRoom]] = {}
         self._created_callbacks: list[Callable[[DocumentRoom], Any]] = []
         self._freed_callbacks: list[Callable[[DocumentRoom], Any]] = []
-        self.sessions = Sessions(lambda: self.store, log=self.log)
         self._global_awareness: GlobalAwarenessRoom | None = None
         self._stopping = False
         self._tasks: set[asyncio.Future[Any]] = set()
@@ -333,40 +266,9 @@ class RoomManager(RoomPreloads):
             )
         return fim
 
-    # --- update store ------------------------------------------------------------------------
-    @property
-    def store(self) -> SQLiteUpdateStore | None:
-        """The update store, opened on first use, or None when it is off."""
-        if self.update_store == "none":
-            return None
-        if (self._store is None or self._store.closed) and not self._store_error:
-            self._store = open_store(
-                self.update_store_path,
-                log=self.log,
-                data_dir=self.data_dir,
-                max_bytes=self.update_store_max_bytes,
-            )
-            self._store_error = self._store is None
-            if self._store is not None:
-                self._store.live_rooms = self.rooms.keys
-        return self._store
-
     # --- events ----------------------------------------------------------------------------
     def emit_room_event(self, data: dict[str, Any]) -> None:
         self.events.emit(data)
-
-    # --- sessions --------------------------------------------------------------------------
-    def new_session(self, file_id: str) -> str:
-        """A fresh ``sessionId`` for a client about to open the room of ``file_id``."""
-        return self.sessions.new(file_id, limit=self.max_sessions)
-
-    def session_known(self, session_id: str | None, file_id: str) -> bool:
-        """Whether the session endpoint handed out ``session_id`` for this file."""
-        return self.sessions.known(session_id, file_id)
-
-    def check_session(self, session_id: str | None, room: DocumentRoom) -> str | None:
-        """None when the client may sync with ``room``, else the 1003 reason (sessions.py)."""
-        return self.sessions.check(session_id, room.file_id, room.lineage)
 
     # --- rooms -----------------------------------------------------------------------------
     def on_room_created(self, callback: Callable[[DocumentRoom], Any]) -> None:
