@@ -2,9 +2,9 @@
 
 The room is the :class:`~.fanout.Fanout` of its collaborators plus what makes it a document:
 a version counter bumped by every edit that should reach the file (``unsaved``), incoming
-updates checked per connection (read-only clients' edits are dropped), holds that keep it
-alive (running cells), debounced saves, and its lifecycle (freed by its host once idle, closed
-when the file is deleted, saved on server stop). The file itself is ``file.py``'s
+updates checked per connection (``intake.py``: read-only clients' edits are dropped), holds
+that keep it alive (running cells), debounced saves, and its lifecycle (freed by its host once
+idle, closed when the file is deleted, saved on server stop). The file itself is ``file.py``'s
 :class:`~.file.RoomFile`; the update store glue is ``history.py``'s
 :class:`~.history.RoomHistory`; the room reaches its manager only through
 :class:`~.host.RoomHost`.
@@ -22,14 +22,15 @@ from jupyter_ydoc import YNotebook, YUnicode
 from pycrdt import Map
 
 from ..contract import FILE_TYPES
-from . import limits, offload, progressive, protocol, repair
+from . import offload, progressive, protocol
 from .content import new_document
-from .fanout import EMPTY_UPDATE, Fanout, RoomClient
+from .fanout import Fanout, RoomClient
 from .file import RoomFile
 from .first_sync import FirstSync
 from .history import RoomHistory
 from .holds import RoomHold
 from .host import RoomHost
+from .intake import DocumentIntake
 from .saving import SaveSchedule, SaveStatus
 
 #: seconds after a load from the file its saved content is computed, if no save needed it
@@ -89,9 +90,14 @@ class DocumentRoom(Fanout):
         self.saving = SaveSchedule(self, host, host.log)
         self._free_handle: asyncio.TimerHandle | None = None
         self._loaded = False
-        self._depth_bound: int | None = None
-        self._trimmed_cells: set[str] = set()  # cells whose output limit was logged
-        self._stream_facts: dict[str, repair.StreamFacts] = {}  # repair.trim_cell_streams
+        #: the checks of incoming updates and the limit of each cell's output (intake.py)
+        self.intake = DocumentIntake(
+            self.ydoc,
+            host=host,
+            notebook=file_type == "notebook",
+            describe=self.describe,
+            log=host.log,
+        )
         self._keeping: asyncio.Future[None] | None = None  # the loaded text being kept
         self._materialize: asyncio.TimerHandle | None = None  # the loaded saved content
         store = host.store
@@ -259,8 +265,7 @@ class DocumentRoom(Fanout):
 
     @property
     def kept_cell_output(self) -> int:
-        limit = self.host.max_cell_output
-        return repair.kept_bytes(limit) if limit > 0 else 0
+        return self.intake.kept_cell_output
 
     def limit_cell_output(
         self,
@@ -270,24 +275,8 @@ class DocumentRoom(Fanout):
         dropped: int = 0,
         appended: int | None = None,
     ) -> bool:
-        """The per-cell output limit, applied by the execution stage as output arrives (in
-        its transaction; ``repair.trim_cell_streams``); saves apply it to every cell."""
-        limit = self.host.max_cell_output
-        facts, more = self._stream_facts, appended
-        if not repair.trim_cell_streams(
-            ycell, limit, keep=keep, dropped_before=dropped, memo=facts, appended=more
-        ):
-            return False
-        if not self._trimmed_cells:
-            self.log.info(
-                "collab_kernels: %s: cell %s printed more than max_cell_output (%d bytes); "
-                "its oldest stream output is dropped as it runs",
-                self.path,
-                ycell.get("id"),
-                limit,
-            )
-        self._trimmed_cells.add(str(ycell.get("id")))
-        return True
+        """The execution stage's per-cell output limit (``intake.py``)."""
+        return self.intake.limit_cell_output(ycell, keep=keep, dropped=dropped, appended=appended)
 
     def text_sink(self) -> offload.TextSink | None:
         return self.history.text_sink() if self.history is not None else None
@@ -359,34 +348,8 @@ class DocumentRoom(Fanout):
 
     # --- incoming updates --------------------------------------------------------------------
     def on_update(self, client: RoomClient, update: bytes) -> None:
-        if not client.can_write:
-            client.dropped_updates += 1
-            if client.dropped_updates == 1:
-                self.log.info(
-                    "collab_kernels: dropping edits of read-only %s on %s", client.name, self.path
-                )
-            return
-        if update == EMPTY_UPDATE:
-            return
-        bound = limits.check_update(
-            self.ydoc,
-            update,
-            max_size=self.host.max_update_size,
-            max_depth=self.host.max_update_depth,
-            notebook=self.file_type == "notebook",
-            depth_bound=self._type_depth_bound,
-        )
-        if bound is not None:
-            self._depth_bound = bound
-        self.apply_client_update(client, update)
-
-    def _type_depth_bound(self) -> int:
-        """An upper bound of how deep the notebook nests types (measured once, then grown by
-        what accepted updates add; the server's own edits stay within the schema's depth)."""
-        if self._depth_bound is None:
-            measured = limits.type_depth(limits.notebook_roots(self.ydoc), 10**6)
-            self._depth_bound = max(measured, limits.SCHEMA_DEPTH)
-        return self._depth_bound
+        if self.intake.accept(client, update):  # raises over max_update_size / _depth
+            self.apply_client_update(client, update)
 
     # --- saving ----------------------------------------------------------------------------
     def request_save(self, delay: float | None = None) -> None:
