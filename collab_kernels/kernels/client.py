@@ -22,6 +22,7 @@ from traitlets import CaselessStrEnum, Float, Integer, Unicode
 from traitlets.config import LoggingConfigurable
 from zmq.eventloop.zmqstream import ZMQStream
 
+from .forwarding import WebsocketRequests
 from .listener import (
     LifecycleCallback,
     LifecycleListeners,
@@ -37,7 +38,6 @@ from .message import (
     REQUEST_CHANNELS,
     KernelMessage,
     LifecycleEvent,
-    unpack_request,
 )
 from .readiness import Readiness
 from .routing import Router
@@ -142,7 +142,6 @@ class SharedKernelClient(LoggingConfigurable):
         self.session: Session = kernel_manager.session.clone()
         self.session.session = f"collab-kernels-{uuid.uuid4().hex}"
         self.router = Router(self)
-        self._request_hooks: list[RequestHook] = []
         self.lifecycle = LifecycleListeners(self)
         self._waiters: dict[str, asyncio.Future[KernelMessage]] = {}
         self._internal = Listener(self, self._on_internal_reply, name="shared client")
@@ -150,9 +149,9 @@ class SharedKernelClient(LoggingConfigurable):
         self.readiness = Readiness(
             send_kernel_info=self._send_kernel_info, log=self.log, kernel_id=lambda: self.kernel_id
         )
-        # websocket requests sent while restarting, sent once ready
-        self._held: list[tuple[str, dict[str, t.Any] | None, list[bytes] | None, Listener]] = []
-        self.readiness.on_ready(self._release_held)
+        #: request hooks, withheld outputs, requests held while restarting (forwarding.py)
+        self.websocket_requests = WebsocketRequests(self, restarting=self._restarting)
+        self.readiness.on_ready(self.websocket_requests.release)
         self._closed = False
         self.connect_count = 0
 
@@ -229,7 +228,7 @@ class SharedKernelClient(LoggingConfigurable):
         if self._closed:
             return
         self._closed = True
-        self._held = []
+        self.websocket_requests.drop_held()
         self._close_streams()
         self.readiness.cancel()
 
@@ -342,11 +341,10 @@ class SharedKernelClient(LoggingConfigurable):
 
     def add_request_hook(self, hook: RequestHook) -> None:
         """``hook(msg, origin) -> bool`` for each request a kernel websocket sends."""
-        self._request_hooks.append(hook)
+        self.websocket_requests.add_hook(hook)
 
     def remove_request_hook(self, hook: RequestHook) -> None:
-        if hook in self._request_hooks:
-            self._request_hooks.remove(hook)
+        self.websocket_requests.remove_hook(hook)
 
     def add_lifecycle_listener(self, callback: LifecycleCallback) -> None:
         """``callback(event)`` with an event of ``LIFECYCLE_EVENTS`` (see message.py)."""
@@ -414,55 +412,14 @@ class SharedKernelClient(LoggingConfigurable):
         owner: Listener,
         origin: str,
     ) -> None:
-        """Send a request from a kernel websocket: run request hooks, then send.
+        """Send a request from a kernel websocket: run request hooks, then send (held while
+        the kernel restarts; forwarding.py). Give either ``msg`` (legacy JSON protocol) or
+        ``frames`` (v1 protocol)."""
+        self.websocket_requests.forward(channel, msg, frames, owner=owner, origin=origin)
 
-        Give either ``msg`` (legacy JSON protocol) or ``frames`` (v1 protocol).
-        """
-        if self._request_hooks:
-            if msg is None:
-                assert frames is not None
-                parsed = unpack_request(self.session, channel, frames)
-            else:
-                parsed = msg
-                parsed.setdefault("channel", channel)
-            claimed = self.router.run_request_hooks(
-                self._request_hooks, parsed, origin, self.log, self.kernel_id
-            )
-            if msg is not None and "channel" in msg:
-                msg.pop("channel")
-            if claimed:
-                self.router.withhold(parsed["header"]["msg_id"], owner)
-        if self._sockets is not None and self.connect_count > 1 and not self.readiness.ready:
-            # Restarting: the new process may not have our iopub subscription yet, and a
-            # request answered before it would lose its outputs. Held until ready.
-            self._held.append((channel, msg, frames, owner))
-            return
-        self._send_request(channel, msg, frames, owner)
-
-    def _send_request(
-        self,
-        channel: str,
-        msg: dict[str, t.Any] | None,
-        frames: list[bytes] | None,
-        owner: Listener,
-    ) -> None:
-        if frames is not None:
-            self.send_raw(channel, frames, owner=owner)
-        else:
-            assert msg is not None
-            self.send(channel, msg, owner=owner)
-
-    def _release_held(self) -> None:
-        held, self._held = self._held, []
-        for channel, msg, frames, owner in held:
-            if owner.closed:
-                continue
-            try:
-                self._send_request(channel, msg, frames, owner)
-            except Exception:
-                self.log.warning(
-                    "Kernel %s: could not send a held request", self.kernel_id, exc_info=True
-                )
+    def _restarting(self) -> bool:
+        """Connected to a restarted kernel that is not ready yet."""
+        return self._sockets is not None and self.connect_count > 1 and not self.readiness.ready
 
     def is_withheld(self, msg_id: str) -> bool:
         return self.router.is_withheld(msg_id)
