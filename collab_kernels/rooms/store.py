@@ -32,6 +32,13 @@ tags; ``states``: its squashed state) and the updates appended since (``updates`
 append is one small synchronous transaction (tens of microseconds); rooms batch the updates
 of one coalesce window into one.
 
+A squashed state of a megabyte or more is a file beside the database (``<store>.states/``,
+``state_files.py``, schema 4) that the ``states`` row names: SQLite has one writer for every
+room, and a 65 MB state written as a blob held it (and the store's lock) long enough that
+every room's append on the event loop waited 10-19 ms at each compaction. The store's thread
+writes the file outside any lock, and one short transaction switches the row to it; see
+``state_files.py`` for why files rather than chunk rows, and for the crash ordering.
+
 Beside the histories: the Y lineage of each document and the session ids handed out to
 browsers with the lineage each synced with (``sessions.py``), so a browser reconnecting after
 a restart continues its session; and a bound on the database's size (``max_bytes``) that
@@ -49,15 +56,19 @@ from collections.abc import Callable, Collection, Iterable, Iterator
 from concurrent.futures import Future
 
 from .bases import SavedBases
+from .state_files import STATE_FILE_BYTES, StateFiles
+from .store_schema import migrate
 from .store_worker import StoreWorker
 
-SCHEMA_VERSION = 3
 #: a WAL larger than this is copied into the database (in the store worker's thread)
 WAL_CHECKPOINT_BYTES = 4 << 20
 
 
 class SQLiteUpdateStore:
     """One SQLite database holding the Y history of every room, keyed by room id."""
+
+    #: the state files' directory (a subclass may crash between the pieces of a write)
+    state_files_class: type[StateFiles] = StateFiles
 
     def __init__(self, path: str, *, log: logging.Logger | None = None, max_bytes: int = 0):
         self.path = path
@@ -71,7 +82,7 @@ class SQLiteUpdateStore:
         # 45 ms per 4 MiB).
         self._db.execute("PRAGMA page_size=16384")
         #: compactions, WAL checkpoints and reclaiming, off the event loop
-        self.worker = StoreWorker(path, self.log)
+        self.worker = StoreWorker(path, self.log, self.state_files_class.beside(path))
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA synchronous=NORMAL")
         # After a checkpoint the WAL file is truncated back to this size.
@@ -82,53 +93,17 @@ class SQLiteUpdateStore:
         # as a bound (64 MiB) should that thread fall behind.
         page_size = int(self._db.execute("PRAGMA page_size").fetchone()[0])
         self._db.execute(f"PRAGMA wal_autocheckpoint={(64 << 20) // page_size}")
-        version = self._db.execute("PRAGMA user_version").fetchone()[0]
-        if version not in (0, 1, 2, SCHEMA_VERSION):
-            raise RuntimeError(
-                f"update store {path} has schema version {version}, expected {SCHEMA_VERSION}"
+        migrate(self._db, path, self._transaction)
+        #: big squashed states, as files beside the database (``state_files.py``)
+        self.files = self.worker.files
+        named = self._db.execute("SELECT file FROM states WHERE file IS NOT NULL").fetchall()
+        swept = self.files.sweep({name for (name,) in named})
+        if swept:
+            self.log.info(
+                "collab_kernels: removed %d unfinished state files in %s",
+                swept,
+                self.files.directory,
             )
-        if version == 0:
-            # Free pages are given back to the file by incremental_vacuum after compaction.
-            self._db.execute("PRAGMA auto_vacuum=INCREMENTAL")
-            self._db.execute("VACUUM")
-            with self._transaction():
-                self._db.execute(
-                    "CREATE TABLE IF NOT EXISTS docs (room_id TEXT PRIMARY KEY, "
-                    "file_hash TEXT, state BLOB NOT NULL, updated REAL NOT NULL)"
-                )
-                self._db.execute(
-                    "CREATE TABLE IF NOT EXISTS updates (seq INTEGER PRIMARY KEY AUTOINCREMENT, "
-                    "room_id TEXT NOT NULL, data BLOB NOT NULL)"
-                )
-                self._db.execute(
-                    "CREATE INDEX IF NOT EXISTS updates_room ON updates (room_id, seq)"
-                )
-        if version < 2:
-            with self._transaction():
-                # 2: the Y lineage of each document, whether its state is what the file holds,
-                # and the session ids handed out (which lineage each one synced with).
-                self._db.execute("ALTER TABLE docs ADD COLUMN lineage TEXT")
-                self._db.execute("ALTER TABLE docs ADD COLUMN in_file INTEGER NOT NULL DEFAULT 0")
-                self._db.execute(
-                    "CREATE TABLE IF NOT EXISTS sessions (session_id TEXT PRIMARY KEY, "
-                    "file_id TEXT NOT NULL, lineage TEXT, used REAL NOT NULL)"
-                )
-                self._db.execute("CREATE INDEX IF NOT EXISTS sessions_used ON sessions (used)")
-        if version < 3:
-            with self._transaction():
-                # 3: the squashed state in a table of its own (``docs.state`` stays empty):
-                # SQLite rewrites a whole row on UPDATE, and re-tagging a saved document
-                # (mark_saved) copied its state, 85-330 ms on the event loop at every save
-                # of a 65 MB notebook.
-                self._db.execute(
-                    "CREATE TABLE IF NOT EXISTS states (room_id TEXT PRIMARY KEY, "
-                    "state BLOB NOT NULL)"
-                )
-                self._db.execute(
-                    "INSERT OR REPLACE INTO states (room_id, state) SELECT room_id, state FROM docs"
-                )
-                self._db.execute("UPDATE docs SET state = x''")
-                self._db.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
         #: largest size in bytes of the database files (0: no bound), see :meth:`_bound`
         self.max_bytes = max_bytes
         #: room ids whose rows are never evicted (the live rooms), set by the room manager
@@ -170,14 +145,28 @@ class SQLiteUpdateStore:
     # --- reading -----------------------------------------------------------------------------
     def load(self, room_id: str) -> tuple[str | None, list[bytes]] | None:
         """``(file_hash, [state, *updates])`` of a room, or None if the store has none."""
-        row = self._db.execute(
-            "SELECT file_hash, states.state FROM docs JOIN states USING (room_id) "
-            "WHERE room_id = ?",
-            (room_id,),
-        ).fetchone()
-        if row is None:
-            return None
-        file_hash, state = row
+        with self.worker.lock:  # a state file is opened before a compaction can replace it
+            row = self._db.execute(
+                "SELECT file_hash, states.state, states.file, states.file_bytes FROM docs "
+                "JOIN states USING (room_id) WHERE room_id = ?",
+                (room_id,),
+            ).fetchone()
+            if row is None:
+                return None
+            file_hash, state, name, size = row
+            handle = None if name is None else self.files.open(name)
+        if name is not None:
+            state = b"" if handle is None else handle.read()
+            if handle is not None:
+                handle.close()
+            if len(state) != size:  # lost in a power cut after the event loop wrote it
+                self.log.warning(
+                    "collab_kernels: the stored state of %s is missing or short (%s); the "
+                    "document is rebuilt from its file",
+                    room_id,
+                    self.files.path(name),
+                )
+                return None
         updates = [
             bytes(data)
             for (data,) in self._db.execute(
@@ -215,7 +204,7 @@ class SQLiteUpdateStore:
         """Bytes of Y data held (one room, or all)."""
         where, args = ("WHERE room_id = ?", (room_id,)) if room_id else ("", ())
         state = self._db.execute(
-            f"SELECT COALESCE(SUM(LENGTH(state)), 0) FROM states {where}", args
+            f"SELECT COALESCE(SUM(LENGTH(state) + file_bytes), 0) FROM states {where}", args
         )
         updates = self._db.execute(
             f"SELECT COALESCE(SUM(LENGTH(data)), 0) FROM updates {where}", args
@@ -223,8 +212,8 @@ class SQLiteUpdateStore:
         return int(state.fetchone()[0]) + int(updates.fetchone()[0])
 
     def file_size(self) -> int:
-        """Size of the database files on disk (main file and WAL)."""
-        total = 0
+        """Size of the store on disk (main file, WAL and state files)."""
+        total = self.files.total_bytes()
         for suffix in ("", "-wal"):
             try:
                 total += os.path.getsize(self.path + suffix)
@@ -277,9 +266,14 @@ class SQLiteUpdateStore:
         says that the file holds everything in ``state``: only such rows are evicted when the
         store is over ``max_bytes``. ``reclaim=False`` leaves the freed pages to later
         writes (:meth:`reclaim` gives them back; it costs a WAL checkpoint).
+
+        A state of ``STATE_FILE_BYTES`` or more is written to a file first (here, without
+        fsync: the worker syncs it before it removes the previous state's file).
         """
+        name = self.files.write(state, sync=False) if len(state) >= STATE_FILE_BYTES else None
         with self._transaction():
             self.worker.bump(room_id)
+            old = self._state_file(room_id)
             self._db.execute("DELETE FROM updates WHERE room_id = ?", (room_id,))
             self._db.execute(
                 "INSERT OR REPLACE INTO docs (room_id, file_hash, state, updated, lineage, "
@@ -287,8 +281,12 @@ class SQLiteUpdateStore:
                 (room_id, file_hash, time.time(), lineage, int(in_file)),
             )
             self._db.execute(
-                "INSERT OR REPLACE INTO states (room_id, state) VALUES (?, ?)", (room_id, state)
+                "INSERT OR REPLACE INTO states (room_id, state, file, file_bytes) "
+                "VALUES (?, ?, ?, ?)",
+                (room_id, b"" if name else state, name, len(state) if name else 0),
             )
+        if name is not None or old is not None:
+            self.worker.discard(old, sync=name)
         self._pending_counts[room_id] = 0
         self._pending_bytes[room_id] = 0
         self._state_bytes[room_id] = len(state)
@@ -375,9 +373,16 @@ class SQLiteUpdateStore:
     def _delete_rows(self, room_id: str) -> None:
         with self._transaction():
             self.worker.bump(room_id)
+            old = self._state_file(room_id)
             self._db.execute("DELETE FROM updates WHERE room_id = ?", (room_id,))
             self._db.execute("DELETE FROM docs WHERE room_id = ?", (room_id,))
             self._db.execute("DELETE FROM states WHERE room_id = ?", (room_id,))
+        if old is not None:  # now: the size bound counts the files
+            self.files.remove(old)
+
+    def _state_file(self, room_id: str) -> str | None:
+        row = self._db.execute("SELECT file FROM states WHERE room_id = ?", (room_id,)).fetchone()
+        return None if row is None else row[0]
 
     def _forget_base(self, room_id: str) -> None:
         if self.bases is not None:

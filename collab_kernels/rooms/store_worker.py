@@ -1,6 +1,6 @@
 """The update store's work that need not hold the event loop, in one thread of its own.
 
-Three jobs, run one at a time on the thread's own SQLite connection (Python's ``sqlite3``
+Its jobs, run one at a time on the thread's own SQLite connection (Python's ``sqlite3``
 releases the GIL while SQLite works, so the event loop runs on meanwhile):
 
 - **WAL checkpoints** (``PRAGMA wal_checkpoint(PASSIVE)``) once an append left the WAL over
@@ -8,10 +8,15 @@ releases the GIL while SQLite works, so the event loop runs on meanwhile):
   copied and synced the WAL on the event loop (100-250 ms while a cell flooded).
 - **Compactions**: a room's history replaced by the state the event loop encoded (a few
   milliseconds). Writing that state and deleting the rows it covers took 30-60 ms on the loop
-  for a flooding room, about once per 16 MB of output. The state is written in one short
-  transaction, then the covered rows are deleted in small ones: a kill between them leaves
-  rows the state already holds, and Y updates apply idempotently, so nothing is lost and a
-  concurrent append waits a few milliseconds at most for the write lock.
+  for a flooding room, about once per 16 MB of output. A state of ``STATE_FILE_BYTES`` or
+  more is written to a new file first (fsynced, renamed; no lock held, ``state_files.py``),
+  then one short transaction makes the room's row name it (a smaller state is written inline
+  by that transaction); the replaced file is removed once the WAL holding that commit is
+  fsynced. Then the covered rows are deleted in small transactions: a kill between them
+  leaves rows the state already holds, and Y updates apply idempotently, so nothing is lost
+  and a concurrent append waits a few milliseconds at most for the write lock.
+- **Syncing and removing state files** the event loop replaced (``discard``): ``reset``
+  writes a big state's file without fsync; this thread syncs it before it removes the old.
 - **Reclaiming** freed pages and truncating the WAL once a room is quiet.
 
 Every write transaction, the loop's and this thread's, holds ``lock``: a loop write waits
@@ -26,12 +31,15 @@ one.
 from __future__ import annotations
 
 import logging
+import os
 import sqlite3
 import threading
 import time
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import TypeVar
+
+from .state_files import STATE_FILE_BYTES, StateFiles
 
 T = TypeVar("T")
 
@@ -44,9 +52,11 @@ DELETE_BYTES = 1 << 20
 class StoreWorker:
     """One thread with its own connection to the update store's database."""
 
-    def __init__(self, path: str, log: logging.Logger):
+    def __init__(self, path: str, log: logging.Logger, files: StateFiles):
         self.path = path
         self.log = log
+        #: where states of ``STATE_FILE_BYTES`` or more go (``state_files.py``)
+        self.files = files
         #: held around every write transaction, the event loop's (``SQLiteUpdateStore``) and
         #: this thread's; ``generations`` is changed only under it
         self.lock = threading.Lock()
@@ -99,25 +109,29 @@ class StoreWorker:
         in_file: bool,
         generation: int,
     ) -> bool:
-        with self.lock:
-            if self.generations.get(room_id, 0) != generation:
-                return False
-            db.execute("BEGIN IMMEDIATE")
-            try:
-                # in_file only ever goes down here: a save on the loop since the encoding
-                # may have set it, and it must not be cleared by an older view
-                cursor = db.execute(
-                    "UPDATE docs SET in_file = in_file AND ?, updated = ? WHERE room_id = ?",
-                    (int(in_file), time.time(), room_id),
-                )
-                if cursor.rowcount:
-                    db.execute("UPDATE states SET state = ? WHERE room_id = ?", (state, room_id))
-            except BaseException:
-                db.execute("ROLLBACK")
-                raise
-            db.execute("COMMIT")
-        if cursor.rowcount == 0:
+        if self.generations.get(room_id, 0) != generation:
             return False
+        # A big state is written, fsynced and renamed before any lock is taken: the loop's
+        # appends go on meanwhile; the transaction below only switches the row to it.
+        name = self.files.write(state, sync=True) if len(state) >= STATE_FILE_BYTES else None
+        old: str | None = None
+        try:
+            with self.lock:
+                if self.generations.get(room_id, 0) != generation:
+                    written = False
+                else:
+                    written, old = self._switch(db, room_id, state, name, in_file)
+        except BaseException:
+            if name is not None:
+                self.files.remove(name)
+            raise
+        if not written:
+            if name is not None:
+                self.files.remove(name)
+            return False
+        if old is not None:
+            self._sync_wal()  # the row naming the new state is on disk before the old goes
+            self.files.remove(old)
         while not self._stopping:  # left-over rows are harmless: the state holds them
             time.sleep(0.001)  # the loop's writes waiting for the lock get it first
             rows = db.execute(
@@ -143,6 +157,64 @@ class StoreWorker:
                     raise
                 db.execute("COMMIT")
         return True
+
+    def _switch(
+        self, db: sqlite3.Connection, room_id: str, state: bytes, name: str | None, in_file: bool
+    ) -> tuple[bool, str | None]:
+        """One short transaction (``lock`` held): the room's row names the new state (its
+        file, or the small state inline). Returns whether the room has a row, and the file
+        of the state it replaced."""
+        db.execute("BEGIN IMMEDIATE")
+        try:
+            # in_file only ever goes down here: a save on the loop since the encoding
+            # may have set it, and it must not be cleared by an older view
+            cursor = db.execute(
+                "UPDATE docs SET in_file = in_file AND ?, updated = ? WHERE room_id = ?",
+                (int(in_file), time.time(), room_id),
+            )
+            old = None
+            if cursor.rowcount:
+                row = db.execute("SELECT file FROM states WHERE room_id = ?", (room_id,))
+                old = (row.fetchone() or (None,))[0]
+                db.execute(
+                    "UPDATE states SET state = ?, file = ?, file_bytes = ? WHERE room_id = ?",
+                    (b"" if name else state, name, len(state) if name else 0, room_id),
+                )
+        except BaseException:
+            db.execute("ROLLBACK")
+            raise
+        db.execute("COMMIT")
+        return cursor.rowcount > 0, old
+
+    def discard(self, old: str | None, *, sync: str | None) -> None:
+        """After the loop replaced a room's state (``reset``): fsync the new state's file
+        ``sync`` (written without), then remove the previous one, ``old``. Dropped when the
+        store closes: the next opening removes files no row names."""
+        if not self._stopping:
+            self._executor.submit(self._discard, old, sync)
+
+    def _discard(self, old: str | None, sync: str | None) -> None:
+        try:
+            if sync is not None:
+                self.files.sync(sync)
+            if old is not None:
+                self._sync_wal()
+                self.files.remove(old)
+        except FileNotFoundError:  # replaced (and removed) again meanwhile
+            pass
+        except OSError as e:
+            self.log.warning("collab_kernels: could not sync or remove a state file: %s", e)
+
+    def _sync_wal(self) -> None:
+        """fsync the WAL: its commits (``synchronous=NORMAL``) are then on disk too."""
+        try:
+            fd = os.open(self.path + "-wal", os.O_RDONLY)
+        except FileNotFoundError:  # checkpointed and removed: the database file has them
+            return
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
 
     def reclaim(self) -> Future[None]:
         """Give freed pages back to the file and truncate the WAL."""
