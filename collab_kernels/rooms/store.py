@@ -271,20 +271,25 @@ class SQLiteUpdateStore:
         fsync: the worker syncs it before it removes the previous state's file).
         """
         name = self.files.write(state, sync=False) if len(state) >= STATE_FILE_BYTES else None
-        with self._transaction():
-            self.worker.bump(room_id)
-            old = self._state_file(room_id)
-            self._db.execute("DELETE FROM updates WHERE room_id = ?", (room_id,))
-            self._db.execute(
-                "INSERT OR REPLACE INTO docs (room_id, file_hash, state, updated, lineage, "
-                "in_file) VALUES (?, ?, x'', ?, ?, ?)",
-                (room_id, file_hash, time.time(), lineage, int(in_file)),
-            )
-            self._db.execute(
-                "INSERT OR REPLACE INTO states (room_id, state, file, file_bytes) "
-                "VALUES (?, ?, ?, ?)",
-                (room_id, b"" if name else state, name, len(state) if name else 0),
-            )
+        try:
+            with self._transaction():
+                self.worker.bump(room_id)
+                old = self._state_file(room_id)
+                self._db.execute("DELETE FROM updates WHERE room_id = ?", (room_id,))
+                self._db.execute(
+                    "INSERT OR REPLACE INTO docs (room_id, file_hash, state, updated, lineage, "
+                    "in_file) VALUES (?, ?, x'', ?, ?, ?)",
+                    (room_id, file_hash, time.time(), lineage, int(in_file)),
+                )
+                self._db.execute(
+                    "INSERT OR REPLACE INTO states (room_id, state, file, file_bytes) "
+                    "VALUES (?, ?, ?, ?)",
+                    (room_id, b"" if name else state, name, len(state) if name else 0),
+                )
+        except BaseException:
+            if name is not None:
+                self.files.remove(name)
+            raise
         if name is not None or old is not None:
             self.worker.discard(old, sync=name)
         self._pending_counts[room_id] = 0
