@@ -187,7 +187,7 @@ class DocumentWriter:
     ) -> None:
         """Apply the buffered messages in order (inside the caller's transaction); with a
         ``budget`` (seconds), stop once it is spent and keep the rest buffered."""
-        pending, self.pending = join_streams(self.pending), []
+        pending, self.pending = join_streams(self.pending, room.kept_cell_output), []
         deadline = None if budget is None else time.perf_counter() + budget
         cuts = StreamCuts(room.kept_cell_output)
         streamed: dict[str, CellMap] = {}
