@@ -46,7 +46,7 @@ def one_line(r: dict) -> str:
     k = r.get("kernel") or {}
     kern = f"kernel {k['seconds']:.2f} s, " if k.get("seconds") else "kernel not observed, "
     return (
-        f"{outcome(r)}; {kern}server CPU {r['server_cpu']:.2f} s, kernel CPU {r['kernel_cpu']:.2f} s, "
+        f"{outcome(r)}; {kern}{watchers_note(r)}server CPU {r['server_cpu']:.2f} s, kernel CPU {r['kernel_cpu']:.2f} s, "
         f"client CPU {r['client_cpu']:.2f} s, peak RSS {r['peak_rss'] / MB:.0f} MB, "
         f"{r['messages']:.0f} msgs/watcher, text {r['text_len']}/{r['expected_len']} chars"
         + (
@@ -57,6 +57,24 @@ def one_line(r: dict) -> str:
             else ""
         )
     )
+
+
+def watchers_note(r: dict) -> str:
+    """The full and raw watchers' last completion, and the clients' floor of the run."""
+    kinds = r.get("by_kind") or {}
+    parts = [
+        f"{k} {g['complete']}/{g['watchers']} last {_fmt_s(g['last_seconds'])}"
+        for k, g in kinds.items()
+    ]
+    c = r.get("completion") or {}
+    if c and not c.get("agree", True):
+        parts.append("the full watchers got DIFFERENT updates")
+    f = r.get("clients_floor") or {}
+    if "seconds" in f:
+        parts.append(
+            f"clients' floor {f['seconds'] * 1000:.0f} ms ({f['wire_bytes'] / 1000:.0f} kB)"
+        )
+    return (", ".join(parts) + "; ") if parts else ""
 
 
 def idle_line(r: dict) -> str:

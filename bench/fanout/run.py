@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import datetime as dt
 import json
@@ -19,10 +18,13 @@ from pathlib import Path
 import psutil
 
 from . import report
+from .cli import parse_args
+from .clients_floor import run_once as floor_once
 from .floor import IopubObserver, measure_floor
 from .patterns import PATTERNS, WARMUP_CODE, Pattern
 from .servers import BENCH_CELL, REPO, SERVERS, WARMUP_CELL, RssSampler, Server, versions
-from .watcher import Watcher, worker_main
+from .watcher import Watcher
+from .worker import worker_main
 
 RESULTS = REPO / "bench" / "results"
 
@@ -97,10 +99,14 @@ def connect_watchers(
     cell_id: str,
     first_index: int = 0,
     awareness: bool = True,
+    full: int = -1,
 ) -> dict:
+    """Connect ``n`` watchers over ``workers`` processes; ``full`` of them pycrdt watchers
+    (spread over the processes), the others raw (-1: all full)."""
     counts = split(n, workers)
+    fulls = split(full, workers) if full >= 0 else [-1] * workers
     args, index = [], first_index
-    for c in counts:
+    for c, f in zip(counts, fulls, strict=True):
         args.append(
             {
                 "url": url,
@@ -108,6 +114,7 @@ def connect_watchers(
                 "first_index": index,
                 "cell_id": cell_id,
                 "awareness": awareness,
+                "full": f,
             }
         )
         index += c
@@ -208,9 +215,12 @@ def run_scenario(
     workers: int,
     timeout: float,
     idle: float,
+    full: int = -1,
 ) -> dict:
+    """One server, ``n`` watchers (``full`` of them pycrdt ones, the probe included; -1: all),
+    one pattern."""
     srv = cls()
-    out: dict = {"server": srv.key, "watchers": n, "pattern": pattern.key}
+    out: dict = {"server": srv.key, "watchers": n, "pattern": pattern.key, "full_watchers": full}
     observer = None
     try:
         srv.write_notebook(pattern.code, WARMUP_CODE)
@@ -220,7 +230,9 @@ def run_scenario(
         url = srv.room_url(room_id, session_id)
         # the probe watcher (worker 0) is one of the n
         c = (
-            connect_watchers(pool, url, n - 1, workers, BENCH_CELL, first_index=1)
+            connect_watchers(
+                pool, url, n - 1, workers, BENCH_CELL, first_index=1, full=max(full - 1, -1)
+            )
             if n > 1
             else {"synced": 0, "errors": [], "seconds": 0}
         )
@@ -243,6 +255,17 @@ def run_scenario(
         res = pool.call(
             "wait", {"t0": t0, "timeout": timeout, "idle": idle}, workers, timeout=timeout + 60
         )
+        full_results = [w for r_ in res for w in r_["watchers"]]
+        out["completion"] = completion = _reference(full_results)
+        if full >= 0:  # the raw watchers: complete when they got the full watchers' updates
+            left = max(t0 + timeout - time.monotonic(), 5.0)
+            raw = pool.call(
+                "resolve",
+                {"t0": t0, "reference": completion.get("reference"), "timeout": left},
+                workers,
+                timeout=left + 60,
+            )
+            res = [*res, *raw]
         if stall is not None:
             stall.join()
             out["stalled"] = os.environ["FANOUT_STALL"]
@@ -257,13 +280,32 @@ def run_scenario(
             out["fresh_join"] = fresh_view(url, BENCH_CELL, pattern.expected)
             out["server_log"] = srv.log_tail(40)
         watchers = [w for r_ in res for w in r_["watchers"]]
+        for w in watchers:
+            w.pop("reference", None)
+            w.pop("complete_data", None)
         complete = [w for w in watchers if w["complete"]]
+        full_ws = [w for w in watchers if w.get("kind") == "full"]
+        raw_ws = [w for w in watchers if w.get("kind") == "raw"]
+        out["by_kind"] = {
+            kind: {
+                "watchers": len(group),
+                "complete": sum(1 for w in group if w["complete"]),
+                "last_seconds": max((w["seconds"] for w in group if w["complete"]), default=None),
+                "median_seconds": sorted(w["seconds"] for w in group if w["complete"])[
+                    sum(1 for w in group if w["complete"]) // 2
+                ]
+                if any(w["complete"] for w in group)
+                else None,
+            }
+            for kind, group in (("full", full_ws), ("raw", raw_ws))
+            if group
+        }
         traced = [w for w in watchers if w.get("trace")]
         if traced:  # FANOUT_TRACE=1: frame arrival times of a few watchers, for diagnosis
             out["traces"] = {w["index"]: w["trace"] for w in traced[:: max(len(traced) // 4, 1)]}
             out["server_log"] = srv.log_tail(60)
         out.update(
-            reason=",".join(sorted({r_["reason"] for r_ in res})),
+            reason=",".join(sorted({r_["reason"] for r_ in res if "reason" in r_})),
             complete=len(complete),
             all_complete=len(complete) == n,
             seconds=max(w["seconds"] for w in complete) if len(complete) == n else None,
@@ -281,11 +323,11 @@ def run_scenario(
             update_messages=sum(w["update_frames"] for w in watchers) / n,
             bytes_per_watcher=sum(w["bytes"] for w in watchers) / n,
             deflate_watchers=sum(1 for w in watchers if w.get("deflate")),
-            text_len=sorted(w["text_len"] for w in watchers)[n // 2],
+            text_len=sorted(w["text_len"] for w in full_ws)[len(full_ws) // 2],
             expected_len=len(pattern.expected),
             tail=next((w["tail"] for w in watchers if not w["complete"]), ""),
             first_diff=sorted(w["first_diff"] for w in watchers if w["first_diff"] is not None)[:1],
-            text_lens=sorted({w["text_len"] for w in watchers}),
+            text_lens=sorted({w["text_len"] for w in full_ws}),
             watcher_errors=sorted({w["error"] for w in watchers if w["error"]})[:3],
         )
     except Exception as e:
@@ -303,8 +345,41 @@ def run_scenario(
     return out
 
 
+def _reference(full: list[dict]) -> dict:
+    """The updates after which the full watchers' documents were complete: the same for all
+    of them when the server sends every connection the same frames (checked here)."""
+    refs = [w["reference"] for w in full if w["complete"] and w.get("reference") is not None]
+    out: dict = {"full_complete": len(refs), "full": len(full)}
+    if not refs:
+        return out
+    first = [tuple(fp) for fp in refs[0]]
+    out["agree"] = all([tuple(fp) for fp in r] == first for r in refs)
+    out["updates"] = len(first)
+    out["frame_bytes"] = first[-1][0] if first else 0
+    out["reference"] = first
+    data = next((w["complete_data"] for w in full if w.get("complete_data")), None)
+    out["frame"] = data
+    return out
+
+
+def clients_floor(frame: bytes, n: int, workers: int) -> dict:
+    """``n`` raw watchers taking in ``frame`` (a scenario's completing update, as the full
+    watchers received it) from a server that costs nothing: the least any server could add
+    after its last output on this machine at this moment."""
+    try:
+        seconds, cpu, size = floor_once(n, workers, message=frame, raw=True)
+    except Exception as e:
+        return {"error": f"{type(e).__name__}: {e}"}
+    return {"seconds": seconds, "client_cpu": cpu, "wire_bytes": size}
+
+
 def run_idle(
-    cls: type[Server], counts: list[int], pool: Pool, workers: int, awareness_seconds: float
+    cls: type[Server],
+    counts: list[int],
+    pool: Pool,
+    workers: int,
+    awareness_seconds: float,
+    full: int = -1,
 ) -> dict:
     """RSS and descriptors per idle viewer, and CPU spent on their awareness renewals."""
     srv = cls()
@@ -324,7 +399,9 @@ def run_idle(
         have = 1
         for n in counts:
             cpu0 = srv.stats().cpu
-            c = connect_watchers(pool, url, n - have, workers, BENCH_CELL, first_index=have)
+            c = connect_watchers(
+                pool, url, n - have, workers, BENCH_CELL, first_index=have, full=max(full - 1, -1)
+            )
             if c["synced"] != n - have:
                 raise RuntimeError(f"only {c['synced'] + have}/{n} viewers synced: {c['errors']}")
             joined = n - have
@@ -374,97 +451,6 @@ def run_idle(
             pass
         srv.stop()
     return out
-
-
-def parse_args(argv: list[str] | None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(
-        prog="fanout_bench",
-        description="Seconds until every watcher's document holds a cell's output, server CPU, "
-        "peak RSS and messages per watcher, for collab_kernels and its peers, against the "
-        "kernel floor.",
-    )
-    p.add_argument(
-        "--quick",
-        action="store_true",
-        help="smoke run: 20 watchers, each pattern once, short idle-viewer check; "
-        "results go to bench/results/ only",
-    )
-    p.add_argument(
-        "--servers",
-        default=",".join(SERVERS),
-        help=f"comma-separated subset of {','.join(SERVERS)}",
-    )
-    p.add_argument("--watchers", default="20,100,300", help="comma-separated watcher counts")
-    p.add_argument(
-        "--patterns",
-        default=",".join(PATTERNS),
-        help=f"comma-separated subset of {','.join(PATTERNS)}",
-    )
-    p.add_argument(
-        "--timeout",
-        type=float,
-        default=60.0,
-        help="seconds a scenario may take before it is reported as incomplete",
-    )
-    p.add_argument(
-        "--idle",
-        type=float,
-        default=8.0,
-        help="end a scenario early when no watcher received anything for this long",
-    )
-    p.add_argument(
-        "--workers",
-        type=int,
-        default=0,
-        help="watcher processes (default: 1 up to 100 watchers, 2 above)",
-    )
-    p.add_argument(
-        "--idle-viewers",
-        default="100,300",
-        help="viewer counts for the idle-viewer measurement ('' to skip)",
-    )
-    p.add_argument(
-        "--awareness-seconds",
-        type=float,
-        default=30.0,
-        help="length of the idle-viewer awareness window",
-    )
-    p.add_argument("--floor-repeats", type=int, default=3)
-    p.add_argument(
-        "--docs",
-        action=argparse.BooleanOptionalAction,
-        default=None,
-        help="write docs/benchmarks.md and .png (default: yes unless --quick)",
-    )
-    p.add_argument(
-        "--report",
-        metavar="RESULTS_JSON",
-        help="run nothing: rewrite docs/benchmarks.md and .png from a results file "
-        "(a finished run's, or the partial one a stopped run left)",
-    )
-    p.add_argument(
-        "--watcher-compression",
-        choices=["none", "deflate"],
-        default="none",
-        help="permessage-deflate offered by the watchers, as browsers do ('deflate'), or not "
-        "(sent as FANOUT_WATCHER_COMPRESSION to the watcher processes)",
-    )
-    p.add_argument(
-        "--no-install",
-        action="store_true",
-        help="do not create missing peer environments (skip those peers)",
-    )
-    args = p.parse_args(argv)
-    if args.quick:
-        args.watchers = "20"
-        if args.idle_viewers == p.get_default("idle_viewers"):
-            args.idle_viewers = "20"
-        args.awareness_seconds = min(args.awareness_seconds, 5.0)
-        args.floor_repeats = 1
-        args.timeout = min(args.timeout, 45.0)
-    if args.docs is None:
-        args.docs = not args.quick
-    return args
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -565,8 +551,15 @@ def main(argv: list[str] | None = None) -> int:
             for p in patterns:
                 for cls in usable:
                     print(f"[bench] {cls.label}: {n} watchers x {p.label} ...", flush=True)
-                    r = run_scenario(cls, n, p, pool, workers, args.timeout, args.idle)
+                    r = run_scenario(
+                        cls, n, p, pool, workers, args.timeout, args.idle, args.full_watchers
+                    )
                     r["floor"] = results["floor"][p.key]["seconds"]
+                    completion = r.get("completion") or {}
+                    frame = completion.pop("frame", None)
+                    completion.pop("reference", None)
+                    if args.clients_floor and frame and args.full_watchers >= 0:
+                        r["clients_floor"] = clients_floor(frame, n, workers)
                     results["scenarios"].append(r)
                     save()
                     print("[bench]   " + report.one_line(r), flush=True)
@@ -574,7 +567,9 @@ def main(argv: list[str] | None = None) -> int:
             workers = args.workers or (1 if max(idle_counts) <= 100 else 2)
             for cls in usable:
                 print(f"[bench] {cls.label}: idle viewers {idle_counts} ...", flush=True)
-                r = run_idle(cls, idle_counts, pool, workers, args.awareness_seconds)
+                r = run_idle(
+                    cls, idle_counts, pool, workers, args.awareness_seconds, args.full_watchers
+                )
                 results["idle"].append(r)
                 save()
                 print("[bench]   " + report.idle_line(r), flush=True)

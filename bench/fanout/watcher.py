@@ -5,9 +5,10 @@ and an awareness state, answers the server's step1 with a step2, applies the ser
 and every update), and records the arrival time of the frame after which the watched cell's
 stdout text equals the expected text exactly.
 
-Watchers run in worker processes (:func:`worker_main`), driven by the benchmark process over a
-``multiprocessing`` pipe, so that the client side can use more than one core and its CPU time
-is measured apart from the server's.
+Each update it receives after :meth:`Watcher.reset` is also recorded as a
+:func:`fingerprint`, and the number of updates it had when its document was complete: the
+reference by which the cheap :class:`~.raw_watcher.RawWatcher` instances, which apply
+nothing, know when they were complete. Watchers run in worker processes (``worker.py``).
 """
 
 from __future__ import annotations
@@ -15,9 +16,8 @@ from __future__ import annotations
 import asyncio
 import json
 import os
-import random
 import time
-import traceback
+import zlib
 from typing import Any
 
 from pycrdt import Array, Doc, Map, Text, write_var_uint
@@ -36,6 +36,13 @@ def read_var_uint(data: bytes, pos: int) -> tuple[int, int]:
         if byte < 0x80:
             return value, pos
         shift += 7
+
+
+def fingerprint(data: bytes | bytearray | memoryview) -> tuple[int, int]:
+    """(length, CRC-32 of the first 32 and last 64 bytes) of one message: what tells one
+    update frame from another cheaply (a Y update's head names the writing client and clock,
+    its tail the newest content and the delete set)."""
+    return len(data), zlib.crc32(data[-64:], zlib.crc32(data[:32]))
 
 
 def _frame(kind: int, sub: int | None, payload: bytes) -> bytes:
@@ -132,7 +139,9 @@ class CellView:
 
 
 class Watcher:
-    """One viewer of one room."""
+    """One viewer of one room, holding the whole document (a browser tab's work)."""
+
+    kind = "full"
 
     def __init__(self, index: int, url: str, cell_id: str, expected: str | None = None):
         self.index = index
@@ -160,6 +169,10 @@ class Watcher:
         self.awareness_frames = 0
         self.complete_at: float | None = None
         self.last_frame_at: float | None = None
+        self.fps: list[tuple[int, int]] = []
+        #: updates received when the document was complete, and the last of them
+        self.complete_frames: int | None = None
+        self.complete_data: bytes | None = None
         self.trace: list | None = [] if os.environ.get("FANOUT_TRACE") else None
 
     def _check(self, now: float) -> None:
@@ -167,6 +180,7 @@ class Watcher:
             return
         if self.view.length() == self.expected_len and self.view.text() == self.expected:
             self.complete_at = now
+            self.complete_frames = len(self.fps)
 
     async def run(self, awareness_state: dict | None) -> None:
         try:
@@ -202,10 +216,13 @@ class Watcher:
                             await ws.send(_frame(MSG_SYNC, STEP2, self.doc.get_update(payload)))
                         else:
                             self.update_frames += 1
+                            self.fps.append(fingerprint(data))
                             self.doc.apply_update(payload)
                             if sub == STEP2:
                                 self.synced.set()
                             self._check(now)
+                            if self.complete_frames == len(self.fps) and self.complete_data is None:
+                                self.complete_data = data
                     elif kind == MSG_AWARENESS:
                         self.awareness_frames += 1
         except Exception as e:
@@ -218,6 +235,10 @@ class Watcher:
         self.awareness_clock += 1
         if self.ws is not None:
             await self.ws.send(awareness_frame(self.doc.client_id, self.awareness_clock, state))
+
+    async def aclose(self) -> None:
+        if self.ws is not None:
+            await self.ws.close()
 
     def result(self, t0: float) -> dict:
         text_len = self.view.length()
@@ -236,8 +257,12 @@ class Watcher:
                     ),
                     min(len(text), len(self.expected)),
                 )
+        k = self.complete_frames
         return {
             "index": self.index,
+            "kind": self.kind,
+            #: the updates up to completion (what the raw watchers are checked against)
+            "reference": self.fps[:k] if k is not None else None,
             "complete": equal,
             "seconds": (self.complete_at - t0) if equal else None,
             "frames": self.frames,
@@ -248,6 +273,7 @@ class Watcher:
             "first_diff": first_diff,
             "trace": [(round(t - t0, 4), n) for t, n in self.trace] if self.trace else None,
             "deflate": bool(self.ws is not None and self.ws.protocol.extensions),
+            "complete_data": self.complete_data,
             "error": self.error,
         }
 
@@ -264,169 +290,3 @@ def browser_like_state(index: int) -> dict:
         },
         "current": None,
     }
-
-
-# ---------------------------------------------------------------- worker process
-
-
-class _Worker:
-    def __init__(self, conn, worker_id: int):
-        self.conn = conn
-        self.worker_id = worker_id
-        self.watchers: list[Watcher] = []
-        self.tasks: list[asyncio.Task] = []
-
-    async def connect(
-        self,
-        url: str,
-        count: int,
-        first_index: int,
-        cell_id: str,
-        awareness: bool,
-        concurrency: int = 16,
-        timeout: float = 120,
-    ) -> dict:
-        sem = asyncio.Semaphore(concurrency)
-
-        new: list[Watcher] = []
-
-        async def one(i: int) -> None:
-            w = Watcher(first_index + i, url, cell_id)
-            self.watchers.append(w)
-            new.append(w)
-            async with sem:
-                self.tasks.append(
-                    asyncio.create_task(w.run(browser_like_state(w.index) if awareness else None))
-                )
-                await w.synced.wait()
-
-        t = time.monotonic()
-        try:
-            await asyncio.wait_for(asyncio.gather(*(one(i) for i in range(count))), timeout)
-        except asyncio.TimeoutError:
-            pass
-        ok = sum(1 for w in new if w.synced.is_set() and w.error is None)
-        errors = sorted({w.error for w in new if w.error})[:3]
-        return {"synced": ok, "errors": errors, "seconds": time.monotonic() - t}
-
-    async def quiet(self, quiet_for: float, timeout: float) -> dict:
-        """Wait until no watcher received anything for ``quiet_for`` seconds."""
-        start = time.monotonic()
-        while time.monotonic() - start < timeout:
-            last = max((w.last_frame_at or 0 for w in self.watchers), default=0)
-            if time.monotonic() - last >= quiet_for:
-                break
-            await asyncio.sleep(0.05)
-        return {"seconds": time.monotonic() - start}
-
-    async def executed(self, cell_id: str, timeout: float) -> dict:
-        """Wait until the first watcher's document shows an execution count for the cell."""
-        deadline = time.monotonic() + timeout
-        w = self.watchers[0]
-        view = CellView(w.doc, cell_id)
-        while time.monotonic() < deadline and not w.closed.is_set():
-            if view.execution_count() is not None:
-                return {"ok": True}
-            await asyncio.sleep(0.05)
-        return {"ok": False}
-
-    def mark(self, cell_id: str, expected: str) -> dict:
-        for w in self.watchers:
-            w.reset(expected=expected, cell_id=cell_id)
-        self.cpu0 = time.process_time()
-        return {"ok": True}
-
-    async def wait(self, t0: float, timeout: float, idle: float) -> dict:
-        deadline = t0 + timeout
-        reason = "complete"
-        while True:
-            now = time.monotonic()
-            if all(w.complete_at is not None or w.closed.is_set() for w in self.watchers):
-                reason = "complete" if all(w.complete_at for w in self.watchers) else "closed"
-                break
-            if now > deadline:
-                reason = "timeout"
-                break
-            last = max((w.last_frame_at or 0 for w in self.watchers), default=0)
-            if now - t0 > idle and now - max(last, t0) > idle:
-                reason = "idle"
-                break
-            await asyncio.sleep(0.02)
-        return {
-            "reason": reason,
-            "client_cpu": time.process_time() - self.cpu0,
-            "watchers": [w.result(t0) for w in self.watchers],
-        }
-
-    async def awareness(self, duration: float, renew_every: float) -> dict:
-        """Every watcher renews its awareness state every ``renew_every`` seconds (random
-        phase), as browsers do, for ``duration`` seconds."""
-        for w in self.watchers:
-            w.reset()
-        cpu0 = time.process_time()
-
-        async def renew(w: Watcher) -> None:
-            await asyncio.sleep(random.uniform(0, renew_every))
-            while True:
-                try:
-                    await w.send_awareness(browser_like_state(w.index))
-                except Exception:
-                    return
-                await asyncio.sleep(renew_every)
-
-        tasks = [asyncio.create_task(renew(w)) for w in self.watchers]
-        await asyncio.sleep(duration)
-        for t in tasks:
-            t.cancel()
-        return {
-            "client_cpu": time.process_time() - cpu0,
-            "frames": sum(w.frames for w in self.watchers),
-            "awareness_frames": sum(w.awareness_frames for w in self.watchers),
-        }
-
-    async def close(self) -> dict:
-        closing = [asyncio.ensure_future(w.ws.close()) for w in self.watchers if w.ws is not None]
-        if closing:
-            await asyncio.wait(closing, timeout=3)
-        for t in closing + self.tasks:
-            t.cancel()
-        await asyncio.sleep(0)
-        self.watchers.clear()
-        self.tasks.clear()
-        return {"ok": True}
-
-    async def serve(self) -> None:
-        loop = asyncio.get_running_loop()
-        while True:
-            cmd = await loop.run_in_executor(None, self.conn.recv)
-            op = cmd.pop("op")
-            try:
-                if op == "connect":
-                    res = await self.connect(**cmd)
-                elif op == "quiet":
-                    res = await self.quiet(**cmd)
-                elif op == "executed":
-                    res = await self.executed(**cmd)
-                elif op == "mark":
-                    res = self.mark(**cmd)
-                elif op == "wait":
-                    res = await self.wait(**cmd)
-                elif op == "awareness":
-                    res = await self.awareness(**cmd)
-                elif op == "close":
-                    res = await self.close()
-                elif op == "exit":
-                    await self.close()
-                    self.conn.send({"ok": True})
-                    return
-                else:
-                    res = {"error": f"unknown op {op}"}
-            except Exception:
-                res = {"error": traceback.format_exc()}
-            self.conn.send(res)
-
-
-def worker_main(conn, worker_id: int) -> None:
-    """Entry point of a watcher worker process."""
-    os.environ.setdefault("PYTHONHASHSEED", "0")
-    asyncio.run(_Worker(conn, worker_id).serve())
