@@ -45,6 +45,10 @@ class NotebookRoom(Protocol):
     def flush_updates(self) -> None:
         """Send what was committed to every collaborator now (no coalescing delay)."""
 
+    def hold_updates(self, seconds: float) -> None:
+        """Send what is committed from now on at most ``seconds`` later (or at the next
+        ``flush_updates``), together with what follows meanwhile."""
+
     @property
     def kept_cell_output(self) -> int:
         """Bytes of stream text a cell over the room's output limit keeps (0: no limit)."""

@@ -135,14 +135,21 @@ class DocumentWriter:
 
         ``with_end``: the message closes its execution (an ``execute_result``: the kernel
         publishes it as the code ends, then only the reply and the idle status follow, or
-        the output of post-execute hooks). It waits for the cell's end transaction, at most
+        the output of post-execute hooks). It is written at once, while the kernel is still
+        finishing, but the room holds the update until the cell's end transaction, at most
         ``batch_interval()``, so that collaborators get the result, the count and idle as
-        one update: a cell never shows its result without its count, and each collaborator
-        decodes one update instead of two.
+        one update: a cell never shows its result without its count, each collaborator
+        decodes one update instead of two, and the end transaction has less to do.
         """
         self.pending.append((cell_id, msg_type, content))
         if self._handle is not None:
             return
+        if with_end:
+            interval = self.batch_interval()
+            room = self.live_room()
+            if interval > 0 and room is not None and self._not_before <= room_time():
+                self.edit(lambda cells, ycells: room.hold_updates(interval))
+                return
         self._schedule(with_end)
 
     def _schedule(self, with_end: bool = False) -> None:
@@ -422,6 +429,11 @@ class DocumentWriter:
 
         if self.live_room() is not None:
             self.edit(fn)
+
+
+def room_time() -> float:
+    """The event loop's clock (that of the writer's timers and the room's holds)."""
+    return asyncio.get_event_loop().time()
 
 
 def _set_states(cells: CellsById, cell_ids: Iterable[str], state: str) -> None:

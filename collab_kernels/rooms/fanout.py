@@ -97,6 +97,8 @@ class Fanout:
         self._pending_updates: list[bytes] = []
         self._last_flush = float("-inf")
         self._update_handle: asyncio.Handle | None = None
+        #: loop time until which committed updates wait (``hold_updates``)
+        self._hold_until = 0.0
         self._pending_awareness: set[int] = set()
         self._awareness_handle: asyncio.Handle | None = None
         self._snapshot: Frame | None = None
@@ -197,10 +199,24 @@ class Fanout:
             loop = asyncio.get_event_loop()
             wait = max(self.coalesce_window, self._spacing(self._last_broadcast_cpu))
             wait -= loop.time() - self._last_flush
+            wait = max(wait, self._hold_until - loop.time())
             if wait > 0:
                 self._update_handle = loop.call_later(wait, self._flush_updates)
             else:
                 self._update_handle = loop.call_soon(self._flush_updates)
+
+    def hold_updates(self, seconds: float) -> None:
+        """Keep what is committed from now on for at most ``seconds`` before it is sent,
+        unless :meth:`flush_updates` sends it earlier: a writer whose next commit follows
+        shortly and should reach every collaborator with this one, as one update (a cell's
+        result, before its count and idle). Ends with the next broadcast."""
+        loop = asyncio.get_event_loop()
+        self._hold_until = max(self._hold_until, loop.time() + seconds)
+        if self._update_handle is not None:
+            self._update_handle.cancel()
+            self._update_handle = loop.call_later(
+                self._hold_until - loop.time(), self._flush_updates
+            )
 
     def _spacing(self, cpu: float) -> float:
         """Seconds to wait after a broadcast that took ``cpu`` seconds of CPU, so that
@@ -231,6 +247,7 @@ class Fanout:
 
     def _flush_updates(self) -> None:
         self._update_handle = None
+        self._hold_until = 0.0
         self._last_flush = asyncio.get_event_loop().time()
         updates, self._pending_updates = self._pending_updates, []
         if not updates:
