@@ -373,8 +373,36 @@ class SharedKernelClient(LoggingConfigurable):
         stream = self.send_stream(channel)
         header = msg["header"]
         self.router.remember_owner(header["msg_id"], header.get("msg_type", ""), owner)
+        if self._send_direct(stream):
+            self.session.send(stream.socket, msg)
+            self._recheck_incoming(stream)
+            return
         self.session.send(stream, msg)
         self._flush_sends(stream)
+
+    @staticmethod
+    def _send_direct(stream: ZMQStream) -> bool:
+        """Whether ``msg`` can go straight to the stream's ZMQ socket: a real ZMQStream with
+        nothing queued (order kept) whose socket takes a message now (no blocking send).
+        Saves what ``send_multipart`` + ``flush`` cost around the socket send: a queue put
+        and get, two polls and a loop callback (about 50 us per execute request)."""
+        return (
+            type(stream) is ZMQStream
+            and not stream.closed()
+            and not stream.sending()
+            and bool(t.cast(int, stream.socket.get(zmq.EVENTS)) & zmq.POLLOUT)
+        )
+
+    @staticmethod
+    def _recheck_incoming(stream: ZMQStream) -> None:
+        """After a send behind the stream's back: a message that came in meanwhile may have
+        used up the edge of the socket's file descriptor, which the stream waits on, so the
+        stream is told to read on the loop's next iteration (never now: the caller's
+        transaction comes before any reply is handled)."""
+        if t.cast(int, stream.socket.get(zmq.EVENTS)) & zmq.POLLIN:
+            asyncio.get_event_loop().call_soon(
+                lambda: None if stream.closed() else stream.flush(zmq.POLLIN)
+            )
 
     def send_raw(
         self, channel: str, frames: list[bytes], *, owner: Listener | None = None
