@@ -65,7 +65,8 @@ class RoomPersistence(LoggingConfigurable):
         1024 * 1024 * 1024,
         config=True,
         help=(
-            "Largest size in bytes of the update store's database. Beyond it, the stored "
+            "Largest size in bytes of the update store: its database and the state files "
+            "beside it (big squashed states). Beyond it, the stored "
             "histories of the least recently written documents that are saved and not open "
             "are forgotten (reopened, they are built from their file; a browser still holding "
             "such a history is asked to reload). Histories with unsaved edits are never "
