@@ -110,6 +110,8 @@ class IopubObserver:
         self.code = code
         self.parent: str | None = None
         self.last_stream: float | None = None
+        #: the kernel's own clock (the header's date) when it made its last stream message
+        self.last_stream_date: float | None = None
         self.idle_at: float | None = None
         self.messages = 0
         self.raw: list[str] = []
@@ -138,6 +140,7 @@ class IopubObserver:
             if kind == "execute_input" and msg["content"].get("code") == self.code:
                 self.parent = parent
                 self.last_stream, self.idle_at, self.messages, self.raw = None, None, 0, []
+                self.last_stream_date = None
                 self.stray = []
             elif parent is None or parent != self.parent:
                 if (
@@ -150,14 +153,24 @@ class IopubObserver:
                 continue
             elif kind == "stream" and msg["content"].get("name") == "stdout":
                 self.last_stream = now
+                date = msg["header"].get("date")
+                self.last_stream_date = date.timestamp() if hasattr(date, "timestamp") else None
                 self.messages += 1
                 self.raw.append(msg["content"]["text"])
             elif kind == "status" and msg["content"].get("execution_state") == "idle":
                 self.idle_at = now
 
-    def result(self, t0: float, expected: str) -> dict:
+    def result(self, t0: float, expected: str, t0_wall: float | None = None) -> dict:
+        """``t0`` (monotonic) and ``t0_wall`` (``time.time()``): when the execute request was
+        sent. ``published_seconds``: when the kernel stamped its last stream message, by its
+        own clock (the same machine's): this subscriber receiving it later, when it does not
+        get a core in time (5000 messages to decode), does not move it."""
+        published = None
+        if t0_wall is not None and self.last_stream_date is not None:
+            published = self.last_stream_date - t0_wall
         return {
             "seconds": None if self.last_stream is None else self.last_stream - t0,
+            "published_seconds": published,
             "idle_seconds": None if self.idle_at is None else self.idle_at - t0,
             "messages": self.messages,
             "equal": render_terminal("".join(self.raw)) == expected,

@@ -246,7 +246,7 @@ def run_scenario(
         sampler.start()
         pool.call("mark", {"cell_id": BENCH_CELL, "expected": pattern.expected}, workers)
         out["load"] = psutil.getloadavg()[0]
-        t0 = time.monotonic()
+        t0, t0_wall = time.monotonic(), time.time()
         stall = _stall_later(srv, os.environ.get("FANOUT_STALL", ""))
         r = srv.execute(kernel_id, room_id, BENCH_CELL, pattern.code)
         out["execute_status"] = r.status_code
@@ -275,7 +275,7 @@ def run_scenario(
         pool.call("quiet", {"quiet_for": 1.0, "timeout": 10}, workers)
         after = srv.stats()
         out["peak_rss"] = max(sampler.stop(), after.rss)
-        out["kernel"] = observer.result(t0, pattern.expected) if observer else None
+        out["kernel"] = observer.result(t0, pattern.expected, t0_wall) if observer else None
         if not all(w["complete"] for r_ in res for w in r_["watchers"]):
             out["fresh_join"] = fresh_view(url, BENCH_CELL, pattern.expected)
             out["server_log"] = srv.log_tail(40)
