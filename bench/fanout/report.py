@@ -34,10 +34,12 @@ def outcome(r: dict) -> str:
 
 
 def floor_of(r: dict) -> float:
-    """The floor a scenario is compared with: the time its own kernel's last output reached
-    a raw ZMQ subscriber in the same run, or the standalone floor when that is missing."""
+    """The floor a scenario is compared with: when its own kernel stamped the cell's last
+    output (the message header's date; same machine, same clock), else when that output
+    reached a raw ZMQ subscriber in the same run (later when the subscriber waits for a
+    core), else the standalone floor."""
     k = r.get("kernel") or {}
-    return k.get("seconds") or r["floor"]
+    return k.get("published_seconds") or k.get("seconds") or r["floor"]
 
 
 def one_line(r: dict) -> str:
@@ -45,6 +47,8 @@ def one_line(r: dict) -> str:
         return f"ERROR {r['error']}"
     k = r.get("kernel") or {}
     kern = f"kernel {k['seconds']:.2f} s, " if k.get("seconds") else "kernel not observed, "
+    if k.get("published_seconds"):
+        kern = f"kernel stamped {k['published_seconds']:.2f} s, received {k['seconds']:.2f} s, "
     return (
         f"{outcome(r)}; {kern}{watchers_note(r)}server CPU {r['server_cpu']:.2f} s, kernel CPU {r['kernel_cpu']:.2f} s, "
         f"client CPU {r['client_cpu']:.2f} s, peak RSS {r['peak_rss'] / MB:.0f} MB, "
@@ -174,9 +178,11 @@ def markdown(results: dict) -> str:
     w("")
     w(
         "In each server's column, *(N x)* is the time divided by that scenario's own floor: "
-        "when a raw ZMQ subscriber on the same kernel, in the same run, received the cell's "
-        "last output (so load from other processes on the shared machine hits both alike; "
-        "the standalone floor is shown for reference). The goal is at most 1.25x. "
+        "when the kernel, in the same run, stamped the cell's last output message (its "
+        "header's date; runs before Dec 2026: when a raw ZMQ subscriber on the kernel received "
+        "it, which is later when that subscriber waits for a core; the standalone floor is "
+        "shown for reference). The goal is at most 1.25x. Most watchers are raw readers, "
+        "a few hold a pycrdt document (bench/README.md, `--full-watchers`). "
         "Ratios are ours / peer (below 1 is faster). A peer that never shows the expected text "
         "is reported as *not equal* (with how many watchers did); one still behind after the "
         "timeout as *timeout*.\n"
@@ -231,7 +237,7 @@ def markdown(results: dict) -> str:
                             str(n),
                             _label(results, s),
                             outcome(r),
-                            _fmt_s((r.get("kernel") or {}).get("seconds")),
+                            _fmt_s(floor_of(r)),
                             f"{r['server_cpu']:.2f}",
                             f"{r['kernel_cpu']:.2f}",
                             f"{r['client_cpu']:.2f}",
