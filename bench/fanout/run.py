@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import json
-import multiprocessing as mp
 import os
 import platform
 import signal
@@ -21,109 +20,13 @@ from . import report
 from .cli import parse_args
 from .clients_floor import run_once as floor_once
 from .floor import IopubObserver, measure_floor
+from .idle import run_idle
 from .patterns import PATTERNS, WARMUP_CODE, Pattern
+from .pool import Pool, connect_watchers
 from .servers import BENCH_CELL, REPO, SERVERS, WARMUP_CELL, RssSampler, Server, versions
 from .watcher import Watcher
-from .worker import worker_main
 
 RESULTS = REPO / "bench" / "results"
-
-
-class Pool:
-    """Watcher worker processes, kept for the whole run."""
-
-    def __init__(self, size: int):
-        ctx = mp.get_context("spawn")
-        self.conns = []
-        self.procs = []
-        for i in range(size):
-            parent, child = ctx.Pipe()
-            p = ctx.Process(
-                target=worker_main, args=(child, i), daemon=True, name=f"fanout-watchers-{i}"
-            )
-            p.start()
-            self.conns.append(parent)
-            self.procs.append(p)
-        self.ps = [psutil.Process(p.pid) for p in self.procs]
-
-    def call(
-        self,
-        op: str,
-        per_worker: list[dict] | dict,
-        workers: int | None = None,
-        timeout: float = 300,
-    ) -> list[dict]:
-        n = workers or len(self.conns)
-        args = per_worker if isinstance(per_worker, list) else [per_worker] * n
-        for conn, a in zip(self.conns[:n], args, strict=False):
-            conn.send({"op": op, **a})
-        out = []
-        for conn in self.conns[:n]:
-            if not conn.poll(timeout):
-                raise RuntimeError(f"watcher worker did not answer {op} in {timeout} s")
-            res = conn.recv()
-            if "error" in res:
-                raise RuntimeError(f"watcher worker failed in {op}:\n{res['error']}")
-            out.append(res)
-        return out
-
-    def cpu(self) -> float:
-        total = 0.0
-        for p in self.ps:
-            t = p.cpu_times()
-            total += t.user + t.system
-        return total
-
-    def close(self) -> None:
-        for conn in self.conns:
-            try:
-                conn.send({"op": "exit"})
-                conn.poll(5) and conn.recv()
-            except (OSError, EOFError):
-                pass
-        for p in self.procs:
-            p.join(5)
-            if p.is_alive():
-                p.terminate()
-
-
-def split(n: int, parts: int) -> list[int]:
-    return [n // parts + (1 if i < n % parts else 0) for i in range(parts)]
-
-
-def connect_watchers(
-    pool: Pool,
-    url: str,
-    n: int,
-    workers: int,
-    cell_id: str,
-    first_index: int = 0,
-    awareness: bool = True,
-    full: int = -1,
-) -> dict:
-    """Connect ``n`` watchers over ``workers`` processes; ``full`` of them pycrdt watchers
-    (spread over the processes), the others raw (-1: all full)."""
-    counts = split(n, workers)
-    fulls = split(full, workers) if full >= 0 else [-1] * workers
-    args, index = [], first_index
-    for c, f in zip(counts, fulls, strict=True):
-        args.append(
-            {
-                "url": url,
-                "count": c,
-                "first_index": index,
-                "cell_id": cell_id,
-                "awareness": awareness,
-                "full": f,
-            }
-        )
-        index += c
-    res = pool.call("connect", args, workers, timeout=180)
-    return {
-        "synced": sum(r["synced"] for r in res),
-        "errors": sorted({e for r in res for e in r["errors"]})[:3],
-        "seconds": max(r["seconds"] for r in res),
-    }
 
 
 def _drive_ready(
@@ -371,86 +274,6 @@ def clients_floor(frame: bytes, n: int, workers: int) -> dict:
     except Exception as e:
         return {"error": f"{type(e).__name__}: {e}"}
     return {"seconds": seconds, "client_cpu": cpu, "wire_bytes": size}
-
-
-def run_idle(
-    cls: type[Server],
-    counts: list[int],
-    pool: Pool,
-    workers: int,
-    awareness_seconds: float,
-    full: int = -1,
-) -> dict:
-    """RSS and descriptors per idle viewer, and CPU spent on their awareness renewals."""
-    srv = cls()
-    out: dict = {"server": srv.key, "points": []}
-    try:
-        srv.write_notebook("pass", WARMUP_CODE)
-        srv.start()
-        room_id, session_id = srv.open_document()
-        url = srv.room_url(room_id, session_id)
-        c = connect_watchers(pool, url, 1, 1, BENCH_CELL)
-        if c["synced"] != 1:
-            raise RuntimeError(f"room websocket did not sync: {c['errors']}")
-        pool.call("quiet", {"quiet_for": 1.0, "timeout": 30}, 1)
-        time.sleep(1)
-        base = srv.stats()
-        out["base_rss"], out["base_fds"] = base.rss, base.fds
-        have = 1
-        for n in counts:
-            cpu0 = srv.stats().cpu
-            c = connect_watchers(
-                pool, url, n - have, workers, BENCH_CELL, first_index=have, full=max(full - 1, -1)
-            )
-            if c["synced"] != n - have:
-                raise RuntimeError(f"only {c['synced'] + have}/{n} viewers synced: {c['errors']}")
-            joined = n - have
-            have = n
-            pool.call("quiet", {"quiet_for": 1.0, "timeout": 60}, workers)
-            time.sleep(1)
-            s = srv.stats()
-            out["points"].append(
-                {
-                    "viewers": n,
-                    "rss": s.rss,
-                    "fds": s.fds,
-                    "rss_per_viewer": (s.rss - base.rss) / (n - 1),
-                    "fds_per_viewer": (s.fds - base.fds) / (n - 1),
-                    # the join storm: how long the new viewers took to sync, and the server
-                    # CPU per joining viewer (handshake, sync, presence relayed to the others)
-                    "connect_seconds": c["seconds"],
-                    "join_cpu_per_viewer": (s.cpu - cpu0) / joined,
-                }
-            )
-        before = srv.stats()
-        client0 = pool.cpu()
-        t = time.monotonic()
-        res = pool.call(
-            "awareness",
-            {"duration": awareness_seconds, "renew_every": 15.0},
-            workers,
-            timeout=awareness_seconds + 60,
-        )
-        wall = time.monotonic() - t
-        after = srv.stats()
-        out["awareness"] = {
-            "viewers": have,
-            "seconds": wall,
-            "server_cpu_per_s": (after.cpu - before.cpu) / wall,
-            "client_cpu_per_s": (pool.cpu() - client0) / wall,
-            "frames_per_viewer_per_s": sum(r["frames"] for r in res) / have / wall,
-        }
-    except Exception as e:
-        out["error"] = f"{type(e).__name__}: {e}"
-        out["traceback"] = traceback.format_exc()
-        out["server_log"] = srv.log_tail(30)
-    finally:
-        try:
-            pool.call("close", {}, None, timeout=60)
-        except Exception:
-            pass
-        srv.stop()
-    return out
 
 
 def main(argv: list[str] | None = None) -> int:
