@@ -18,7 +18,6 @@ from tornado.web import HTTPError
 from collab_kernels.rooms.document import DocumentRoom
 from collab_kernels.rooms.fanout import RoomClient
 from collab_kernels.rooms.limits import UpdateTooDeep, inspect_update, notebook_roots, type_depth
-from collab_kernels.rooms.merge import merge_notebooks
 from collab_kernels.rooms.protocol import ProtocolError
 from collab_kernels.rooms.repair import (
     CELLS_PER_STEP,
@@ -403,62 +402,6 @@ async def test_unreadable_stored_history_falls_back_to_the_file(tmp_path):
     store.close()
 
 
-# --- three-way merge -------------------------------------------------------------------------
-def nb(*cells: tuple[str, str], metadata: dict | None = None) -> dict:
-    return {
-        "nbformat": 4,
-        "nbformat_minor": 5,
-        "metadata": metadata or {},
-        "cells": [
-            {
-                "id": i,
-                "cell_type": "code",
-                "source": s,
-                "metadata": {},
-                "outputs": [],
-                "execution_count": None,
-            }
-            for i, s in cells
-        ],
-    }
-
-
-def merged_sources(result) -> list[tuple[str, str]]:
-    return [(c["id"], c["source"]) for c in result.content["cells"]]
-
-
-def test_merge_takes_each_side_changes_inserts_and_deletes():
-    base = nb(("a", "1"), ("b", "2"), ("c", "3"), ("d", "4"))
-    room = nb(("a", "1 room"), ("b", "2"), ("c", "3"), ("r", "new in room"), ("d", "4"))
-    disk = nb(("a", "1"), ("b", "2 disk"), ("d", "4"), ("x", "new on disk"))  # c deleted
-    result = merge_notebooks(base, room, disk)
-    assert merged_sources(result) == [
-        ("a", "1 room"),
-        ("b", "2 disk"),
-        ("r", "new in room"),
-        ("d", "4"),
-        ("x", "new on disk"),
-    ]
-    assert result.conflicts == [] and result.from_disk
-
-
-def test_merge_conflict_keeps_the_room_and_edits_beat_deletes():
-    base = nb(("a", "1"), ("b", "2"), metadata={"k": 1})
-    room = nb(("a", "1 room"), metadata={"k": 2})  # b deleted in the room
-    disk = nb(("a", "1 disk"), ("b", "2 disk"), metadata={"k": 3})  # b edited on disk
-    result = merge_notebooks(base, room, disk)
-    assert merged_sources(result) == [("a", "1 room"), ("b", "2 disk")]
-    assert result.conflicts == ["a", "metadata"]
-    assert result.content["metadata"] == {"k": 2}
-
-
-def test_merge_follows_the_side_that_moved_cells():
-    base = nb(("a", "1"), ("b", "2"), ("c", "3"))
-    room = nb(("a", "1"), ("b", "2 room"), ("c", "3"))
-    disk = nb(("c", "3"), ("a", "1"), ("b", "2"))  # moved on disk
-    assert [c for c, _ in merged_sources(merge_notebooks(base, room, disk))] == ["c", "a", "b"]
-
-
 # --- the save schedule -------------------------------------------------------------------------
 async def test_a_slow_save_spaces_out_the_next_autosaves(monkeypatch):
     """Saving a big document may take at most save_time_share of the time."""
@@ -527,47 +470,3 @@ def test_trim_stream_outputs_drops_the_oldest_text_with_a_marker():
     assert len(first.encode()) + len(second.encode()) <= 1000
     assert second.endswith("c" * 700)
     assert trim_stream_outputs(ydoc, 1000) == []
-
-
-class _FakeServerApp:
-    """What prefer_local_file_ids reads of a ServerApp."""
-
-    def __init__(self, db_path):
-        from jupyter_server.services.contents.largefilemanager import AsyncLargeFileManager
-        from traitlets.config import Config
-
-        self.config = Config({"BaseFileIdManager": {"db_path": str(db_path)}})
-        self.contents_manager_class = AsyncLargeFileManager
-        self.log = logging.getLogger("test")
-
-
-def test_local_file_ids_are_preferred_for_a_new_database(tmp_path):
-    from jupyter_server_fileid.manager import LocalFileIdManager
-
-    from collab_kernels.rooms.content import prefer_local_file_ids
-    from collab_kernels.rooms.file_ids import FollowingFileIdManager
-
-    app = _FakeServerApp(tmp_path / "file_id_manager.db")
-    assert prefer_local_file_ids(app)
-    chosen = app.config.FileIdExtension.file_id_manager_class
-    assert chosen is FollowingFileIdManager and issubclass(chosen, LocalFileIdManager)
-
-
-def test_an_existing_arbitrary_file_id_database_is_kept(tmp_path):
-    """A database made by the default ArbitraryFileIdManager (older installs) has no crtime
-    column: LocalFileIdManager would fail on it and every collaboration session with it."""
-    from jupyter_server_fileid.manager import ArbitraryFileIdManager, LocalFileIdManager
-
-    from collab_kernels.rooms.content import prefer_local_file_ids
-
-    db = tmp_path / "file_id_manager.db"
-    old = ArbitraryFileIdManager(root_dir=str(tmp_path), db_path=str(db))
-    old.index("x.ipynb")
-    old.con.close()
-    app = _FakeServerApp(db)
-    assert not prefer_local_file_ids(app)
-    assert "file_id_manager_class" not in app.config.get("FileIdExtension", {})
-    # a database LocalFileIdManager made itself is used again
-    db2 = tmp_path / "local.db"
-    LocalFileIdManager(root_dir=str(tmp_path), db_path=str(db2)).con.close()
-    assert prefer_local_file_ids(_FakeServerApp(db2))
