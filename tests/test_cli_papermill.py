@@ -232,7 +232,9 @@ async def test_dead_kernel_timeout_and_closed_stdin(tmp_path, jp_environ):
         _run(CLI, "run", "ask.ipynb", "ck_ask.ipynb", cwd=tmp_path),
     )
     codes = [r[0] for r in runs]
-    assert codes == [138, EXIT_KERNEL_DIED, 138, 1, EXIT_TIMEOUT, 1, EXIT_CELL_ERROR], runs
+    expected = [138, EXIT_KERNEL_DIED, 138, 1, EXIT_TIMEOUT, 1, EXIT_CELL_ERROR]
+    wrong = [(i, runs[i][0], runs[i][2]) for i, code in enumerate(expected) if codes[i] != code]
+    assert not wrong, "\n\n".join(f"run {i} exited {c}, stderr:\n{e}" for i, c, e in wrong)
     dead = read_notebook(tmp_path / "ck_dead.ipynb")
     markers = [c for c in dead.cells if "papermill-error-cell-tag" in c.metadata.tags]
     code_cells = [c for c in dead.cells if c.cell_type == "code"]
@@ -294,7 +296,7 @@ async def test_stdout_and_stderr_files_as_papermill(tmp_path, jp_environ):
     assert (tmp_path / "ck.out").read_text() == "one\ntwo\n"
 
 
-async def test_batch_on_one_embedded_server(tmp_path, jp_environ):
+async def test_batch_on_one_embedded_server(tmp_path, jp_environ, jp_data_dir):
     for i in range(3):
         _custom(tmp_path, f"nb{i}.ipynb", [f"print({i} * 10)"])
     _custom(tmp_path, "bad.ipynb", ["1 / 0"])
@@ -313,6 +315,11 @@ async def test_batch_on_one_embedded_server(tmp_path, jp_environ):
     code, _, err = await _run(CLI, "run", "--batch", "nb0.ipynb", "nb1.ipynb", cwd=tmp_path)
     assert code == EXIT_OK, err
     assert stream_text(read_notebook(tmp_path / "nb1.ipynb").cells[0]) == "10\n"
+    # a server that lives as long as the command keeps no update store and no file-id
+    # database in the user's data directory (nobody reconnects to it; a long-lived server
+    # of the same data directory keeps the store to itself)
+    assert not (jp_data_dir / "collab_kernels").exists()
+    assert not (jp_data_dir / "file_id_manager.db").exists()
 
 
 COUNTER = "try:\n    n += 1\nexcept NameError:\n    n = 1\nprint(n)"

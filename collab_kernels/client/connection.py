@@ -147,6 +147,8 @@ class RoomConnection:
         self.close_reason: str = ""
         self._ws: Any = None
         self._reader: asyncio.Task[None] | None = None
+        #: the last frame handed to the websocket: frames go out in the order they are queued
+        self._last_send: asyncio.Future[None] | None = None
         self._applying_remote = False
         self._waiters: list[tuple[Callable[[Any], bool], asyncio.Future[Any]]] = []
         self._save_replies: dict[Any, asyncio.Future[Any]] = {}
@@ -208,17 +210,29 @@ class RoomConnection:
         await self.close()
 
     async def _send(self, frame: bytes) -> None:
+        """Send ``frame`` after every frame queued before it (an edit made just before a
+        save request reaches the server before it, so the save holds the edit)."""
         if self._ws is None:
             raise RoomClosedError(self.close_code, self.close_reason)
+        await self._queue(frame)
+
+    def _send_soon(self, frame: bytes) -> None:
+        if self._ws is not None and not self.closed.done():
+            task = self._queue(frame)
+            task.add_done_callback(lambda t: t.cancelled() or t.exception())
+
+    def _queue(self, frame: bytes) -> asyncio.Future[None]:
+        task = asyncio.ensure_future(self._send_after(self._last_send, frame))
+        self._last_send = task
+        return task
+
+    async def _send_after(self, previous: asyncio.Future[None] | None, frame: bytes) -> None:
+        if previous is not None and not previous.done():
+            await asyncio.wait([previous])  # its error is its sender's, not ours
         try:
             await self._ws.send(frame)
         except ConnectionClosed as e:
             raise RoomClosedError(self.close_code, self.close_reason) from e
-
-    def _send_soon(self, frame: bytes) -> None:
-        if self._ws is not None and not self.closed.done():
-            task = asyncio.ensure_future(self._send(frame))
-            task.add_done_callback(lambda t: t.cancelled() or t.exception())
 
     async def send_bytes(self, frame: bytes) -> None:
         """Send an arbitrary frame (for tests of the server's input checks)."""

@@ -211,6 +211,11 @@ class EmbeddedServer:
                 },
                 "Application": {"log_level": self.log_level},
                 "IdentityProvider": {"token": token},
+                # Nobody reconnects to a server that lives as long as one command, so it keeps
+                # no update store, and its file ids only in memory: it does not contend with
+                # (or lock out of the store) a long-lived server of the same data directory.
+                "RoomManager": {"update_store": "none"},
+                "BaseFileIdManager": {"db_path": ":memory:"},
             }
         )
         for section, values in self.config.items():

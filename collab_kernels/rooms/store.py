@@ -57,6 +57,7 @@ from concurrent.futures import Future
 
 from .bases import SavedBases
 from .state_files import STATE_FILE_BYTES, StateFiles
+from .store_lock import StoreInUse, StoreLock
 from .store_schema import migrate
 from .store_worker import StoreWorker
 
@@ -75,6 +76,18 @@ class SQLiteUpdateStore:
         self.log = log or logging.getLogger(__name__)
         directory = os.path.dirname(os.path.abspath(path))
         os.makedirs(directory, exist_ok=True)
+        #: largest size in bytes of the database files (0: no bound), see :meth:`_bound`
+        self.max_bytes = max_bytes
+        #: one server process per store (``store_lock.py``); raises StoreInUse
+        self.lock = StoreLock(path)
+        self.lock.acquire()
+        try:
+            self._open(path)
+        except BaseException:
+            self.lock.release()
+            raise
+
+    def _open(self, path: str) -> None:
         self._db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
         # Effective for a new database only (an existing one keeps its pages): the histories
         # are big blobs whose overflow pages SQLite walks one by one when it frees them, a
@@ -104,8 +117,6 @@ class SQLiteUpdateStore:
                 swept,
                 self.files.directory,
             )
-        #: largest size in bytes of the database files (0: no bound), see :meth:`_bound`
-        self.max_bytes = max_bytes
         #: room ids whose rows are never evicted (the live rooms), set by the room manager
         self.live_rooms: Callable[[], Collection[str]] = frozenset
         self._session_count = int(self._db.execute("SELECT COUNT(*) FROM sessions").fetchone()[0])
@@ -463,6 +474,7 @@ class SQLiteUpdateStore:
         except sqlite3.Error:
             pass
         self._db.close()
+        self.lock.release()
 
 
 def open_store(
@@ -480,6 +492,15 @@ def open_store(
         path = os.path.join(data_dir, "collab_kernels", "updates.sqlite")
     try:
         store = SQLiteUpdateStore(path, log=log, max_bytes=max_bytes)
+    except StoreInUse as e:
+        log.warning(
+            "collab_kernels: the update store %s is in use by another server (%s): this "
+            "server keeps no store, so its documents are only as safe as their last save; "
+            "give each server its own c.RoomManager.update_store_path",
+            path,
+            e.holder,
+        )
+        return None
     except Exception as e:
         log.error(
             "collab_kernels: cannot open the update store %s (%s); documents are only as safe "
