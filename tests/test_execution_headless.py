@@ -6,6 +6,7 @@ import asyncio
 import os
 import signal
 
+import pytest
 from fixtures_execution import (
     LONG_CELL,
     TIMEOUT,
@@ -287,3 +288,58 @@ async def test_cell_whose_idle_status_was_lost_ends_with_a_note(
     assert cell["execution_count"] == 1
     assert stream_text(cell) == "still here\n"
     assert "may be missing" in stream_text(cell, "stderr")
+
+
+@pytest.mark.parametrize("queued_meanwhile", [False, True])
+async def test_output_and_requests_between_a_cells_reply_and_its_idle_status(
+    queued_meanwhile, notebook_session, api, collab_client, wait_request, execution_manager
+):
+    """ipykernel replies before it publishes idle, and output (its iopub thread) or another
+    request can come in between: the cell ends with all of its output and its count, and
+    the execution map holds only what still waits."""
+    router = execution_manager.router
+    deliver = router.on_kernel_message
+    held: list = []
+    replied = asyncio.Event()
+
+    def reorder(link, msg):  # stream output and idle statuses wait until release()
+        idle = msg.msg_type == "status" and msg.content.get("execution_state") == "idle"
+        if held is not None and msg.channel == "iopub" and (idle or msg.msg_type == "stream"):
+            held.append((link, msg))
+            return
+        deliver(link, msg)
+        if msg.msg_type == "execute_reply":
+            replied.set()
+
+    def release():
+        nonlocal held
+        waiting, held = held, None
+        for link, msg in waiting:
+            deliver(link, msg)
+
+    router.on_kernel_message = reorder
+    try:
+        nb = await notebook_session(["print('late')\n1+1", "2+2"])
+        a, b = nb.cell_ids
+        alice = await collab_client(nb.path)
+        ra = await submit(api, nb, a)
+        await asyncio.wait_for(replied.wait(), TIMEOUT)
+        rb = await submit(api, nb, b) if queued_meanwhile else None
+        release()
+        assert (await wait_request(ra))["result"] == "ok"
+        if rb is not None:
+            assert (await wait_request(rb))["result"] == "ok"
+    finally:
+        router.on_kernel_message = deliver
+
+    def ended(d) -> bool:
+        cell = cell_py(d, a)
+        return cell.get("execution_state") == "idle" and stream_text(cell) == "late\n"
+
+    await alice.wait_for(ended, TIMEOUT)
+    cell = cell_py(alice.document, a)
+    assert cell["execution_count"] == 1
+    assert [o["data"]["text/plain"] for o in cell["outputs"] if "data" in o] == ["2"]
+    if rb is not None:
+        await alice.wait_for(lambda d: cell_py(d, b).get("execution_count") == 2, TIMEOUT)
+    await alice.wait_for(lambda d: entry(d, a) is None and entry(d, b) is None, TIMEOUT)

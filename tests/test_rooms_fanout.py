@@ -243,3 +243,59 @@ async def test_joiners_see_every_awareness_state_from_one_snapshot():
     for name in ("bob", "cy", "dee"):
         assert seen(name) == {ada_tab.client_id: {"user": {"name": "Ada"}, "cell": 2}}
     room.close()
+
+
+async def test_updates_stored_ahead_of_their_broadcast_are_stored_once():
+    """A held cell end is stored when it is written (the kernel replied) and sent at its idle
+    status: when a client gets an update, the store holds all of it, and nothing is stored
+    twice (what was committed in between is stored with the broadcast)."""
+    import logging
+
+    from collab_kernels.rooms.fanout import Fanout, RoomClient
+
+    stored: list[bytes] = []
+    received: list[bytes] = []
+
+    def replay(updates: list[bytes]) -> str:
+        doc = Doc()
+        for update in updates:
+            doc.apply_update(update)
+        return str(doc.get("t", type=Text))
+
+    class StoredRoom(Fanout):
+        def persist_updates(self, updates: list[bytes]) -> None:
+            stored.extend(updates)
+
+    def write(frame: frames.Frame) -> None:
+        message = protocol.parse_message(frame.payload)
+        if message.kind == "update":
+            received.append(message.payload)
+            assert replay(stored) == replay(received)  # nothing sent that is not stored
+
+    log = logging.getLogger("test")
+    room = StoredRoom("held", log=log, coalesce_window=0)
+    room.add_client(
+        RoomClient(
+            write=write,
+            close=lambda code, reason: None,
+            can_write=True,
+            name="c",
+            max_queue=9,
+            log=log,
+        )
+    )
+    text = room.ydoc.get("t", type=Text)
+    room.hold_updates(10)
+    text += "result"
+    text += ", count"
+    room.store_pending_updates()
+    assert replay(stored) == "result, count" and len(stored) == 1 and not received
+    room.store_pending_updates()  # nothing new: nothing stored again
+    text += ", late output"
+    room.flush_updates()
+    assert replay(received) == "result, count, late output" and len(received) == 1
+    assert len(stored) == 2 and replay(stored) == "result, count, late output"
+    text += "!"  # an ordinary update afterwards is stored as before
+    await asyncio.sleep(0)
+    assert replay(received) == replay(stored) == "result, count, late output!"
+    room.close()

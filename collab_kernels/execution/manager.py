@@ -40,7 +40,7 @@ from .routing import KernelLink, LinkPool, Router
 from .runner import Runner
 from .sessions import SessionIndex
 from .stdin import InputBroker
-from .writer import WriterPool
+from .writer_pool import WriterPool
 
 
 def debug_logged(log: Log) -> bool:

@@ -49,6 +49,10 @@ class NotebookRoom(Protocol):
         """Send what is committed from now on at most ``seconds`` later (or at the next
         ``flush_updates``), together with what follows meanwhile."""
 
+    def store_pending_updates(self) -> None:
+        """Put what is committed and not sent yet in the update store now (it is still sent
+        later), so that its later broadcast has no store append to wait for."""
+
     @property
     def kept_cell_output(self) -> int:
         """Bytes of stream text a cell over the room's output limit keeps (0: no limit)."""

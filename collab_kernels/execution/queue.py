@@ -124,14 +124,15 @@ class DocumentQueue:
                 self.current = None
 
 
-def queue_entries(queue: DocumentQueue) -> QueueEntries:
+def queue_entries(queue: DocumentQueue, ending: CellRun | None = None) -> QueueEntries:
     """The execution map entries of ``queue``: its running cell (position 0, with its pending
-    prompt), then every queued cell in run order (positions 1..)."""
+    prompt), then every queued cell in run order (positions 1..). ``ending``: a running cell
+    left out, as it will be once it is done."""
     entries: QueueEntries = {}
     current = queue.current
     if current is not None:
         for cell in current.cells:
-            if cell.status != RUNNING:
+            if cell.status != RUNNING or cell is ending:
                 continue
             entry: QueueEntry = {
                 "status": "running",

@@ -12,7 +12,7 @@ from ..contract import ABORTED, CANCELLED, DONE, CellResult
 from .ports import Log
 from .queue import DocumentQueue, QueueEntries, queue_entries
 from .requests import ExecutionRequest
-from .writer import WriterPool
+from .writer_pool import WriterPool
 
 
 class QueueView:

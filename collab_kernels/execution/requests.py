@@ -77,6 +77,9 @@ class CellRun:
     #: Its outputs as nbformat JSON, for ``{"code"}`` executions (the nbmodel protocol
     #: returns them in the request status); None when they only go to the document.
     outputs: OutputCollector | None = None
+    #: (count, queue entries, the writer's mark) of the end written into the document ahead
+    #: of the idle status (``Runner.write_end_early``), until the cell completes
+    end_written: tuple[int | None, dict[str, Any], object] | None = None
 
     def to_dict(self) -> dict[str, Any]:
         data: dict[str, Any] = {

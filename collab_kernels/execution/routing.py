@@ -31,7 +31,8 @@ from ..kernels.message import KernelMessage
 from .outputs import OUTPUT_MSG_TYPES
 from .ports import Log, RoomSource
 from .requests import CellRun, ExecutionRequest
-from .writer import WriterPool, notebook_cells
+from .writer import notebook_cells
+from .writer_pool import WriterPool
 
 
 @dataclass(eq=False)

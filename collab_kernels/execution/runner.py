@@ -29,6 +29,7 @@ from ..contract import (
     OK,
     QUEUED,
     RUNNING,
+    CellResult,
 )
 from .idle_watch import IdleWatch
 from .outputs import error_output
@@ -39,7 +40,13 @@ from .requests import CellRun, ExecutionRequest
 from .routing import KernelLink, Route
 from .stdin import InputBroker
 from .stopping import KernelGone, QueueStops
-from .writer import WriterPool
+from .writer_pool import WriterPool
+
+
+def _result_of(reply: dict[str, Any]) -> CellResult:
+    """A cell's result by its execute_reply's status."""
+    status = reply.get("status")
+    return OK if status == "ok" else (ABORTED if status == "aborted" else ERROR)
 
 
 class Runner:
@@ -318,7 +325,7 @@ class Runner:
         reply = cell.reply or {}
         if cell.result is None:
             status = reply.get("status")
-            cell.result = OK if status == "ok" else (ABORTED if status == "aborted" else ERROR)
+            cell.result = _result_of(reply)
             if status == "error":
                 cell.error = {
                     "ename": str(reply.get("ename", "")),
@@ -330,18 +337,60 @@ class Runner:
         if cell.outputs is not None:
             for output in extra or ():
                 cell.outputs.add_output(output)
+        early, cell.end_written = cell.end_written, None
         if request.document_id is None:
             return
+        count = cell.execution_count if cell.result != ERROR or reply else None
+        entries = queue_entries(queue)
         try:
-            self.writers.get(request.document_id).finish_cell(
-                cell.cell_id,
-                cell.execution_count if cell.result != ERROR or reply else None,
-                queue_entries(queue),
-                extra_outputs=extra,
-            )
+            writer = self.writers.get(request.document_id)
+            # the end written at the reply (write_end_early) is sent, unless it changed since
+            if (
+                early is None
+                or extra
+                or early[:2] != (count, entries)
+                or not writer.send_held_end(early[2])
+            ):
+                writer.finish_cell(cell.cell_id, count, entries, extra_outputs=extra)
         except Exception:
             self.log.exception(
                 "collab_kernels: could not finish cell %s of %s", cell.cell_id, request.path
+            )
+
+    def write_end_early(self, route: Route) -> None:
+        """The execute_reply came and the idle status has not: write the cell's end now, as
+        :meth:`complete_cell` will (count, idle, queue entries without the cell), held by the
+        room and stored, so that at the idle status only the broadcast is left. ipykernel
+        replies before it publishes idle (through its iopub thread), and a server-side
+        cell's end is what its collaborators wait for. Nothing is written when the room
+        cannot hold updates; :meth:`complete_cell` rewrites the end if anything changed
+        meanwhile (the queue, the count, outputs to add)."""
+        run, request = route.run, route.request
+        if (
+            run is None
+            or request is None
+            or request.document_id is None
+            or run.status != RUNNING
+            or run.end_written is not None
+        ):
+            return
+        reply = run.reply or {}
+        result = run.result if run.result is not None else _result_of(reply)
+        count = run.execution_count
+        if count is None:
+            count = reply.get("execution_count")
+        if result == ERROR and not reply:
+            count = None
+        entries = queue_entries(self.queue(request), ending=run)
+        try:
+            mark = self.writers.get(request.document_id).finish_cell(
+                run.cell_id, count, entries, held=True
+            )
+            if mark is not None:
+                run.end_written = (count, entries, mark)
+        except Exception:
+            self.log.exception(
+                "collab_kernels: could not finish cell %s of %s", run.cell_id, request.path
             )
 
     # ------------------------------------------------------------------ kernel messages (RunEvents)
@@ -354,6 +403,8 @@ class Runner:
         run.last_heard = time.monotonic()
         if run.execution_count is None:
             run.execution_count = content.get("execution_count")
+        if not run.idle_seen:
+            self.write_end_early(route)
         self._maybe_finish(route)
         self.idle_watch.reply_seen(route)
 

@@ -30,7 +30,7 @@ from .outputs import error_output
 from .ports import Log
 from .requests import CellRun, ExecutionRequest, InputPrompt
 from .routing import KernelLink, Route
-from .writer import WriterPool
+from .writer_pool import WriterPool
 
 
 @dataclass(eq=False)

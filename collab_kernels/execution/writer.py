@@ -25,7 +25,6 @@ the output lands there. :class:`WriterPool` holds one writer per document.
 from __future__ import annotations
 
 import asyncio
-import functools
 import time
 from collections.abc import Callable, Iterable
 from typing import Any, TypeVar, cast
@@ -90,6 +89,8 @@ class DocumentWriter:
         self.cells = CellIndex()
         #: cells marked trusted whose frontends' models may not be (trust.py)
         self.cell_trust = CellTrust()
+        #: how many times the queue entries were written (``held_end_current``)
+        self.entries_written = 0
 
     # --- the room ------------------------------------------------------------------------
     def live_room(self) -> NotebookRoom | None:
@@ -359,8 +360,21 @@ class DocumentWriter:
         execution_count: int | None,
         queue_entries: QueueEntries | None,
         extra_outputs: list[dict[str, Any]] | None = None,
-    ) -> None:
+        *,
+        held: bool = False,
+    ) -> object | None:
+        """The cell's end (count, idle, ``extra_outputs``, the queue entries) in one
+        transaction after the buffered output, sent at once. ``held`` (the kernel replied,
+        its idle status is on the way): held by the room for at most ``batch_interval()``
+        and stored now; returns the mark :meth:`send_held_end` takes (None: nothing was
+        written, the room cannot hold updates)."""
+        room, interval = self.live_room(), self.batch_interval()
+        if held and (room is None or interval <= 0):
+            return None
+
         def fn(cells: CellsById, ycells: CellArray) -> None:
+            if held and room is not None:
+                room.hold_updates(interval)
             ycell = cells.get(cell_id)
             if ycell is not None:
                 for output in extra_outputs or ():
@@ -370,7 +384,21 @@ class DocumentWriter:
                 self._write_entries(queue_entries)
 
         self.edit(fn)
+        if not held or room is None:
+            self.send_now()
+            return None
+        room.store_pending_updates()
+        return (room, self.entries_written)
+
+    def send_held_end(self, mark: object) -> bool:
+        """Send the end that ``finish_cell(held=True)`` wrote and returned ``mark`` for, with
+        what the cell printed since; False (nothing done) if the queue entries were written
+        again or the room was replaced since."""
+        if mark != (self.live_room(), self.entries_written):
+            return False
+        self.flush()
         self.send_now()
+        return True
 
     def send_now(self) -> None:
         """Have the room send what was just committed without waiting for its coalescing
@@ -404,6 +432,7 @@ class DocumentWriter:
 
     def _write_entries(self, entries: QueueEntries) -> None:
         """Make the execution map equal ``entries`` (plus "aborted" marks not overridden)."""
+        self.entries_written += 1
         emap = self.execution_map()
         for cid in list(emap.keys()):
             if cid not in entries:
@@ -443,51 +472,4 @@ def _set_states(cells: CellsById, cell_ids: Iterable[str], state: str) -> None:
             ycell["execution_state"] = state
 
 
-class WriterPool:
-    """One :class:`DocumentWriter` per document, created on first use."""
-
-    def __init__(
-        self,
-        rooms: RoomSource,
-        batch_interval: Callable[[], float],
-        log: Log,
-        trust: Callable[[], bool] = lambda: True,
-        time_share: Callable[[], float] = lambda: 0.0,
-        limited_interval: Callable[[], float] = lambda: 0.0,
-    ):
-        self.rooms = rooms
-        #: a new document's writer, with the settings every writer shares
-        self._new_writer = functools.partial(
-            DocumentWriter,
-            rooms=rooms,
-            batch_interval=batch_interval,
-            log=log,
-            trust=trust,
-            time_share=time_share,
-            limited_interval=limited_interval,
-        )
-        self._writers: dict[str, DocumentWriter] = {}
-
-    def get(self, document_id: str) -> DocumentWriter:
-        writer = self._writers.get(document_id)
-        if writer is None:
-            writer = self._writers[document_id] = self._new_writer(document_id)
-        return writer
-
-    def find(self, document_id: str) -> DocumentWriter | None:
-        return self._writers.get(document_id)
-
-    def forget_room(self, room: NotebookRoom) -> None:
-        """``room`` was freed or replaced: its writer lets go of it."""
-        writer = self._writers.get(room.room_id)
-        if writer is not None:
-            writer.forget_room(room)
-
-    def room_created(self, room: NotebookRoom) -> None:
-        """A new room object holds the document: the writer drops the old one."""
-        writer = self._writers.get(room.room_id)
-        if writer is not None:
-            writer.forget_room(writer.room)
-
-
-__all__ = ["EXECUTION_MAP", "DocumentWriter", "QueueEntry", "WriterPool", "notebook_cells"]
+__all__ = ["EXECUTION_MAP", "DocumentWriter", "QueueEntry", "notebook_cells"]

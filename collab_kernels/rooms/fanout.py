@@ -95,6 +95,8 @@ class Fanout:
         self.awareness = Awareness(self.ydoc)
         self.clients: set[RoomClient] = set()
         self._pending_updates: list[bytes] = []
+        #: how many pending updates are stored already (``store_pending_updates``)
+        self._stored_pending = 0
         self._last_flush = float("-inf")
         self._update_handle: asyncio.Handle | None = None
         #: loop time until which committed updates wait (``hold_updates``)
@@ -218,6 +220,18 @@ class Fanout:
                 self._hold_until - loop.time(), self._flush_updates
             )
 
+    def store_pending_updates(self) -> None:
+        """Store the pending updates now, ahead of their broadcast (a held cell end: the
+        store's append is then off the broadcast's path); they stay pending, merged, and
+        the broadcast stores only what is committed after this."""
+        new = self._pending_updates[self._stored_pending :]
+        if not new or self._closed:
+            return
+        update = new[0] if len(new) == 1 else merge_updates(*new)
+        self.persist_updates([update])
+        self._pending_updates[self._stored_pending :] = [update]
+        self._stored_pending = len(self._pending_updates)
+
     def _spacing(self, cpu: float) -> float:
         """Seconds to wait after a broadcast that took ``cpu`` seconds of CPU, so that
         broadcasts take at most ``fanout_cpu_share`` of a core (0 when unlimited)."""
@@ -233,6 +247,7 @@ class Fanout:
     def replace_pending_updates(self, start: int, update: bytes) -> None:
         """Replace the updates queued since ``start`` by ``update``."""
         del self._pending_updates[start:]
+        self._stored_pending = min(self._stored_pending, start)
         self.queue_update(update)
 
     def pending_updates_since(self, start: int) -> list[bytes]:
@@ -244,19 +259,24 @@ class Fanout:
             self._update_handle.cancel()
             self._update_handle = None
         self._pending_updates = []
+        self._stored_pending = 0
 
     def _flush_updates(self) -> None:
         self._update_handle = None
         self._hold_until = 0.0
         self._last_flush = asyncio.get_event_loop().time()
         updates, self._pending_updates = self._pending_updates, []
+        stored, self._stored_pending = self._stored_pending, 0
         if not updates:
             return
+        rest = updates[stored:]
         if not self.clients:
-            self.persist_updates(updates)
+            if rest:
+                self.persist_updates(rest)
             return
         update = updates[0] if len(updates) == 1 else merge_updates(*updates)
-        self.persist_updates([update])  # stored before anyone can receive it
+        if rest:  # stored before anyone can receive it
+            self.persist_updates(rest if stored else [update])
         started = time.thread_time()
         self.broadcast(create_update_message(update))
         self._last_broadcast_cpu = time.thread_time() - started
