@@ -13,7 +13,7 @@ from collections.abc import Callable
 from tornado.web import HTTPError
 
 from ..contract import source_hash
-from .body import ExecuteSpec
+from .body import CellSpec, ExecuteSpec
 from .cell_index import CellsById
 from .ports import NotebookRoom
 from .requests import CellRun
@@ -50,25 +50,34 @@ def document_runs(
     ``collector`` makes the output collector of a cell run in the nbmodel dialect (code
     sent with the request), whose client reads the outputs from the request status."""
     runs: list[CellRun] = []
-    for cell_spec in spec.cells:
-        cell_id = cell_spec.cell_id
-        ycell = cells_by_id.get(cell_id)
-        if ycell is None:
-            raise HTTPError(404, f"No cell {cell_id} in {room.path}")
-        if ycell.get("cell_type") != "code":
-            raise HTTPError(
-                400, f"Cell {cell_id} of {room.path} is a {ycell.get('cell_type')} cell"
-            )
-        source = str(ycell.get("source") or "")
-        expected = cell_spec.source_hash
-        if expected is not None and expected != source_hash(source):
-            raise HTTPError(
-                409,
-                f"Cell {cell_id} of {room.path} changed: its source no longer matches "
-                f"source_hash {expected}",
-            )
-        if spec.code is not None:
-            runs.append(CellRun(cell_id, spec.code, outputs=collector()))
-        else:
-            runs.append(CellRun(cell_id, source))
+    with room.ydoc.transaction():  # one for all reads (each read would make its own)
+        for cell_spec in spec.cells:
+            runs.append(_cell_run(spec, cell_spec, room, cells_by_id, collector))
     return runs
+
+
+def _cell_run(
+    spec: ExecuteSpec,
+    cell_spec: CellSpec,
+    room: NotebookRoom,
+    cells_by_id: CellsById,
+    collector: Callable[[], OutputCollector],
+) -> CellRun:
+    cell_id = cell_spec.cell_id
+    ycell = cells_by_id.get(cell_id)
+    if ycell is None:
+        raise HTTPError(404, f"No cell {cell_id} in {room.path}")
+    cell_type = ycell.get("cell_type")
+    if cell_type != "code":
+        raise HTTPError(400, f"Cell {cell_id} of {room.path} is a {cell_type} cell")
+    source = str(ycell.get("source") or "")
+    expected = cell_spec.source_hash
+    if expected is not None and expected != source_hash(source):
+        raise HTTPError(
+            409,
+            f"Cell {cell_id} of {room.path} changed: its source no longer matches "
+            f"source_hash {expected}",
+        )
+    if spec.code is not None:
+        return CellRun(cell_id, spec.code, outputs=collector())
+    return CellRun(cell_id, source)

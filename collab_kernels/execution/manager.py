@@ -396,11 +396,15 @@ class ExecutionManager(LoggingConfigurable):
             username=username,
             stop_on_error=spec.stop_on_error,
         )
-        self.requests.add(request)
         queue = self.runner.queue(request)
-        if queue.hold is None and room is not None:
-            queue.hold = room.hold(f"execution queue ({len(runs)} cell(s))")
-        self.runner.start(request, link)
+        try:
+            # an idle queue's first cell goes to the kernel now; the records follow (the
+            # kernel's answers are handled on later loop iterations)
+            self.runner.start(request, link)
+        finally:
+            self.requests.add(request)
+            if queue.hold is None and room is not None:
+                queue.hold = room.hold(f"execution queue ({len(runs)} cell(s))")
         if debug_logged(self.log):
             self.log.debug(
                 "collab_kernels: %s queued %d cell(s) of %s on kernel %s (request %s)",
