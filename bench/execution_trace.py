@@ -319,7 +319,7 @@ async def run(rounds: int, warmup: int) -> None:
         "http: POST handler start",
         "zmq: execute_request sent",
         "zmq: iopub status idle received",
-        "doc: transaction committed",
+        # (the end transaction is committed before the idle status when the reply came first)
         "room: frame queued to client",
         "client: room frame received",
         "client: doc shows count + result",
