@@ -21,6 +21,13 @@ gap, the quiet room's longest edit latency, and how long the save took (from the
 the file's change, ``save_delay`` included), plus the machine's load average (shared
 machine: compare runs made close together); ``LOOP_PROBE_STACKS=1`` adds where the loop was
 during each gap longer than 4 ms.
+
+``--first-build``: each round instead opens a fresh copy of ``big.ipynb`` (a room built from
+its file, nothing stored for it) and waits until the update store holds its history (one
+more state file beside the store) and half a second more. Prints the longest loop gap over
+that whole window (the build itself included), the longest one spent in the update store
+(the probe's stacks are on: a gap whose innermost frames are in ``store.py`` or
+``state_files.py``), and the quiet room's longest edit latency.
 """
 
 from __future__ import annotations
@@ -29,6 +36,7 @@ import argparse
 import asyncio
 import json
 import os
+import shutil
 import sys
 import tempfile
 import time
@@ -67,6 +75,43 @@ async def quiet_edits(writer: RoomConnection, reader: RoomConnection, interval: 
         await asyncio.sleep(interval)
 
 
+def kinds_of(args) -> list[str]:
+    return ["idle", "save"] * args.rounds if args.idle_seconds else ["save"] * args.rounds
+
+
+def in_store(gap: list) -> bool:
+    """A probe gap whose innermost frames are the update store's (LOOP_PROBE_STACKS=1)."""
+    return "store.py" in gap[2] or "state_files.py" in gap[2]
+
+
+async def first_build(base: str, http, root: Path, big: Path, states: Path, i: int) -> dict:
+    """Open a fresh copy of the big notebook; the loop's gaps until its history is stored."""
+    name = f"big-{i}.ipynb"
+    shutil.copyfile(big, root / name)
+    files = len(list(states.glob("*.ystate"))) if states.exists() else 0
+    (await http.get("loop-probe")).raise_for_status()
+    opened = time.perf_counter()
+    conn = await connect(base, name)
+    synced = time.perf_counter() - opened
+    while (len(list(states.glob("*.ystate"))) if states.exists() else 0) <= files:
+        await asyncio.sleep(0.02)
+    stored = time.perf_counter() - opened
+    await asyncio.sleep(0.5)
+    probe = (await http.get("loop-probe")).json()
+    await conn.close()
+    store_gaps = [g for g in probe["gaps"] if in_store(g)]
+    return {
+        "kind": "first-build",
+        "max_loop_gap_ms": probe["max_ms"],
+        "max_store_gap_ms": max((g[1] for g in store_gaps), default=0.0),
+        "gaps_over_3ms": len(probe["gaps"]),
+        "synced_after_s": round(synced, 2),
+        "stored_after_s": round(stored, 2),
+        "worst_store_gaps": sorted(store_gaps, key=lambda g: -g[1])[:3],
+        "worst_gaps": sorted(probe["gaps"], key=lambda g: -g[1])[:3],
+    }
+
+
 async def run(args) -> dict:
     rounds = []
     with tempfile.TemporaryDirectory(prefix="room-save-bench-") as tmp:
@@ -91,9 +136,26 @@ async def run(args) -> dict:
                     quiet_edits(writer, reader, args.interval, latencies)
                 )
                 await asyncio.sleep(2)  # the load's aftermath (first checks, stored text)
-                kinds = (
-                    ["idle", "save"] * args.rounds if args.idle_seconds else ["save"] * args.rounds
-                )
+                if args.first_build:
+                    states = home / "data" / "collab_kernels" / "updates.sqlite.states"
+                    for i in range(args.rounds):
+                        latencies.clear()
+                        line = await first_build(base, http, root, big, states, i)
+                        line["quiet_edit_max_ms"] = round(max(latencies, default=0) * 1000, 1)
+                        line["load_average"] = os.getloadavg()
+                        rounds.append(line)
+                        print(
+                            f"round {i} (first build): loop blocked {line['max_loop_gap_ms']:.1f}"
+                            f" ms at most, {line['max_store_gap_ms']:.1f} ms in the update store "
+                            f"({line['gaps_over_3ms']} gaps > 3 ms); synced after "
+                            f"{line['synced_after_s']} s, stored after {line['stored_after_s']} "
+                            f"s; quiet room edit max {line['quiet_edit_max_ms']:.1f} ms; load "
+                            f"{line['load_average']}",
+                            flush=True,
+                        )
+                        for gap in line["worst_store_gaps"]:
+                            print(f"   store {gap[1]} ms: {gap[2]}")
+                kinds = [] if args.first_build else kinds_of(args)
                 for round_, kind in enumerate(kinds):
                     (await http.get("loop-probe")).raise_for_status()
                     latencies.clear()
@@ -169,7 +231,15 @@ def main() -> None:
     parser.add_argument("--save-delay", type=float, default=0.2)
     parser.add_argument("--code", default=None, help="a directory holding collab_kernels/")
     parser.add_argument("--server-arg", action="append", default=[], help="extra server option")
+    parser.add_argument(
+        "--first-build",
+        action="store_true",
+        help="rounds open fresh copies of the big notebook: the loop while a room is built "
+        "from its file and its history stored",
+    )
     args = parser.parse_args()
+    if args.first_build:
+        os.environ["LOOP_PROBE_STACKS"] = "1"  # the server's probe: which gaps are the store's
     result = asyncio.run(run(args))
     out = HERE / "results"
     out.mkdir(exist_ok=True)

@@ -19,8 +19,9 @@ from pathlib import Path
 import nbformat
 
 from collab_kernels.client.connection import connect_room
+from collab_kernels.rooms.persistence import open_store
 from collab_kernels.rooms.state_files import SUFFIX
-from collab_kernels.rooms.store import SQLiteUpdateStore, open_store
+from collab_kernels.rooms.store import SQLiteUpdateStore
 from collab_kernels.rooms.store_lock import StoreInUse
 
 OPEN_IN_ANOTHER_PROCESS = textwrap.dedent(

@@ -8,7 +8,9 @@ second full encode for the SyncStep2. :class:`FirstSync` encodes the state once,
 SyncStep1 with an empty state vector from those bytes while the document has not changed,
 and writes the store's history with them *after* the answer, or ``DEFER_SECONDS`` after the
 load if nobody syncs. A document built from a file into an empty Y document has no deleted
-content, so the scratch squash is not needed.
+content, so the scratch squash is not needed. Writing that history (a state file of the
+document's size) is the store's thread's job (``store_worker.py``, *A pending reset*): the
+loop only hands it the bytes.
 
 Until it is settled, every other use of the history (appending updates, a save's checkpoint,
 deleting, stopping) settles it first: the history then holds the state as it is at that

@@ -8,6 +8,7 @@ history by one squashed update, and what a restored document must look like (not
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import logging
 import time
 from collections.abc import Callable
@@ -293,7 +294,7 @@ class RoomHistory:
                 scratch: Doc[Any] = Doc()
                 scratch.apply_update(self.ydoc.get_update())
                 state = scratch.get_update()
-            self.store.reset(
+            written = self.store.reset(
                 self.room_id,
                 file_hash,
                 state,
@@ -305,6 +306,18 @@ class RoomHistory:
             self.error(e)
             return
         self.file_hash = file_hash
+        if not written.done():  # a big state, written by the store's thread
+            asyncio.wrap_future(written).add_done_callback(lambda _: self._reset_written(written))
+
+    def _reset_written(self, written: concurrent.futures.Future[bool]) -> None:
+        """The store's thread wrote the reset: a failure is reported now, not at the room's
+        next use of the store."""
+        if self.store.closed:
+            return
+        try:
+            self.store.settled(self.room_id, written)
+        except Exception as e:
+            self.error(e)
 
     def checkpoint(self, file_hash: str | None) -> None:
         """After a save or reload: the stored history belongs to the file's new hash.

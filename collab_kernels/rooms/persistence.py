@@ -7,6 +7,8 @@ not tried again by this process.
 
 from __future__ import annotations
 
+import logging
+import os
 from typing import Any
 
 from traitlets import Enum, Float, Int, Unicode
@@ -14,7 +16,8 @@ from traitlets.config import LoggingConfigurable
 
 from .document import DocumentRoom
 from .sessions import Sessions
-from .store import SQLiteUpdateStore, open_store
+from .store import SQLiteUpdateStore
+from .store_lock import StoreInUse
 
 
 class RoomPersistence(LoggingConfigurable):
@@ -125,3 +128,39 @@ class RoomPersistence(LoggingConfigurable):
     def check_session(self, session_id: str | None, room: DocumentRoom) -> str | None:
         """None when the client may sync with ``room``, else the 1003 reason (sessions.py)."""
         return self.sessions.check(session_id, room.file_id, room.lineage)
+
+
+def open_store(
+    path: str, *, log: logging.Logger, data_dir: str = "", max_bytes: int = 0
+) -> SQLiteUpdateStore | None:
+    """Open the update store at ``path`` (empty: ``collab_kernels/updates.sqlite`` in
+    ``data_dir``, by default the Jupyter data directory), or None with an error logged when it
+    cannot be opened: documents still open and save, they are only as safe as their last
+    save."""
+    if not path:
+        if not data_dir:
+            from jupyter_core.paths import jupyter_data_dir
+
+            data_dir = jupyter_data_dir()
+        path = os.path.join(data_dir, "collab_kernels", "updates.sqlite")
+    try:
+        store = SQLiteUpdateStore(path, log=log, max_bytes=max_bytes)
+    except StoreInUse as e:
+        log.warning(
+            "collab_kernels: the update store %s is in use by another server (%s): this "
+            "server keeps no store, so its documents are only as safe as their last save; "
+            "give each server its own c.RoomManager.update_store_path",
+            path,
+            e.holder,
+        )
+        return None
+    except Exception as e:
+        log.error(
+            "collab_kernels: cannot open the update store %s (%s); documents are only as safe "
+            "as their last save",
+            path,
+            e,
+        )
+        return None
+    log.info("collab_kernels: document updates are kept in %s", path)
+    return store

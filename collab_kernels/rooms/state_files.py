@@ -9,16 +9,20 @@ then checkpoint) and free the old chunks page by page; a file is written once, o
 lock, and a replaced one is freed by one ``unlink``. The database keeps a tiny reference
 (``states.file`` and ``states.file_bytes``), switched in one short transaction.
 
-Crash ordering (``store_worker.py``): the new state is written to ``<name>.tmp``, fsynced,
-renamed to ``<name>`` (a fresh random name, never reused) and the directory fsynced, all
-before the transaction naming it; until that commits the row still names the previous
-state (and the updates it covers are still there), so a ``kill -9`` at any point loses
-nothing. The previous file is unlinked only after that commit, and after the WAL holding it
+Crash ordering (``store_worker.py``; compactions and resets alike, both written by the
+store's thread, never by the event loop): the new state is written to ``<name>.tmp``,
+fsynced, renamed to ``<name>`` (a fresh random name, never reused) and the directory
+fsynced, all before the transaction naming it; until that commits the rows still hold the
+previous history (its state and the updates it covers), so a ``kill -9`` at any point loses
+nothing. No update of the room is appended while a reset's file is being written: it would
+belong on top of the new state, not the previous one (``store_worker.py``, *A pending
+reset*). The previous file is unlinked only after that commit, and after the WAL holding it
 is fsynced (the store's commits are ``synchronous=NORMAL``), so not even a power loss can
 leave a row naming a deleted file. Files no row names (a crash between the rename and the
 commit, or before an unlink) are removed when the store is opened. A file found missing or
-short at load (a power loss right after the event loop wrote one, see ``write``) is treated
-as no stored history: the document is rebuilt from its file.
+short at load (a store written by an older server, whose event loop wrote a reset's file
+without fsync, and a power loss) is treated as no stored history: the document is rebuilt
+from its file.
 """
 
 from __future__ import annotations
@@ -53,10 +57,9 @@ class StateFiles:
         return os.path.join(self.directory, name)
 
     # --- writing (a subclass may override _write_piece: tests crash between pieces) ----------
-    def write(self, state: bytes, *, sync: bool) -> str:
-        """Write ``state`` to a new file and return its name. ``sync``: fsync the file and
-        the directory before the rename is final (the worker thread); the event loop
-        writes without (``reset``: the next sync of the worker, :meth:`sync`, follows)."""
+    def write(self, state: bytes) -> str:
+        """Write ``state`` to a new file, fsync it and the directory, and return its name
+        (the store's thread)."""
         name = uuid.uuid4().hex + SUFFIX
         tmp = self.path(name + ".tmp")
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
@@ -64,8 +67,7 @@ class StateFiles:
             view = memoryview(state)
             for start in range(0, len(view), PIECE_BYTES):
                 self._write_piece(fd, view[start : start + PIECE_BYTES])
-            if sync:
-                os.fsync(fd)
+            os.fsync(fd)
         except BaseException:
             os.close(fd)
             with contextlib.suppress(OSError):
@@ -73,23 +75,13 @@ class StateFiles:
             raise
         os.close(fd)
         os.rename(tmp, self.path(name))
-        if sync:
-            self._sync_directory()
+        self._sync_directory()
         return name
 
     def _write_piece(self, fd: int, piece: memoryview) -> None:
         while piece:
             written = os.write(fd, piece)
             piece = piece[written:]
-
-    def sync(self, name: str) -> None:
-        """fsync a file written without (and the directory holding its name)."""
-        fd = os.open(self.path(name), os.O_RDONLY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-        self._sync_directory()
 
     def _sync_directory(self) -> None:
         fd = os.open(self.directory, os.O_RDONLY)

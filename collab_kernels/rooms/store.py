@@ -36,8 +36,10 @@ A squashed state of a megabyte or more is a file beside the database (``<store>.
 ``state_files.py``, schema 4) that the ``states`` row names: SQLite has one writer for every
 room, and a 65 MB state written as a blob held it (and the store's lock) long enough that
 every room's append on the event loop waited 10-19 ms at each compaction. The store's thread
-writes the file outside any lock, and one short transaction switches the row to it; see
-``state_files.py`` for why files rather than chunk rows, and for the crash ordering.
+writes the file outside any lock, for compactions and for resets (a room built from its
+file), and one short transaction switches the row to it; see ``state_files.py`` for why
+files rather than chunk rows, and for the crash ordering, and ``store_worker.py`` for how a
+room's later updates wait for a reset still being written.
 
 Beside the histories: the Y lineage of each document and the session ids handed out to
 browsers with the lineage each synced with (``sessions.py``), so a browser reconnecting after
@@ -57,15 +59,16 @@ from concurrent.futures import Future
 
 from .bases import SavedBases
 from .state_files import STATE_FILE_BYTES, StateFiles
-from .store_lock import StoreInUse, StoreLock
+from .store_lock import StoreLock
 from .store_schema import migrate
+from .store_sessions import StoredSessions
 from .store_worker import StoreWorker
 
 #: a WAL larger than this is copied into the database (in the store worker's thread)
 WAL_CHECKPOINT_BYTES = 4 << 20
 
 
-class SQLiteUpdateStore:
+class SQLiteUpdateStore(StoredSessions):
     """One SQLite database holding the Y history of every room, keyed by room id."""
 
     #: the state files' directory (a subclass may crash between the pieces of a write)
@@ -76,11 +79,10 @@ class SQLiteUpdateStore:
         self.log = log or logging.getLogger(__name__)
         directory = os.path.dirname(os.path.abspath(path))
         os.makedirs(directory, exist_ok=True)
-        #: largest size in bytes of the database files (0: no bound), see :meth:`_bound`
+        #: largest size in bytes of the database files (0: no bound), see :meth:`bound`
         self.max_bytes = max_bytes
-        #: one server process per store (``store_lock.py``); raises StoreInUse
-        self.lock = StoreLock(path)
-        self.lock.acquire()
+        self.lock = StoreLock(path)  # one server process per store (store_lock.py)
+        self.lock.acquire()  # or StoreInUse
         try:
             self._open(path)
         except BaseException:
@@ -156,6 +158,7 @@ class SQLiteUpdateStore:
     # --- reading -----------------------------------------------------------------------------
     def load(self, room_id: str) -> tuple[str | None, list[bytes]] | None:
         """``(file_hash, [state, *updates])`` of a room, or None if the store has none."""
+        self._settle(room_id)
         with self.worker.lock:  # a state file is opened before a compaction can replace it
             row = self._db.execute(
                 "SELECT file_hash, states.state, states.file, states.file_bytes FROM docs "
@@ -191,6 +194,7 @@ class SQLiteUpdateStore:
 
     def lineage(self, room_id: str) -> str | None:
         """The Y lineage id of a room's stored history (None: no row, or a version 1 row)."""
+        self._settle(room_id)
         row = self._db.execute("SELECT lineage FROM docs WHERE room_id = ?", (room_id,)).fetchone()
         return None if row is None else row[0]
 
@@ -208,6 +212,7 @@ class SQLiteUpdateStore:
 
     def update_count(self, room_id: str) -> int:
         """Updates appended since the last compaction."""
+        self._settle(room_id)
         row = self._db.execute("SELECT COUNT(*) FROM updates WHERE room_id = ?", (room_id,))
         return int(row.fetchone()[0])
 
@@ -238,6 +243,7 @@ class SQLiteUpdateStore:
         rows = [(room_id, update) for update in updates]
         if not rows:
             return self._pending_counts.get(room_id, 0)
+        self._settle(room_id)
         with self._transaction():
             self._db.executemany("INSERT INTO updates (room_id, data) VALUES (?, ?)", rows)
         count = self._pending_counts.get(room_id, 0) + len(rows)
@@ -252,6 +258,7 @@ class SQLiteUpdateStore:
         with ``file_hash`` (it was saved): one small UPDATE of its tags (the state is in
         ``states``: the row rewritten is a few bytes, whatever the document's size).
         False if the store has no row for the room."""
+        self._settle(room_id)
         with self._transaction():
             cursor = self._db.execute(
                 "UPDATE docs SET file_hash = ?, in_file = ?, updated = ? WHERE room_id = ?",
@@ -268,7 +275,7 @@ class SQLiteUpdateStore:
         lineage: str | None = None,
         in_file: bool = False,
         reclaim: bool = True,
-    ) -> None:
+    ) -> Future[bool]:
         """Replace a room's whole history by ``state`` (one squashed update).
 
         ``file_hash`` is the hash of the file whose content ``state`` was saved as (or loaded
@@ -278,47 +285,96 @@ class SQLiteUpdateStore:
         store is over ``max_bytes``. ``reclaim=False`` leaves the freed pages to later
         writes (:meth:`reclaim` gives them back; it costs a WAL checkpoint).
 
-        A state of ``STATE_FILE_BYTES`` or more is written to a file first (here, without
-        fsync: the worker syncs it before it removes the previous state's file).
+        A state of ``STATE_FILE_BYTES`` or more is written to a file by the store's thread
+        (``StoreWorker.reset``): the returned future is done once the rows hold it, and until
+        then the room's other uses of the store wait for it (``_settle``). A smaller one is
+        written here, in one transaction (the future is done already).
         """
-        name = self.files.write(state, sync=False) if len(state) >= STATE_FILE_BYTES else None
         try:
-            with self._transaction():
-                self.worker.bump(room_id)
-                old = self._state_file(room_id)
-                self._db.execute("DELETE FROM updates WHERE room_id = ?", (room_id,))
-                self._db.execute(
-                    "INSERT OR REPLACE INTO docs (room_id, file_hash, state, updated, lineage, "
-                    "in_file) VALUES (?, ?, x'', ?, ?, ?)",
-                    (room_id, file_hash, time.time(), lineage, int(in_file)),
-                )
-                self._db.execute(
-                    "INSERT OR REPLACE INTO states (room_id, state, file, file_bytes) "
-                    "VALUES (?, ?, ?, ?)",
-                    (room_id, b"" if name else state, name, len(state) if name else 0),
-                )
-        except BaseException:
-            if name is not None:
-                self.files.remove(name)
-            raise
-        if name is not None or old is not None:
-            self.worker.discard(old, sync=name)
+            self._settle(room_id)
+        except Exception as e:  # the previous reset failed: this one replaces what it left
+            self.log.warning(
+                "collab_kernels: the stored state of %s was not written: %s", room_id, e
+            )
         self._pending_counts[room_id] = 0
         self._pending_bytes[room_id] = 0
         self._state_bytes[room_id] = len(state)
+        if len(state) >= STATE_FILE_BYTES:
+            with self.worker.lock:
+                self.worker.bump(room_id)
+                generation = self.worker.generations[room_id]
+            future = self.worker.reset(
+                room_id,
+                state,
+                tags=(file_hash, lineage, in_file),
+                upto=self._last_seq(room_id),
+                generation=generation,
+                reclaim=reclaim,
+            )
+            return future  # ``settled`` applies max_bytes once the file is written
+        with self._transaction():
+            self.worker.bump(room_id)
+            old = self._state_file(room_id)
+            self._db.execute("DELETE FROM updates WHERE room_id = ?", (room_id,))
+            self._db.execute(
+                "INSERT OR REPLACE INTO docs (room_id, file_hash, state, updated, lineage, "
+                "in_file) VALUES (?, ?, x'', ?, ?, ?)",
+                (room_id, file_hash, time.time(), lineage, int(in_file)),
+            )
+            self._db.execute(
+                "INSERT OR REPLACE INTO states (room_id, state, file, file_bytes) "
+                "VALUES (?, ?, NULL, 0)",
+                (room_id, state),
+            )
+        if old is not None:
+            self.worker.discard(old)
         if reclaim:
             self._reclaim()
-            self._bound()
+            self.bound()
+        done: Future[bool] = Future()
+        done.set_result(True)
+        return done
+
+    def settled(self, room_id: str, future: Future[bool]) -> None:
+        """The room's reset ``future`` is done: forget it (if it failed, as ``_settle``), and
+        apply ``max_bytes`` now that its file counts."""
+        if not self.closed and self.worker.resets.get(room_id) is future:
+            self._settle(room_id)
+            self.bound()
+
+    def _settle(self, room_id: str) -> None:
+        """Wait for the room's reset the store's thread is writing, if any (see
+        ``store_worker.py``, *A pending reset*). If it failed, the rows still hold the
+        history it was to replace, which is not the document's: they are deleted, and the
+        error is raised."""
+        future = self.worker.resets.pop(room_id, None)
+        if future is None:
+            return
+        started = None if future.done() else time.perf_counter()
+        try:
+            future.result()
+        except BaseException:
+            if not self.closed:
+                self._delete_rows(room_id)
+            raise
+        if started is not None:  # the room was used while its state was being written
+            self.log.debug(
+                "collab_kernels: waited %.0f ms for the stored state of %s",
+                (time.perf_counter() - started) * 1000,
+                room_id,
+            )
+
+    def _last_seq(self, room_id: str) -> int:
+        row = self._db.execute("SELECT MAX(seq) FROM updates WHERE room_id = ?", (room_id,))
+        return int(row.fetchone()[0] or 0)
 
     def compact(self, room_id: str, state: bytes, *, in_file: bool) -> Future[bool]:
         """Replace the room's history by ``state`` (the document's full state, encoded on
         the event loop just now, so it holds every update appended so far) in the store
         worker's thread; the tags (file hash, lineage) stay as they are. The future says
         whether it was written (False: the history was replaced or deleted meanwhile)."""
-        row = self._db.execute(
-            "SELECT MAX(seq) FROM updates WHERE room_id = ?", (room_id,)
-        ).fetchone()
-        upto = int(row[0] or 0)
+        self._settle(room_id)
+        upto = self._last_seq(room_id)
         generation = self.worker.generations.get(room_id, 0)  # only changed on this thread
         future = self.worker.compact(
             room_id, state, upto=upto, in_file=in_file, generation=generation
@@ -331,7 +387,7 @@ class SQLiteUpdateStore:
     def reclaim(self) -> None:
         """Give freed pages back, truncate the WAL and apply ``max_bytes``."""
         self._reclaim()
-        self._bound()
+        self.bound()
 
     def reclaim_later(self) -> Future[None]:
         """:meth:`reclaim`'s vacuum and WAL truncation in the store worker's thread (then
@@ -339,10 +395,6 @@ class SQLiteUpdateStore:
         return self.worker.reclaim()
 
     def bound(self) -> None:
-        """Apply ``max_bytes`` (see :meth:`_bound`)."""
-        self._bound()
-
-    def _bound(self) -> None:
         """Keep the database under ``max_bytes``: evict the least recently written documents
         whose file holds all of their state and that no live room uses (their next opening
         builds them from the file; a session bound to their history is asked to reload)."""
@@ -387,6 +439,8 @@ class SQLiteUpdateStore:
         self._reclaim()
 
     def _delete_rows(self, room_id: str) -> None:
+        with contextlib.suppress(Exception):  # a failed reset: its rows go all the same
+            self._settle(room_id)
         with self._transaction():
             self.worker.bump(room_id)
             old = self._state_file(room_id)
@@ -425,46 +479,16 @@ class SQLiteUpdateStore:
         except sqlite3.Error as e:  # another process holds the database: try next time
             self.log.debug("collab_kernels: update store vacuum skipped: %s", e)
 
-    # --- sessions ----------------------------------------------------------------------------
-    def add_session(self, session_id: str, file_id: str, *, limit: int) -> None:
-        """Remember a session id handed out for ``file_id`` (the oldest beyond ``limit`` go)."""
-        with self._transaction():
-            self._db.execute(
-                "INSERT OR REPLACE INTO sessions (session_id, file_id, lineage, used) "
-                "VALUES (?, ?, NULL, ?)",
-                (session_id, file_id, time.time()),
-            )
-        self._session_count += 1
-        limit = max(limit, 1)
-        if self._session_count > limit + max(limit // 10, 1):  # prune in batches
-            with self._transaction():
-                self._db.execute(
-                    "DELETE FROM sessions WHERE session_id IN (SELECT session_id FROM sessions "
-                    "ORDER BY used DESC LIMIT -1 OFFSET ?)",
-                    (limit,),
-                )
-            self._session_count = int(
-                self._db.execute("SELECT COUNT(*) FROM sessions").fetchone()[0]
-            )
-
-    def session(self, session_id: str) -> tuple[str, str | None] | None:
-        """``(file_id, lineage)`` of a stored session id, or None."""
-        row = self._db.execute(
-            "SELECT file_id, lineage FROM sessions WHERE session_id = ?", (session_id,)
-        ).fetchone()
-        return None if row is None else (row[0], row[1])
-
-    def bind_session(self, session_id: str, lineage: str) -> None:
-        """Record the Y lineage a session synced with."""
-        with self._transaction():
-            self._db.execute(
-                "UPDATE sessions SET lineage = ?, used = ? WHERE session_id = ?",
-                (lineage, time.time(), session_id),
-            )
-
     def close(self) -> None:
         if self.closed:
             return
+        for room_id in list(self.worker.resets):  # a graceful stop keeps the new histories
+            try:
+                self._settle(room_id)
+            except Exception as e:
+                self.log.error(
+                    "collab_kernels: writing the stored state of %s failed: %s", room_id, e
+                )
         self.closed = True
         self.worker.close()
         if self.bases is not None:
@@ -475,39 +499,3 @@ class SQLiteUpdateStore:
             pass
         self._db.close()
         self.lock.release()
-
-
-def open_store(
-    path: str, *, log: logging.Logger, data_dir: str = "", max_bytes: int = 0
-) -> SQLiteUpdateStore | None:
-    """Open the update store at ``path`` (empty: ``collab_kernels/updates.sqlite`` in
-    ``data_dir``, by default the Jupyter data directory), or None with an error logged when it
-    cannot be opened: documents still open and save, they are only as safe as their last
-    save."""
-    if not path:
-        if not data_dir:
-            from jupyter_core.paths import jupyter_data_dir
-
-            data_dir = jupyter_data_dir()
-        path = os.path.join(data_dir, "collab_kernels", "updates.sqlite")
-    try:
-        store = SQLiteUpdateStore(path, log=log, max_bytes=max_bytes)
-    except StoreInUse as e:
-        log.warning(
-            "collab_kernels: the update store %s is in use by another server (%s): this "
-            "server keeps no store, so its documents are only as safe as their last save; "
-            "give each server its own c.RoomManager.update_store_path",
-            path,
-            e.holder,
-        )
-        return None
-    except Exception as e:
-        log.error(
-            "collab_kernels: cannot open the update store %s (%s); documents are only as safe "
-            "as their last save",
-            path,
-            e,
-        )
-        return None
-    log.info("collab_kernels: document updates are kept in %s", path)
-    return store

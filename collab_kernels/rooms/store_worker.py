@@ -15,8 +15,13 @@ releases the GIL while SQLite works, so the event loop runs on meanwhile):
   fsynced. Then the covered rows are deleted in small transactions: a kill between them
   leaves rows the state already holds, and Y updates apply idempotently, so nothing is lost
   and a concurrent append waits a few milliseconds at most for the write lock.
-- **Syncing and removing state files** the event loop replaced (``discard``): ``reset``
-  writes a big state's file without fsync; this thread syncs it before it removes the old.
+- **Resets** of a big state (``SQLiteUpdateStore.reset``: a room built from its file, 25-200
+  ms of writing for a 65 MB notebook): written here like a compaction's (fsynced, renamed, no
+  lock held), then one short transaction does what the loop's reset did: the room's old
+  updates go, its ``docs`` and ``states`` rows are replaced. Until that commits the store
+  holds the room as it was before ``reset`` was called (a state the store could already be
+  found in, since rooms defer their reset); see *A pending reset* below.
+- **Removing state files** the event loop replaced (``discard``), after the WAL sync.
 - **Reclaiming** freed pages and truncating the WAL once a room is quiet.
 
 Every write transaction, the loop's and this thread's, holds ``lock``: a loop write waits
@@ -26,6 +31,18 @@ a room's history (``SQLiteUpdateStore.reset``, ``delete``, eviction) bump the ro
 *generation*; a compaction written in this thread first checks, under the lock, that the
 generation is still the one it was encoded at, so an older state never overwrites a newer
 one.
+
+A pending reset (``resets``): an update appended after a reset is relative to the reset's
+state, which only this thread's job puts on disk; landing in the store before the job
+committed, it would sit on top of the *previous* history (a ``kill -9`` then restores a wrong
+document), and it must not be deleted by the job either. So every write or read of that
+room's history on the loop (append, tags, compaction, delete, load) first waits for the
+job (``SQLiteUpdateStore._settle``): the loop stalls only when the room is touched while its
+state is being written (a first edit within a few hundred milliseconds of a big room's first
+sync), never to write the state itself. Closing the store waits for pending resets too (a
+graceful restart keeps the new lineage). A failed job (disk full) leaves the previous
+history, which is not the document's: the loop then deletes the room's rows (its next load
+builds it from the file, as with no store) and reports the error to the room.
 """
 
 from __future__ import annotations
@@ -61,6 +78,8 @@ class StoreWorker:
         #: this thread's; ``generations`` is changed only under it
         self.lock = threading.Lock()
         self.generations: dict[str, int] = {}
+        #: resets being written, per room (used by the loop only)
+        self.resets: dict[str, Future[bool]] = {}
         self._executor = ThreadPoolExecutor(1, thread_name_prefix="collab-kernels-store")
         self._db: sqlite3.Connection | None = None
         self._checkpoint_queued = False
@@ -113,7 +132,7 @@ class StoreWorker:
             return False
         # A big state is written, fsynced and renamed before any lock is taken: the loop's
         # appends go on meanwhile; the transaction below only switches the row to it.
-        name = self.files.write(state, sync=True) if len(state) >= STATE_FILE_BYTES else None
+        name = self.files.write(state) if len(state) >= STATE_FILE_BYTES else None
         old: str | None = None
         try:
             with self.lock:
@@ -186,24 +205,99 @@ class StoreWorker:
         db.execute("COMMIT")
         return cursor.rowcount > 0, old
 
-    def discard(self, old: str | None, *, sync: str | None) -> None:
-        """After the loop replaced a room's state (``reset``): fsync the new state's file
-        ``sync`` (written without), then remove the previous one, ``old``. Dropped when the
-        store closes: the next opening removes files no row names."""
-        if not self._stopping:
-            self._executor.submit(self._discard, old, sync)
+    def reset(
+        self,
+        room_id: str,
+        state: bytes,
+        *,
+        tags: tuple[str | None, str | None, bool],
+        upto: int,
+        generation: int,
+        reclaim: bool,
+    ) -> Future[bool]:
+        """Replace the room's whole history by ``state`` (of ``STATE_FILE_BYTES`` or more):
+        its updates with ``seq <= upto`` go, its rows get ``tags`` (file hash, lineage,
+        in_file). True once done; False if the loop replaced the history since."""
+        future = self._submit(
+            lambda db: self._reset(db, room_id, state, tags, upto, generation, reclaim)
+        )
+        self.resets[room_id] = future
+        return future
 
-    def _discard(self, old: str | None, sync: str | None) -> None:
+    def _reset(
+        self,
+        db: sqlite3.Connection,
+        room_id: str,
+        state: bytes,
+        tags: tuple[str | None, str | None, bool],
+        upto: int,
+        generation: int,
+        reclaim: bool,
+    ) -> bool:
+        name = self.files.write(state)
+        old: str | None = None
         try:
-            if sync is not None:
-                self.files.sync(sync)
-            if old is not None:
-                self._sync_wal()
-                self.files.remove(old)
-        except FileNotFoundError:  # replaced (and removed) again meanwhile
-            pass
+            with self.lock:
+                written = self.generations.get(room_id, 0) == generation
+                if written:
+                    old = self._replace(db, room_id, name, len(state), tags, upto)
+        except BaseException:
+            self.files.remove(name)
+            raise
+        if not written:
+            self.files.remove(name)
+            return False
+        if old is not None:
+            self._sync_wal()  # the row naming the new state is on disk before the old goes
+            self.files.remove(old)
+        if reclaim:
+            self._reclaim(db)
+        return True
+
+    def _replace(
+        self,
+        db: sqlite3.Connection,
+        room_id: str,
+        name: str,
+        size: int,
+        tags: tuple[str | None, str | None, bool],
+        upto: int,
+    ) -> str | None:
+        """The reset's one transaction (``lock`` held); returns the replaced state's file."""
+        file_hash, lineage, in_file = tags
+        db.execute("BEGIN IMMEDIATE")
+        try:
+            row = db.execute("SELECT file FROM states WHERE room_id = ?", (room_id,)).fetchone()
+            db.execute("DELETE FROM updates WHERE room_id = ? AND seq <= ?", (room_id, upto))
+            db.execute(
+                "INSERT OR REPLACE INTO docs (room_id, file_hash, state, updated, lineage, "
+                "in_file) VALUES (?, ?, x'', ?, ?, ?)",
+                (room_id, file_hash, time.time(), lineage, int(in_file)),
+            )
+            db.execute(
+                "INSERT OR REPLACE INTO states (room_id, state, file, file_bytes) "
+                "VALUES (?, x'', ?, ?)",
+                (room_id, name, size),
+            )
+        except BaseException:
+            db.execute("ROLLBACK")
+            raise
+        db.execute("COMMIT")
+        return None if row is None else row[0]
+
+    def discard(self, old: str) -> None:
+        """After the loop replaced a room's big state by a small one (``reset``): remove the
+        previous state's file once the WAL is synced. Dropped when the store closes: the next
+        opening removes files no row names."""
+        if not self._stopping:
+            self._executor.submit(self._discard, old)
+
+    def _discard(self, old: str) -> None:
+        try:
+            self._sync_wal()
+            self.files.remove(old)
         except OSError as e:
-            self.log.warning("collab_kernels: could not sync or remove a state file: %s", e)
+            self.log.warning("collab_kernels: could not remove a state file: %s", e)
 
     def _sync_wal(self) -> None:
         """fsync the WAL: its commits (``synchronous=NORMAL``) are then on disk too."""
