@@ -18,12 +18,14 @@ server's directory; "Current thread" is the one holding the GIL).
 
 ``where`` is filled when ``LOOP_PROBE_STACKS=1``: a watchdog thread looks at the loop's
 thread whenever it has not ticked for 4 ms and notes its innermost frames (what the loop was
-doing; a long C call shows as the Python line that made it), else it is ``""``.
+doing; a long C call shows as the Python line that made it), each as ``frames xN``: N
+samples about a millisecond apart, so about N ms spent there; else it is ``""``.
 """
 
 from __future__ import annotations
 
 import asyncio
+import collections
 import faulthandler
 import gc
 import os
@@ -82,7 +84,8 @@ class Probe:
             now = time.perf_counter()
             gap = now - self.last_tick
             if gap > MIN_GAP:
-                where = " | ".join(dict.fromkeys(self.where))
+                counts = collections.Counter(self.where)  # samples 1 ms apart: ~ms each
+                where = " | ".join(f"{frames} x{n}" for frames, n in counts.items())
                 self.gaps.append([time.time() - gap, round(gap * 1000, 2), where])
             self.where = []
             self.last_tick = now

@@ -25,9 +25,10 @@ during each gap longer than 4 ms.
 ``--first-build``: each round instead opens a fresh copy of ``big.ipynb`` (a room built from
 its file, nothing stored for it) and waits until the update store holds its history (one
 more state file beside the store) and half a second more. Prints the longest loop gap over
-that whole window (the build itself included), the longest one spent in the update store
-(the probe's stacks are on: a gap whose innermost frames are in ``store.py`` or
-``state_files.py``), and the quiet room's longest edit latency.
+that whole window (the build itself included), about how long the loop spent in the update
+store within one gap (the probe's stacks are on: its 1 ms samples whose innermost frame is
+in the store's modules, waits for the store's lock included), and the quiet room's longest
+edit latency.
 """
 
 from __future__ import annotations
@@ -79,9 +80,19 @@ def kinds_of(args) -> list[str]:
     return ["idle", "save"] * args.rounds if args.idle_seconds else ["save"] * args.rounds
 
 
-def in_store(gap: list) -> bool:
-    """A probe gap whose innermost frames are the update store's (LOOP_PROBE_STACKS=1)."""
-    return "store.py" in gap[2] or "state_files.py" in gap[2]
+STORE_FILES = ("store.py", "state_files.py", "store_worker.py", "store_sessions.py")
+
+
+def store_ms(gap: list) -> float:
+    """About how many ms of a probe gap the loop spent in the update store (its stack
+    samples, LOOP_PROBE_STACKS=1, whose innermost frame is in the store's modules; a wait
+    for the store's lock counts)."""
+    total = 0
+    for sample in filter(None, gap[2].split(" | ")):
+        frames, _, count = sample.rpartition(" x")
+        if frames.split(":", 1)[0] in STORE_FILES:
+            total += int(count)
+    return float(total)
 
 
 async def first_build(base: str, http, root: Path, big: Path, states: Path, i: int) -> dict:
@@ -99,15 +110,16 @@ async def first_build(base: str, http, root: Path, big: Path, states: Path, i: i
     await asyncio.sleep(0.5)
     probe = (await http.get("loop-probe")).json()
     await conn.close()
-    store_gaps = [g for g in probe["gaps"] if in_store(g)]
+    store_gaps = [[g[0], g[1], g[2], store_ms(g)] for g in probe["gaps"] if store_ms(g)]
     return {
         "kind": "first-build",
         "max_loop_gap_ms": probe["max_ms"],
         "max_store_gap_ms": max((g[1] for g in store_gaps), default=0.0),
+        "max_ms_in_store": max((g[3] for g in store_gaps), default=0.0),
         "gaps_over_3ms": len(probe["gaps"]),
         "synced_after_s": round(synced, 2),
         "stored_after_s": round(stored, 2),
-        "worst_store_gaps": sorted(store_gaps, key=lambda g: -g[1])[:3],
+        "worst_store_gaps": sorted(store_gaps, key=lambda g: -g[3])[:3],
         "worst_gaps": sorted(probe["gaps"], key=lambda g: -g[1])[:3],
     }
 
@@ -146,15 +158,16 @@ async def run(args) -> dict:
                         rounds.append(line)
                         print(
                             f"round {i} (first build): loop blocked {line['max_loop_gap_ms']:.1f}"
-                            f" ms at most, {line['max_store_gap_ms']:.1f} ms in the update store "
-                            f"({line['gaps_over_3ms']} gaps > 3 ms); synced after "
+                            f" ms at most ({line['gaps_over_3ms']} gaps > 3 ms); in the update "
+                            f"store ~{line['max_ms_in_store']:.0f} ms of one gap (longest gap "
+                            f"with store samples {line['max_store_gap_ms']:.1f} ms); synced after "
                             f"{line['synced_after_s']} s, stored after {line['stored_after_s']} "
                             f"s; quiet room edit max {line['quiet_edit_max_ms']:.1f} ms; load "
                             f"{line['load_average']}",
                             flush=True,
                         )
                         for gap in line["worst_store_gaps"]:
-                            print(f"   store {gap[1]} ms: {gap[2]}")
+                            print(f"   gap {gap[1]} ms, ~{gap[3]:.0f} ms in the store: {gap[2]}")
                 kinds = [] if args.first_build else kinds_of(args)
                 for round_, kind in enumerate(kinds):
                     (await http.get("loop-probe")).raise_for_status()
