@@ -30,7 +30,7 @@ from .first_sync import FirstSync
 from .history import RoomHistory
 from .holds import RoomHold
 from .host import RoomHost
-from .intake import DocumentIntake
+from .intake import DocumentIntake, apply_client_update
 from .saving import SaveSchedule, SaveStatus
 
 #: seconds after a load from the file its saved content is computed, if no save needed it
@@ -349,7 +349,7 @@ class DocumentRoom(Fanout):
     # --- incoming updates --------------------------------------------------------------------
     def on_update(self, client: RoomClient, update: bytes) -> None:
         if self.intake.accept(client, update):  # raises over max_update_size / _depth
-            self.apply_client_update(client, update)
+            apply_client_update(self, client, update)
 
     # --- saving ----------------------------------------------------------------------------
     def request_save(self, delay: float | None = None) -> None:

@@ -421,38 +421,6 @@ class Fanout:
     def sync_answered(self) -> None:
         """A SyncStep2 was queued to a client (rooms defer work to after it)."""
 
-    def apply_client_update(self, client: RoomClient, update: bytes) -> None:
-        """Apply a client's (already bounded) Y update and make sure what it changed reaches
-        the collaborators; raises ProtocolError for an update pycrdt refuses.
-
-        The room broadcasts the update pycrdt reports for each transaction. For an update
-        whose struct claims a clock beyond its client's known clock (a malformed or forged
-        update), pycrdt 0.14 integrates the struct (its text appears in the document) but
-        reports an empty update: the room's document would differ from every
-        collaborator's, silently and for good. When the state vector moved but nothing
-        but empty updates was reported, the difference from the previous state vector is
-        sent instead.
-        """
-        state_before = self.ydoc.get_state()
-        queued = self.pending_update_count
-        try:
-            self.ydoc.apply_update(update)
-        except (KeyboardInterrupt, SystemExit, asyncio.CancelledError):
-            raise
-        except BaseException as e:  # pycrdt raises (or panics) on a corrupt update
-            raise ProtocolError(f"invalid Y update: {e}") from e
-        finally:
-            reported = self.pending_updates_since(queued)
-            if all(u == EMPTY_UPDATE for u in reported) and self.ydoc.get_state() != state_before:
-                self.log.warning(
-                    "collab_kernels: an update from %s on %s changed the document without a "
-                    "reported update (a struct whose clock skips ahead); sending the "
-                    "difference instead",
-                    client.name,
-                    self.describe(),
-                )
-                self.replace_pending_updates(queued, self.ydoc.get_update(state_before))
-
     def handle_message(self, client: RoomClient, data: bytes) -> Awaitable[None] | None:
         """Apply one incoming frame; raises ProtocolError on a malformed one.
 

@@ -8,10 +8,14 @@ how deep its notebook nests types so that most updates are accepted without meas
 document. The execution stage applies ``max_cell_output`` to a cell as its output arrives
 (``repair.trim_cell_streams``; saves apply it to every cell), and the first cell trimmed is
 logged once per room.
+
+:func:`apply_client_update` applies an accepted update, and repairs the broadcast of one whose
+clock skips ahead (pycrdt integrates it but reports nothing).
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Callable
 from typing import Any
@@ -19,8 +23,9 @@ from typing import Any
 from pycrdt import Doc, Map
 
 from . import limits, repair
-from .fanout import EMPTY_UPDATE, RoomClient
+from .fanout import EMPTY_UPDATE, Fanout, RoomClient
 from .host import RoomHost
+from .protocol import ProtocolError
 
 
 class DocumentIntake:
@@ -110,3 +115,36 @@ class DocumentIntake:
             )
         self._trimmed_cells.add(str(ycell.get("id")))
         return True
+
+
+def apply_client_update(room: Fanout, client: RoomClient, update: bytes) -> None:
+    """Apply a client's (already bounded) Y update and make sure what it changed reaches
+    the collaborators; raises ProtocolError for an update pycrdt refuses.
+
+    The room broadcasts the update pycrdt reports for each transaction. For an update
+    whose struct claims a clock beyond its client's known clock (a malformed or forged
+    update), pycrdt 0.14 integrates the struct (its text appears in the document) but
+    reports an empty update: the room's document would differ from every
+    collaborator's, silently and for good. When the state vector moved but nothing
+    but empty updates was reported, the difference from the previous state vector is
+    sent instead.
+    """
+    state_before = room.ydoc.get_state()
+    queued = room.pending_update_count
+    try:
+        room.ydoc.apply_update(update)
+    except (KeyboardInterrupt, SystemExit, asyncio.CancelledError):
+        raise
+    except BaseException as e:  # pycrdt raises (or panics) on a corrupt update
+        raise ProtocolError(f"invalid Y update: {e}") from e
+    finally:
+        reported = room.pending_updates_since(queued)
+        if all(u == EMPTY_UPDATE for u in reported) and room.ydoc.get_state() != state_before:
+            room.log.warning(
+                "collab_kernels: an update from %s on %s changed the document without a "
+                "reported update (a struct whose clock skips ahead); sending the "
+                "difference instead",
+                client.name,
+                room.describe(),
+            )
+            room.replace_pending_updates(queued, room.ydoc.get_update(state_before))

@@ -44,7 +44,7 @@ room's later updates wait for a reset still being written.
 Beside the histories: the Y lineage of each document and the session ids handed out to
 browsers with the lineage each synced with (``sessions.py``), so a browser reconnecting after
 a restart continues its session; and a bound on the database's size (``max_bytes``) that
-forgets the least recently written histories whose file holds all of them.
+forgets the least recently written histories whose file holds all of them (``store_bound.py``).
 """
 
 from __future__ import annotations
@@ -59,6 +59,7 @@ from concurrent.futures import Future
 
 from .bases import SavedBases
 from .state_files import STATE_FILE_BYTES, StateFiles
+from .store_bound import keep_under_max_bytes
 from .store_lock import StoreLock
 from .store_schema import migrate
 from .store_sessions import StoredSessions
@@ -395,41 +396,13 @@ class SQLiteUpdateStore(StoredSessions):
         return self.worker.reclaim()
 
     def bound(self) -> None:
-        """Keep the database under ``max_bytes``: evict the least recently written documents
-        whose file holds all of their state and that no live room uses (their next opening
-        builds them from the file; a session bound to their history is asked to reload)."""
-        if self.max_bytes <= 0 or self.file_size() <= self.max_bytes:
-            return
-        live = set(self.live_rooms())
-        evicted = 0
-        rows = self._db.execute(
-            "SELECT room_id FROM docs WHERE in_file = 1 ORDER BY updated"
-        ).fetchall()
-        for (room_id,) in rows:
-            if room_id in live:
-                continue
-            self._delete_rows(room_id)
-            self._pending_counts.pop(room_id, None)
-            self._forget_base(room_id)
-            evicted += 1
-            self._reclaim()
-            if self.file_size() <= self.max_bytes:
-                break
-        if evicted:
-            self.log.info(
-                "collab_kernels: update store over %d bytes: forgot the history of %d saved "
-                "documents",
-                self.max_bytes,
-                evicted,
-            )
-        if self.file_size() > self.max_bytes:
-            self.log.warning(
-                "collab_kernels: the update store %s holds %d bytes (more than "
-                "update_store_max_bytes = %d) of documents with unsaved edits or open rooms",
-                self.path,
-                self.file_size(),
-                self.max_bytes,
-            )
+        """Keep the database under ``max_bytes`` (``store_bound.py``)."""
+        keep_under_max_bytes(self)
+
+    def saved_rooms_by_age(self) -> list[str]:
+        """The rooms whose file holds all of their state, least recently written first."""
+        rows = self._db.execute("SELECT room_id FROM docs WHERE in_file = 1 ORDER BY updated")
+        return [room_id for (room_id,) in rows.fetchall()]
 
     def delete(self, room_id: str) -> None:
         """Forget a room (its file was deleted)."""
