@@ -217,6 +217,10 @@ export async function waitForKernelIdle(page: Page, timeout = 60_000): Promise<v
     'idle',
     { timeout }
   );
+  // The indicator can read idle while the session's PATCH that names the kernel is still in
+  // flight; the stock server-side executor then posts to /api/kernels/undefined/execute.
+  // A person waits for the kernel's name in the toolbar; the test waits for its id.
+  await notebookKernelId(page, timeout);
 }
 
 /** Runs a cell the way a person does: click into it, Ctrl+Enter. */
