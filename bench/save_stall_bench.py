@@ -1,13 +1,16 @@
 """How long one save of a big notebook blocks the event loop: stock save vs rooms/offload.py.
 
     .venv/bin/python bench/save_stall_bench.py --megabytes 56
+    .venv/bin/python bench/save_stall_bench.py --megabytes 65 --read   # and the reads
 
 jupyter_server's AsyncLargeFileManager (the default contents manager) in a temporary root;
 a notebook of ``--cells`` trusted code cells whose stream outputs add up to ``--megabytes``.
 A ticker task wakes every millisecond and records the longest gap between two wake-ups
 while the save runs: the longest time nothing else (another room's edit, /api/status) could
 run. Prints the gap and the save's duration for the stock ``save`` and for
-``offload.save_notebook``.
+``offload.save_notebook``. ``--read``: also the stock ``get(content=True,
+require_hash=True)`` of the saved file against ``offload_read.notebook_model`` (which the
+room's load uses), and checks that both give the same model.
 """
 
 from __future__ import annotations
@@ -25,7 +28,7 @@ import nbformat
 from jupyter_server.services.contents.largefilemanager import AsyncLargeFileManager
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from collab_kernels.rooms import offload
+from collab_kernels.rooms import offload, offload_read
 
 
 def big_notebook(megabytes: float, cells: int) -> dict:
@@ -88,6 +91,23 @@ async def main(args) -> None:
                 f"{stock[0] * 1000:.0f} ms at most, took {stock[1] * 1000:.0f} ms; offloaded: "
                 f"loop blocked {off[0] * 1000:.0f} ms at most, took {off[1] * 1000:.0f} ms"
             )
+            if args.read:
+                models: list[dict] = []
+                keep = models.append
+
+                async def kept(coro, keep=keep) -> None:
+                    keep(await coro)
+
+                stock_read = await stall_during(
+                    kept(cm.get("stock.ipynb", content=True, type="notebook", require_hash=True))
+                )
+                off_read = await stall_during(kept(offload_read.notebook_model(cm, "stock.ipynb")))
+                assert models[0] == models[1], "the offloaded read's model differs"
+                print(
+                    f"round {round_}: stock read: loop blocked {stock_read[0] * 1000:.0f} ms at "
+                    f"most, took {stock_read[1] * 1000:.0f} ms; offloaded read: loop blocked "
+                    f"{off_read[0] * 1000:.0f} ms at most, took {off_read[1] * 1000:.0f} ms"
+                )
     print("load average", os.getloadavg())
 
 
@@ -96,4 +116,5 @@ if __name__ == "__main__":
     parser.add_argument("--megabytes", type=float, default=56)
     parser.add_argument("--cells", type=int, default=50)
     parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--read", action="store_true", help="also time the reads")
     asyncio.run(main(parser.parse_args()))

@@ -59,6 +59,16 @@ def new_document(file_type: str, ydoc: Doc[Any] | None = None) -> YNotebook | YU
     return document
 
 
+async def document_content(file_type: str, content: Any) -> Any:
+    """What ``document.get()`` returns for a file's ``content`` (built in a scratch document)."""
+    scratch = new_document(file_type)
+    if isinstance(scratch, YNotebook):
+        await scratch.aset(content)
+    else:
+        scratch.set(content)
+    return scratch.get()
+
+
 def apply_in_place(document: YNotebook | YUnicode, content: Any) -> None:
     """Give ``document`` a file's ``content``, editing only what differs: unchanged cells keep
     their identity, a changed source is edited as text (call inside a transaction)."""

@@ -28,8 +28,8 @@ from jupyter_ydoc import YNotebook, YUnicode
 from pycrdt import Doc
 from tornado.web import HTTPError
 
-from . import merging, offload, repair
-from .content import apply_in_place, is_refused_hidden, new_document, same_content
+from . import merging, offload, offload_read, repair
+from .content import apply_in_place, document_content, is_refused_hidden, new_document, same_content
 from .saving import SaveStatus
 
 #: document type -> (contents manager type, contents manager format); the room id format of
@@ -163,8 +163,11 @@ class RoomFile:
 
     # --- reading -----------------------------------------------------------------------------
     async def get_model(self, *, content: bool, require_hash: bool = False) -> dict[str, Any]:
-        if not content and require_hash and self.offloaded:
-            return await offload.file_model(self.contents_manager, self.path)
+        if require_hash and self.offloaded:  # stock managers: read and hash off the loop
+            if not content:
+                return await offload.file_model(self.contents_manager, self.path)
+            if offload_read.is_offloaded(self.contents_manager):
+                return await offload_read.notebook_model(self.contents_manager, self.path)
         kwargs: dict[str, Any] = {"content": content, "type": self.cm_type}
         if self.cm_format and content:
             kwargs["format"] = self.cm_format
@@ -200,12 +203,7 @@ class RoomFile:
 
     async def content_of(self, content: Any) -> Any:
         """What ``document.get()`` returns for a file's content (for unsaved-edit checks)."""
-        scratch = new_document(self.file_type)
-        if isinstance(scratch, YNotebook):
-            await scratch.aset(content)
-        else:
-            scratch.set(content)
-        return scratch.get()
+        return await document_content(self.file_type, content)
 
     async def read(self) -> dict[str, Any]:
         """Read the file (with its content) and remember its hash and modification time."""

@@ -185,26 +185,46 @@ def _prepare(notary: Any, content: dict[str, Any]) -> tuple[Any, str | None, boo
 _signature_stores = threading.local()
 
 
-def _store_signature(notary: Any, signature: str) -> bool:
-    """In a worker thread: store the signature through a ``SQLiteSignatureStore`` of this
-    thread on the notary's database file (the notary's own connection belongs to the loop's
-    thread). Its commit syncs the database file: 30-80 ms the event loop waited for at every
-    autosave of a flooding notebook. False (the loop stores it) for any other store."""
+def thread_signature_store(notary: Any) -> SQLiteSignatureStore | None:
+    """In a worker thread: a ``SQLiteSignatureStore`` of this thread on the notary's
+    database file (the notary's own connection belongs to the loop's thread); None for any
+    other store, or when it cannot be opened (the loop then uses the notary's own)."""
     store = notary.store
     db_file = getattr(store, "db_file", None)
     if type(store) is not SQLiteSignatureStore or not db_file or db_file == ":memory:":
-        return False
+        return None
     mine = getattr(_signature_stores, "by_file", None)
     if mine is None:
         mine = _signature_stores.by_file = {}
-    try:
-        if db_file not in mine:
+    if db_file not in mine:
+        try:
             mine[db_file] = SQLiteSignatureStore(  # type: ignore[no-untyped-call]
                 db_file=db_file, cache_size=store.cache_size
             )
-        mine[db_file].store_signature(signature, notary.algorithm)
+        except Exception:
+            return None
+    found: SQLiteSignatureStore = mine[db_file]
+    return found
+
+
+def forget_signature_store(notary: Any) -> None:
+    """In a worker thread: drop this thread's store on the notary's file (after an error)."""
+    mine = getattr(_signature_stores, "by_file", None)
+    if mine is not None:
+        mine.pop(getattr(notary.store, "db_file", None), None)
+
+
+def _store_signature(notary: Any, signature: str) -> bool:
+    """In a worker thread: store the signature through :func:`thread_signature_store`. Its
+    commit syncs the database file: 30-80 ms the event loop waited for at every autosave of
+    a flooding notebook. False (the loop stores it) for any other store."""
+    store = thread_signature_store(notary)
+    if store is None:
+        return False
+    try:
+        store.store_signature(signature, notary.algorithm)  # type: ignore[no-untyped-call]
     except Exception:  # the loop tries (and recreates a corrupt store as stock does)
-        mine.pop(db_file, None)
+        forget_signature_store(notary)
         return False
     return True
 
