@@ -121,6 +121,7 @@ async def first_build(base: str, http, root: Path, big: Path, states: Path, i: i
         "stored_after_s": round(stored, 2),
         "worst_store_gaps": sorted(store_gaps, key=lambda g: -g[3])[:3],
         "worst_gaps": sorted(probe["gaps"], key=lambda g: -g[1])[:3],
+        "gc_over_2ms": probe["gc"],
     }
 
 

@@ -8,8 +8,10 @@ stage, the room manager and the session endpoint.
 from __future__ import annotations
 
 import asyncio
+import inspect
 import os
 import sqlite3
+import time
 from collections.abc import Generator, Iterator
 from contextlib import closing
 from typing import Any
@@ -57,6 +59,34 @@ def new_document(file_type: str, ydoc: Doc[Any] | None = None) -> YNotebook | YU
     document: YNotebook | YUnicode = YNotebook(ydoc) if file_type == "notebook" else YUnicode(ydoc)
     document.undo_manager.include_origin(_NO_UNDO)
     return document
+
+
+#: seconds of building a notebook between two turns of the loop (1000 cells: 62 -> 50 ms)
+BUILD_SLICE = 0.01
+
+
+async def build_document(document: YNotebook | YUnicode, content: Any) -> None:
+    """Replace ``document``'s content by a file's. A notebook is built in transactions of
+    ``BUILD_SLICE`` s each, the loop given back between them: in one transaction, its commit
+    encoded the whole document for the room's observer, one pycrdt call holding the GIL
+    for 180 ms per 65 MB (``update_parts.py`` joins the slices' updates into the state)."""
+    if not isinstance(document, YNotebook):
+        document.set(content)
+        return
+    steps = getattr(document, "_set", None)
+    if steps is None or not inspect.isgeneratorfunction(steps):
+        await document.aset(content)  # another jupyter_ydoc version
+        return
+    remaining = steps(content)
+    while True:
+        with document.ydoc.transaction():
+            deadline = time.perf_counter() + BUILD_SLICE
+            for _ in remaining:
+                if time.perf_counter() > deadline:
+                    break
+            else:
+                return
+        await asyncio.sleep(0)
 
 
 async def document_content(file_type: str, content: Any) -> Any:

@@ -22,11 +22,12 @@ from jupyter_ydoc import YNotebook, YUnicode
 from pycrdt import Map
 
 from ..contract import FILE_TYPES
-from . import offload, progressive, protocol
+from . import offload, progressive, protocol, update_parts
 from .content import new_document
 from .fanout import Fanout, RoomClient
 from .file import RoomFile
 from .first_sync import FirstSync
+from .frames import Frame
 from .history import RoomHistory
 from .holds import RoomHold
 from .host import RoomHost
@@ -100,6 +101,7 @@ class DocumentRoom(Fanout):
         )
         self._keeping: asyncio.Future[None] | None = None  # the loaded text being kept
         self._materialize: asyncio.TimerHandle | None = None  # the loaded saved content
+        self._materializing: asyncio.Task[None] | None = None
         store = host.store
         #: the update store glue (None when the store is off)
         self.history: RoomHistory | None = None
@@ -214,13 +216,16 @@ class DocumentRoom(Fanout):
             restored = self._restore_history(file.hash)
             first_cells = 0 if restored else self.host.progressive_sync_cells
             content, rest = progressive.split(content, self.file_type, first_cells)
-            if restored:
-                file.saved_content = await file.content_of(content)
-            else:
-                with self.server_edit():
-                    await file.set_document(content)
-            self.set_state(path=self.path, hash=file.hash, dirty=False, document_id=self.room_id)
-            first_part = await progressive.build_rest(self, rest)
+            with self.collect_updates() as built:
+                if restored:
+                    file.saved_content = await file.content_of(content)
+                else:
+                    with self.server_edit():
+                        await file.set_document(content)
+                self.set_state(
+                    path=self.path, hash=file.hash, dirty=False, document_id=self.room_id
+                )
+                first_part = await progressive.build_rest(self, rest, built)
             if self.history is not None:
                 # What load wrote is in the store's squashed state: do not append it again.
                 self.drop_pending_updates()
@@ -231,12 +236,16 @@ class DocumentRoom(Fanout):
             if not restored:
                 # The store's new history is written after the first sync (first_sync.py),
                 # and the saved content computed after it from the same bytes.
-                state = self.ydoc.get_update()
-                file.saved_content_from(state)
+                # the build's updates joined: not a second encoding of the whole document
+                # joined in a worker thread (bytes.join gives the GIL back for big pieces)
+                joined = await asyncio.to_thread(update_parts.join, built, self.ydoc.client_id)
+                state = self.ydoc.get_update() if joined is None else joined
+                file.saved_content_from([state] if joined is None else [p.update for p in built])
                 self._materialize = asyncio.get_running_loop().call_later(
-                    MATERIALIZE_SECONDS, file.materialize
+                    MATERIALIZE_SECONDS, self._start_materialize
                 )
                 self.first_sync = FirstSync(self.ydoc, self.history, file.hash, state=state)
+                await self.first_sync.frame_off_loop()
                 self.first_sync.part = first_part  # a big notebook's first cells (progressive.py)
             self._loaded = True
             base = self.history.restart_base if restored and self.history else None
@@ -255,6 +264,9 @@ class DocumentRoom(Fanout):
                 self.request_save(delay=0)
         file.start_watch(self.host.file_check_interval)
         self.log.info("collab_kernels: opened document %s (room %s)", self.path, self.room_id)
+
+    def _start_materialize(self) -> None:
+        self._materializing = asyncio.ensure_future(self.file.materialize())
 
     def _restore_history(self, file_hash: str | None) -> bool:
         if self.history is None:
@@ -286,7 +298,7 @@ class DocumentRoom(Fanout):
             self.first_sync.settle()
             self.history.append(updates)
 
-    def sync_answer(self, state_vector: bytes, client: RoomClient | None = None) -> bytes:
+    def sync_answer(self, state_vector: bytes, client: RoomClient | None = None) -> bytes | Frame:
         answer = self.first_sync.answer(state_vector, client)
         return self.ydoc.get_update(state_vector) if answer is None else answer
 
@@ -443,6 +455,8 @@ class DocumentRoom(Fanout):
         self.file.stop_watch()
         if self._materialize is not None:
             self._materialize.cancel()
+        if self._materializing is not None:
+            self._materializing.cancel()
         self.first_sync.settle()
         if self.history is not None:
             self.history.stop()

@@ -35,9 +35,10 @@ room (``document.py``) overrides.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Iterator
 from typing import Any
 
 from pycrdt import (
@@ -50,7 +51,7 @@ from pycrdt import (
     merge_updates,
 )
 
-from . import protocol
+from . import protocol, update_parts
 from .clients import RoomClient, RoomClosed, same_user
 from .frames import Frame
 from .protocol import ProtocolError
@@ -110,6 +111,8 @@ class Fanout:
         self._closed = False
         #: set by rooms with an update store: pending updates are stored before a sync answer
         self.persist_before_sync = False
+        #: the transactions noted by ``collect_updates``
+        self._collected: list[update_parts.Part] | None = None
         self.awareness.observe(self._on_awareness)
         self._doc_subscription = self.ydoc.observe(self._on_doc_event)
 
@@ -189,7 +192,22 @@ class Fanout:
         self.broadcast(protocol.raw_message(payload))
 
     def _on_doc_event(self, event: TransactionEvent) -> None:
-        self.queue_update(event.update)
+        update = event.update
+        if self._collected is not None:
+            # (before_state and after_state: not in pycrdt's type stubs of TransactionEvent)
+            states = (getattr(event, "before_state", b""), getattr(event, "after_state", b""))
+            self._collected.append(update_parts.Part(update, *states))
+        self.queue_update(update)
+
+    @contextlib.contextmanager
+    def collect_updates(self) -> Iterator[list[update_parts.Part]]:
+        """Note each transaction committed meanwhile (a load: ``update_parts.join``)."""
+        collected: list[update_parts.Part] = []
+        self._collected = collected
+        try:
+            yield collected
+        finally:
+            self._collected = None
 
     def queue_update(self, update: bytes) -> None:
         """Send ``update`` to every client (coalesced with its neighbours)."""
@@ -414,8 +432,9 @@ class Fanout:
         return False
 
     # --- incoming --------------------------------------------------------------------------
-    def sync_answer(self, state_vector: bytes, client: RoomClient | None = None) -> bytes:
-        """The SyncStep2 payload for a client's SyncStep1: what it misses of the doc."""
+    def sync_answer(self, state_vector: bytes, client: RoomClient | None = None) -> bytes | Frame:
+        """The SyncStep2 payload for a client's SyncStep1: what it misses of the doc (or the
+        whole SyncStep2 message, framed already)."""
         return self.ydoc.get_update(state_vector)
 
     def sync_answered(self) -> None:
@@ -433,7 +452,9 @@ class Fanout:
                 update = self.sync_answer(message.payload, client)
             except Exception as e:
                 raise ProtocolError(f"invalid state vector: {e}") from e
-            client.send(protocol.sync_step2_message(update))
+            client.send(
+                update if isinstance(update, Frame) else protocol.sync_step2_message(update)
+            )
             self.sync_answered()
         elif message.kind in ("step2", "update"):
             self.on_update(client, message.payload)

@@ -16,9 +16,7 @@ conflict (the file is not overwritten until an explicit save).
 from __future__ import annotations
 
 import asyncio
-import inspect
 import logging
-import time
 from collections.abc import Callable
 from contextlib import AbstractContextManager
 from typing import Any, Protocol
@@ -29,14 +27,18 @@ from pycrdt import Doc
 from tornado.web import HTTPError
 
 from . import merging, offload, offload_read, repair
-from .content import apply_in_place, document_content, is_refused_hidden, new_document, same_content
+from .content import (
+    apply_in_place,
+    build_document,
+    document_content,
+    is_refused_hidden,
+    new_document,
+    same_content,
+)
 from .saving import SaveStatus
 
 #: document type -> (contents manager type, contents manager format); the room id format of
 #: each type is the contract's ``FILE_TYPES``
-#: seconds of building a notebook between two turns of the loop (1000 cells: 62 -> 50 ms)
-BUILD_SLICE = 0.01
-
 CONTENTS_TYPES: dict[str, tuple[str, str | None]] = {
     "notebook": ("notebook", None),
     "file": ("file", "text"),
@@ -113,7 +115,7 @@ class RoomFile:
         self.hash: str | None = None
         self.last_modified: Any = None
         self._saved_content: Any = None
-        self._saved_state: bytes | None = None  # see saved_content_from
+        self._saved_state: list[bytes] | None = None  # see saved_content_from
         #: the file changed on disk while the room had unsaved edits
         self.conflict = False
         #: why the last save failed, and whether retrying it may help (a write error)
@@ -136,10 +138,11 @@ class RoomFile:
     @property
     def saved_content(self) -> Any:
         """``document.get()`` of the content the file had at the last save or load."""
-        state = self._saved_state
-        if state is not None:
+        updates = self._saved_state
+        if updates is not None:
             scratch = new_document(self.file_type)
-            scratch.ydoc.apply_update(state)
+            for update in updates:
+                scratch.ydoc.apply_update(update)
             self._saved_state = None
             self._saved_content = scratch.get()
         return self._saved_content
@@ -149,17 +152,28 @@ class RoomFile:
         self._saved_state = None
         self._saved_content = content
 
-    def saved_content_from(self, state: bytes) -> None:
-        """The saved content is the document of this encoded Y state, computed on first use
-        (or by :meth:`materialize`): a notebook just loaded from its file reaches its first
-        collaborator without a second walk over every cell (``document.get()`` of 1000 cells
-        takes as long as building them)."""
-        self._saved_state = state
+    def saved_content_from(self, updates: list[bytes]) -> None:
+        """The saved content is the document of these Y updates (applied in order), computed
+        on first use (or by :meth:`materialize`): a notebook just loaded from its file
+        reaches its first collaborator without a second walk over every cell
+        (``document.get()`` of 1000 cells takes as long as building them)."""
+        self._saved_state = updates
         self._saved_content = None
 
-    def materialize(self) -> None:
-        """Compute a pending saved content now (and drop the encoded state it is made of)."""
-        _ = self.saved_content
+    async def materialize(self) -> None:
+        """Compute a pending saved content now, the loop given back after each update (a
+        load's slices) and each cell (one ``apply_update`` of a 65 MB state held it 200 ms)."""
+        pending = self._saved_state
+        scratch = new_document(self.file_type)
+        for update in pending or ():
+            scratch.ydoc.apply_update(update)
+            await asyncio.sleep(0)
+        if pending is None or self._saved_state is not pending:
+            return  # nothing pending, or computed (or replaced) meanwhile
+        content = await scratch.aget() if isinstance(scratch, YNotebook) else scratch.get()
+        if self._saved_state is pending:
+            self._saved_state = None
+            self._saved_content = content
 
     # --- reading -----------------------------------------------------------------------------
     async def get_model(self, *, content: bool, require_hash: bool = False) -> dict[str, Any]:
@@ -177,22 +191,9 @@ class RoomFile:
         return model
 
     async def set_document(self, content: Any) -> None:
-        """Replace the document's content by a file's (call inside ``server_edit``); a
-        notebook gives the loop back every ``BUILD_SLICE`` s, not after each cell (``aset``)."""
-        document = self.document
-        if not isinstance(document, YNotebook):
-            document.set(content)
-            return
-        steps = getattr(document, "_set", None)
-        if steps is None or not inspect.isgeneratorfunction(steps):
-            await document.aset(content)  # another jupyter_ydoc version
-            return
-        with document.ydoc.transaction():
-            deadline = time.perf_counter() + BUILD_SLICE
-            for _ in steps(content):
-                if time.perf_counter() > deadline:
-                    await asyncio.sleep(0)
-                    deadline = time.perf_counter() + BUILD_SLICE
+        """Replace the document's content by a file's (call inside ``server_edit``;
+        ``content.build_document``)."""
+        await build_document(self.document, content)
 
     async def get_content(self) -> Any:
         """The document as the contents manager saves it."""

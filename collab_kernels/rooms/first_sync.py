@@ -26,6 +26,9 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 from pycrdt import Doc
 
+from . import protocol
+from .frames import Frame
+
 if TYPE_CHECKING:  # pragma: no cover
     from .progressive import Client, FirstPart
 
@@ -60,6 +63,8 @@ class FirstSync:
         self.settled = asyncio.Event()
         self._handle: asyncio.Handle | None = None
         self.state: bytes | None = None
+        #: the SyncStep2 message of ``state``, framed (``frame_off_loop``)
+        self.message: Frame | None = None
         self.state_vector = b""
         #: a big notebook's first part, for the first browser (progressive.py)
         self.part: FirstPart | None = None
@@ -82,10 +87,18 @@ class FirstSync:
     def pending(self) -> bool:
         return not self.settled.is_set()
 
-    def answer(self, state_vector: bytes, client: Client | None = None) -> bytes | None:
-        """The SyncStep2 for a client's ``state_vector`` from the bytes encoded at load, if
-        that client has nothing yet and the document did not change since; else None. The
-        room's first SyncStep1 may get the first part of a big notebook (progressive.py)."""
+    async def frame_off_loop(self) -> None:
+        """Build the SyncStep2 message of a big state, framed for the wire, in a worker
+        thread (on the loop its two copies held the GIL 80 ms for 65 MB)."""
+        if self.state is not None and len(self.state) >= DEFER_BYTES:
+            pieces = protocol.sync_step2_pieces(self.state)
+            self.message = await asyncio.to_thread(Frame.joined, pieces)
+
+    def answer(self, state_vector: bytes, client: Client | None = None) -> bytes | Frame | None:
+        """The SyncStep2 for a client's ``state_vector`` from the bytes encoded at load (the
+        whole message, framed, when :meth:`frame_off_loop` built it), if that client has
+        nothing yet and the document did not change since; else None. The room's first
+        SyncStep1 may get the first part of a big notebook (progressive.py)."""
         part = self.part.answer(state_vector, client) if self.part is not None else None
         if part is not None:
             return part
@@ -94,7 +107,7 @@ class FirstSync:
             return None
         if self.ydoc.get_state() != self.state_vector:
             return None
-        return self.state
+        return self.state if self.message is None else self.message
 
     def answered(self) -> None:
         """A SyncStep2 went out: write the history on the next loop iterations (after the
@@ -115,6 +128,7 @@ class FirstSync:
         if not self.pending:
             return
         state, self.state = self.state, None
+        self.message = None
         self.settled.set()
         if self.history is None or self.ydoc is None:
             return
@@ -128,5 +142,6 @@ class FirstSync:
             self._handle.cancel()
             self._handle = None
         self.state = None
+        self.message = None
         self.part = None
         self.settled.set()

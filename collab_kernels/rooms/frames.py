@@ -50,15 +50,16 @@ _FIN_BINARY = 0x82
 _FIN_RSV1_BINARY = 0xC2
 
 
-def _encode(first: int, payload: bytes) -> bytes:
-    n = len(payload)
+def _head(first: int, n: int) -> bytes:
     if n < 126:
-        head = bytes((first, n))
-    elif n <= 0xFFFF:
-        head = struct.pack("!BBH", first, 126, n)
-    else:
-        head = struct.pack("!BBQ", first, 127, n)
-    return head + payload
+        return bytes((first, n))
+    if n <= 0xFFFF:
+        return struct.pack("!BBH", first, 126, n)
+    return struct.pack("!BBQ", first, 127, n)
+
+
+def _encode(first: int, payload: bytes) -> bytes:
+    return _head(first, len(payload)) + payload
 
 
 def encode_binary_frame(payload: bytes) -> bytes:
@@ -89,6 +90,17 @@ class Frame:
 
     def __repr__(self) -> str:
         return f"Frame({len(self.payload)} bytes)"
+
+    @classmethod
+    def joined(cls, pieces: list[bytes]) -> Frame:
+        """The message made of ``pieces`` (exact ``bytes``), joined and encoded for the wire
+        at once: in a worker thread for a big one (``bytes.join`` of big ``bytes`` gives the
+        GIL back; on the loop, a 65 MB first sync's two copies held it 80 ms)."""
+        size = sum(len(piece) for piece in pieces)
+        head = _head(_FIN_BINARY, size)
+        frame = cls(b"".join(pieces))
+        frame._wire = b"".join([head, frame.payload])
+        return frame
 
     @property
     def wire(self) -> bytes:

@@ -3,31 +3,33 @@
 A browser opening a notebook of 1000 cells received the whole document in its SyncStep2
 and spent one long task (0.4-0.9 s) creating every cell model before the first cell
 showed. A notebook with more than ``progressive_sync_cells`` cells is now built from its
-file in two transactions: the notebook's metadata, its state and its first cells, then the
-other cells. The bytes of the first part are kept (a causally complete Y update). The
-first SyncStep1 the room answers, if it comes from a browser with an empty document while
-the document did not change since the load, is answered with that first part: the page
-marks itself synced, picks the kernel from the metadata and shows the first cells after a
-short task. The rest follows on the next loop iteration as an ordinary update message (a
-remote insert for the page). Every later SyncStep1 gets the whole state, as before.
+file in two parts: the notebook's metadata, its state and its first cells, then the other
+cells (each part in transactions of ``BUILD_SLICE`` s). The bytes of the first part are
+kept (a causally complete Y update). The first SyncStep1 the room answers, if it comes
+from a browser with an empty document while the document did not change since the load,
+is answered with that first part: the page marks itself synced, picks the kernel from
+the metadata and shows the first cells after a short task. The rest follows on the next
+loop iteration as an ordinary update message (a remote insert for the page). Every later
+SyncStep1 gets the whole state, as before.
 
 Only browsers (a ``User-Agent`` starting with ``Mozilla/``, which every browser sends) get
 the split: a Python client or a tool treats its SyncStep2 as the whole document (the Y
 sync protocol's promise) and would otherwise run or read a notebook of only its first
-cells. The room's content, version and file are those of a one-transaction load (the
-second part is a server edit made during the load, not an edit to save).
+cells. The room's content, version and file are those of a one-part load (the second part is
+a server edit made during the load, not an edit to save).
 """
 
 from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any, Protocol
 
 from jupyter_ydoc import YNotebook
 from pycrdt import Doc, create_update_message
 
+from . import update_parts
 from .first_sync import EMPTY_STATE_VECTOR
 
 #: seconds of building the second part between two yields to the event loop
@@ -104,23 +106,31 @@ class FirstPart:
             client.send(create_update_message(self.ydoc.get_update(self.state_vector)))
 
 
-async def build_rest(room: Builder, rest: list[Any]) -> FirstPart | None:
-    """Keep the first part (built already) and append the ``rest`` of the cells to the
-    document in a second transaction, as a server edit (call during the load)."""
+async def build_rest(
+    room: Builder, rest: list[Any], built: Sequence[update_parts.Part] = ()
+) -> FirstPart | None:
+    """Keep the first part (built already, in the transactions ``built``) and append the
+    ``rest`` of the cells to the document, as a server edit (call during the load), in
+    transactions of ``BUILD_SLICE`` s (``content.build_document``)."""
     if not rest:
         return None
     document = room.document
     if not isinstance(document, YNotebook):
         raise TypeError("only a notebook is built in two parts")
     ydoc = room.ydoc
-    first = ydoc.get_update()
+    first = update_parts.join(built, ydoc.client_id) or ydoc.get_update()
     first_state = ydoc.get_state()
-    with room.server_edit(), ydoc.transaction():
-        deadline = time.perf_counter() + BUILD_SLICE
-        cells = document.ycells
-        for cell in rest:
-            cells.append(document.create_ycell(cell))
-            if time.perf_counter() > deadline:
-                await asyncio.sleep(0)
+    cells = document.ycells
+    remaining = iter(rest)
+    with room.server_edit():
+        while True:
+            with ydoc.transaction():
                 deadline = time.perf_counter() + BUILD_SLICE
+                for cell in remaining:
+                    cells.append(document.create_ycell(cell))
+                    if time.perf_counter() > deadline:
+                        break
+                else:
+                    break
+            await asyncio.sleep(0)
     return FirstPart(ydoc, first, first_state, ydoc.get_state())

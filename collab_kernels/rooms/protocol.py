@@ -197,7 +197,12 @@ def raw_message(payload: dict[str, Any] | str) -> bytes:
 
 def sync_step2_message(update: bytes) -> bytes:
     """A sync step2 frame carrying ``update`` (the answer to a step1)."""
-    return bytes([MESSAGE_SYNC, SYNC_STEP2]) + write_var_uint(len(update)) + update
+    return b"".join(sync_step2_pieces(update))
+
+
+def sync_step2_pieces(update: bytes) -> list[bytes]:
+    """:func:`sync_step2_message` in pieces (to be joined off the loop)."""
+    return [bytes([MESSAGE_SYNC, SYNC_STEP2]), write_var_uint(len(update)), update]
 
 
 def save_request_message(request_id: int) -> bytes:

@@ -1,0 +1,117 @@
+"""A freshly built document's state, joined from the updates of the transactions that built it.
+
+Why: building a 65 MB notebook from its file in one transaction, the commit encoded the
+whole document for the room's observer (180 ms, one pycrdt call that holds the GIL), and
+the load then encoded it again with ``ydoc.get_update()`` for the first sync and the update
+store (180 ms more): two stalls of every room's event loop. The build now commits a
+transaction per slice (``file.set_document``), each encoding only what it added, and the
+state is those updates joined (:func:`join`), without asking pycrdt to encode anything.
+
+How: a Y update (v1) is the number of clients, then for each client the number of its
+structs, its id, the clock of its first struct and the structs (each one self-delimiting),
+then the delete set. The transactions of one client that built a document from empty
+hold consecutive clock ranges and delete nothing, so their updates joined are one client's
+structs from clock 0, in order, and an empty delete set: the document ``get_update()``
+encodes (the same bytes for a notebook built from a file, whose texts are inserted whole;
+``get_update()`` may squash two adjacent items of two transactions into one struct;
+``tests/test_rooms_update_parts.py`` compares them on several notebooks).
+Anything else (another client's structs, a deletion, a gap in the clocks) is not joined:
+:func:`join` returns None and the caller encodes the document as before.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import NamedTuple
+
+
+def _read_varuint(data: bytes, pos: int) -> tuple[int, int]:
+    value = shift = 0
+    while True:
+        byte = data[pos]
+        pos += 1
+        value |= (byte & 0x7F) << shift
+        if byte < 0x80:
+            return value, pos
+        shift += 7
+
+
+def _varuint(value: int) -> bytes:
+    out = bytearray()
+    while True:
+        byte = value & 0x7F
+        value >>= 7
+        if value:
+            out.append(byte | 0x80)
+        else:
+            out.append(byte)
+            return bytes(out)
+
+
+#: an update that holds nothing (a transaction that changed nothing)
+EMPTY_UPDATE = b"\x00\x00"
+
+
+def _header(update: bytes) -> tuple[int, int, int, int] | None:
+    """``(structs, client, first clock, where the structs start)`` of an update holding one
+    client's structs and no deletions; None for any other."""
+    try:
+        clients, pos = _read_varuint(update, 0)
+        if clients != 1 or update[-1] != 0:  # one client; an empty delete set ends it
+            return None
+        structs, pos = _read_varuint(update, pos)
+        client, pos = _read_varuint(update, pos)
+        clock, pos = _read_varuint(update, pos)
+    except IndexError:
+        return None
+    return structs, client, clock, pos
+
+
+def _clock(state_vector: bytes, client_id: int) -> int | None:
+    """The clock of ``client_id`` in an encoded state vector that holds no other client
+    (0 for an empty one); None if it holds another."""
+    try:
+        clients, pos = _read_varuint(state_vector, 0)
+        if clients == 0:
+            return 0
+        client, pos = _read_varuint(state_vector, pos)
+        clock, pos = _read_varuint(state_vector, pos)
+    except IndexError:
+        return None
+    return clock if clients == 1 and client == client_id and pos == len(state_vector) else None
+
+
+class Part(NamedTuple):
+    """One transaction's update and the document's state vectors around it."""
+
+    update: bytes
+    before: bytes
+    after: bytes
+
+
+def join(parts: Sequence[Part], client_id: int) -> bytes | None:
+    """The updates of ``parts`` (transactions in commit order, all by ``client_id``, the
+    first on an empty document) as one update, or None when they are not that."""
+    structs = 0
+    bodies: list[bytes] = []
+    expected = 0
+    for part in parts:
+        before, after = _clock(part.before, client_id), _clock(part.after, client_id)
+        if before != expected or after is None:
+            return None
+        if part.update == EMPTY_UPDATE and after == before:
+            continue
+        header = _header(part.update)
+        if header is None:
+            return None
+        count, client, clock, start = header
+        if client != client_id or clock != before or after <= before:
+            return None
+        structs += count
+        bodies.append(part.update[start:-1])  # bytes: their join gives the GIL back
+        expected = after
+    if not bodies:
+        return None
+    return b"".join(
+        [_varuint(1), _varuint(structs), _varuint(client_id), _varuint(0), *bodies, b"\x00"]
+    )
