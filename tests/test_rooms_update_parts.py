@@ -152,3 +152,41 @@ async def test_the_loaded_content_is_computed_with_the_loop_going_on(jp_root_dir
     await other
     assert turns > 20
     assert room.file.saved_content == room.document.get()
+
+
+async def test_a_slice_leaves_room_for_its_commit(monkeypatch):
+    """Big outputs cost more to encode at a slice's commit than to build (in the server a
+    commit of 10 ms of building took 60-130 ms): each slice builds for the share of the
+    budget the last one's commit left, so building and commit stay near ``BUILD_SLICE``.
+    A fake clock: each step builds for 1 ms, the commit takes 3 ms per step built."""
+
+    class Clock:
+        now = 0.0
+
+        def perf_counter(self) -> float:
+            return self.now
+
+    clock = Clock()
+    monkeypatch.setattr(content_module, "time", clock)
+    built = [0]
+    slices: list[float] = []
+
+    class Steps(YNotebook):
+        def _set(self, value: Any, delay_outputs_above_mb: float | None = None):
+            for i in range(200):
+                clock.now += 0.001
+                self.ystate[f"k{i}"] = i
+                built[0] += 1
+                yield False
+
+    document = Steps()
+
+    def commit(_event: Any) -> None:
+        clock.now += 0.003 * built[0]
+        slices.append(0.004 * built[0])
+        built[0] = 0
+
+    document.ydoc.observe(commit)
+    await build_document(document, {"cells": []})
+    assert len(slices) > 10
+    assert max(slices[1:]) <= 2 * content_module.BUILD_SLICE  # the first one measures

@@ -67,9 +67,12 @@ BUILD_SLICE = 0.01
 
 async def build_document(document: YNotebook | YUnicode, content: Any) -> None:
     """Replace ``document``'s content by a file's. A notebook is built in transactions of
-    ``BUILD_SLICE`` s each, the loop given back between them: in one transaction, its commit
-    encoded the whole document for the room's observer, one pycrdt call holding the GIL
-    for 180 ms per 65 MB (``update_parts.py`` joins the slices' updates into the state)."""
+    about ``BUILD_SLICE`` s each (building and commit), the loop given back between them: in
+    one transaction, its commit encoded the whole document for the room's observer, one
+    pycrdt call holding the GIL for 180 ms per 65 MB (``update_parts.py`` joins the slices'
+    updates into the state). A slice's commit of big outputs can take three times as long
+    as building them: each slice builds for the share of ``BUILD_SLICE`` the last one's
+    commit left (at least a tenth); one cell is the smallest slice."""
     if not isinstance(document, YNotebook):
         document.set(content)
         return
@@ -78,14 +81,19 @@ async def build_document(document: YNotebook | YUnicode, content: Any) -> None:
         await document.aset(content)  # another jupyter_ydoc version
         return
     remaining = steps(content)
+    budget = BUILD_SLICE  # of building; its commit takes about as long again, or more
     while True:
+        started = time.perf_counter()
         with document.ydoc.transaction():
-            deadline = time.perf_counter() + BUILD_SLICE
             for _ in remaining:
-                if time.perf_counter() > deadline:
+                if time.perf_counter() - started > budget:
                     break
             else:
                 return
+            built = time.perf_counter() - started
+        committed = time.perf_counter() - started - built
+        # a commit encodes what was built: big outputs cost more to encode than to build
+        budget = max(BUILD_SLICE / 10, BUILD_SLICE * built / (built + committed))
         await asyncio.sleep(0)
 
 
