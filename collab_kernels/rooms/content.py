@@ -66,13 +66,7 @@ BUILD_SLICE = 0.01
 
 
 async def build_document(document: YNotebook | YUnicode, content: Any) -> None:
-    """Replace ``document``'s content by a file's. A notebook is built in transactions of
-    about ``BUILD_SLICE`` s each (building and commit), the loop given back between them: in
-    one transaction, its commit encoded the whole document for the room's observer, one
-    pycrdt call holding the GIL for 180 ms per 65 MB (``update_parts.py`` joins the slices'
-    updates into the state). A slice's commit of big outputs can take three times as long
-    as building them: each slice builds for the share of ``BUILD_SLICE`` the last one's
-    commit left (at least a tenth); one cell is the smallest slice."""
+    """Replace ``document``'s content by a file's; a notebook :func:`in_slices`."""
     if not isinstance(document, YNotebook):
         document.set(content)
         return
@@ -80,12 +74,23 @@ async def build_document(document: YNotebook | YUnicode, content: Any) -> None:
     if steps is None or not inspect.isgeneratorfunction(steps):
         await document.aset(content)  # another jupyter_ydoc version
         return
-    remaining = steps(content)
+    await in_slices(document.ydoc, steps(content))
+
+
+async def in_slices(ydoc: Doc[Any], steps: Iterator[Any]) -> None:
+    """Run ``steps`` (each one builds a little of ``ydoc``) in transactions of about
+    ``BUILD_SLICE`` s each, building and commit, the loop given back between them.
+
+    In one transaction, its commit encoded the whole document for the room's observer, one
+    pycrdt call holding the GIL for 180 ms per 65 MB (``update_parts.py`` joins the slices'
+    updates into the state). A slice's commit of big outputs can take three times as long
+    as building them: each slice builds for the share of ``BUILD_SLICE`` the last one's
+    commit left (at least a tenth); one step is the smallest slice."""
     budget = BUILD_SLICE  # of building; its commit takes about as long again, or more
     while True:
         started = time.perf_counter()
-        with document.ydoc.transaction():
-            for _ in remaining:
+        with ydoc.transaction():
+            for _ in steps:
                 if time.perf_counter() - started > budget:
                     break
             else:

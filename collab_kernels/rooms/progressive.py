@@ -4,7 +4,7 @@ A browser opening a notebook of 1000 cells received the whole document in its Sy
 and spent one long task (0.4-0.9 s) creating every cell model before the first cell
 showed. A notebook with more than ``progressive_sync_cells`` cells is now built from its
 file in two parts: the notebook's metadata, its state and its first cells, then the other
-cells (each part in transactions of ``BUILD_SLICE`` s). The bytes of the first part are
+cells (each part in slices, ``content.in_slices``). The bytes of the first part are
 kept (a causally complete Y update). The first SyncStep1 the room answers, if it comes
 from a browser with an empty document while the document did not change since the load,
 is answered with that first part: the page marks itself synced, picks the kernel from
@@ -22,7 +22,6 @@ a server edit made during the load, not an edit to save).
 from __future__ import annotations
 
 import asyncio
-import time
 from collections.abc import Mapping, Sequence
 from typing import Any, Protocol
 
@@ -30,10 +29,8 @@ from jupyter_ydoc import YNotebook
 from pycrdt import Doc, create_update_message
 
 from . import update_parts
+from .content import in_slices
 from .first_sync import EMPTY_STATE_VECTOR
-
-#: seconds of building the second part between two yields to the event loop
-BUILD_SLICE = 0.01
 
 
 class Builder(Protocol):
@@ -111,7 +108,7 @@ async def build_rest(
 ) -> FirstPart | None:
     """Keep the first part (built already, in the transactions ``built``) and append the
     ``rest`` of the cells to the document, as a server edit (call during the load), in
-    transactions of ``BUILD_SLICE`` s (``content.build_document``)."""
+    slices (``content.in_slices``)."""
     if not rest:
         return None
     document = room.document
@@ -121,16 +118,6 @@ async def build_rest(
     first = update_parts.join(built, ydoc.client_id) or ydoc.get_update()
     first_state = ydoc.get_state()
     cells = document.ycells
-    remaining = iter(rest)
     with room.server_edit():
-        while True:
-            with ydoc.transaction():
-                deadline = time.perf_counter() + BUILD_SLICE
-                for cell in remaining:
-                    cells.append(document.create_ycell(cell))
-                    if time.perf_counter() > deadline:
-                        break
-                else:
-                    break
-            await asyncio.sleep(0)
+        await in_slices(ydoc, (cells.append(document.create_ycell(cell)) for cell in rest))
     return FirstPart(ydoc, first, first_state, ydoc.get_state())
