@@ -73,7 +73,8 @@ class Message:
     request_id: int | None = None
 
 
-def _read_var_uint(data: bytes, pos: int) -> tuple[int, int]:
+def read_var_uint(data: bytes, pos: int) -> tuple[int, int]:
+    """The varUint at ``pos`` and where it ends; ProtocolError if it is cut or too long."""
     value = 0
     shift = 0
     while True:
@@ -90,7 +91,7 @@ def _read_var_uint(data: bytes, pos: int) -> tuple[int, int]:
 
 
 def _read_var_bytes(data: bytes, pos: int) -> tuple[bytes, int]:
-    length, pos = _read_var_uint(data, pos)
+    length, pos = read_var_uint(data, pos)
     end = pos + length
     if end > len(data):
         raise ProtocolError("length prefix runs past the end of the frame")
@@ -104,9 +105,9 @@ def parse_message(data: bytes) -> Message:
     data = bytes(data)
     if not data:
         raise ProtocolError("empty frame")
-    msg_type, pos = _read_var_uint(data, 0)
+    msg_type, pos = read_var_uint(data, 0)
     if msg_type == MESSAGE_SYNC:
-        sub, pos = _read_var_uint(data, pos)
+        sub, pos = read_var_uint(data, pos)
         payload, pos = _read_var_bytes(data, pos)
         if sub == SYNC_STEP1:
             return Message("step1", payload)
@@ -126,7 +127,7 @@ def parse_message(data: bytes) -> Message:
         except UnicodeDecodeError as e:
             raise ProtocolError("raw message is not UTF-8") from e
         if text == "save":
-            request_id, pos = _read_var_uint(data, pos)
+            request_id, pos = read_var_uint(data, pos)
             return Message("save", None, request_id)
         return Message("raw", text)
     return Message("other", msg_type)
@@ -134,10 +135,10 @@ def parse_message(data: bytes) -> Message:
 
 def _check_awareness(payload: bytes) -> None:
     """Validate an awareness update fully before any state is touched."""
-    count, pos = _read_var_uint(payload, 0)
+    count, pos = read_var_uint(payload, 0)
     for _ in range(count):
-        _, pos = _read_var_uint(payload, pos)  # client id
-        _, pos = _read_var_uint(payload, pos)  # clock
+        _, pos = read_var_uint(payload, pos)  # client id
+        _, pos = read_var_uint(payload, pos)  # clock
         state, pos = _read_var_bytes(payload, pos)
         try:
             json.loads(state.decode("utf-8") or "null")
@@ -157,10 +158,10 @@ class AwarenessEntry:
 def awareness_entries(payload: bytes) -> list[AwarenessEntry]:
     """The entries of an (already validated) awareness update."""
     entries = []
-    count, pos = _read_var_uint(payload, 0)
+    count, pos = read_var_uint(payload, 0)
     for _ in range(count):
-        client_id, pos = _read_var_uint(payload, pos)
-        clock, pos = _read_var_uint(payload, pos)
+        client_id, pos = read_var_uint(payload, pos)
+        clock, pos = read_var_uint(payload, pos)
         state, pos = _read_var_bytes(payload, pos)
         entries.append(AwarenessEntry(client_id, clock, state))
     return entries

@@ -24,29 +24,9 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import NamedTuple
 
+from pycrdt import write_var_uint
 
-def _read_varuint(data: bytes, pos: int) -> tuple[int, int]:
-    value = shift = 0
-    while True:
-        byte = data[pos]
-        pos += 1
-        value |= (byte & 0x7F) << shift
-        if byte < 0x80:
-            return value, pos
-        shift += 7
-
-
-def _varuint(value: int) -> bytes:
-    out = bytearray()
-    while True:
-        byte = value & 0x7F
-        value >>= 7
-        if value:
-            out.append(byte | 0x80)
-        else:
-            out.append(byte)
-            return bytes(out)
-
+from .protocol import ProtocolError, read_var_uint
 
 #: an update that holds nothing (a transaction that changed nothing)
 EMPTY_UPDATE = b"\x00\x00"
@@ -56,13 +36,13 @@ def _header(update: bytes) -> tuple[int, int, int, int] | None:
     """``(structs, client, first clock, where the structs start)`` of an update holding one
     client's structs and no deletions; None for any other."""
     try:
-        clients, pos = _read_varuint(update, 0)
+        clients, pos = read_var_uint(update, 0)
         if clients != 1 or update[-1] != 0:  # one client; an empty delete set ends it
             return None
-        structs, pos = _read_varuint(update, pos)
-        client, pos = _read_varuint(update, pos)
-        clock, pos = _read_varuint(update, pos)
-    except IndexError:
+        structs, pos = read_var_uint(update, pos)
+        client, pos = read_var_uint(update, pos)
+        clock, pos = read_var_uint(update, pos)
+    except ProtocolError:
         return None
     return structs, client, clock, pos
 
@@ -71,12 +51,12 @@ def _clock(state_vector: bytes, client_id: int) -> int | None:
     """The clock of ``client_id`` in an encoded state vector that holds no other client
     (0 for an empty one); None if it holds another."""
     try:
-        clients, pos = _read_varuint(state_vector, 0)
+        clients, pos = read_var_uint(state_vector, 0)
         if clients == 0:
             return 0
-        client, pos = _read_varuint(state_vector, pos)
-        clock, pos = _read_varuint(state_vector, pos)
-    except IndexError:
+        client, pos = read_var_uint(state_vector, pos)
+        clock, pos = read_var_uint(state_vector, pos)
+    except ProtocolError:
         return None
     return clock if clients == 1 and client == client_id and pos == len(state_vector) else None
 
@@ -113,5 +93,12 @@ def join(parts: Sequence[Part], client_id: int) -> bytes | None:
     if not bodies:
         return None
     return b"".join(
-        [_varuint(1), _varuint(structs), _varuint(client_id), _varuint(0), *bodies, b"\x00"]
+        [
+            write_var_uint(1),
+            write_var_uint(structs),
+            write_var_uint(client_id),
+            write_var_uint(0),
+            *bodies,
+            b"\x00",
+        ]
     )
