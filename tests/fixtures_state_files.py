@@ -3,8 +3,15 @@ turn, and state files and stores that pause or fail on purpose."""
 
 from __future__ import annotations
 
+import contextlib
 import os
+import signal
+import subprocess
+import sys
 import threading
+from collections.abc import Iterator
+from pathlib import Path
+from typing import IO
 
 from pycrdt import Doc, Text
 
@@ -72,3 +79,19 @@ class FailingFiles(StateFiles):
 
 class FailingStore(SQLiteUpdateStore):
     state_files_class = FailingFiles
+
+
+@contextlib.contextmanager
+def killed_after(script: str, *args: str) -> Iterator[IO[str]]:
+    """A Python process running ``script`` with ``args``, its output read by the block, and
+    killed (SIGKILL, as a crashed server) when the block ends."""
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
+    proc = subprocess.Popen(
+        [sys.executable, "-c", script, *args], stdout=subprocess.PIPE, text=True, env=env
+    )
+    try:
+        assert proc.stdout is not None
+        yield proc.stdout
+    finally:
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()

@@ -6,9 +6,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import signal
-import subprocess
-import sys
 import threading
 from pathlib import Path
 
@@ -17,6 +14,7 @@ from fixtures_state_files import (
     BIG,
     FailingStore,
     Room,
+    killed_after,
     state_names,
     text_of,
 )
@@ -228,20 +226,9 @@ def test_kill9_while_a_reset_is_written(tmp_path):
     waits for it: the next process restores the previous history, and the half-written
     file is removed."""
     path = str(tmp_path / "killed.sqlite")
-    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
-    proc = subprocess.Popen(
-        [sys.executable, "-c", RESET_KILLED, path, str(BIG)],
-        stdout=subprocess.PIPE,
-        text=True,
-        env=env,
-    )
-    try:
-        assert proc.stdout is not None
-        lines = {proc.stdout.readline().strip(), proc.stdout.readline().strip()}
+    with killed_after(RESET_KILLED, path, str(BIG)) as output:
+        lines = {output.readline().strip(), output.readline().strip()}
         assert lines == {"reset", "writing"}  # the reset returned while its file is written
         assert any(name.endswith(".tmp") for name in state_names(path))
-    finally:
-        proc.send_signal(signal.SIGKILL)
-        proc.wait()
     assert loaded_text(path) == ("h1", "previous", 1)
     assert state_names(path) == []

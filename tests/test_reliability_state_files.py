@@ -5,11 +5,7 @@ reset's file: ``test_reliability_pending_reset.py``)."""
 
 from __future__ import annotations
 
-import os
-import signal
 import sqlite3
-import subprocess
-import sys
 from pathlib import Path
 
 from fixtures_state_files import (
@@ -18,6 +14,7 @@ from fixtures_state_files import (
     PausedFiles,
     PausedStore,
     Room,
+    killed_after,
     state_names,
     text_of,
 )
@@ -113,21 +110,10 @@ def test_kill9_in_the_middle_of_a_state_file(tmp_path):
     next process gets the previous state and every update appended, and the half-written
     file is removed."""
     path = str(tmp_path / "killed.sqlite")
-    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
-    proc = subprocess.Popen(
-        [sys.executable, "-c", CRASHING, path, str(BIG)],
-        stdout=subprocess.PIPE,
-        text=True,
-        env=env,
-    )
-    try:
-        assert proc.stdout is not None
-        assert proc.stdout.readline().strip() == "appended"
-        assert proc.stdout.readline().strip() == "writing"
+    with killed_after(CRASHING, path, str(BIG)) as output:
+        assert output.readline().strip() == "appended"
+        assert output.readline().strip() == "writing"
         assert any(name.endswith(".tmp") for name in state_names(path))
-    finally:
-        proc.send_signal(signal.SIGKILL)
-        proc.wait()
     store = SQLiteUpdateStore(path)
     loaded = store.load("r")
     assert loaded is not None and loaded[0] == "h"
