@@ -127,6 +127,8 @@ async def test_a_rooms_load_joins_its_build_instead_of_encoding_it(
     message = room.first_sync.message
     assert message is not None
     assert message.wire == frames.encode_binary_frame(protocol.sync_step2_message(state))
+    # its payload is a view of the wire bytes: one copy of the document, not two
+    assert isinstance(message.payload, memoryview) and message.payload.obj is message.wire
     assert room.sync_answer(b"\x00") is message
     assert room.document.get()["cells"][1]["source"] == "# 0"
 

@@ -78,7 +78,7 @@ class Deflate:
     level: int = DEFLATE_LEVEL
 
 
-def deflate_message(payload: bytes, level: int, wbits: int) -> bytes:
+def deflate_message(payload: bytes | memoryview, level: int, wbits: int) -> bytes:
     """``payload`` compressed on its own (no context from earlier messages), as one
     permessage-deflate message body: raw deflate ending in a sync flush whose last four
     octets (``00 00 ff ff``) are removed (RFC 7692, 7.2.1)."""

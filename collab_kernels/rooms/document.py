@@ -236,8 +236,8 @@ class DocumentRoom(Fanout):
             if not restored:
                 # The store's new history is written after the first sync (first_sync.py),
                 # and the saved content computed after it from the same bytes.
-                # the build's updates joined: not a second encoding of the whole document
-                # joined in a worker thread (bytes.join gives the GIL back for big pieces)
+                # The build's updates joined, not a second encoding of the whole document,
+                # in a worker thread (bytes.join gives the GIL back for big pieces).
                 joined = await asyncio.to_thread(update_parts.join, built, self.ydoc.client_id)
                 state = self.ydoc.get_update() if joined is None else joined
                 file.saved_content_from([state] if joined is None else [p.update for p in built])
