@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import threading
+import zlib
 
 import nbformat
 import pytest
@@ -95,6 +96,20 @@ async def test_the_parse_hash_and_signature_run_off_the_loop(
     loop_thread = threading.current_thread().name
     assert threads["decode"] and loop_thread not in threads["decode"]
     assert threads["signature"] and loop_thread not in threads["signature"]
+
+
+async def test_the_text_read_is_kept_compressed_without_a_second_read(jp_serverapp, jp_root_dir):
+    """The room keeps the file's text as loaded (the base of a restart merge): compressed
+    from the bytes the read hashed, not read, hashed and decoded a second time."""
+    cm = jp_serverapp.contents_manager
+    await cm.save({"type": "notebook", "content": notebook()}, "kept.ipynb")
+    model, loaded = await offload_read.notebook_read(cm, "kept.ipynb", keep_text=True)
+    assert loaded is not None and loaded.file_hash == model["hash"]
+    on_disk = (jp_root_dir / "kept.ipynb").read_bytes()
+    assert zlib.decompress(await loaded.compressed) == on_disk
+    assert model == await cm.get("kept.ipynb", content=True, type="notebook", require_hash=True)
+    _, not_kept = await offload_read.notebook_read(cm, "kept.ipynb")
+    assert not_kept is None
 
 
 async def test_unreadable_files_fail_as_the_stock_read_fails(jp_serverapp, jp_root_dir):

@@ -24,7 +24,7 @@ from fixtures_rooms import (
 from traitlets.config import Config
 
 from collab_kernels.client.connection import RoomConnection, open_session
-from collab_kernels.rooms import protocol
+from collab_kernels.rooms import offload, protocol
 
 
 @pytest.fixture
@@ -84,6 +84,24 @@ async def test_browser_continues_after_restart_with_its_offline_edits(
         await fresh.wait_for(lambda doc: sources(doc)[2] == "bob offline!")
         for conn in (alice2, bob2, fresh):
             await conn.close()
+
+
+async def test_the_loaded_text_is_kept_from_the_read_itself(
+    rooms_notebook, collab_client, jp_serverapp, jp_root_dir, monkeypatch
+):
+    """Until its first save a room's merge base is the file's text as loaded: it is kept
+    from the bytes the read hashed (offload_read.LoadedText), with no second read."""
+    second_reads: list[str] = []
+    monkeypatch.setattr(offload, "_keep_text", lambda os_path, *args: second_reads.append(os_path))
+    path = rooms_notebook("kept.ipynb", ["ünïcode", "two"])
+    on_disk = (jp_root_dir / path).read_bytes()
+    conn = await collab_client(path)
+    store = jp_serverapp.web_app.settings["collab_room_manager"].store
+    await eventually(lambda: store.bases.get(conn.room_id) is not None)
+    model = await jp_serverapp.contents_manager.get(path, content=False, require_hash=True)
+    assert store.bases.get(conn.room_id) == (model["hash"], on_disk.decode("utf-8"))
+    assert second_reads == []
+    await conn.close()
 
 
 async def test_history_that_cannot_match_is_refused_after_a_delay(

@@ -211,7 +211,8 @@ class DocumentRoom(Fanout):
         """
         file = self.file
         async with file.lock:
-            model = await file.read()
+            keep_text = self.history is not None and self.history.keeps_texts
+            model = await file.read(keep_text=keep_text)
             content = model["content"]
             restored = self._restore_history(file.hash)
             first_cells = 0 if restored else self.host.progressive_sync_cells
@@ -254,6 +255,7 @@ class DocumentRoom(Fanout):
             elif self.history is not None and self.file.offloaded:
                 # the text loaded is the base of a merge until the first save (bases.py)
                 self._keeping = self.history.keep_loaded_text(self.host.contents_manager, file)
+            file.loaded_text = None
             if restored and self.document.get() != file.saved_content:
                 self.log.warning(
                     "collab_kernels: %s: the update store holds edits the file does not have "

@@ -32,9 +32,9 @@ from .content import (
     build_document,
     document_content,
     is_refused_hidden,
-    new_document,
     same_content,
 )
+from .saved_content import SavedContent
 from .saving import SaveStatus
 
 #: document type -> (contents manager type, contents manager format); the room id format of
@@ -114,8 +114,9 @@ class RoomFile:
         self.cm_type, self.cm_format = CONTENTS_TYPES[file_type]
         self.hash: str | None = None
         self.last_modified: Any = None
-        self._saved_content: Any = None
-        self._saved_state: list[bytes] | None = None  # see saved_content_from
+        self._saved = SavedContent(file_type)
+        #: the text of the file as last read with ``keep_text`` (taken by the room's history)
+        self.loaded_text: offload_read.LoadedText | None = None
         #: the file changed on disk while the room had unsaved edits
         self.conflict = False
         #: why the last save failed, and whether retrying it may help (a write error)
@@ -138,42 +139,19 @@ class RoomFile:
     @property
     def saved_content(self) -> Any:
         """``document.get()`` of the content the file had at the last save or load."""
-        updates = self._saved_state
-        if updates is not None:
-            scratch = new_document(self.file_type)
-            for update in updates:
-                scratch.ydoc.apply_update(update)
-            self._saved_state = None
-            self._saved_content = scratch.get()
-        return self._saved_content
+        return self._saved.get()
 
     @saved_content.setter
     def saved_content(self, content: Any) -> None:
-        self._saved_state = None
-        self._saved_content = content
+        self._saved.set(content)
 
     def saved_content_from(self, updates: list[bytes]) -> None:
-        """The saved content is the document of these Y updates (applied in order), computed
-        on first use (or by :meth:`materialize`): a notebook just loaded from its file
-        reaches its first collaborator without a second walk over every cell
-        (``document.get()`` of 1000 cells takes as long as building them)."""
-        self._saved_state = updates
-        self._saved_content = None
+        """The saved content is the document of these Y updates (``saved_content.py``)."""
+        self._saved.set_updates(updates)
 
     async def materialize(self) -> None:
-        """Compute a pending saved content now, the loop given back after each update (a
-        load's slices) and each cell (one ``apply_update`` of a 65 MB state held it 200 ms)."""
-        pending = self._saved_state
-        scratch = new_document(self.file_type)
-        for update in pending or ():
-            scratch.ydoc.apply_update(update)
-            await asyncio.sleep(0)
-        if pending is None or self._saved_state is not pending:
-            return  # nothing pending, or computed (or replaced) meanwhile
-        content = await scratch.aget() if isinstance(scratch, YNotebook) else scratch.get()
-        if self._saved_state is pending:
-            self._saved_state = None
-            self._saved_content = content
+        """Compute a pending saved content now, the loop given back after each step."""
+        await self._saved.materialize()
 
     # --- reading -----------------------------------------------------------------------------
     async def get_model(self, *, content: bool, require_hash: bool = False) -> dict[str, Any]:
@@ -206,9 +184,15 @@ class RoomFile:
         """What ``document.get()`` returns for a file's content (for unsaved-edit checks)."""
         return await document_content(self.file_type, content)
 
-    async def read(self) -> dict[str, Any]:
-        """Read the file (with its content) and remember its hash and modification time."""
-        model = await self.get_model(content=True, require_hash=True)
+    async def read(self, *, keep_text: bool = False) -> dict[str, Any]:
+        """Read the file (with its content) and remember its hash and modification time;
+        ``keep_text``: and its text, compressed, as ``loaded_text`` (offloaded reads)."""
+        if keep_text and self.offloaded and offload_read.is_offloaded(self.contents_manager):
+            model, self.loaded_text = await offload_read.notebook_read(
+                self.contents_manager, self.path, keep_text=True
+            )
+        else:
+            model = await self.get_model(content=True, require_hash=True)
         self.hash = model.get("hash")
         self.last_modified = model.get("last_modified")
         return model

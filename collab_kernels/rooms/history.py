@@ -16,7 +16,7 @@ from typing import Any
 
 from pycrdt import Array, Doc, Map
 
-from . import offload
+from . import offload, offload_read
 from .content import new_document
 from .store import SQLiteUpdateStore
 
@@ -162,21 +162,44 @@ class RoomHistory:
             return None
         return base[1]
 
+    @property
+    def keeps_texts(self) -> bool:
+        """Whether the saved (and loaded) texts are kept as merge bases (``bases.py``)."""
+        return self.store.bases is not None
+
     def text_sink(self, read_at: float | None = None) -> offload.TextSink | None:
         """Where a save hands the file's text, kept as the base of a restart merge."""
         bases = self.store.bases
         return None if bases is None else bases.writer(self.room_id, read_at)
 
     def keep_loaded_text(self, contents_manager: Any, file: Any) -> asyncio.Future[None] | None:
-        """Keep the text of the file as loaded (``file.path``, ``file.hash``), read in a
-        worker thread, unless the kept one has that hash."""
+        """Keep the text of the file as loaded (``file.path``, ``file.hash``), unless the kept
+        one has that hash: the compressed text of the read (``file.loaded_text``), or else
+        read again in a worker thread."""
+        loaded: offload_read.LoadedText | None = file.loaded_text
+        file.loaded_text = None
         bases = self.store.bases
         if bases is None or file.hash is None or bases.hash_of(self.room_id) == file.hash:
             return None
+        if loaded is not None and loaded.file_hash == file.hash:
+            return asyncio.ensure_future(self._keep_compressed(bases, loaded))
         sink = bases.writer(self.room_id, time.time())
         return asyncio.ensure_future(
             offload.keep_loaded_text(contents_manager, file.path, file.hash, sink)
         )
+
+    async def _keep_compressed(self, bases: Any, loaded: offload_read.LoadedText) -> None:
+        compressed = await loaded.compressed
+        try:  # in a worker thread: the row is as big as the compressed text
+            await asyncio.to_thread(
+                bases.put, self.room_id, loaded.file_hash, compressed, read_at=loaded.read_at
+            )
+        except Exception as e:  # only a restart merge would miss it
+            self.log.warning(
+                "collab_kernels: could not keep the loaded text of %s for a restart merge: %s",
+                self.describe(),
+                e,
+            )
 
     # --- writing -----------------------------------------------------------------------------
     def append(self, updates: list[bytes]) -> None:

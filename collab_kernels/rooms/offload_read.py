@@ -17,7 +17,10 @@ notary is nbformat's own (anything else keeps its own ``get``, called as before)
   the cyclic collector paused (``no_collections``: the parse makes ~700,000 young objects):
   the file's bytes, their hash (``hashlib`` gives the GIL back), ``nbformat.reads`` with the
   JSON decoded in pieces (``json_pieces.PiecewiseDecoder``), the signature's HMAC and its
-  lookup in the signature database through the thread's own connection (as saving does).
+  lookup in the signature database through the thread's own connection (as saving does);
+- with ``keep_text`` (a room's load), in another worker thread beside the parse: the bytes
+  zlib-compressed, the text the room keeps as the base of a restart merge until its first
+  save (:class:`LoadedText`; before, a second thread read, hashed and decoded the file again).
 
 Any error in the thread (a file that is not UTF-8 or not JSON, a permission error) falls
 back to the stock ``get``, which reports it as stock does (and restores a notebook from its
@@ -30,6 +33,8 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import time
+import zlib
 from dataclasses import dataclass
 from typing import Any
 
@@ -57,19 +62,22 @@ def is_offloaded(contents_manager: Any) -> bool:
 class _Read:
     nb: Any
     validation_error: dict[str, Any]
-    hashed: dict[str, str]
     #: the notebook's signature (None: nbformat < 3, never trusted)
     signature: str | None
     #: whether the signature is stored (None: not looked up in the thread)
     trusted: bool | None
 
 
-def _read(notary: Any, os_path: str, algorithm: str) -> _Read:
-    """In a worker thread: the file's notebook, hash and trust."""
+def _read_bytes(os_path: str, algorithm: str) -> tuple[bytes, dict[str, str]]:
+    """In a worker thread: the file's bytes and hash (both give the GIL back)."""
+    with open(os_path, "rb") as f:
+        data = f.read()
+    return data, {"hash": hashlib.new(algorithm, data).hexdigest(), "hash_algorithm": algorithm}
+
+
+def _parse(notary: Any, data: bytes) -> _Read:
+    """In a worker thread: the notebook of the file's bytes, and its trust."""
     with offload.no_collections():
-        with open(os_path, "rb") as f:
-            data = f.read()
-        hashed = {"hash": hashlib.new(algorithm, data).hexdigest(), "hash_algorithm": algorithm}
         text = data.decode("utf-8")
         del data
         validation_error: dict[str, Any] = {}
@@ -78,7 +86,7 @@ def _read(notary: Any, os_path: str, algorithm: str) -> _Read:
         )
         del text
         if nb.nbformat < 3:
-            return _Read(nb, validation_error, hashed, None, False)
+            return _Read(nb, validation_error, None, False)
         signature = notary.compute_signature(nb)
     store = offload.thread_signature_store(notary)
     trusted: bool | None = None
@@ -87,26 +95,54 @@ def _read(notary: Any, os_path: str, algorithm: str) -> _Read:
             trusted = bool(store.check_signature(signature, notary.algorithm))  # type: ignore[no-untyped-call]
         except Exception:  # the loop looks it up with the notary's own store
             offload.forget_signature_store(notary)
-    return _Read(nb, validation_error, hashed, signature, trusted)
+    return _Read(nb, validation_error, signature, trusted)
 
 
-async def notebook_model(contents_manager: Any, path: str) -> dict[str, Any]:
+def _compress(data: bytes) -> bytes:
+    """In a worker thread: the file's text as ``bases.SavedBases`` keeps it (zlib gives the
+    GIL back while it compresses, so this runs beside the parse)."""
+    return zlib.compress(data, 1)
+
+
+@dataclass
+class LoadedText:
+    """The text of a notebook as read, zlib-compressed beside its parse: what the room keeps
+    as the base of a restart merge (``history.keep_loaded_text``) without reading, hashing
+    and decoding the file a second time."""
+
+    file_hash: str
+    #: when the file was read
+    read_at: float
+    compressed: asyncio.Future[bytes]
+
+
+async def notebook_read(
+    contents_manager: Any, path: str, *, keep_text: bool = False
+) -> tuple[dict[str, Any], LoadedText | None]:
     """``get(path, content=True, type="notebook", require_hash=True)`` with the work done
-    off the loop (only for :func:`is_offloaded` managers)."""
+    off the loop (only for :func:`is_offloaded` managers), and with ``keep_text`` the file's
+    text compressed beside the parse (None when the contents manager read it itself)."""
     cm = contents_manager
     model: dict[str, Any] = await ensure_async(cm.get(path, content=False, type="notebook"))
     notary = cm.notary
     notary.secret  # noqa: B018 - read (or create) the key on the loop, once
+    loaded: LoadedText | None = None
     try:
         os_path = cm._get_os_path(path.strip("/"))
+        read_at = time.time()
+        data, hashed = await asyncio.to_thread(_read_bytes, os_path, str(cm.hash_algorithm))
+        if keep_text:
+            compressed = asyncio.ensure_future(asyncio.to_thread(_compress, data))
+            loaded = LoadedText(hashed["hash"], read_at, compressed)
         with offload.quick_switches():
-            read = await asyncio.to_thread(_read, notary, os_path, str(cm.hash_algorithm))
+            read = await asyncio.to_thread(_parse, notary, data)
+        del data
     except Exception as e:
         cm.log.debug("collab_kernels: %s read by the contents manager itself: %r", path, e)
         stock: dict[str, Any] = await ensure_async(
             cm.get(path, content=True, type="notebook", require_hash=True)
         )
-        return stock
+        return stock, None
     trusted = read.trusted
     if trusted is None:
         trusted = read.signature is not None and bool(
@@ -118,8 +154,14 @@ async def notebook_model(contents_manager: Any, path: str) -> dict[str, Any]:
     model["content"] = read.nb
     model["format"] = "json"
     cm.validate_notebook_model(model, read.validation_error)
-    model.update(read.hashed)
+    model.update(hashed)
+    return model, loaded
+
+
+async def notebook_model(contents_manager: Any, path: str) -> dict[str, Any]:
+    """:func:`notebook_read`'s model."""
+    model, _ = await notebook_read(contents_manager, path)
     return model
 
 
-__all__ = ["is_offloaded", "notebook_model"]
+__all__ = ["LoadedText", "is_offloaded", "notebook_model", "notebook_read"]
