@@ -4,6 +4,8 @@
 from __future__ import annotations
 
 import asyncio
+import gc
+import tracemalloc
 from pathlib import Path
 from typing import Any
 
@@ -16,7 +18,7 @@ from pycrdt import Doc, Text
 from collab_kernels.rooms import content as content_module
 from collab_kernels.rooms import frames, protocol
 from collab_kernels.rooms.content import build_document, new_document
-from collab_kernels.rooms.update_parts import Part, join
+from collab_kernels.rooms.update_parts import EMPTY_UPDATE, Part, join, join_parts
 
 EXAMPLES = sorted((Path(__file__).resolve().parent.parent / "examples").glob("*.ipynb"))
 
@@ -65,6 +67,14 @@ async def test_joined_slices_are_the_documents_encoded_state(name, monkeypatch):
     assert same_document(joined, document.ydoc)
     # here byte for byte, too (each cell's texts are inserted whole: nothing to squash)
     assert joined == document.ydoc.get_update()
+    # the parts again, read from a view of the joined bytes: each one's own update, and the
+    # first ones joined as join() joins them (a big notebook's first part, progressive.py)
+    pieces = join_parts(parts, document.ydoc.client_id)
+    assert pieces is not None
+    again = pieces.parts_of(memoryview(joined))
+    assert list(again) == [p.update for p in parts if p.update != EMPTY_UPDATE]
+    for given in (1, len(parts) // 2, len(parts)):
+        assert again.joined(given) == join(parts[:given], document.ydoc.client_id)
 
 
 def same_document(update: bytes, doc: Doc[Any]) -> bool:
@@ -121,16 +131,40 @@ async def test_a_rooms_load_joins_its_build_instead_of_encoding_it(
     assert state is not None and len(state) > 500_000
     assert max(encoded, default=0) < len(state) // 10  # nothing near the whole document
     monkeypatch.setattr(Doc, "get_update", get_update)
-    assert same_document(state, room.ydoc)
+    assert same_document(bytes(state), room.ydoc)
     # the first collaborator's SyncStep2, framed in a worker thread: the bytes the loop
     # would have built
     message = room.first_sync.message
     assert message is not None
-    assert message.wire == frames.encode_binary_frame(protocol.sync_step2_message(state))
-    # its payload is a view of the wire bytes: one copy of the document, not two
+    assert message.wire == frames.encode_binary_frame(protocol.sync_step2_message(bytes(state)))
+    # its payload and the state are views of the wire bytes: one copy of the document
     assert isinstance(message.payload, memoryview) and message.payload.obj is message.wire
+    assert isinstance(state, memoryview) and state.obj is message.wire
     assert room.sync_answer(b"\x00") is message
     assert room.document.get()["cells"][1]["source"] == "# 0"
+
+
+async def test_a_loaded_room_holds_one_copy_of_its_encoded_state(jp_root_dir, room_manager):
+    """Until its first sync and its saved content are done, a just-loaded room held its
+    build's updates, their join and the framed first sync: three times the document's
+    encoded size. The state and the parts the saved content is computed from are now
+    views of the frame's bytes, and the build's updates are dropped."""
+    nbformat.write(notebooks()["big"], str(jp_root_dir / "big.ipynb"))
+    gc.collect()
+    tracemalloc.start()
+    try:
+        before = tracemalloc.get_traced_memory()[0]
+        room = await room_manager.get_room_for_path("big.ipynb")
+        gc.collect()
+        held = tracemalloc.get_traced_memory()[0] - before
+    finally:
+        tracemalloc.stop()
+    state = room.first_sync.state
+    assert state is not None and len(state) > 1_000_000
+    assert held < 1.6 * len(state), (held, len(state))
+    # the saved content, computed from those views, is the loaded document
+    await room.file.materialize()
+    assert room.file.saved_content == room.document.get()
 
 
 async def test_the_loaded_content_is_computed_with_the_loop_going_on(jp_root_dir, room_manager):

@@ -22,11 +22,11 @@ from jupyter_ydoc import YNotebook, YUnicode
 from pycrdt import Map
 
 from ..contract import FILE_TYPES
-from . import offload, progressive, protocol, update_parts
+from . import offload, progressive, protocol
 from .content import new_document
 from .fanout import Fanout, RoomClient
 from .file import RoomFile
-from .first_sync import FirstSync
+from .first_sync import FirstSync, framed_join
 from .frames import Frame
 from .history import RoomHistory
 from .holds import RoomHold
@@ -237,16 +237,27 @@ class DocumentRoom(Fanout):
             if not restored:
                 # The store's new history is written after the first sync (first_sync.py),
                 # and the saved content computed after it from the same bytes.
-                # The build's updates joined, not a second encoding of the whole document,
-                # in a worker thread (bytes.join gives the GIL back for big pieces).
-                joined = await asyncio.to_thread(update_parts.join, built, self.ydoc.client_id)
-                state = self.ydoc.get_update() if joined is None else joined
-                file.saved_content_from([state] if joined is None else [p.update for p in built])
+                # The build's updates joined and framed for the first sync, not a second
+                # encoding of the whole document, in a worker thread (bytes.join gives the
+                # GIL back for big pieces); the saved content is read from the same bytes.
+                framed = await asyncio.to_thread(framed_join, built, self.ydoc.client_id)
+                parts = None if framed is None else framed[1]
+                if first_part is not None:
+                    first_part.keep(built, parts)
+                built.clear()  # from here on, the frame holds the only copy of the state
+                if framed is None or parts is None:  # not joinable: encoded as a whole
+                    state = self.ydoc.get_update()
+                    file.saved_content_from([state])
+                    self.first_sync = FirstSync(self.ydoc, self.history, file.hash, state=state)
+                    await self.first_sync.frame_off_loop()
+                else:
+                    file.saved_content_from(parts)
+                    self.first_sync = FirstSync(
+                        self.ydoc, self.history, file.hash, state=parts.state, message=framed[0]
+                    )
                 self._materialize = asyncio.get_running_loop().call_later(
                     MATERIALIZE_SECONDS, self._start_materialize
                 )
-                self.first_sync = FirstSync(self.ydoc, self.history, file.hash, state=state)
-                await self.first_sync.frame_off_loop()
                 self.first_sync.part = first_part  # a big notebook's first cells (progressive.py)
             self._loaded = True
             base = self.history.restart_base if restored and self.history else None

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from contextlib import AbstractContextManager
 from typing import Any, Protocol
 
@@ -145,7 +145,7 @@ class RoomFile:
     def saved_content(self, content: Any) -> None:
         self._saved.set(content)
 
-    def saved_content_from(self, updates: list[bytes]) -> None:
+    def saved_content_from(self, updates: Sequence[bytes]) -> None:
         """The saved content is the document of these Y updates (``saved_content.py``)."""
         self._saved.set_updates(updates)
 

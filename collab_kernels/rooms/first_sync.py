@@ -28,6 +28,7 @@ from pycrdt import Doc
 
 from . import protocol
 from .frames import Frame
+from .update_parts import JoinedParts, Part, join_parts
 
 if TYPE_CHECKING:  # pragma: no cover
     from .progressive import Client, FirstPart
@@ -40,8 +41,21 @@ DEFER_SECONDS = 2.0
 EMPTY_STATE_VECTOR = b"\x00"
 
 
+def framed_join(parts: list[Part], client_id: int) -> tuple[Frame, JoinedParts] | None:
+    """In a worker thread: the SyncStep2 of a just-built document's state, framed for the
+    wire from its build's updates (``update_parts.join_parts``) in one join, and the parts
+    again as views of the frame's bytes: no copy of the state of its own
+    (:attr:`FirstSync.state` is ``JoinedParts.state``); None when they are not joinable."""
+    joined = join_parts(parts, client_id)
+    if joined is None:
+        return None
+    frame = Frame.joined(protocol.sync_step2_pieces(*joined.pieces))
+    state = frame.payload[len(frame.payload) - joined.size :]
+    return frame, joined.parts_of(state)
+
+
 class History(Protocol):
-    def reset(self, file_hash: str | None, *, state: bytes | None = None) -> None: ...
+    def reset(self, file_hash: str | None, *, state: bytes | memoryview | None = None) -> None: ...
 
 
 class FirstSync:
@@ -53,18 +67,20 @@ class FirstSync:
         history: History | None,
         file_hash: str | None,
         *,
-        state: bytes | None = None,
+        state: bytes | memoryview | None = None,
+        message: Frame | None = None,
     ) -> None:
-        """``state``: ``ydoc.get_update()`` if the caller has it already."""
+        """``state``: ``ydoc.get_update()`` if the caller has it already; ``message``: its
+        SyncStep2, framed (:func:`framed_join`)."""
         self.ydoc = ydoc
         self.history = history
         self.file_hash = file_hash
         #: set once the history holds the loaded state (at once when nothing is deferred)
         self.settled = asyncio.Event()
         self._handle: asyncio.Handle | None = None
-        self.state: bytes | None = None
+        self.state: bytes | memoryview | None = None
         #: the SyncStep2 message of ``state``, framed (``frame_off_loop``)
-        self.message: Frame | None = None
+        self.message: Frame | None = message
         self.state_vector = b""
         #: a big notebook's first part, for the first browser (progressive.py)
         self.part: FirstPart | None = None
@@ -90,9 +106,12 @@ class FirstSync:
     async def frame_off_loop(self) -> None:
         """Build the SyncStep2 message of a big state, framed for the wire, in a worker
         thread (on the loop its two copies held the GIL 80 ms for 65 MB)."""
-        if self.state is not None and len(self.state) >= DEFER_BYTES:
-            pieces = protocol.sync_step2_pieces(self.state)
+        state = self.state
+        if self.message is None and state is not None and len(state) >= DEFER_BYTES:
+            pieces = protocol.sync_step2_pieces(bytes(state))
             self.message = await asyncio.to_thread(Frame.joined, pieces)
+            if self.state is state:  # one copy of the state: the frame's
+                self.state = self.message.payload[len(self.message.payload) - len(state) :]
 
     def answer(self, state_vector: bytes, client: Client | None = None) -> bytes | Frame | None:
         """The SyncStep2 for a client's ``state_vector`` from the bytes encoded at load (the
@@ -107,7 +126,7 @@ class FirstSync:
             return None
         if self.ydoc.get_state() != self.state_vector:
             return None
-        return self.state if self.message is None else self.message
+        return bytes(self.state) if self.message is None else self.message
 
     def answered(self) -> None:
         """A SyncStep2 went out: write the history on the next loop iterations (after the

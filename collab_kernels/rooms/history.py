@@ -301,7 +301,11 @@ class RoomHistory:
         return pending > least and pending > factor * self.store.state_bytes(self.room_id)
 
     def reset(
-        self, file_hash: str | None, *, reclaim: bool = True, state: bytes | None = None
+        self,
+        file_hash: str | None,
+        *,
+        reclaim: bool = True,
+        state: bytes | memoryview | None = None,
     ) -> None:
         """Replace the stored history by the current state, tagged with the file's hash.
 

@@ -4,8 +4,9 @@ A browser opening a notebook of 1000 cells received the whole document in its Sy
 and spent one long task (0.4-0.9 s) creating every cell model before the first cell
 showed. A notebook with more than ``progressive_sync_cells`` cells is now built from its
 file in two parts: the notebook's metadata, its state and its first cells, then the other
-cells (each part in slices, ``content.in_slices``). The bytes of the first part are
-kept (a causally complete Y update). The first SyncStep1 the room answers, if it comes
+cells (each part in slices, ``content.in_slices``). The first part (a causally complete
+Y update) is joined when the first browser asks for it, from the first sync's frame
+(``update_parts.JoinedParts``): a big notebook's load holds one copy of its state. The first SyncStep1 the room answers, if it comes
 from a browser with an empty document while the document did not change since the load,
 is answered with that first part: the page marks itself synced, picks the kernel from
 the metadata and shows the first cells after a short task. The rest follows on the next
@@ -22,7 +23,7 @@ a server edit made during the load, not an edit to save).
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any, Protocol
 
 from jupyter_ydoc import YNotebook
@@ -70,9 +71,12 @@ def split(content: Any, file_type: str, first_cells: int) -> tuple[Any, list[Any
 class FirstPart:
     """The first part's update and state vector, and the answer made of them."""
 
-    def __init__(self, ydoc: Doc[Any], update: bytes, state_vector: bytes, loaded: bytes):
+    def __init__(self, ydoc: Doc[Any], parts: int, state_vector: bytes, loaded: bytes):
         self.ydoc = ydoc
-        self.update: bytes | None = update
+        #: how many of the load's transactions built the first part
+        self.parts = parts
+        #: the first part's update, built when asked (:meth:`keep`)
+        self.update: Callable[[], bytes] | None = None
         #: what the first part holds: the follow-up is the document beyond it
         self.state_vector = state_vector
         #: the document's state vector at the end of the load
@@ -89,7 +93,20 @@ class FirstPart:
         if state_vector != EMPTY_STATE_VECTOR or self.ydoc.get_state() != self.loaded:
             return None
         self._follow_up = client
-        return update
+        return update()
+
+    def keep(
+        self, built: Sequence[update_parts.Part], joined: update_parts.JoinedParts | None
+    ) -> None:
+        """Where the first part's update comes from once the load has joined its build:
+        the first :attr:`parts` of ``joined`` (views of the first sync's frame, joined on
+        the first browser's SyncStep1), or else ``built``'s first transactions joined now
+        (None when they are not joinable: the first browser gets the whole state)."""
+        if joined is not None:
+            self.update = lambda: joined.joined(self.parts)
+            return
+        first = update_parts.join(built[: self.parts], self.ydoc.client_id)
+        self.update = None if first is None else (lambda: first)
 
     def answered(self) -> None:
         """The first part went out: the rest follows on the next loop iteration."""
@@ -115,9 +132,8 @@ async def build_rest(
     if not isinstance(document, YNotebook):
         raise TypeError("only a notebook is built in two parts")
     ydoc = room.ydoc
-    first = update_parts.join(built, ydoc.client_id) or ydoc.get_update()
-    first_state = ydoc.get_state()
+    parts, first_state = len(built), ydoc.get_state()
     cells = document.ycells
     with room.server_edit():
         await in_slices(ydoc, (cells.append(document.create_ycell(cell)) for cell in rest))
-    return FirstPart(ydoc, first, first_state, ydoc.get_state())
+    return FirstPart(ydoc, parts, first_state, ydoc.get_state())

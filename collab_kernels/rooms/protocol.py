@@ -201,9 +201,11 @@ def sync_step2_message(update: bytes) -> bytes:
     return b"".join(sync_step2_pieces(update))
 
 
-def sync_step2_pieces(update: bytes) -> list[bytes]:
-    """:func:`sync_step2_message` in pieces (to be joined off the loop)."""
-    return [bytes([MESSAGE_SYNC, SYNC_STEP2]), write_var_uint(len(update)), update]
+def sync_step2_pieces(*update: bytes) -> list[bytes]:
+    """:func:`sync_step2_message` of the update made of these pieces, in pieces (to be
+    joined off the loop)."""
+    size = sum(len(piece) for piece in update)
+    return [bytes([MESSAGE_SYNC, SYNC_STEP2]), write_var_uint(size), *update]
 
 
 def save_request_message(request_id: int) -> bytes:

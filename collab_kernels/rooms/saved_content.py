@@ -11,7 +11,7 @@ over every cell (``document.get()`` of 1000 cells takes as long as building them
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from typing import Any
 
 from jupyter_ydoc import YNotebook, YUnicode
@@ -19,7 +19,7 @@ from jupyter_ydoc import YNotebook, YUnicode
 from .content import new_document
 
 
-def _applied(scratch: YNotebook | YUnicode, updates: list[bytes]) -> Iterator[None]:
+def _applied(scratch: YNotebook | YUnicode, updates: Sequence[bytes]) -> Iterator[None]:
     """Apply ``updates`` to ``scratch`` in order, pausing after each one."""
     for update in updates:
         scratch.ydoc.apply_update(update)
@@ -32,7 +32,7 @@ class SavedContent:
     def __init__(self, file_type: str):
         self.file_type = file_type
         self._content: Any = None
-        self._pending: list[bytes] | None = None
+        self._pending: Sequence[bytes] | None = None
 
     def get(self) -> Any:
         """The content (computed now, in one go, when it is still pending)."""
@@ -48,7 +48,7 @@ class SavedContent:
         self._pending = None
         self._content = content
 
-    def set_updates(self, updates: list[bytes]) -> None:
+    def set_updates(self, updates: Sequence[bytes]) -> None:
         """The content is the document of these Y updates (applied in order)."""
         self._pending = updates
         self._content = None

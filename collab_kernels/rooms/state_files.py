@@ -57,7 +57,7 @@ class StateFiles:
         return os.path.join(self.directory, name)
 
     # --- writing (a subclass may override _write_piece: tests crash between pieces) ----------
-    def write(self, state: bytes) -> str:
+    def write(self, state: bytes | memoryview) -> str:
         """Write ``state`` to a new file, fsync it and the directory, and return its name
         (the store's thread)."""
         name = uuid.uuid4().hex + SUFFIX

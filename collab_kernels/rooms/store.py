@@ -271,7 +271,7 @@ class SQLiteUpdateStore(StoredSessions):
         self,
         room_id: str,
         file_hash: str | None,
-        state: bytes,
+        state: bytes | memoryview,
         *,
         lineage: str | None = None,
         in_file: bool = False,

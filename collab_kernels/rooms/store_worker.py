@@ -208,7 +208,7 @@ class StoreWorker:
     def reset(
         self,
         room_id: str,
-        state: bytes,
+        state: bytes | memoryview,
         *,
         tags: tuple[str | None, str | None, bool],
         upto: int,
@@ -228,7 +228,7 @@ class StoreWorker:
         self,
         db: sqlite3.Connection,
         room_id: str,
-        state: bytes,
+        state: bytes | memoryview,
         tags: tuple[str | None, str | None, bool],
         upto: int,
         generation: int,

@@ -21,6 +21,7 @@ Anything else (another client's structs, a deletion, a gap in the clocks) is not
 
 from __future__ import annotations
 
+import bisect
 from collections.abc import Sequence
 from typing import NamedTuple
 
@@ -69,13 +70,90 @@ class Part(NamedTuple):
     after: bytes
 
 
-def join(parts: Sequence[Part], client_id: int) -> bytes | None:
+class Joined(NamedTuple):
+    """The parts' updates as the pieces of one update, and where each part's structs are."""
+
+    #: the joined update's header, the parts' structs, its empty delete set
+    pieces: list[bytes]
+    client_id: int
+    #: per joined part: its number of structs and its first clock
+    heads: list[tuple[int, int]]
+    #: per joined part: its index in the parts given (transactions that changed nothing
+    #: are left out)
+    indices: list[int]
+
+    @property
+    def size(self) -> int:
+        return sum(len(piece) for piece in self.pieces)
+
+    def parts_of(self, state: bytes | memoryview) -> JoinedParts:
+        """The parts' updates again, read from ``state`` (these pieces joined, or a view of
+        them) when asked: the bytes of one copy of the document, not two."""
+        return JoinedParts(state, self)
+
+
+class JoinedParts(Sequence[bytes]):
+    """Each joined part's update rebuilt from a view of the joined state, one at a time (the
+    same bytes as the part's own update: its header, its structs, an empty delete set)."""
+
+    def __init__(self, state: bytes | memoryview, joined: Joined):
+        self.state = memoryview(state)
+        self.client_id = joined.client_id
+        self.heads = joined.heads
+        self.indices = joined.indices
+        self.spans: list[tuple[int, int]] = []
+        start = len(joined.pieces[0])
+        for body in joined.pieces[1:-1]:
+            self.spans.append((start, start + len(body)))
+            start += len(body)
+
+    def __len__(self) -> int:
+        return len(self.spans)
+
+    def joined(self, given: int) -> bytes:
+        """The updates of the first ``given`` parts that were given to :func:`join_parts`
+        as one update (one copy of their structs)."""
+        count = bisect.bisect_left(self.indices, given)
+        if count <= 0:
+            return EMPTY_UPDATE
+        structs = sum(head[0] for head in self.heads[:count])
+        start, end = self.spans[0][0], self.spans[count - 1][1]
+        return b"".join(
+            [
+                write_var_uint(1),
+                write_var_uint(structs),
+                write_var_uint(self.client_id),
+                write_var_uint(0),
+                self.state[start:end],
+                b"\x00",
+            ]
+        )
+
+    def __getitem__(self, index: int) -> bytes:  # type: ignore[override]
+        structs, clock = self.heads[index]
+        start, end = self.spans[index]
+        return b"".join(
+            [
+                write_var_uint(1),
+                write_var_uint(structs),
+                write_var_uint(self.client_id),
+                write_var_uint(clock),
+                self.state[start:end],
+                b"\x00",
+            ]
+        )
+
+
+def join_parts(parts: Sequence[Part], client_id: int) -> Joined | None:
     """The updates of ``parts`` (transactions in commit order, all by ``client_id``, the
-    first on an empty document) as one update, or None when they are not that."""
+    first on an empty document) as the pieces of one update, or None when they are not
+    that."""
     structs = 0
     bodies: list[bytes] = []
+    heads: list[tuple[int, int]] = []
+    indices: list[int] = []
     expected = 0
-    for part in parts:
+    for index, part in enumerate(parts):
         before, after = _clock(part.before, client_id), _clock(part.after, client_id)
         if before != expected or after is None:
             return None
@@ -89,16 +167,18 @@ def join(parts: Sequence[Part], client_id: int) -> bytes | None:
             return None
         structs += count
         bodies.append(part.update[start:-1])  # bytes: their join gives the GIL back
+        heads.append((count, clock))
+        indices.append(index)
         expected = after
     if not bodies:
         return None
-    return b"".join(
-        [
-            write_var_uint(1),
-            write_var_uint(structs),
-            write_var_uint(client_id),
-            write_var_uint(0),
-            *bodies,
-            b"\x00",
-        ]
+    head = b"".join(
+        [write_var_uint(1), write_var_uint(structs), write_var_uint(client_id), write_var_uint(0)]
     )
+    return Joined([head, *bodies, b"\x00"], client_id, heads, indices)
+
+
+def join(parts: Sequence[Part], client_id: int) -> bytes | None:
+    """:func:`join_parts`, joined into one update."""
+    joined = join_parts(parts, client_id)
+    return None if joined is None else b"".join(joined.pieces)
