@@ -95,12 +95,37 @@ def store_ms(gap: list) -> float:
     return float(total)
 
 
-async def first_build(base: str, http, root: Path, big: Path, states: Path, i: int) -> dict:
-    """Open a fresh copy of the big notebook; the loop's gaps until its history is stored."""
+def memory_mb(pid: int) -> dict[str, float]:
+    """The server's resident and peak resident memory (MB, /proc/PID/status)."""
+    found = {}
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        key, _, value = line.partition(":")
+        if key in ("VmRSS", "VmHWM"):
+            found[key] = int(value.split()[0]) / 1024
+    return found
+
+
+def reset_peak(pid: int) -> bool:
+    """Start the server's peak resident memory afresh (Linux: ``5`` to clear_refs)."""
+    try:
+        Path(f"/proc/{pid}/clear_refs").write_text("5")
+    except OSError:
+        return False
+    return True
+
+
+async def first_build(
+    base: str, http, root: Path, big: Path, states: Path, i: int, pid: int
+) -> dict:
+    """Open a fresh copy of the big notebook; the loop's gaps until its history is stored,
+    and the server's memory: its peak over that window and what it holds at the end, both
+    above what it held before."""
     name = f"big-{i}.ipynb"
     shutil.copyfile(big, root / name)
     files = len(list(states.glob("*.ystate"))) if states.exists() else 0
     (await http.get("loop-probe")).raise_for_status()
+    peak_reset = reset_peak(pid)
+    rss_before = memory_mb(pid)["VmRSS"]
     opened = time.perf_counter()
     conn = await connect(base, name)
     synced = time.perf_counter() - opened
@@ -109,6 +134,7 @@ async def first_build(base: str, http, root: Path, big: Path, states: Path, i: i
     stored = time.perf_counter() - opened
     await asyncio.sleep(0.5)
     probe = (await http.get("loop-probe")).json()
+    memory = memory_mb(pid)
     await conn.close()
     store_gaps = [[g[0], g[1], g[2], store_ms(g)] for g in probe["gaps"] if store_ms(g)]
     return {
@@ -122,6 +148,8 @@ async def first_build(base: str, http, root: Path, big: Path, states: Path, i: i
         "worst_store_gaps": sorted(store_gaps, key=lambda g: -g[3])[:3],
         "worst_gaps": sorted(probe["gaps"], key=lambda g: -g[1])[:3],
         "gc_over_2ms": probe["gc"],
+        "peak_rss_growth_mb": round(memory["VmHWM"] - rss_before, 1) if peak_reset else None,
+        "rss_growth_mb": round(memory["VmRSS"] - rss_before, 1),
     }
 
 
@@ -153,7 +181,7 @@ async def run(args) -> dict:
                     states = home / "data" / "collab_kernels" / "updates.sqlite.states"
                     for i in range(args.rounds):
                         latencies.clear()
-                        line = await first_build(base, http, root, big, states, i)
+                        line = await first_build(base, http, root, big, states, i, proc.pid)
                         line["quiet_edit_max_ms"] = round(max(latencies, default=0) * 1000, 1)
                         line["load_average"] = os.getloadavg()
                         rounds.append(line)
@@ -163,7 +191,9 @@ async def run(args) -> dict:
                             f"store ~{line['max_ms_in_store']:.0f} ms of one gap (longest gap "
                             f"with store samples {line['max_store_gap_ms']:.1f} ms); synced after "
                             f"{line['synced_after_s']} s, stored after {line['stored_after_s']} "
-                            f"s; quiet room edit max {line['quiet_edit_max_ms']:.1f} ms; load "
+                            f"s; quiet room edit max {line['quiet_edit_max_ms']:.1f} ms; "
+                            f"server memory peak +{line['peak_rss_growth_mb']} MB, held "
+                            f"+{line['rss_growth_mb']} MB at the end; load "
                             f"{line['load_average']}",
                             flush=True,
                         )

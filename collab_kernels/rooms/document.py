@@ -212,8 +212,7 @@ class DocumentRoom(Fanout):
         file = self.file
         async with file.lock:
             keep_text = self.history is not None and self.history.keeps_texts
-            model = await file.read(keep_text=keep_text)
-            content = model["content"]
+            content = (await file.read(keep_text=keep_text))["content"]
             restored = self._restore_history(file.hash)
             first_cells = 0 if restored else self.host.progressive_sync_cells
             content, rest = progressive.split(content, self.file_type, first_cells)
@@ -223,10 +222,12 @@ class DocumentRoom(Fanout):
                 else:
                     with self.server_edit():
                         await file.set_document(content)
+                del content  # the parsed file (several times its size): not needed any more
                 self.set_state(
                     path=self.path, hash=file.hash, dirty=False, document_id=self.room_id
                 )
                 first_part = await progressive.build_rest(self, rest, built)
+                del rest
             if self.history is not None:
                 # What load wrote is in the store's squashed state: do not append it again.
                 self.drop_pending_updates()
