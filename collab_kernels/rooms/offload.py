@@ -67,9 +67,11 @@ import nbformat
 from jupyter_core.utils import ensure_async
 from nbformat.sign import SQLiteSignatureStore
 from nbformat.v4.nbjson import BytesEncoder
-from nbformat.v4.rwbase import split_lines, strip_transient
+from nbformat.v4.rwbase import strip_transient
 from tornado.web import HTTPError
 from traitlets.log import get_logger
+
+from .line_pieces import split_lines
 
 try:  # the stock classes of the installed jupyter_server
     from jupyter_server.services.contents.filecheckpoints import (

@@ -6,12 +6,12 @@ showed. A notebook with more than ``progressive_sync_cells`` cells is now built 
 file in two parts: the notebook's metadata, its state and its first cells, then the other
 cells (each part in slices, ``content.in_slices``). The first part (a causally complete
 Y update) is joined when the first browser asks for it, from the first sync's frame
-(``update_parts.JoinedParts``): a big notebook's load holds one copy of its state. The first SyncStep1 the room answers, if it comes
-from a browser with an empty document while the document did not change since the load,
-is answered with that first part: the page marks itself synced, picks the kernel from
-the metadata and shows the first cells after a short task. The rest follows on the next
-loop iteration as an ordinary update message (a remote insert for the page). Every later
-SyncStep1 gets the whole state, as before.
+(``update_parts.JoinedParts``): a big notebook's load holds one copy of its state. The
+first SyncStep1 the room answers, if it comes from a browser with an empty document while
+the document did not change since the load, is answered with that first part: the page
+marks itself synced, picks the kernel from the metadata and shows the first cells after a
+short task. The rest follows on the next loop iteration as an ordinary update message (a
+remote insert for the page). Every later SyncStep1 gets the whole state, as before.
 
 Only browsers (a ``User-Agent`` starting with ``Mozilla/``, which every browser sends) get
 the split: a Python client or a tool treats its SyncStep2 as the whole document (the Y
