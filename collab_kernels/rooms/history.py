@@ -189,8 +189,8 @@ class RoomHistory:
         )
 
     async def _keep_compressed(self, bases: Any, loaded: offload_read.LoadedText) -> None:
-        compressed = await loaded.compressed
         try:  # in a worker thread: the row is as big as the compressed text
+            compressed = await loaded.compressed
             await asyncio.to_thread(
                 bases.put, self.room_id, loaded.file_hash, compressed, read_at=loaded.read_at
             )
