@@ -168,6 +168,7 @@ async def first_build(
         "gc_over_2ms": probe["gc"],
         "peak_rss_growth_mb": round(memory["VmHWM"] - rss_before, 1) if peak_reset else None,
         "rss_growth_mb": round(memory["VmRSS"] - rss_before, 1),
+        "rss_mb": round(memory["VmRSS"], 1),
     }
 
 
@@ -211,7 +212,7 @@ async def run(args) -> dict:
                             f"{line['synced_after_s']} s, stored after {line['stored_after_s']} "
                             f"s; quiet room edit max {line['quiet_edit_max_ms']:.1f} ms; "
                             f"server memory peak +{line['peak_rss_growth_mb']} MB, held "
-                            f"+{line['rss_growth_mb']} MB at the end; load "
+                            f"+{line['rss_growth_mb']} MB at the end ({line['rss_mb']} MB); load "
                             f"{line['load_average']}",
                             flush=True,
                         )

@@ -75,11 +75,11 @@ def _read_bytes(os_path: str, algorithm: str) -> tuple[bytes, dict[str, str]]:
     return data, {"hash": hashlib.new(algorithm, data).hexdigest(), "hash_algorithm": algorithm}
 
 
-def _parse(notary: Any, data: bytes) -> _Read:
-    """In a worker thread: the notebook of the file's bytes, and its trust."""
+def _parse(notary: Any, held: list[bytes]) -> _Read:
+    """In a worker thread: the notebook of the file's bytes (taken out of ``held``: nothing
+    else keeps them once decoded, or beyond their compression), and its trust."""
     with offload.no_collections():
-        text = data.decode("utf-8")
-        del data
+        text = held.pop().decode("utf-8")
         validation_error: dict[str, Any] = {}
         nb = nbformat.reads(  # type: ignore[no-untyped-call]
             text, as_version=4, capture_validation_error=validation_error, cls=PiecewiseDecoder
@@ -135,8 +135,9 @@ async def notebook_read(
             compressed = asyncio.ensure_future(asyncio.to_thread(_compress, data))
             loaded = LoadedText(hashed["hash"], read_at, compressed)
         with offload.quick_switches():
-            read = await asyncio.to_thread(_parse, notary, data)
-        del data
+            held = [data]
+            del data
+            read = await asyncio.to_thread(_parse, notary, held)
     except Exception as e:
         cm.log.debug("collab_kernels: %s read by the contents manager itself: %r", path, e)
         stock: dict[str, Any] = await ensure_async(
