@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import sqlite3
 import threading
 
 import nbformat
@@ -16,6 +17,7 @@ from fixtures_execution import TIMEOUT, cell_py, post_execute, stream_text
 from fixtures_rooms import eventually, read_notebook, store_config
 from pycrdt import Doc, Text
 
+from collab_kernels.rooms import store_worker
 from collab_kernels.rooms.store import SQLiteUpdateStore
 
 
@@ -334,3 +336,44 @@ def test_a_store_of_the_previous_schema_keeps_its_histories(tmp_path):
     again.delete("r")
     assert again.load("r") is None and again.stored_bytes() == 0
     again.close()
+
+
+def test_freed_pages_are_given_back_in_short_steps(tmp_path, monkeypatch):
+    """After a flood's compaction the store's thread gives the freed pages back to the file
+    a few at a time, the lock let go between steps (one step for all of them held the lock,
+    and so the loop's next append, 93 ms), until none is left; and it stops on a database
+    that cannot give pages back (no auto_vacuum) instead of trying forever."""
+    monkeypatch.setattr(store_worker, "VACUUM_PAGES", 4)
+    path = str(tmp_path / "vacuum.sqlite")
+    store = SQLiteUpdateStore(path)
+    doc: Doc = Doc()
+    store.reset("r", "h", doc.get_update(), lineage="l")
+    store.append("r", [os.urandom(60_000) for _ in range(40)])  # rows of many pages
+    store.reset("r", "h", doc.get_update(), lineage="l", reclaim=False)  # rows gone, pages free
+    db = store.worker._connection()
+    assert db.execute("PRAGMA freelist_count").fetchone()[0] > 4 * 3
+    steps: list[int] = []
+    lock = store.worker.lock
+
+    class Counted:
+        def __enter__(self):
+            lock.acquire()
+            steps.append(1)
+
+        def __exit__(self, *args):
+            lock.release()
+
+    monkeypatch.setattr(store.worker, "lock", Counted())
+    store.reclaim_later().result(30)
+    assert db.execute("PRAGMA freelist_count").fetchone()[0] == 0
+    assert len(steps) > 3  # in steps, not one
+    store.close()
+    plain = sqlite3.connect(str(tmp_path / "plain.sqlite"), isolation_level=None)
+    plain.execute("CREATE TABLE t (b BLOB)")
+    plain.execute("INSERT INTO t VALUES (?)", (os.urandom(200_000),))
+    plain.execute("DELETE FROM t")
+    assert plain.execute("PRAGMA freelist_count").fetchone()[0] > 0
+    worker = store_worker.StoreWorker.__new__(store_worker.StoreWorker)
+    worker.lock, worker._stopping, worker.log = threading.Lock(), False, store.log
+    worker._reclaim(plain)  # returns: nothing can be given back without auto_vacuum
+    plain.close()

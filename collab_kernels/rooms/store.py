@@ -101,6 +101,10 @@ class SQLiteUpdateStore(StoredSessions):
         self.worker = StoreWorker(path, self.log, self.state_files_class.beside(path))
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA synchronous=NORMAL")
+        # SQLite's own checkpoint at a commit copied up to 16 MB of WAL and synced the file
+        # with the store's lock held, on the loop or in the worker (15-80 ms waits during a
+        # flood): the worker's PASSIVE checkpoint at WAL_CHECKPOINT_BYTES does it instead
+        self._db.execute("PRAGMA wal_autocheckpoint=0")
         # After a checkpoint the WAL file is truncated back to this size.
         self._db.execute("PRAGMA journal_size_limit=4194304")
         # The WAL is copied into the database by a thread of its own (StoreWorker): an

@@ -61,9 +61,14 @@ from .state_files import STATE_FILE_BYTES, StateFiles
 T = TypeVar("T")
 
 #: rows (at most) and bytes (about) deleted per transaction after a compaction: freeing a
-#: row's pages costs about 1 ms per MiB with 16 KiB pages, 3 ms with 4 KiB ones
-DELETE_ROWS = 64
-DELETE_BYTES = 1 << 20
+#: row's pages costs about 1 ms per MiB with 16 KiB pages, 3 ms with 4 KiB ones on an idle
+#: machine, but a flood's 1 MiB transactions held the lock (and so the loop's next append)
+#: 15-76 ms on a busy one (03 Dec)
+DELETE_ROWS = 16
+DELETE_BYTES = 1 << 18
+#: free pages given back to the file per step of ``incremental_vacuum`` (one step freeing
+#: all of them after a flood held the lock 93 ms)
+VACUUM_PAGES = 64
 
 
 class StoreWorker:
@@ -90,6 +95,8 @@ class StoreWorker:
             self._db = sqlite3.connect(
                 self.path, isolation_level=None, check_same_thread=False, timeout=30
             )
+            # no checkpoint at a commit, with the lock held: ``kick_checkpoint``'s job
+            self._db.execute("PRAGMA wal_autocheckpoint=0")
         return self._db
 
     def bump(self, room_id: str) -> None:
@@ -316,10 +323,16 @@ class StoreWorker:
 
     def _reclaim(self, db: sqlite3.Connection) -> None:
         try:
-            with self.lock:
-                # executescript steps the pragma to its end: execute() frees one page a call
-                db.executescript("PRAGMA incremental_vacuum;")
-            time.sleep(0.001)
+            before: int | None = None
+            while not self._stopping:
+                with self.lock:
+                    # executescript steps the pragma to its end: execute() frees one page
+                    db.executescript(f"PRAGMA incremental_vacuum({VACUUM_PAGES});")
+                    left = int(db.execute("PRAGMA freelist_count").fetchone()[0])
+                time.sleep(0.001)  # the loop's writes waiting for the lock get it first
+                if not left or (before is not None and left >= before):
+                    break  # all given back, or none (a store without auto_vacuum)
+                before = left
             with self.lock:  # a TRUNCATE checkpoint waits for writers and blocks them
                 db.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchall()
         except sqlite3.Error as e:  # another process holds the database: try next time
