@@ -242,19 +242,19 @@ class DocumentRoom(Fanout):
                 # encoding of the whole document, in a worker thread (bytes.join gives the
                 # GIL back for big pieces); the saved content is read from the same bytes.
                 framed = await asyncio.to_thread(framed_join, built, self.ydoc.client_id)
-                parts = None if framed is None else framed[1]
                 if first_part is not None:
-                    first_part.keep(built, parts)
+                    first_part.keep(built, None if framed is None else framed[1])
                 built.clear()  # from here on, the frame holds the only copy of the state
-                if framed is None or parts is None:  # not joinable: encoded as a whole
+                if framed is None:  # not joinable: encoded as a whole
                     state = self.ydoc.get_update()
                     file.saved_content_from([state])
                     self.first_sync = FirstSync(self.ydoc, self.history, file.hash, state=state)
                     await self.first_sync.frame_off_loop()
                 else:
+                    message, parts = framed
                     file.saved_content_from(parts)
                     self.first_sync = FirstSync(
-                        self.ydoc, self.history, file.hash, state=parts.state, message=framed[0]
+                        self.ydoc, self.history, file.hash, state=parts.state, message=message
                     )
                 self._materialize = asyncio.get_running_loop().call_later(
                     MATERIALIZE_SECONDS, self._start_materialize

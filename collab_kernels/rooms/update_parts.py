@@ -48,6 +48,13 @@ def _header(update: bytes) -> tuple[int, int, int, int] | None:
     return structs, client, clock, pos
 
 
+def _head(structs: int, client: int, clock: int) -> bytes:
+    """The start of an update holding ``structs`` structs of one client from ``clock``."""
+    return b"".join(
+        [write_var_uint(1), write_var_uint(structs), write_var_uint(client), write_var_uint(clock)]
+    )
+
+
 def _clock(state_vector: bytes, client_id: int) -> int | None:
     """The clock of ``client_id`` in an encoded state vector that holds no other client
     (0 for an empty one); None if it holds another."""
@@ -118,30 +125,15 @@ class JoinedParts(Sequence[bytes]):
             return EMPTY_UPDATE
         structs = sum(head[0] for head in self.heads[:count])
         start, end = self.spans[0][0], self.spans[count - 1][1]
-        return b"".join(
-            [
-                write_var_uint(1),
-                write_var_uint(structs),
-                write_var_uint(self.client_id),
-                write_var_uint(0),
-                self.state[start:end],
-                b"\x00",
-            ]
-        )
+        return self._update(structs, 0, start, end)
 
     def __getitem__(self, index: int) -> bytes:  # type: ignore[override]
         structs, clock = self.heads[index]
-        start, end = self.spans[index]
-        return b"".join(
-            [
-                write_var_uint(1),
-                write_var_uint(structs),
-                write_var_uint(self.client_id),
-                write_var_uint(clock),
-                self.state[start:end],
-                b"\x00",
-            ]
-        )
+        return self._update(structs, clock, *self.spans[index])
+
+    def _update(self, structs: int, clock: int, start: int, end: int) -> bytes:
+        head = _head(structs, self.client_id, clock)
+        return b"".join([head, self.state[start:end], b"\x00"])
 
 
 def join_parts(parts: Sequence[Part], client_id: int) -> Joined | None:
@@ -172,10 +164,7 @@ def join_parts(parts: Sequence[Part], client_id: int) -> Joined | None:
         expected = after
     if not bodies:
         return None
-    head = b"".join(
-        [write_var_uint(1), write_var_uint(structs), write_var_uint(client_id), write_var_uint(0)]
-    )
-    return Joined([head, *bodies, b"\x00"], client_id, heads, indices)
+    return Joined([_head(structs, client_id, 0), *bodies, b"\x00"], client_id, heads, indices)
 
 
 def join(parts: Sequence[Part], client_id: int) -> bytes | None:
