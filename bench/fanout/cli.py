@@ -94,8 +94,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         "--watcher-compression",
         choices=["none", "deflate"],
         default="none",
-        help="permessage-deflate offered by the watchers, as browsers do ('deflate'), or not "
-        "(sent as FANOUT_WATCHER_COMPRESSION to the watcher processes)",
+        help="permessage-deflate offered by every watcher, full and raw, as browsers do "
+        "('deflate'), or not (sent as FANOUT_WATCHER_COMPRESSION to the watcher processes; "
+        "one raw watcher per process inflates, see bench/fanout/raw_watcher.py)",
     )
     p.add_argument(
         "--no-install",

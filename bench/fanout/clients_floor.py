@@ -19,11 +19,11 @@ import time
 
 from pycrdt import Array, Doc, Map, Text, create_update_message
 
-from collab_kernels.rooms.deflate import DEFLATE_LEVEL
+from collab_kernels.rooms.deflate import DEFLATE_LEVEL, deflate_message
 from collab_kernels.rooms.frames import encode_binary_frame, encode_deflated_frame
 
 from .patterns import PATTERNS
-from .raw_watcher import RawWatcher
+from .raw_watcher import RawWatcher, compressed_fingerprint
 from .watcher import CellView, fingerprint, read_var_uint
 
 CELL = "bench"
@@ -128,7 +128,7 @@ def watch(port: int, count: int, before: bytes, expected: str, deflate: bool, ou
     asyncio.run(main())
 
 
-def watch_raw(port: int, count: int, until: tuple[int, int], out: mp.Queue) -> None:
+def watch_raw(port: int, count: int, until: tuple[int, int], deflate: bool, out: mp.Queue) -> None:
     """``count`` raw watchers in one process: (when the last one got the frame, CPU seconds)."""
 
     async def main() -> None:
@@ -143,7 +143,10 @@ def watch_raw(port: int, count: int, until: tuple[int, int], out: mp.Queue) -> N
                 done.set()
 
         url = f"ws://127.0.0.1:{port}/"
-        watchers = [RawWatcher(i, url, until=until, on_complete=completed) for i in range(count)]
+        watchers = [
+            RawWatcher(i, url, until=until, on_complete=completed, deflate=deflate)
+            for i in range(count)
+        ]
         tasks = [asyncio.create_task(w.run(None)) for w in watchers]
         await asyncio.gather(*(w.opened.wait() for w in watchers))
         out.put((0.0, 0.0))
@@ -172,11 +175,11 @@ def run_once(
         message = create_update_message(update)
     elif not raw:
         raise ValueError("a given message needs raw watchers (the pycrdt ones check the text)")
-    if raw and deflate:
-        raise ValueError("raw watchers do not offer permessage-deflate")
     wire = encode_binary_frame(message)
-    if deflate:
-        wire = encode_deflated_frame(message, DEFLATE_LEVEL, 15) or wire
+    until = fingerprint(message)
+    if deflate and (deflated := encode_deflated_frame(message, DEFLATE_LEVEL, 15)):
+        wire = deflated
+        until = compressed_fingerprint(deflate_message(message, DEFLATE_LEVEL, 15))
     ctx = mp.get_context("spawn")
     port_q: mp.Queue = ctx.Queue()
     out: mp.Queue = ctx.Queue()
@@ -186,7 +189,7 @@ def run_once(
     port = port_q.get(timeout=30)
     shares = [watchers // workers + (i < watchers % workers) for i in range(workers)]
     procs = [
-        ctx.Process(target=watch_raw, args=(port, n, fingerprint(message), out), daemon=True)
+        ctx.Process(target=watch_raw, args=(port, n, until, deflate, out), daemon=True)
         if raw
         else ctx.Process(target=watch, args=(port, n, before, text, deflate, out), daemon=True)
         for n in shares

@@ -3,8 +3,8 @@
 A pycrdt :class:`~.watcher.Watcher` costs about 1 ms of CPU to receive, apply and check a
 219 kB update; 300 of them on the server's 2 cores measure the watchers, not the server
 (bench/README.md). A :class:`RawWatcher` does what a viewer must do on the wire and no more:
-the websocket handshake (by hand, *without* offering permessage-deflate, so every frame
-arrives as the plain bytes the server built), a y-sync handshake (an empty state vector as
+the websocket handshake (by hand; offering permessage-deflate as Chromium does when
+``FANOUT_WATCHER_COMPRESSION=deflate``, see below), a y-sync handshake (an empty state vector as
 its step1, an empty update as its step2 answer to the server's step1), one awareness state
 as the full watchers send, then it parses frame headers and records, for every document
 update it receives after :meth:`reset`, the arrival time and a fingerprint.
@@ -22,6 +22,17 @@ The fingerprint is the frame's length with a CRC of its first 32 and last 64 byt
 update's head names the writing client and clock, its tail carries the newest content and the
 delete set), ``watcher.fingerprint``: a raw watcher keeps only those bytes of a message,
 so taking in a 219 kB update costs it the socket reads and no copy.
+
+With permessage-deflate (``--watcher-compression deflate``) a browser's share of the work is
+inflating what it gets. A server that compresses each message once for everyone (ours:
+``server_no_context_takeover``, the same compressed frame to every connection) sends every
+watcher the same compressed bytes, so one watcher per process (``inflates``) inflates each
+compressed message and records which plain message it holds (:data:`INFLATED`); the others
+fingerprint the compressed bytes, take the message type from its first inflated bytes (a
+deflate block's header and first symbols fit in the first kilobyte), and map their
+fingerprints through :data:`INFLATED` when they are resolved. A server that compresses per
+connection (context takeover) is refused at the handshake: its frames differ per connection
+and could not be checked this way.
 """
 
 from __future__ import annotations
@@ -37,7 +48,14 @@ from urllib.parse import urlsplit
 
 from .watcher import MSG_AWARENESS, MSG_SYNC, STEP1, awareness_frame, fingerprint
 
-__all__ = ["RawWatcher", "client_frame", "fingerprint"]
+__all__ = ["INFLATED", "RawWatcher", "client_frame", "compressed_fingerprint", "fingerprint"]
+
+#: {fingerprint of a compressed message: fingerprint of the message it inflates to}, filled by
+#: this process's inflating watcher
+INFLATED: dict[tuple[int, int], tuple[int, int]] = {}
+
+#: what a browser offers (Chromium: the client may use a smaller window; the server answers)
+_DEFLATE_OFFER = "Sec-WebSocket-Extensions: permessage-deflate; client_max_window_bits\r\n"
 
 #: a y-sync step1 with an empty state vector, and a step2 carrying an empty update
 _STEP1_EMPTY = bytes((MSG_SYNC, 0, 1, 0))
@@ -58,6 +76,22 @@ def client_frame(opcode: int, payload: bytes) -> bytes:
 
 
 _HEAD, _TAIL = 32, 64
+#: bytes kept of a compressed message's start: enough to inflate its first two bytes
+_ZHEAD = 1024
+
+
+def compressed_fingerprint(body: bytes | bytearray | memoryview) -> tuple[int, int]:
+    """The fingerprint of a compressed message body: its length negated, so that it never
+    equals a plain message's."""
+    length, crc = fingerprint(body)
+    return -length, crc
+
+
+def _inflate(body: bytes, max_length: int = 0) -> bytes:
+    """A permessage-deflate message body inflated on its own (no context takeover)."""
+    if max_length:
+        return zlib.decompressobj(-15).decompress(body, max_length)
+    return zlib.decompressobj(-15).decompress(body + b"\x00\x00\xff\xff")
 
 
 class _Protocol(asyncio.BufferedProtocol):
@@ -79,6 +113,10 @@ class _Protocol(asyncio.BufferedProtocol):
         self.head = bytearray()
         self.tail = b""
         self.length = 0
+        self.compressed = False  # the message in progress is compressed (RSV1)
+        self.negotiated = False  # the server accepted permessage-deflate
+        #: the whole compressed message in progress, for the inflating watcher
+        self.body: bytearray | None = None
         self.control = bytearray()
         self.transport: asyncio.Transport | None = None
         self.opened: asyncio.Future[None] = asyncio.get_running_loop().create_future()
@@ -104,9 +142,22 @@ class _Protocol(asyncio.BufferedProtocol):
             if not head.startswith("HTTP/1.1 101"):
                 self._fail(f"handshake refused: {head.splitlines()[0] if head else '?'}")
                 return
-            if "sec-websocket-extensions" in head.lower():
-                self._fail("the server negotiated an extension that was not offered")
-                return
+            extensions = [
+                line.split(":", 1)[1].strip().lower()
+                for line in head.split("\r\n")
+                if line.lower().startswith("sec-websocket-extensions:")
+            ]
+            if extensions:
+                if not self.owner.deflate or not extensions[0].startswith("permessage-deflate"):
+                    self._fail("the server negotiated an extension that was not offered")
+                    return
+                if "server_no_context_takeover" not in extensions[0]:
+                    self._fail(
+                        "the server compresses with context takeover: its frames differ per "
+                        "connection, so the raw watchers cannot check them"
+                    )
+                    return
+                self.negotiated = True
             self.upgraded = True
             self.opened.set_result(None)
             view, nbytes = memoryview(rest), len(rest)
@@ -122,8 +173,8 @@ class _Protocol(asyncio.BufferedProtocol):
                 pos += take
                 if len(hdr) < need or (need == 2 and hdr[1] & 0x7F >= 126):
                     continue
-                if hdr[0] & 0x70:
-                    self._fail("a frame with RSV bits set (compression was not negotiated)")
+                if hdr[0] & 0x30 or (hdr[0] & 0x40 and not self.negotiated):
+                    self._fail("a frame with RSV bits set that no extension allows")
                     return
                 size = hdr[1] & 0x7F
                 if size == 126:
@@ -131,6 +182,10 @@ class _Protocol(asyncio.BufferedProtocol):
                 elif size == 127:
                     size = struct.unpack_from("!Q", hdr, 2)[0]
                 self.opcode, self.fin = hdr[0] & 0x0F, bool(hdr[0] & 0x80)
+                if self.opcode in (0x1, 0x2):  # a data message's first frame
+                    self.compressed = bool(hdr[0] & 0x40)
+                    if self.compressed and self.owner.inflates:
+                        self.body = bytearray()
                 self.remaining = size
                 hdr.clear()
                 self.control.clear()
@@ -142,8 +197,11 @@ class _Protocol(asyncio.BufferedProtocol):
                 if self.opcode >= 0x8:
                     self.control += chunk
                 else:
-                    if len(self.head) < _HEAD:
-                        self.head += chunk[: _HEAD - len(self.head)]
+                    keep = _ZHEAD if self.compressed else _HEAD
+                    if len(self.head) < keep:
+                        self.head += chunk[: keep - len(self.head)]
+                    if self.body is not None:
+                        self.body += chunk
                     self.tail = (
                         bytes(chunk[-_TAIL:])
                         if take >= _TAIL
@@ -164,9 +222,13 @@ class _Protocol(asyncio.BufferedProtocol):
                 self.transport.close()
         elif opcode < 0x8 and self.fin:
             head, tail, length = bytes(self.head), self.tail, self.length
+            compressed, body = self.compressed, self.body
             self.head.clear()
-            self.tail, self.length = b"", 0
-            self.owner.on_message(head, tail, length, now)
+            self.tail, self.length, self.compressed, self.body = b"", 0, False, None
+            if compressed:
+                self.owner.on_compressed(head, tail, length, now, body)
+            else:
+                self.owner.on_message(head, tail, length, now)
 
     def write(self, data: bytes) -> None:
         if self.transport is not None and not self.transport.is_closing():
@@ -197,12 +259,22 @@ class RawWatcher:
         *,
         until: tuple[int, int] | None = None,
         on_complete: Callable[[RawWatcher], None] | None = None,
+        deflate: bool | None = None,
+        inflates: bool = False,
     ):
         self.index = index
         self.url = url
         #: a fingerprint that completes this watcher live (fanout_clients_floor)
         self.until = until
         self.on_complete = on_complete
+        #: offer permessage-deflate (default: ``FANOUT_WATCHER_COMPRESSION=deflate``)
+        self.deflate = (
+            os.environ.get("FANOUT_WATCHER_COMPRESSION") == "deflate"
+            if deflate is None
+            else deflate
+        )
+        #: inflate every compressed message and record it in :data:`INFLATED`
+        self.inflates = inflates
         self.opened = asyncio.Event()
         self.synced = asyncio.Event()
         self.closed = asyncio.Event()
@@ -223,12 +295,38 @@ class RawWatcher:
         self.complete_at: float | None = None
         self.last_frame_at: float | None = None
 
-    def on_message(self, head: bytes, tail: bytes, length: int, now: float) -> None:
-        """One whole message: its first 32 and last 64 bytes and its length."""
+    def on_compressed(
+        self, head: bytes, tail: bytes, length: int, now: float, body: bytearray | None
+    ) -> None:
+        """One whole compressed message: its first kilobyte, last 64 bytes and length (and
+        all of it for the inflating watcher)."""
+        fp = (-length, zlib.crc32(tail, zlib.crc32(head[:_HEAD])))
+        try:
+            if body is not None:
+                plain = _inflate(bytes(body))
+                INFLATED[fp] = fingerprint(plain)
+                kind = plain[:2]
+            else:
+                kind = _inflate(head, 2)
+        except zlib.error as e:
+            self.error = self.error or f"a compressed message does not inflate: {e}"
+            return
+        self.on_message(kind, b"", length, now, fp)
+
+    def on_message(
+        self,
+        head: bytes,
+        tail: bytes,
+        length: int,
+        now: float,
+        compressed_fp: tuple[int, int] | None = None,
+    ) -> None:
+        """One whole message: its first 32 and last 64 bytes and its length (for a
+        compressed one: its first two inflated bytes, and its fingerprint)."""
         self.frames += 1
         self.bytes += length
         self.last_frame_at = now
-        if length < 2:
+        if len(head) < 2:
             return
         if head[0] == MSG_SYNC:
             if head[1] == STEP1:
@@ -236,7 +334,7 @@ class RawWatcher:
                 self.protocol.write(client_frame(0x2, _STEP2_EMPTY))
                 return
             self.update_frames += 1
-            fp = (length, zlib.crc32(tail, zlib.crc32(head)))
+            fp = compressed_fp or (length, zlib.crc32(tail, zlib.crc32(head)))
             self.times.append(now)
             self.fps.append(fp)
             self.synced.set()
@@ -261,7 +359,7 @@ class RawWatcher:
                 (
                     f"GET {target} HTTP/1.1\r\nHost: {parts.netloc}\r\nUpgrade: websocket\r\n"
                     f"Connection: Upgrade\r\nSec-WebSocket-Key: {key}\r\n"
-                    "Sec-WebSocket-Version: 13\r\n\r\n"
+                    f"Sec-WebSocket-Version: 13\r\n{_DEFLATE_OFFER if self.deflate else ''}\r\n"
                 ).encode()
             )
             await asyncio.wait_for(proto.opened, 60)
@@ -291,7 +389,8 @@ class RawWatcher:
         """Complete at the arrival of the last of ``reference``'s updates, if this watcher
         received exactly those updates first (a full watcher's, up to its completion)."""
         k = len(reference)
-        if k and len(self.fps) >= k and self.fps[:k] == reference:
+        got = [INFLATED.get(fp, fp) if fp[0] < 0 else fp for fp in self.fps[:k]]
+        if k and len(got) >= k and got == reference:
             self.complete_at = self.times[k - 1]
         return self.complete_at is not None
 
@@ -309,6 +408,6 @@ class RawWatcher:
             "tail": "",
             "first_diff": None,
             "trace": None,
-            "deflate": False,
+            "deflate": bool(self.protocol is not None and self.protocol.negotiated),
             "error": self.error,
         }

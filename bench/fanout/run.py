@@ -265,12 +265,12 @@ def _reference(full: list[dict]) -> dict:
     return out
 
 
-def clients_floor(frame: bytes, n: int, workers: int) -> dict:
+def clients_floor(frame: bytes, n: int, workers: int, deflate: bool = False) -> dict:
     """``n`` raw watchers taking in ``frame`` (a scenario's completing update, as the full
     watchers received it) from a server that costs nothing: the least any server could add
     after its last output on this machine at this moment."""
     try:
-        seconds, cpu, size = floor_once(n, workers, message=frame, raw=True)
+        seconds, cpu, size = floor_once(n, workers, deflate=deflate, message=frame, raw=True)
     except Exception as e:
         return {"error": f"{type(e).__name__}: {e}"}
     return {"seconds": seconds, "client_cpu": cpu, "wire_bytes": size}
@@ -382,7 +382,9 @@ def main(argv: list[str] | None = None) -> int:
                     frame = completion.pop("frame", None)
                     completion.pop("reference", None)
                     if args.clients_floor and frame and args.full_watchers >= 0:
-                        r["clients_floor"] = clients_floor(frame, n, workers)
+                        r["clients_floor"] = clients_floor(
+                            frame, n, workers, deflate=args.watcher_compression == "deflate"
+                        )
                     results["scenarios"].append(r)
                     save()
                     print("[bench]   " + report.one_line(r), flush=True)

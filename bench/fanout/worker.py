@@ -11,7 +11,7 @@ import random
 import time
 import traceback
 
-from .raw_watcher import RawWatcher
+from .raw_watcher import INFLATED, RawWatcher
 from .watcher import CellView, Watcher, browser_like_state
 
 
@@ -44,7 +44,9 @@ class _Worker:
             if full < 0 or i < full:
                 w = Watcher(first_index + i, url, cell_id)
             else:
-                w = RawWatcher(first_index + i, url)
+                # with compression, the first raw watcher of this process inflates for all
+                inflates = not any(isinstance(x, RawWatcher) and x.inflates for x in self.watchers)
+                w = RawWatcher(first_index + i, url, inflates=inflates)
             self.watchers.append(w)
             new.append(w)
             async with sem:
@@ -163,6 +165,7 @@ class _Worker:
         await asyncio.sleep(0)
         self.watchers.clear()
         self.tasks.clear()
+        INFLATED.clear()
         return {"ok": True}
 
     async def serve(self) -> None:
