@@ -1,7 +1,8 @@
 """A big notebook's first browser gets its metadata and first cells in the answer to its first
-sync, and the other cells right after (rooms/progressive.py): it ends with exactly the
-file's notebook, later joiners and Python clients get everything at once, an edit made
-between the two parts converges, and the split is no edit (nothing is saved)."""
+sync, and the other cells right after (rooms/progressive.py), and a notebook's big outputs
+come after its cells: it ends with exactly the file's notebook, later joiners and Python
+clients get everything at once, an edit made between the two parts converges, and the split
+is no edit (nothing is saved)."""
 
 from __future__ import annotations
 
@@ -21,11 +22,18 @@ from collab_kernels.rooms import protocol
 CELLS = 120
 FIRST = 16
 BROWSER = "Mozilla/5.0 (X11; Linux x86_64) test"
+OUTPUT_BYTES = 50_000
 
 
 @pytest.fixture
 def jp_server_config():
-    return collab_config(RoomManager={"progressive_sync_cells": FIRST, "save_delay": 0.05})
+    return collab_config(
+        RoomManager={
+            "progressive_sync_cells": FIRST,
+            "progressive_sync_output_bytes": OUTPUT_BYTES,
+            "save_delay": 0.05,
+        }
+    )
 
 
 def big_notebook(root, name: str) -> str:
@@ -204,3 +212,65 @@ async def test_an_edit_between_the_two_parts_converges(
     saved = nbformat.read(str(jp_root_dir / path), as_version=4)
     assert [c["source"] for c in saved.cells] == [c["source"] for c in want["cells"]]
     assert [c["id"] for c in saved.cells] == [c["id"] for c in want["cells"]]
+
+
+def notebook_with_big_outputs(root, name: str) -> str:
+    """Five cells (fewer than FIRST): two of them hold more output than the first part may."""
+    nb = nbformat.v4.new_notebook()
+    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3"}
+    small = nbformat.v4.new_code_cell("print(1)", execution_count=1)
+    small.outputs = [nbformat.v4.new_output("stream", name="stdout", text="1\n")]
+    stream = nbformat.v4.new_code_cell("for i in range(20000): print(i)", execution_count=2)
+    stream.outputs = [
+        nbformat.v4.new_output(
+            "stream", name="stdout", text="".join(f"{i}\n" for i in range(20000))
+        )
+    ]
+    data = nbformat.v4.new_code_cell("big", execution_count=3)
+    data.outputs = [
+        nbformat.v4.new_output(
+            "display_data", data={"text/plain": ["line\n"] * 20000, "text/html": "<b>b</b>"}
+        )
+    ]
+    last = nbformat.v4.new_code_cell("2", execution_count=4)
+    last.outputs = [
+        nbformat.v4.new_output("execute_result", data={"text/plain": "2"}, execution_count=4)
+    ]
+    nb.cells = [small, stream, nbformat.v4.new_markdown_cell("# between"), data, last]
+    nbformat.write(nb, str(root / name))
+    return name
+
+
+async def test_big_outputs_follow_the_cells(
+    jp_root_dir, browsers, collab_client, room_manager, expected
+):
+    path = notebook_with_big_outputs(jp_root_dir, "big-outputs.ipynb")
+    other = notebook_with_big_outputs(jp_root_dir, "big-outputs-python.ipynb")
+    on_disk = (jp_root_dir / path).read_bytes()
+    want, want_other = await expected(path), await expected(other)
+    alice = await browsers(path)
+    await alice.apply_next("step2")
+    # Every cell is there at once; the two big outputs are not, the small ones are.
+    first = alice.document.get()
+    assert [c["id"] for c in first["cells"]] == [c["id"] for c in want["cells"]]
+    assert [c["source"] for c in first["cells"]] == [c["source"] for c in want["cells"]]
+    assert first["cells"][1]["outputs"] == [] and first["cells"][3]["outputs"] == []
+    for index in (0, 2, 4):
+        assert first["cells"][index] == want["cells"][index]
+    assert first["cells"][1]["execution_count"] == 2
+    # The outputs follow as an ordinary update: the file's notebook exactly.
+    await alice.apply_next("update")
+    got = alice.document.get()
+    assert got == want
+    assert got["cells"][1]["outputs"][0]["text"].count("\n") == 20000
+    # No edit: nothing to save, the file untouched.
+    room = await room_manager.get_room_for_path(path)
+    assert room.version == 0 and not room.unsaved
+    assert room.document.get() == want
+    assert (jp_root_dir / path).read_bytes() == on_disk
+    # A later joiner and a Python client get the outputs in their first sync.
+    bob = await browsers(path)
+    await bob.apply_next("step2")
+    assert bob.document.get() == want
+    carol = await collab_client(other)
+    assert carol.document.get() == want_other

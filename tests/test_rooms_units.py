@@ -171,6 +171,7 @@ class FakeHost:
     max_update_depth = 16
     max_cell_output = 0
     progressive_sync_cells = 0
+    progressive_sync_output_bytes = 0
     store = None
     log = LOG
 

@@ -215,7 +215,9 @@ class DocumentRoom(Fanout):
             content = (await file.read(keep_text=keep_text))["content"]
             restored = self._restore_history(file.hash)
             first_cells = 0 if restored else self.host.progressive_sync_cells
-            content, rest = progressive.split(content, self.file_type, first_cells)
+            content, rest = progressive.split(
+                content, self.file_type, first_cells, self.host.progressive_sync_output_bytes
+            )
             with self.collect_updates() as built:
                 if restored:
                     file.saved_content = await file.content_of(content)

@@ -60,6 +60,18 @@ class RoomPreloads(LoggingConfigurable):
         ),
     )
 
+    progressive_sync_output_bytes = Integer(
+        1024 * 1024,
+        config=True,
+        help=(
+            "With progressive_sync_cells on, the first part a browser gets holds at most "
+            "this many bytes of outputs (stream text and output data): the outputs of the "
+            "cells over it follow with the rest, so a notebook holding a big output shows "
+            "its cells before that output is sent and rendered (the page renders 20 MB of "
+            "output in several seconds). 0: outputs are never held back."
+        ),
+    )
+
     #: the loads in progress, by room id (the manager's)
     _loading: dict[str, asyncio.Future[DocumentRoom]]
 

@@ -13,6 +13,12 @@ marks itself synced, picks the kernel from the metadata and shows the first cell
 short task. The rest follows on the next loop iteration as an ordinary update message (a
 remote insert for the page). Every later SyncStep1 gets the whole state, as before.
 
+A notebook holding big outputs is split the same way, whatever its number of cells: the first
+part holds at most ``progressive_sync_output_bytes`` of outputs, and the outputs of the cells
+over that follow with the rest (the cells are there, their outputs empty until the rest
+comes). A browser renders 20 MB of stream output in several seconds before it shows any
+cell; now it shows the cells first and the output when it comes, as when a kernel writes it.
+
 Only browsers (a ``User-Agent`` starting with ``Mozilla/``, which every browser sends) get
 the split: a Python client or a tool treats its SyncStep2 as the whole document (the Y
 sync protocol's promise) and would otherwise run or read a notebook of only its first
@@ -23,11 +29,12 @@ a server edit made during the load, not an edit to save).
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from jupyter_ydoc import YNotebook
-from pycrdt import Doc, create_update_message
+from pycrdt import Doc, Map, Text, create_update_message
 
 from . import update_parts
 from .content import in_slices
@@ -57,15 +64,68 @@ def is_browser(headers: Mapping[str, str]) -> bool:
     return headers.get("User-Agent", "").startswith("Mozilla/")
 
 
-def split(content: Any, file_type: str, first_cells: int) -> tuple[Any, list[Any]]:
-    """A notebook's content with only its first ``first_cells`` cells, and the other cells;
-    ``(content, [])`` when it is not split (a text file, few cells, or 0 = off)."""
+@dataclass
+class Rest:
+    """What a notebook's first part leaves for the second: the cells after its first ones,
+    and the outputs held back from its first cells (by the cell's index)."""
+
+    cells: list[Any] = field(default_factory=list)
+    outputs: list[tuple[int, list[Any]]] = field(default_factory=list)
+
+    def __bool__(self) -> bool:
+        return bool(self.cells or self.outputs)
+
+
+def output_size(outputs: list[Any], limit: int) -> int:
+    """The characters of ``outputs``' texts and data (strings, at any depth), counted up to
+    just over ``limit``."""
+    size, stack = 0, list(outputs)
+    while stack and size <= limit:
+        item = stack.pop()
+        if isinstance(item, str):
+            size += len(item)
+        elif isinstance(item, dict):
+            stack.extend(item.values())
+        elif isinstance(item, list):
+            stack.extend(item)
+    return size
+
+
+def split(
+    content: Any, file_type: str, first_cells: int, output_bytes: int = 0
+) -> tuple[Any, Rest]:
+    """A notebook's content with only its first ``first_cells`` cells, holding at most
+    ``output_bytes`` of outputs (0: no bound), and the :class:`Rest`; ``(content, Rest())``
+    when it is not split (a text file, a small notebook, or ``first_cells`` 0 = off)."""
     if file_type != "notebook" or first_cells <= 0 or not isinstance(content, dict):
-        return content, []
+        return content, Rest()
     cells = content.get("cells")
-    if not isinstance(cells, list) or len(cells) <= first_cells:
-        return content, []
-    return {**content, "cells": cells[:first_cells]}, cells[first_cells:]
+    if not isinstance(cells, list):
+        return content, Rest()
+    first, rest = cells[:first_cells], Rest(cells=cells[first_cells:])
+    kept = 0
+    for index, cell in enumerate(first if output_bytes > 0 else ()):
+        outputs = cell.get("outputs") if isinstance(cell, dict) else None
+        if not isinstance(outputs, list) or not all(isinstance(o, dict) for o in outputs):
+            continue
+        size = output_size(outputs, output_bytes - kept)
+        if kept + size <= output_bytes:
+            kept += size
+        else:
+            rest.outputs.append((index, outputs))
+            first[index] = {**cell, "outputs": []}
+    if not rest:
+        return content, rest
+    return {**content, "cells": first}, rest
+
+
+def youtput(output: dict[str, Any]) -> Map[Any]:
+    """One output as the notebook schema holds it (jupyter_ydoc's ``create_ycell``: a
+    stream's text is a Text, the rest as it is)."""
+    if output.get("output_type") == "stream":
+        text = output.get("text", "")
+        return Map({**output, "text": Text(text if isinstance(text, str) else "".join(text))})
+    return Map(output)
 
 
 class FirstPart:
@@ -121,11 +181,11 @@ class FirstPart:
 
 
 async def build_rest(
-    room: Builder, rest: list[Any], built: Sequence[update_parts.Part] = ()
+    room: Builder, rest: Rest, built: Sequence[update_parts.Part] = ()
 ) -> FirstPart | None:
-    """Keep the first part (built already, in the transactions ``built``) and append the
-    ``rest`` of the cells to the document, as a server edit (call during the load), in
-    slices (``content.in_slices``)."""
+    """Keep the first part (built already, in the transactions ``built``) and add the
+    ``rest`` to the document: the outputs held back, then the other cells, as a server edit
+    (call during the load), in slices (``content.in_slices``)."""
     if not rest:
         return None
     document = room.document
@@ -134,6 +194,17 @@ async def build_rest(
     ydoc = room.ydoc
     parts, first_state = len(built), ydoc.get_state()
     cells = document.ycells
+
+    def steps() -> Iterator[None]:
+        for index, outputs in rest.outputs:
+            youtputs = cells[index]["outputs"]
+            for output in outputs:
+                youtputs.append(youtput(output))
+                yield
+        for cell in rest.cells:
+            cells.append(document.create_ycell(cell))
+            yield
+
     with room.server_edit():
-        await in_slices(ydoc, (cells.append(document.create_ycell(cell)) for cell in rest))
+        await in_slices(ydoc, steps())
     return FirstPart(ydoc, parts, first_state, ydoc.get_state())
