@@ -6,8 +6,10 @@ from __future__ import annotations
 
 import asyncio
 import json
+from datetime import datetime
 
 from fixtures_kernels import TIMEOUT, wait_until
+from jupyter_server._tz import isoformat
 
 from collab_kernels.kernels.manager import SharedClientKernelManager
 
@@ -71,6 +73,29 @@ async def test_activity_tracking_uses_no_extra_socket(jp_serverapp, start_kernel
     assert getattr(kernel, "_activity_stream", None) is None
     names = [listener.name for listener in kernel.shared_client.listeners]
     assert names == ["activity"]
+
+
+async def test_a_burst_of_output_ends_with_its_last_activity(
+    jp_serverapp, start_kernel, open_kernel_ws, kernel_model
+):
+    """During a burst the activity traits are assigned at most every few milliseconds
+    (kernels/activity.py; test_kernels_activity.py has the exact rule), and a status at
+    once: when the idle status has been handled, /api/kernels shows its time, as with
+    stock's assignment per message."""
+    kid = await start_kernel()
+    km = jp_serverapp.kernel_manager
+    tab = await open_kernel_ws(kid, "v1")
+    kernel = km.get_kernel(kid)
+    await wait_until(lambda: kernel.execution_state == "idle")
+    assigned: list = []
+    km.observe(lambda change: assigned.append(change["new"]), "last_kernel_activity")
+    msg_id = tab.execute("import sys\nfor i in range(400): print(i); sys.stdout.flush()")
+    idle = await tab.idle(msg_id)
+    sent = datetime.fromisoformat(idle["header"]["date"].replace("Z", "+00:00"))
+    assert km.last_kernel_activity == kernel.last_activity >= sent
+    assert (await kernel_model(kid))["last_activity"] == isoformat(kernel.last_activity)
+    assert assigned == sorted(assigned)
+    assert len(assigned) < 200  # 400 prints and their statuses
 
 
 async def test_interrupt(jp_serverapp, jp_fetch, start_kernel, open_kernel_ws):

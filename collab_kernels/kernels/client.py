@@ -2,8 +2,9 @@
 
 The client owns one ZMQ socket set (iopub, shell, control, stdin; see ``sockets.py``) to a
 kernel and fans each message out to listeners as it arrives (``routing.py`` holds the
-rules). Reception is driven by the event loop through ``ZMQStream.on_recv`` callbacks: no
-polling and no sleeps.
+rules). Reception is driven by the event loop (``ZMQStream.on_recv`` callbacks, and on
+iopub a reader that takes every message the socket holds at each wake-up): no polling and
+no sleeps.
 
 Why not ``jupyter_client.AsyncKernelClient``: its channels are read by awaiting one message
 at a time per consumer, and it routes nothing; here one socket set is read once and each
@@ -33,6 +34,7 @@ from .listener import (
 )
 from .message import (
     CHANNELS,
+    IOPUB,
     LIFECYCLE_EVENTS,
     OUTPUT_MSG_TYPES,
     REQUEST_CHANNELS,
@@ -454,6 +456,10 @@ class SharedKernelClient(LoggingConfigurable):
 
     def flush(self, channel: str = "iopub") -> None:
         """Deliver what the socket already received (before a synthetic status message)."""
+        if channel == IOPUB:
+            if self._sockets is not None and not self._sockets.iopub.closed():
+                self._sockets.iopub.flush()
+            return
         stream = self.streams.get(channel)
         if stream is not None and not stream.closed():
             stream.flush()

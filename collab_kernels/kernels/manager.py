@@ -22,6 +22,7 @@ from jupyter_server.services.kernels.kernelmanager import (
 )
 from traitlets import Bool, Instance, Integer, Type, default
 
+from .activity import ActivityManager, KernelActivity
 from .client import CHANNELS, KernelMessage, Listener, SharedKernelClient
 
 # Longest unix socket path we create (sun_path is 108 bytes on Linux, 104 on macOS),
@@ -188,13 +189,8 @@ class SharedClientMappingKernelManager(AsyncMappingKernelManager):
     # ---------------------------------------------------------------- activity
 
     def start_watching_activity(self, kernel_id: str) -> None:
-        """Stock activity tracking, as a listener of the shared client (no extra socket).
-
-        Same rules as ``MappingKernelManager.start_watching_activity``: every iopub message
-        of a tracked type (or whose parent is tracked, or while busy) is activity; status
-        messages set ``execution_state`` when their parent is tracked, and the first
-        status after starting normalizes it to idle.
-        """
+        """Stock activity tracking, as a listener of the shared client (no extra socket;
+        the rules and what costs less than stock: activity.py)."""
         kernel = self._kernels[kernel_id]
         client = getattr(kernel, "shared_client", None)
         if client is None:
@@ -203,26 +199,10 @@ class SharedClientMappingKernelManager(AsyncMappingKernelManager):
         self.stop_watching_activity(kernel_id)
         kernel.reason = ""
         kernel.last_activity = utcnow()
-
-        def record_activity(msg: KernelMessage) -> None:
-            if client.is_startup_nudge(msg.parent_msg_id):
-                return
-            parent_msg_type = msg.parent_header.get("msg_type") if msg.parent_header else None
-            if (
-                self.track_message_type(msg.msg_type)  # type: ignore[no-untyped-call]
-                or self.track_message_type(parent_msg_type)  # type: ignore[no-untyped-call]
-                or kernel.execution_state == "busy"
-            ):
-                self.last_kernel_activity = kernel.last_activity = utcnow()
-            if msg.msg_type == "status":
-                execution_state = msg.content.get("execution_state")
-                if self.track_message_type(parent_msg_type):  # type: ignore[no-untyped-call]
-                    kernel.execution_state = execution_state
-                elif kernel.execution_state == "starting" and execution_state != "starting":
-                    kernel.execution_state = "idle"
-
+        activity = KernelActivity(t.cast(ActivityManager, self), kernel, client.is_startup_nudge)
+        kernel._activity = activity
         kernel._activity_listener = client.add_listener(
-            record_activity, channels=["iopub"], name="activity"
+            activity, channels=["iopub"], name="activity"
         )
 
     def stop_watching_activity(self, kernel_id: str) -> None:
@@ -231,6 +211,10 @@ class SharedClientMappingKernelManager(AsyncMappingKernelManager):
         if listener is not None:
             listener.client.remove_listener(listener)
             kernel._activity_listener = None
+        activity = getattr(kernel, "_activity", None)
+        if activity is not None:
+            activity.stop()
+            kernel._activity = None
         super().stop_watching_activity(kernel_id)  # type: ignore[no-untyped-call]
 
     # ---------------------------------------------------------------- interrupt

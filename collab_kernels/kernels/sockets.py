@@ -9,6 +9,8 @@ keys), plus what it offers no hook for, set before ``connect``:
   manager's session id: ``KernelManager.client()`` presents that one, and ipykernel's
   ``ROUTER_HANDOVER`` gives an identity to its newest socket, so sharing it would cut every
   tab's replies as soon as an extension opened an in-process client;
+- iopub read by a ``DrainingReader`` (every message the socket holds at each wake-up;
+  ``draining.py`` says why not a ``ZMQStream``), the other three by ``ZMQStream``s;
 - a ZMQ socket monitor reporting the end of each socket's ZMTP handshake. The sockets are
   connected while the kernel process is still starting, so each one's first attempt is
   refused and retried on its own timer (``reconnect_ivl``, 100 ms). The shell reply and an
@@ -29,7 +31,8 @@ from jupyter_client.connect import channel_socket_types
 from zmq.eventloop.zmqstream import ZMQStream
 from zmq.utils.monitor import parse_monitor_message
 
-from .message import CHANNELS
+from .draining import DrainingReader
+from .message import CHANNELS, IOPUB, REQUEST_CHANNELS
 
 
 class ConnectionInfo(t.Protocol):
@@ -53,7 +56,11 @@ def channel_url(km: ConnectionInfo, channel: str) -> str:
 
 
 class KernelSockets:
-    """The four sockets to one kernel process; ``on_recv(channel, frames)`` gets each message."""
+    """The four sockets to one kernel process; ``on_recv(channel, frames)`` gets each message.
+
+    ``streams`` holds the request channels' ``ZMQStream``s (shell, control, stdin), which
+    also send; ``iopub`` the iopub socket's reader.
+    """
 
     def __init__(
         self,
@@ -76,12 +83,18 @@ class KernelSockets:
         self._monitors: dict[str, ZMQStream] = {}
         self._label = label
         self._loop = getattr(km, "loop", None)  # jupyter_client's IOLoop kernel managers
-        for channel in CHANNELS:
-            stream = self._connect(channel, iopub_hwm)
+        self.iopub = DrainingReader(
+            self._connect(IOPUB, iopub_hwm),
+            partial(on_recv, IOPUB),
+            loop=self._loop.asyncio_loop if self._loop is not None else None,
+            log=log,
+        )
+        for channel in REQUEST_CHANNELS:
+            stream = ZMQStream(self._connect(channel, iopub_hwm), self._loop)
             stream.on_recv(partial(on_recv, channel), copy=True)
             self.streams[channel] = stream
 
-    def _connect(self, channel: str, iopub_hwm: int) -> ZMQStream:
+    def _connect(self, channel: str, iopub_hwm: int) -> zmq.Socket[bytes]:
         km = self.km
         sock: zmq.Socket[bytes] = zmq.Socket(km.context, channel_socket_types[channel])
         sock.linger = 1000
@@ -104,7 +117,7 @@ class KernelSockets:
         monitor_stream.on_recv(partial(self._on_monitor_event, channel))
         self._monitors[channel] = monitor_stream
         sock.connect(channel_url(km, channel))
-        return ZMQStream(sock, self._loop)
+        return sock
 
     def _on_monitor_event(self, channel: str, frames: list[bytes]) -> None:
         try:
@@ -127,7 +140,7 @@ class KernelSockets:
         monitor = self._monitors.pop(channel, None)
         if monitor is None:
             return
-        stream = self.streams.get(channel)
+        stream = self.iopub if channel == IOPUB else self.streams.get(channel)
         try:
             if stream is not None and not stream.closed():
                 stream.socket.disable_monitor()
@@ -141,7 +154,8 @@ class KernelSockets:
         # Monitors first: libzmq's context cannot terminate while one is open.
         for channel in list(self._monitors):
             self.stop_monitor(channel)
-        for stream in self.streams.values():
+        streams: list[DrainingReader | ZMQStream] = [self.iopub, *self.streams.values()]
+        for stream in streams:
             try:
                 if not stream.closed():
                     stream.on_recv(None)
