@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import socket
 from urllib.parse import urlencode
 
 import pytest
@@ -16,6 +17,7 @@ from fixtures_rooms import eventually
 from fixtures_watchers import Watcher
 from pycrdt import Doc, Text
 from tornado.httpclient import HTTPRequest
+from tornado.iostream import IOStream
 from tornado.websocket import websocket_connect
 from traitlets.config import Config
 
@@ -299,3 +301,33 @@ async def test_updates_stored_ahead_of_their_broadcast_are_stored_once():
     await asyncio.sleep(0)
     assert replay(received) == replay(stored) == "result, count, late output!"
     room.close()
+
+
+async def test_frames_written_to_the_socket_itself_keep_their_order_when_it_fills():
+    """``WebsocketWriter._write`` writes to the socket while tornado has nothing waiting for
+    it, and hands tornado the rest: over a real socket whose reader waits, a partial write
+    and the frames after it arrive whole, in order, and the futures give back-pressure."""
+    ours, theirs = socket.socketpair()
+    ours.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 64 * 1024)
+    theirs.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 64 * 1024)
+    ours.setblocking(False)
+    stream = IOStream(ours)
+    small = b"a" * 100
+    assert frames.WebsocketWriter._write(stream, small) is None  # the socket took it all
+    chunks = [bytes([65 + i]) * (300 * 1024) for i in range(4)]  # far beyond both buffers
+    results = [frames.WebsocketWriter._write(stream, chunk) for chunk in chunks]
+    assert results[0] is not None and stream.writing()  # partly written, the rest queued
+    assert all(r is not None for r in results)
+    assert not results[-1].done()  # back-pressure: the reader has not read yet
+    theirs.setblocking(False)
+    expected = small + b"".join(chunks)
+    received = bytearray()
+    loop = asyncio.get_running_loop()
+    while len(received) < len(expected):
+        received += await loop.sock_recv(theirs, 1 << 20)
+    assert bytes(received) == expected
+    await asyncio.gather(*results)
+    assert frames.WebsocketWriter._write(stream, small) is None  # drained: direct again
+    assert await loop.sock_recv(theirs, 1 << 20) == small
+    stream.close()
+    theirs.close()
