@@ -134,9 +134,10 @@ class WebsocketWriter:
     """Writes :class:`Frame` objects to one tornado websocket (see the module docstring).
 
     Call it with a frame; it returns None when the connection's socket took the bytes at
-    once, else a future that resolves once it took them, or raises ``WebSocketClosedError`` / ``StreamClosedError`` when the connection is
-    gone. ``deflate``: how to compress for this connection if it negotiated permessage-deflate
-    with the room handler (``deflate.accept_offer``).
+    once, else a future that resolves once it took them, or raises ``WebSocketClosedError``
+    / ``StreamClosedError`` when the connection is gone. ``deflate``: how to compress for
+    this connection if it negotiated permessage-deflate with the room handler
+    (``deflate.accept_offer``).
     """
 
     def __init__(self, handler: WebSocketHandler, deflate: Deflate | None = None) -> None:
