@@ -25,7 +25,7 @@ from jupyter_server.services.kernels.kernelmanager import MappingKernelManager
 
 from .message import STATUS, KernelMessage
 
-#: Seconds between two assignments of ``last_kernel_activity`` during a burst.
+#: Seconds between two assignments of the activity traits during a burst.
 SETTLE = 0.01
 
 

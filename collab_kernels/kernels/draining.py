@@ -6,9 +6,9 @@ for each message it receives, a ``ZMQStream`` reads the socket's events twice th
 awaitable and schedules one more loop callback when another message is waiting. On 2 cores
 that was about 20 us per message besides the receive itself, and a kernel that prints 2000
 lines sends 2000 messages. ``recv_multipart`` itself builds an enum member per part (18 us
-for a seven-part message, against 12 us with plain ints). iopub only
-receives, so the reader needs none of it: on each readable event it receives while the
-socket's events (an int) show a message, at most ``limit`` at a time.
+for a seven-part message, against 12 us with plain ints). iopub only receives, so the
+reader needs none of it: on each readable event it receives while the socket's events (an
+int) show a message, at most ``limit`` at a time.
 
 The ZMQ file descriptor is edge-triggered: it signals a change, not a state. The reader
 stops only when the events show nothing to receive (reading them also resets the
