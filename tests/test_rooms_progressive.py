@@ -17,7 +17,7 @@ from pycrdt import Doc, create_sync_message, create_update_message
 from websockets.asyncio.client import connect as ws_connect
 
 from collab_kernels.client.connection import RoomConnection, open_session
-from collab_kernels.rooms import protocol
+from collab_kernels.rooms import progressive, protocol
 
 CELLS = 120
 FIRST = 16
@@ -274,3 +274,21 @@ async def test_big_outputs_follow_the_cells(
     assert bob.document.get() == want
     carol = await collab_client(other)
     assert carol.document.get() == want_other
+
+
+def test_output_sizes_are_utf8_bytes_as_the_trait_says():
+    """``progressive_sync_output_bytes`` counts bytes: a non-ASCII output weighs what it
+    takes on the wire, not its characters."""
+    ascii_out = {"output_type": "stream", "name": "stdout", "text": "a" * 100}
+    accented = {"output_type": "stream", "name": "stdout", "text": "é" * 100}  # 200 bytes
+    data = {"output_type": "display_data", "data": {"text/plain": ["€" * 10, "x"]}}
+    names = len("stream") + len("stdout")  # every string counts, the output's names too
+    assert progressive.output_size([ascii_out], 10_000) == names + 100
+    assert progressive.output_size([accented], 10_000) == names + 200
+    assert progressive.output_size([data], 10_000) == len("display_data") + 30 + 1
+    # a notebook whose accented output is over the bound in bytes but not in characters
+    content = {"cells": [{"cell_type": "code", "source": "", "outputs": [accented]}]}
+    first, rest = progressive.split(content, "notebook", 1, output_bytes=names + 150)
+    assert first["cells"][0]["outputs"] == [] and rest.outputs == [(0, [accented])]
+    first, rest = progressive.split(content, "notebook", 1, output_bytes=names + 250)
+    assert first is content and not rest

@@ -77,13 +77,18 @@ class Rest:
 
 
 def output_size(outputs: list[Any], limit: int) -> int:
-    """The characters of ``outputs``' texts and data (strings, at any depth), counted up to
-    just over ``limit``."""
+    """The UTF-8 bytes of ``outputs``' texts and data (strings, at any depth), counted up to
+    just over ``limit``. A string is encoded only when it is not ASCII (``isascii`` costs
+    nothing) and has fewer characters than are left to the limit (its bytes are at least its
+    characters, so a longer one is over it anyway)."""
     size, stack = 0, list(outputs)
     while stack and size <= limit:
         item = stack.pop()
         if isinstance(item, str):
-            size += len(item)
+            if item.isascii() or len(item) > limit - size:
+                size += len(item)
+            else:
+                size += len(item.encode("utf-8", "surrogatepass"))
         elif isinstance(item, dict):
             stack.extend(item.values())
         elif isinstance(item, list):
